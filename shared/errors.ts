@@ -1,0 +1,83 @@
+/**
+ * The one catalog of error codes. The same codes travel on the wire (`{"error":{code,message}}`),
+ * in HTTP bodies and in logs; the README's error table is checked against it in a test.
+ */
+export const ERROR_CODES = {
+  BAD_REQUEST: 'The request is malformed: a frame is missing, or the header is not valid JSON or msgpack.',
+  BAD_IMAGE: 'The image bytes could not be decoded.',
+  IMAGE_TOO_LARGE: 'The image exceeds the byte or pixel limit.',
+  UNKNOWN_MODEL: 'No such model or model version.',
+  UNKNOWN_SERVICE: 'No such service.',
+  UNKNOWN_JOB: 'No such job.',
+  NO_WORKERS: 'No worker offered the service before the deadline.',
+  OVERLOADED: 'The queue is full; retry later.',
+  TIMEOUT: 'The deadline passed before a reply.',
+  WORKER_LOST: 'The worker handling the request died.',
+  CANCELED: 'The request was canceled.',
+  INTERNAL: 'An unexpected internal error.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Wire form of an error reply body. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: Record<string, unknown> };
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}
+
+/** Base error of every Zerve component; `code` is stable, `message` is for humans. */
+export class ZerveError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message ?? ERROR_CODES[code], options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ZerveError';
+    this.code = code;
+    if (options?.details) this.details = options.details;
+  }
+
+  toJSON(): ErrorBody {
+    const error: ErrorBody['error'] = { code: this.code, message: this.message };
+    if (this.details) error.details = this.details;
+    return { error };
+  }
+
+  /** Wraps anything thrown into a ZerveError, keeping it as `cause` (unknown errors become INTERNAL). */
+  static from(err: unknown): ZerveError {
+    if (err instanceof ZerveError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    return new ZerveError('INTERNAL', message, { cause: err });
+  }
+
+  /** Rebuilds an error received on the wire. */
+  static fromBody(body: ErrorBody): ZerveError {
+    const code = isErrorCode(body.error.code) ? body.error.code : 'INTERNAL';
+    return new ZerveError(code, body.error.message, body.error.details ? { details: body.error.details } : undefined);
+  }
+}
+
+/** The worker died with the request in flight: the broker may requeue it on another worker. */
+export class WorkerLostError extends ZerveError {
+  constructor(message = ERROR_CODES.WORKER_LOST, options?: { cause?: unknown }) {
+    super('WORKER_LOST', message, options);
+    this.name = 'WorkerLostError';
+  }
+}
+
+/** Retrying cannot help: the input itself is wrong. */
+export class UnrecoverableError extends ZerveError {
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(code, message, options);
+    this.name = 'UnrecoverableError';
+  }
+}
+
+export function isErrorBody(value: unknown): value is ErrorBody {
+  if (typeof value !== 'object' || value === null || !('error' in value)) return false;
+  const error = (value as { error: unknown }).error;
+  return typeof error === 'object' && error !== null && 'code' in error && 'message' in error;
+}

@@ -1,0 +1,127 @@
+/**
+ * Message bodies carried inside MDP frames: one definition of each, used by both ends.
+ *
+ * `classify.<model>` request body: frame 0 the header (JSON text or msgpack, told apart by the first
+ * byte), frame 1 the image file's bytes. Every reply is one UTF-8 JSON frame: a result, or
+ * `{"error":{"code","message"}}`.
+ */
+import { pack, unpack } from 'msgpackr';
+import { ZerveError, isErrorBody, type ErrorBody } from './errors.ts';
+
+/** Header of a request; every field is optional (`{}` is valid). */
+export interface RequestHeader {
+  /** How many predictions to return; defaults to the model's config. */
+  topk?: number;
+  /** Model version to use; defaults to the latest. */
+  version?: string;
+  /** Time budget in milliseconds from when the broker receives the request. */
+  deadlineMs?: number;
+  [key: string]: unknown;
+}
+
+export interface Prediction {
+  index: number;
+  label: string;
+  probability: number;
+}
+
+export interface ClassifyReply {
+  model: string;
+  version: string;
+  predictions: Prediction[];
+  /** Milliseconds spent per stage: `decodeMs`, `inferenceMs`, `totalMs`, ... */
+  timings: Record<string, number>;
+}
+
+/** A worker as `mmi.workers` lists it. */
+export interface WorkerInfo {
+  id: string;
+  kind: string;
+  host: string;
+  pid: number | null;
+  protocol: 'MDP/0.1' | 'MDP/0.2';
+  services: string[];
+  capacity: number;
+  inFlight: number;
+  /** Milliseconds since the broker last heard from it. */
+  lastSeenMs: number;
+}
+
+/** A service as `mmi.services` lists it. */
+export interface ServiceInfo {
+  name: string;
+  workers: number;
+  capacity: number;
+  inFlight: number;
+  queued: number;
+}
+
+const MAX_HEADER_BYTES = 64 * 1024;
+
+/** True when the first byte starts a msgpack map (fixmap, map16, map32). */
+function isMsgpackMap(first: number): boolean {
+  return (first >= 0x80 && first <= 0x8f) || first === 0xde || first === 0xdf;
+}
+
+/**
+ * Decodes a request header frame: JSON if it starts with `{` (after whitespace), msgpack if it
+ * starts a msgpack map. An absent or empty frame is `{}`.
+ * @throws ZerveError BAD_REQUEST for anything else
+ */
+export function decodeHeader(frame: Buffer | undefined): RequestHeader {
+  if (frame === undefined || frame.length === 0) return {};
+  if (frame.length > MAX_HEADER_BYTES) {
+    throw new ZerveError('BAD_REQUEST', `header frame is ${frame.length} bytes; the limit is ${MAX_HEADER_BYTES}`);
+  }
+  let value: unknown;
+  const first = frame[0]!;
+  try {
+    if (isMsgpackMap(first)) value = unpack(frame);
+    else value = JSON.parse(frame.toString('utf8'));
+  } catch (err) {
+    throw new ZerveError('BAD_REQUEST', 'header is neither a JSON object nor a msgpack map', { cause: err });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ZerveError('BAD_REQUEST', 'header must be a JSON object or a msgpack map');
+  }
+  const header = value as RequestHeader;
+  if (header.topk !== undefined && !(Number.isInteger(header.topk) && header.topk >= 1 && header.topk <= 1000)) {
+    throw new ZerveError('BAD_REQUEST', 'topk must be an integer from 1 to 1000');
+  }
+  if (header.version !== undefined) {
+    if (typeof header.version === 'number') header.version = String(header.version);
+    if (typeof header.version !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(header.version)) {
+      throw new ZerveError('BAD_REQUEST', 'version must be a version name such as "1"');
+    }
+  }
+  if (header.deadlineMs !== undefined && !(typeof header.deadlineMs === 'number' && header.deadlineMs > 0)) {
+    throw new ZerveError('BAD_REQUEST', 'deadlineMs must be a positive number of milliseconds');
+  }
+  return header;
+}
+
+/** Encodes a header as JSON (the default) or msgpack. */
+export function encodeHeader(header: RequestHeader, format: 'json' | 'msgpack' = 'json'): Buffer {
+  return format === 'msgpack' ? pack(header) : Buffer.from(JSON.stringify(header));
+}
+
+export function encodeJson(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value));
+}
+
+export function encodeError(err: ZerveError): Buffer {
+  return encodeJson(err.toJSON());
+}
+
+/** Parses a JSON reply frame; an error body becomes a thrown ZerveError. */
+export function decodeReply<T = unknown>(frame: Buffer | undefined): T {
+  if (frame === undefined) throw new ZerveError('INTERNAL', 'empty reply');
+  let value: unknown;
+  try {
+    value = JSON.parse(frame.toString('utf8'));
+  } catch (err) {
+    throw new ZerveError('INTERNAL', 'reply is not JSON', { cause: err });
+  }
+  if (isErrorBody(value)) throw ZerveError.fromBody(value as ErrorBody);
+  return value as T;
+}

@@ -1,0 +1,261 @@
+/**
+ * The Majordomo wire protocol: MDP/0.2 (ZeroMQ RFC 18) and MDP/0.1 (RFC 7), plus Zerve's READY
+ * extension. Frames shown here exclude the identity frame a ROUTER socket prepends.
+ *
+ * MDP/0.2 client:  ["MDPC02", cmd, service, ...body]            cmd: REQUEST | PARTIAL | FINAL
+ * MDP/0.1 client:  ["", "MDPC01", service, ...body]             (REQ sockets add the empty frame)
+ * MDP/0.2 worker:  ["MDPW02", cmd, ...]                          READY service [ext] | REQUEST/PARTIAL/FINAL client "" ...body
+ * MDP/0.1 worker:  ["", "MDPW01", cmd, ...]                      READY service [ext] | REQUEST/REPLY client "" ...body
+ */
+import { hostname } from 'node:os';
+
+export type MdpVersion = 1 | 2;
+
+export const MDPC01 = Buffer.from('MDPC01');
+export const MDPC02 = Buffer.from('MDPC02');
+export const MDPW01 = Buffer.from('MDPW01');
+export const MDPW02 = Buffer.from('MDPW02');
+
+const EMPTY = Buffer.alloc(0);
+
+/** MDP/0.2 client command codes. */
+export const ClientCommand = { REQUEST: 0x01, PARTIAL: 0x02, FINAL: 0x03 } as const;
+
+/** MDP/0.2 worker command codes. */
+export const WorkerCommand = {
+  READY: 0x01,
+  REQUEST: 0x02,
+  PARTIAL: 0x03,
+  FINAL: 0x04,
+  HEARTBEAT: 0x05,
+  DISCONNECT: 0x06,
+} as const;
+
+/** MDP/0.1 worker command codes (REPLY is the only, final, reply). */
+export const WorkerCommandV1 = { READY: 0x01, REQUEST: 0x02, REPLY: 0x03, HEARTBEAT: 0x04, DISCONNECT: 0x05 } as const;
+
+const COMMAND_FRAMES_V2 = Object.fromEntries(
+  Object.values(WorkerCommand).map((code) => [code, Buffer.from([code])]),
+) as Record<number, Buffer>;
+const COMMAND_FRAMES_V1 = Object.fromEntries(
+  Object.values(WorkerCommandV1).map((code) => [code, Buffer.from([code])]),
+) as Record<number, Buffer>;
+const CLIENT_FRAMES = Object.fromEntries(
+  Object.values(ClientCommand).map((code) => [code, Buffer.from([code])]),
+) as Record<number, Buffer>;
+
+/** Prefix of the broker's own services (RFC 8). */
+export const MMI_PREFIX = 'mmi.';
+export const MMI_SERVICE = 'mmi.service';
+export const MMI_SERVICES = 'mmi.services';
+export const MMI_WORKERS = 'mmi.workers';
+
+/** Service of a model: one service per model, so a worker may host any subset of models. */
+export function classifyService(model: string): string {
+  return `classify.${model}`;
+}
+export const CLASSIFY_PREFIX = 'classify.';
+export const ECHO_SERVICE = 'echo';
+
+/**
+ * Zerve's extension of READY: an extra frame of JSON after the service name, which plain MDP brokers
+ * ignore. It lets one worker offer several services with one shared capacity (credit-based dispatch).
+ * A worker that already registered may send READY again with a new extension to change its services.
+ */
+export interface ReadyExtension {
+  /** Every service the worker offers; the READY's service frame is the first of them. */
+  services: string[];
+  /** Requests the worker takes at once. */
+  capacity: number;
+  kind?: string;
+  host?: string;
+  pid?: number;
+}
+
+/** A message violated the protocol; the broker logs it and drops it. */
+export class ProtocolError extends Error {
+  override readonly name = 'ProtocolError';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side of the broker
+// ---------------------------------------------------------------------------------------------
+
+export interface ClientRequest {
+  version: MdpVersion;
+  service: string;
+  body: Buffer[];
+}
+
+/** Parses a message from a client (after the ROUTER identity frame). */
+export function parseClientRequest(frames: Buffer[]): ClientRequest {
+  if (frames.length >= 3 && frames[0]!.length === 0 && frames[1]!.equals(MDPC01)) {
+    return { version: 1, service: frames[2]!.toString(), body: frames.slice(3) };
+  }
+  if (frames.length >= 3 && frames[0]!.equals(MDPC02)) {
+    const command = frames[1]!;
+    if (command.length !== 1 || command[0] !== ClientCommand.REQUEST) {
+      throw new ProtocolError('MDP/0.2 client sent a command other than REQUEST');
+    }
+    return { version: 2, service: frames[2]!.toString(), body: frames.slice(3) };
+  }
+  throw new ProtocolError('not an MDP client request');
+}
+
+/** Encodes a reply to a client; MDP/0.1 clients only ever get the final reply. */
+export function encodeClientReply(version: MdpVersion, service: Buffer, body: Buffer[], final = true): Buffer[] {
+  if (version === 1) return [EMPTY, MDPC01, service, ...body];
+  return [MDPC02, CLIENT_FRAMES[final ? ClientCommand.FINAL : ClientCommand.PARTIAL]!, service, ...body];
+}
+
+/** Encodes an MDP/0.2 REQUEST as a client sends it. */
+export function encodeClientRequest(service: string, body: Buffer[]): Buffer[] {
+  return [MDPC02, CLIENT_FRAMES[ClientCommand.REQUEST]!, Buffer.from(service), ...body];
+}
+
+export interface ClientReply {
+  final: boolean;
+  service: string;
+  body: Buffer[];
+}
+
+/** Parses a reply as an MDP/0.2 client receives it. */
+export function parseClientReply(frames: Buffer[]): ClientReply {
+  if (frames.length < 3 || !frames[0]!.equals(MDPC02) || frames[1]!.length !== 1) {
+    throw new ProtocolError('not an MDP/0.2 reply');
+  }
+  const command = frames[1]![0];
+  if (command !== ClientCommand.PARTIAL && command !== ClientCommand.FINAL) {
+    throw new ProtocolError(`unexpected client command 0x${command?.toString(16)}`);
+  }
+  return { final: command === ClientCommand.FINAL, service: frames[2]!.toString(), body: frames.slice(3) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker side of the broker
+// ---------------------------------------------------------------------------------------------
+
+export type WorkerMessage =
+  | { kind: 'ready'; version: MdpVersion; service: string; extension?: ReadyExtension }
+  | { kind: 'reply'; version: MdpVersion; final: boolean; client: Buffer; body: Buffer[] }
+  | { kind: 'heartbeat'; version: MdpVersion }
+  | { kind: 'disconnect'; version: MdpVersion };
+
+/** Parses a message from a worker (after the ROUTER identity frame). */
+export function parseWorkerMessage(frames: Buffer[]): WorkerMessage {
+  let version: MdpVersion;
+  let rest: Buffer[];
+  if (frames.length >= 2 && frames[0]!.equals(MDPW02)) {
+    version = 2;
+    rest = frames.slice(1);
+  } else if (frames.length >= 3 && frames[0]!.length === 0 && frames[1]!.equals(MDPW01)) {
+    version = 1;
+    rest = frames.slice(2);
+  } else {
+    throw new ProtocolError('not an MDP worker message');
+  }
+  const commandFrame = rest[0]!;
+  if (commandFrame.length !== 1) throw new ProtocolError('worker command frame must be one byte');
+  const command = commandFrame[0]!;
+  const codes = version === 2 ? WorkerCommand : WorkerCommandV1;
+  switch (command) {
+    case codes.READY: {
+      if (rest.length < 2) throw new ProtocolError('READY without a service name');
+      const service = rest[1]!.toString();
+      if (service.length === 0) throw new ProtocolError('READY with an empty service name');
+      const extension = rest.length >= 3 ? parseReadyExtension(rest[2]!) : undefined;
+      return extension ? { kind: 'ready', version, service, extension } : { kind: 'ready', version, service };
+    }
+    case codes.HEARTBEAT:
+      return { kind: 'heartbeat', version };
+    case codes.DISCONNECT:
+      return { kind: 'disconnect', version };
+    default: {
+      const isReply =
+        version === 2
+          ? command === WorkerCommand.PARTIAL || command === WorkerCommand.FINAL
+          : command === WorkerCommandV1.REPLY;
+      if (!isReply) throw new ProtocolError(`unknown worker command 0x${command.toString(16)}`);
+      if (rest.length < 3 || rest[2]!.length !== 0) {
+        throw new ProtocolError('reply without a client address and empty delimiter');
+      }
+      const final = version === 1 || command === WorkerCommand.FINAL;
+      return { kind: 'reply', version, final, client: rest[1]!, body: rest.slice(3) };
+    }
+  }
+}
+
+function parseReadyExtension(frame: Buffer): ReadyExtension | undefined {
+  try {
+    const value = JSON.parse(frame.toString()) as Partial<ReadyExtension>;
+    if (!Array.isArray(value.services) || !value.services.every((s) => typeof s === 'string' && s.length > 0)) {
+      return undefined;
+    }
+    const capacity = Number.isInteger(value.capacity) && value.capacity! > 0 ? value.capacity! : 1;
+    const extension: ReadyExtension = { services: value.services, capacity };
+    if (typeof value.kind === 'string') extension.kind = value.kind;
+    if (typeof value.host === 'string') extension.host = value.host;
+    if (typeof value.pid === 'number') extension.pid = value.pid;
+    return extension;
+  } catch {
+    return undefined; // an unknown extension is ignored, as a plain MDP broker would
+  }
+}
+
+function workerPrefix(version: MdpVersion, command: number): Buffer[] {
+  return version === 2 ? [MDPW02, COMMAND_FRAMES_V2[command]!] : [EMPTY, MDPW01, COMMAND_FRAMES_V1[command]!];
+}
+
+/** Broker → worker REQUEST. */
+export function encodeWorkerRequest(version: MdpVersion, client: Buffer, body: Buffer[]): Buffer[] {
+  const command = version === 2 ? WorkerCommand.REQUEST : WorkerCommandV1.REQUEST;
+  return [...workerPrefix(version, command), client, EMPTY, ...body];
+}
+
+export function encodeWorkerHeartbeat(version: MdpVersion): Buffer[] {
+  return workerPrefix(version, version === 2 ? WorkerCommand.HEARTBEAT : WorkerCommandV1.HEARTBEAT);
+}
+
+export function encodeWorkerDisconnect(version: MdpVersion): Buffer[] {
+  return workerPrefix(version, version === 2 ? WorkerCommand.DISCONNECT : WorkerCommandV1.DISCONNECT);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker's own side (MDP/0.2 only: our workers speak the current version)
+// ---------------------------------------------------------------------------------------------
+
+export function encodeReady(extension: ReadyExtension): Buffer[] {
+  const first = extension.services[0];
+  if (first === undefined) throw new TypeError('a worker must offer at least one service');
+  return [MDPW02, COMMAND_FRAMES_V2[WorkerCommand.READY]!, Buffer.from(first), Buffer.from(JSON.stringify(extension))];
+}
+
+export function encodeWorkerReply(client: Buffer, body: Buffer[], final: boolean): Buffer[] {
+  return [MDPW02, COMMAND_FRAMES_V2[final ? WorkerCommand.FINAL : WorkerCommand.PARTIAL]!, client, EMPTY, ...body];
+}
+
+export type BrokerMessage =
+  | { kind: 'request'; client: Buffer; body: Buffer[] }
+  | { kind: 'heartbeat' }
+  | { kind: 'disconnect' };
+
+/** Parses a broker → worker message as an MDP/0.2 worker receives it. */
+export function parseBrokerMessage(frames: Buffer[]): BrokerMessage {
+  if (frames.length < 2 || !frames[0]!.equals(MDPW02) || frames[1]!.length !== 1) {
+    throw new ProtocolError('not an MDP/0.2 broker message');
+  }
+  switch (frames[1]![0]) {
+    case WorkerCommand.REQUEST:
+      if (frames.length < 4 || frames[3]!.length !== 0) throw new ProtocolError('REQUEST without envelope');
+      return { kind: 'request', client: frames[2]!, body: frames.slice(4) };
+    case WorkerCommand.HEARTBEAT:
+      return { kind: 'heartbeat' };
+    case WorkerCommand.DISCONNECT:
+      return { kind: 'disconnect' };
+    default:
+      throw new ProtocolError(`unexpected broker command 0x${frames[1]![0]!.toString(16)}`);
+  }
+}
+
+/** Host name reported in READY and `mmi.workers`. */
+export const HOSTNAME = hostname();
