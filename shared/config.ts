@@ -91,6 +91,42 @@ export const DEFAULT_INFERENCE_OPTIONS: InferenceOptions = {
   maxInputPixels: 50_000_000,
 };
 
+export interface TrainingOptions {
+  /** Data directory: datasets under `<data>/datasets/<sha256>/`, embedding cache under `<data>/features/`. @defaultValue './data' */
+  data: string;
+  /** Model repository exported models are written to: `<models>/<name>/<version>/`. @defaultValue './models' */
+  models: string;
+  /** Largest dataset archive accepted, in bytes. @defaultValue 536870912 */
+  maxArchiveBytes: number;
+  /** Largest total size of the files an archive or folder expands to, in bytes; counted while streaming. @defaultValue 1073741824 */
+  maxExpandedBytes: number;
+  /** Most files (entries) in one dataset. @defaultValue 100000 */
+  maxEntries: number;
+  /** Largest single image in a dataset, in bytes. @defaultValue 20971520 */
+  maxImageBytes: number;
+  /** Largest image in a dataset, in pixels (width × height). @defaultValue 50000000 */
+  maxInputPixels: number;
+  /** onnxruntime intra-op threads of the backbone session that computes embeddings. @defaultValue 1 */
+  threads: number;
+  /** Images per backbone batch when computing embeddings. @defaultValue 8 */
+  embeddingBatchSize: number;
+  /** Longest stretch of training computation before yielding to the event loop (heartbeats, abort). @defaultValue 20 */
+  yieldIntervalMs: number;
+}
+
+export const DEFAULT_TRAINING_OPTIONS: TrainingOptions = {
+  data: './data',
+  models: './models',
+  maxArchiveBytes: 512 * 1024 * 1024,
+  maxExpandedBytes: 1024 * 1024 * 1024,
+  maxEntries: 100_000,
+  maxImageBytes: 20 * 1024 * 1024,
+  maxInputPixels: 50_000_000,
+  threads: 1,
+  embeddingBatchSize: 8,
+  yieldIntervalMs: 20,
+};
+
 export interface ClientOptions {
   /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
@@ -141,10 +177,88 @@ export function resolveOptions<T extends object>(
       throw new ZerveError('BAD_REQUEST', `cannot read config file ${configPath}`, { cause: err });
     }
   }
-  const result: Record<string, unknown> = { ...defaults };
+  const result: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [key, like] of Object.entries(defaults)) {
     const value = flags[key] ?? env[envName(key)] ?? file[key];
     if (value !== undefined) result[key] = coerce(key, value, like);
   }
   return result as T;
 }
+
+export interface JobsOptions {
+  /** Broker backend endpoint the jobs worker connects to. @defaultValue 'tcp://127.0.0.1:5556' */
+  connect: string;
+  /** Broker frontend endpoint jobs are dispatched through. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
+  broker: string;
+  /** Folder of the job store (`jobs.sqlite`, WAL). @defaultValue './data' */
+  data: string;
+  /** Jobs dispatched to their target service at once. @defaultValue 4 */
+  concurrency: number;
+  /** Queued jobs kept at most; past it `jobs.submit` is answered OVERLOADED. @defaultValue 10000 */
+  maxQueuedJobs: number;
+  /** Largest job body (all target frames together), in bytes. @defaultValue 33554432 */
+  maxJobBytes: number;
+  /** Time one attempt waits for the target's final reply. @defaultValue 30000 */
+  requestTimeoutMs: number;
+  /** Attempts of a job whose failure may pass (TIMEOUT, NO_WORKERS, OVERLOADED, WORKER_LOST). @defaultValue 5 */
+  maxAttempts: number;
+  /** Pause before the second attempt; doubles per attempt up to 30 s. @defaultValue 1000 */
+  retryDelayMs: number;
+  /** How long a finished job (result, error or cancel) is kept before it is removed. @defaultValue 86400000 */
+  resultTtlMs: number;
+  /** Progress entries (PARTIAL replies) kept per job; older ones are dropped. @defaultValue 100 */
+  maxProgressEntries: number;
+}
+
+export const DEFAULT_JOBS_OPTIONS: JobsOptions = {
+  connect: DEFAULT_BACKEND,
+  broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
+  data: './data',
+  concurrency: 4,
+  maxQueuedJobs: 10_000,
+  maxJobBytes: 32 * 1024 * 1024,
+  requestTimeoutMs: 30_000,
+  maxAttempts: 5,
+  retryDelayMs: 1000,
+  resultTtlMs: 24 * 60 * 60 * 1000,
+  maxProgressEntries: 100,
+};
+
+export interface WebAppOptions {
+  /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
+  broker: string;
+  /** TCP port of the HTTP server; 0 picks a free one. @defaultValue 8080 */
+  http: number;
+  /** Address the HTTP server listens on. @defaultValue '127.0.0.1' */
+  host: string;
+  /** Folder of sample images offered on the page's gallery; '' offers none. @defaultValue '' */
+  samples: string;
+  /** Largest upload accepted, in bytes; enforced while the upload streams in. @defaultValue 20971520 */
+  maxUploadBytes: number;
+  /** Time a classification may take before the answer is TIMEOUT (504). @defaultValue 30000 */
+  requestTimeoutMs: number;
+  /** Classifications in flight at once; past it requests are answered OVERLOADED (503). @defaultValue 256 */
+  maxInFlight: number;
+  /** How long the model list behind `/api/info` and model checks is cached. @defaultValue 2000 */
+  infoCacheMs: number;
+  /** Time `/readyz` and `/api/info` wait for the broker. @defaultValue 2000 */
+  probeTimeoutMs: number;
+  /** How often an SSE stream polls the jobs service for news. @defaultValue 250 */
+  eventsPollMs: number;
+  /** Seconds sent in `Retry-After` with 503 answers. @defaultValue 1 */
+  retryAfterSeconds: number;
+}
+
+export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
+  broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
+  http: 8080,
+  host: '127.0.0.1',
+  samples: '',
+  maxUploadBytes: 20 * 1024 * 1024,
+  requestTimeoutMs: 30_000,
+  maxInFlight: 256,
+  infoCacheMs: 2000,
+  probeTimeoutMs: 2000,
+  eventsPollMs: 250,
+  retryAfterSeconds: 1,
+};

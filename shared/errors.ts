@@ -6,6 +6,8 @@ export const ERROR_CODES = {
   BAD_REQUEST: 'The request is malformed: a frame is missing, or the header is not valid JSON or msgpack.',
   BAD_IMAGE: 'The image bytes could not be decoded.',
   IMAGE_TOO_LARGE: 'The image exceeds the byte or pixel limit.',
+  BAD_DATASET: 'The dataset is unusable: a corrupt or unsafe archive, too large, or fewer than two non-empty classes.',
+  UNKNOWN_DATASET: 'No such dataset.',
   UNKNOWN_MODEL: 'No such model or model version.',
   UNKNOWN_SERVICE: 'No such service.',
   UNKNOWN_JOB: 'No such job.',

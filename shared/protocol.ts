@@ -61,6 +61,8 @@ export const ECHO_SERVICE = 'echo';
  * Zerve's extension of READY: an extra frame of JSON after the service name, which plain MDP brokers
  * ignore. It lets one worker offer several services with one shared capacity (credit-based dispatch).
  * A worker that already registered may send READY again with a new extension to change its services.
+ * Because one worker then serves several services, the broker puts the service name as the first body
+ * frame of each REQUEST it sends to such a worker (REQUEST: client, "", service, ...body).
  */
 export interface ReadyExtension {
   /** Every service the worker offers; the READY's service frame is the first of them. */
@@ -70,6 +72,8 @@ export interface ReadyExtension {
   kind?: string;
   host?: string;
   pid?: number;
+  /** Set when the worker is stopping: it finishes what it has and takes nothing new. */
+  draining?: boolean;
 }
 
 /** A message violated the protocol; the broker logs it and drops it. */
@@ -196,6 +200,7 @@ function parseReadyExtension(frame: Buffer): ReadyExtension | undefined {
     if (typeof value.kind === 'string') extension.kind = value.kind;
     if (typeof value.host === 'string') extension.host = value.host;
     if (typeof value.pid === 'number') extension.pid = value.pid;
+    if (value.draining === true) extension.draining = true;
     return extension;
   } catch {
     return undefined; // an unknown extension is ignored, as a plain MDP broker would

@@ -1,0 +1,25 @@
+import type { MdpVersion } from '../shared/protocol.ts';
+import type { SendQueue } from '../shared/send-queue.ts';
+import type { WorkerRecord } from './worker-registry.ts';
+
+/** A client request the broker has accepted and not yet answered with a FINAL. */
+export interface PendingRequest {
+  /** ROUTER identity of the client. */
+  client: Buffer;
+  /** Socket the client is on (frontend, or backend for a single-socket setup). */
+  via: SendQueue;
+  clientVersion: MdpVersion;
+  service: string;
+  serviceFrame: Buffer;
+  body: Buffer[];
+  /** `performance.now()` after which the request is answered TIMEOUT (or NO_WORKERS). */
+  deadline: number;
+  receivedAt: number;
+  /** Times it was sent again after its worker died. */
+  requeues: number;
+  /** Token used as the client address towards the worker; new for every dispatch. */
+  token?: string;
+  worker?: WorkerRecord;
+  /** Set once the client got its FINAL (a TIMEOUT while in flight); the worker's late reply is dropped. */
+  answered?: boolean;
+}

@@ -1,0 +1,67 @@
+/**
+ * Message bodies of the durable jobs service (the ZeroMQ Guide's Titanic pattern), shared by the
+ * jobs worker and its clients (the web app, the CLI, any other language).
+ *
+ * - `jobs.submit`: body `[JSON JobSubmitRequest, ...targetBody]` → `JobTicket`, answered as soon as
+ *   the job is stored; the jobs worker then sends `targetBody` to `service` through the broker.
+ * - `jobs.status`: body `[JSON {"id", "since"?}]` → `JobStatus`; `since` keeps only progress
+ *   entries with a greater `seq`.
+ * - `jobs.cancel`: body `[JSON {"id"}]` → `JobStatus` after the cancel (a finished job is left as is).
+ * An unknown or expired id is the error UNKNOWN_JOB, never "pending".
+ */
+export const JOBS_SUBMIT = 'jobs.submit';
+export const JOBS_STATUS = 'jobs.status';
+export const JOBS_CANCEL = 'jobs.cancel';
+export const JOBS_SERVICES = [JOBS_SUBMIT, JOBS_STATUS, JOBS_CANCEL] as const;
+export const JOBS_PREFIX = 'jobs.';
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+export const JOB_STATES: readonly JobState[] = ['queued', 'running', 'succeeded', 'failed', 'canceled'];
+export const FINISHED_JOB_STATES: readonly JobState[] = ['succeeded', 'failed', 'canceled'];
+
+export function isFinishedState(state: JobState): boolean {
+  return FINISHED_JOB_STATES.includes(state);
+}
+
+/** Frame 0 of `jobs.submit`. */
+export interface JobSubmitRequest {
+  /** Target service, e.g. `classify.squeezenet`. */
+  service: string;
+  /** Time one attempt waits for the target's final reply; defaults to the jobs worker's option. */
+  timeoutMs?: number;
+}
+
+/** Answer of `jobs.submit`. */
+export interface JobTicket {
+  id: string;
+  state: JobState;
+}
+
+/** One PARTIAL reply of the target, stored as progress; `data` is frame 0 parsed as JSON (else its text). */
+export interface JobProgress {
+  seq: number;
+  at: string;
+  data: unknown;
+}
+
+/** Answer of `jobs.status` and `jobs.cancel`. */
+export interface JobStatus {
+  id: string;
+  service: string;
+  state: JobState;
+  /** Attempts started so far (a job left running by a crash is attempted again). */
+  attempts: number;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** When a finished job will be removed. */
+  expiresAt: string | null;
+  /** Stored PARTIAL replies, oldest first (the newest `maxProgressEntries`). */
+  progress: JobProgress[];
+  /** `seq` of the newest progress entry, 0 when none. */
+  progressSeq: number;
+  /** Frame 0 of the target's FINAL reply parsed as JSON, when the job succeeded. */
+  result?: unknown;
+  /** Why the job failed or was canceled. */
+  error?: { code: string; message: string };
+}

@@ -1,0 +1,200 @@
+/**
+ * Image bytes to a model's input tensor, with sharp. All the pixel work runs in libuv's thread pool
+ * (sharp is async), so decoding overlaps inference and never blocks the event loop.
+ */
+import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import { ZerveError } from '../../shared/errors.ts';
+import { DEFAULT_INFERENCE_OPTIONS } from '../../shared/config.ts';
+import { channelCount, type Background, type ChannelOrder, type ResizePolicy, type TensorLayout } from './model-config.ts';
+
+/** Everything the decoder needs to know about the tensor it produces. */
+export interface DecodeSpec {
+  width: number;
+  height: number;
+  resize: ResizePolicy;
+  channels: ChannelOrder;
+  range: [number, number];
+  mean?: number[];
+  std?: number[];
+  layout: TensorLayout;
+  background: Background;
+}
+
+export interface DecodedImage {
+  /** The tensor's values, `[C,H,W]` for NCHW or `[H,W,C]` for NHWC (no batch dimension). */
+  data: Float32Array;
+  /** Input format as sharp detected it, e.g. 'jpeg'. */
+  format: string;
+  /** Size of the image as stored, before orientation and resizing. */
+  sourceWidth: number;
+  sourceHeight: number;
+  decodeMs: number;
+}
+
+export interface ImageDecoderOptions {
+  /** Largest image file accepted, in bytes. @defaultValue 20971520 */
+  maxImageBytes: number;
+  /** Largest image accepted, in pixels (width × height), read from the header before decoding. @defaultValue 50000000 */
+  maxInputPixels: number;
+}
+
+/**
+ * Raster formats accepted from clients. SVG and PDF are refused: they are programs to render rather
+ * than pixels, and their cost is not bounded by their pixel count.
+ */
+const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif', 'heif', 'jp2', 'bmp']);
+
+const BACKGROUNDS = {
+  white: { r: 255, g: 255, b: 255, alpha: 1 },
+  black: { r: 0, g: 0, b: 0, alpha: 1 },
+} as const;
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new ZerveError('CANCELED', 'the request was canceled', { cause: signal.reason });
+}
+
+/** Decodes, orients, resizes and normalizes images into Float32 tensors. */
+export class ImageDecoder {
+  readonly options: ImageDecoderOptions;
+  /** Per-spec lookup tables: byte value -> normalized value, one 256-entry table per tensor channel. */
+  private readonly tables = new WeakMap<DecodeSpec, Float32Array>();
+
+  constructor(options: Partial<ImageDecoderOptions> = {}) {
+    this.options = {
+      maxImageBytes: options.maxImageBytes ?? DEFAULT_INFERENCE_OPTIONS.maxImageBytes,
+      maxInputPixels: options.maxInputPixels ?? DEFAULT_INFERENCE_OPTIONS.maxInputPixels,
+    };
+    for (const key of ['maxImageBytes', 'maxInputPixels'] as const) {
+      const value = this.options[key];
+      if (!Number.isInteger(value) || value < 1) {
+        throw new ZerveError('BAD_REQUEST', `${key} must be a positive integer; got ${value}`);
+      }
+    }
+  }
+
+  /**
+   * Decodes one image into a tensor as `spec` describes.
+   * @throws ZerveError BAD_IMAGE for bytes that are not a supported, intact image; IMAGE_TOO_LARGE
+   *   over `maxImageBytes` (checked before decoding) or `maxInputPixels` (checked on the header,
+   *   before any pixel is allocated); CANCELED when `signal` aborts first
+   */
+  async decode(image: Buffer, spec: DecodeSpec, signal?: AbortSignal): Promise<DecodedImage> {
+    const started = performance.now();
+    const { maxImageBytes, maxInputPixels } = this.options;
+    if (image.length === 0) throw new ZerveError('BAD_IMAGE', 'the image is empty (0 bytes)');
+    if (image.length > maxImageBytes) {
+      throw new ZerveError('IMAGE_TOO_LARGE', `the image is ${image.length} bytes; the limit is ${maxImageBytes}`, {
+        details: { bytes: image.length, maxImageBytes },
+      });
+    }
+    const pipeline = sharp(image, {
+      // Checked by sharp on the header too: a second guard after ours below.
+      limitInputPixels: maxInputPixels,
+      failOn: 'warning',
+      sequentialRead: true,
+    });
+    let metadata: Metadata;
+    try {
+      metadata = await pipeline.metadata();
+    } catch (err) {
+      throw new ZerveError('BAD_IMAGE', `the bytes are not a readable image: ${(err as Error).message}`, { cause: err });
+    }
+    const format = metadata.format ?? 'unknown';
+    if (!ACCEPTED_FORMATS.has(format)) {
+      throw new ZerveError('BAD_IMAGE', `image format ${format} is not accepted; send JPEG, PNG, WebP, GIF, TIFF, AVIF or BMP`);
+    }
+    const sourceWidth = metadata.width ?? 0;
+    const sourceHeight = metadata.height ?? 0;
+    if (sourceWidth < 1 || sourceHeight < 1) throw new ZerveError('BAD_IMAGE', 'the image has no pixels');
+    if (sourceWidth * sourceHeight > maxInputPixels) {
+      throw new ZerveError(
+        'IMAGE_TOO_LARGE',
+        `the image is ${sourceWidth}x${sourceHeight} = ${sourceWidth * sourceHeight} pixels; the limit is ${maxInputPixels}`,
+        { details: { width: sourceWidth, height: sourceHeight, maxInputPixels } },
+      );
+    }
+    throwIfAborted(signal);
+
+    const background = BACKGROUNDS[spec.background];
+    pipeline
+      .rotate() // EXIF orientation
+      .flatten({ background })
+      .resize(spec.width, spec.height, {
+        fit: spec.resize,
+        position: 'centre',
+        background,
+        // Default, stated because large JPEGs rely on it: libjpeg decodes at 1/2, 1/4 or 1/8 size.
+        fastShrinkOnLoad: true,
+      });
+    if (spec.channels === 'grey') pipeline.toColourspace('b-w');
+    else pipeline.toColourspace('srgb');
+
+    let raw: { data: Buffer; info: OutputInfo };
+    try {
+      raw = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    } catch (err) {
+      throw new ZerveError('BAD_IMAGE', `the image could not be decoded: ${(err as Error).message}`, { cause: err });
+    }
+    throwIfAborted(signal);
+
+    const channels = channelCount(spec.channels);
+    const { data, info } = raw;
+    if (info.width !== spec.width || info.height !== spec.height || info.channels !== channels) {
+      throw new ZerveError(
+        'INTERNAL',
+        `decoder produced ${info.width}x${info.height}x${info.channels}, expected ${spec.width}x${spec.height}x${channels}`,
+      );
+    }
+    return {
+      data: this.normalize(data, spec),
+      format,
+      sourceWidth,
+      sourceHeight,
+      decodeMs: performance.now() - started,
+    };
+  }
+
+  /** Interleaved RGB (or grey) bytes to a normalized tensor in the spec's channel order and layout. */
+  private normalize(pixels: Buffer, spec: DecodeSpec): Float32Array {
+    const table = this.table(spec);
+    const channels = channelCount(spec.channels);
+    const plane = spec.width * spec.height;
+    const out = new Float32Array(plane * channels);
+    if (channels === 1) {
+      for (let i = 0; i < plane; i++) out[i] = table[pixels[i]!]!;
+      return out;
+    }
+    // Tensor channel c reads source (RGB) channel c, or 2 - c for BGR.
+    const bgr = spec.channels === 'bgr';
+    if (spec.layout === 'NCHW') {
+      for (let c = 0; c < 3; c++) {
+        const source = bgr ? 2 - c : c;
+        const offset = c * 256;
+        const base = c * plane;
+        for (let i = 0, p = source; i < plane; i++, p += 3) out[base + i] = table[offset + pixels[p]!]!;
+      }
+    } else {
+      for (let c = 0; c < 3; c++) {
+        const source = bgr ? 2 - c : c;
+        const offset = c * 256;
+        for (let i = 0, p = source, o = c; i < plane; i++, p += 3, o += 3) out[o] = table[offset + pixels[p]!]!;
+      }
+    }
+    return out;
+  }
+
+  private table(spec: DecodeSpec): Float32Array {
+    let table = this.tables.get(spec);
+    if (table) return table;
+    const channels = channelCount(spec.channels);
+    const [low, high] = spec.range;
+    table = new Float32Array(channels * 256);
+    for (let c = 0; c < channels; c++) {
+      const mean = spec.mean?.[c] ?? 0;
+      const std = spec.std?.[c] ?? 1;
+      for (let v = 0; v < 256; v++) table[c * 256 + v] = (low + (v / 255) * (high - low) - mean) / std;
+    }
+    this.tables.set(spec, table);
+    return table;
+  }
+}

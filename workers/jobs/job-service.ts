@@ -1,0 +1,278 @@
+import { EventEmitter } from 'node:events';
+import { ZerveError, isErrorBody, type ErrorBody, type ErrorCode } from '../../shared/errors.ts';
+import { encodeJson } from '../../shared/messages.ts';
+import type { JobsOptions } from '../../shared/config.ts';
+import type { Logger } from '../../shared/logger.ts';
+import {
+  JOBS_CANCEL,
+  JOBS_PREFIX,
+  JOBS_STATUS,
+  JOBS_SUBMIT,
+  type JobState,
+  type JobStatus,
+  type JobSubmitRequest,
+  type JobTicket,
+} from '../../shared/jobs.ts';
+import { MMI_PREFIX } from '../../shared/protocol.ts';
+import type { ClaimedJob, JobRunOptions, JobStore } from './job-store.ts';
+
+/** Where jobs are sent: a `ZerveClient` in production, anything with the same `stream` in tests. */
+export interface JobTarget {
+  stream(
+    service: string,
+    body: Buffer[],
+    options?: { timeoutMs?: number; signal?: AbortSignal },
+  ): AsyncIterable<{ final: boolean; body: Buffer[] }>;
+}
+
+export type JobServiceOptions = Pick<
+  JobsOptions,
+  'concurrency' | 'maxQueuedJobs' | 'maxJobBytes' | 'requestTimeoutMs' | 'maxAttempts' | 'retryDelayMs' | 'resultTtlMs'
+>;
+
+/** Failures that another attempt may cure: the job goes back in the queue. */
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['TIMEOUT', 'NO_WORKERS', 'OVERLOADED', 'WORKER_LOST']);
+const MAX_RETRY_DELAY_MS = 30_000;
+const MAX_PURGE_INTERVAL_MS = 60_000;
+
+function parseRequest(frame: Buffer | undefined): Record<string, unknown> {
+  if (frame === undefined) throw new ZerveError('BAD_REQUEST', 'frame 0 must be a JSON object');
+  let value: unknown;
+  try {
+    value = JSON.parse(frame.toString('utf8'));
+  } catch (err) {
+    throw new ZerveError('BAD_REQUEST', 'frame 0 is not JSON', { cause: err });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ZerveError('BAD_REQUEST', 'frame 0 must be a JSON object');
+  }
+  return value as Record<string, unknown>;
+}
+
+function requireId(request: Record<string, unknown>): string {
+  const id = request.id;
+  if (typeof id !== 'string' || id.length === 0 || id.length > 128) {
+    throw new ZerveError('BAD_REQUEST', 'id must be a job id string');
+  }
+  return id;
+}
+
+/**
+ * The Titanic pattern's core: answers `jobs.submit`, `jobs.status` and `jobs.cancel` from the store,
+ * and runs queued jobs against their target service with bounded concurrency.
+ *
+ * Events: `'progress'` (id, seq) after a PARTIAL reply is stored; `'settled'` (id, state) when an
+ * attempt ends (`queued` again when it will be retried).
+ */
+export class JobService extends EventEmitter {
+  private readonly options: JobServiceOptions;
+  private readonly running = new Map<string, AbortController>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private pumpTimer: NodeJS.Timeout | undefined;
+  private purgeTimer: NodeJS.Timeout | undefined;
+  private started = false;
+  private closing = false;
+  private closed: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly target: JobTarget,
+    options: JobServiceOptions,
+    private readonly log: Logger,
+  ) {
+    super();
+    if (!(Number.isInteger(options.concurrency) && options.concurrency >= 1)) {
+      throw new RangeError('concurrency must be an integer >= 1');
+    }
+    if (!(Number.isInteger(options.maxAttempts) && options.maxAttempts >= 1)) {
+      throw new RangeError('maxAttempts must be an integer >= 1');
+    }
+    this.options = { ...options };
+  }
+
+  /** Re-queues jobs a previous process left running (classification is idempotent) and starts dispatching. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    const requeued = this.store.requeueRunning();
+    if (requeued > 0) this.log.info({ requeued }, 'requeued jobs left running by a previous run');
+    this.purge();
+    const purgeEveryMs = Math.min(Math.max(this.options.resultTtlMs, 1000), MAX_PURGE_INTERVAL_MS);
+    this.purgeTimer = setInterval(() => this.purge(), purgeEveryMs);
+    this.purgeTimer.unref();
+    this.pump();
+  }
+
+  /** Answers one request of a `jobs.*` service. */
+  async handle(service: string, body: Buffer[]): Promise<Buffer[]> {
+    const request = parseRequest(body[0]);
+    switch (service) {
+      case JOBS_SUBMIT:
+        return [encodeJson(this.submit(request, body.slice(1)))];
+      case JOBS_STATUS: {
+        const since = request.since ?? 0;
+        if (!(Number.isInteger(since) && (since as number) >= 0)) {
+          throw new ZerveError('BAD_REQUEST', 'since must be an integer >= 0');
+        }
+        return [encodeJson(this.status(requireId(request), since as number))];
+      }
+      case JOBS_CANCEL:
+        return [encodeJson(this.cancel(requireId(request)))];
+      default:
+        throw new ZerveError('UNKNOWN_SERVICE', `the jobs worker does not offer ${service}`);
+    }
+  }
+
+  submit(request: Record<string, unknown>, targetBody: Buffer[]): JobTicket {
+    if (this.closing) throw new ZerveError('OVERLOADED', 'the jobs service is stopping');
+    const { service, timeoutMs } = request as Partial<JobSubmitRequest>;
+    if (typeof service !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(service)) {
+      throw new ZerveError('BAD_REQUEST', 'service must be a service name such as "classify.squeezenet"');
+    }
+    if (service.startsWith(JOBS_PREFIX) || service.startsWith(MMI_PREFIX)) {
+      throw new ZerveError('BAD_REQUEST', `${service} cannot be run as a job`);
+    }
+    if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0)) {
+      throw new ZerveError('BAD_REQUEST', 'timeoutMs must be a positive number of milliseconds');
+    }
+    const bytes = targetBody.reduce((sum, frame) => sum + frame.length, 0);
+    if (bytes > this.options.maxJobBytes) {
+      throw new ZerveError('IMAGE_TOO_LARGE', `the job body is ${bytes} bytes; the limit is ${this.options.maxJobBytes}`);
+    }
+    if (this.store.count('queued') >= this.options.maxQueuedJobs) {
+      throw new ZerveError('OVERLOADED', `${this.options.maxQueuedJobs} jobs are queued; retry later`);
+    }
+    const runOptions: JobRunOptions = timeoutMs === undefined ? {} : { timeoutMs };
+    const ticket = this.store.submit(service, targetBody, runOptions);
+    this.log.debug({ job: ticket.id, service }, 'job queued');
+    this.pump();
+    return ticket;
+  }
+
+  status(id: string, since = 0): JobStatus {
+    const status = this.store.status(id, since);
+    if (!status) throw new ZerveError('UNKNOWN_JOB', `no job ${id}`);
+    return status;
+  }
+
+  cancel(id: string): JobStatus {
+    const status = this.store.cancel(id);
+    if (!status) throw new ZerveError('UNKNOWN_JOB', `no job ${id}`);
+    this.running.get(id)?.abort(new ZerveError('CANCELED', 'the job was canceled'));
+    return status;
+  }
+
+  /** Stops dispatching, aborts running jobs and puts them back in the queue for the next start. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      this.closing = true;
+      clearTimeout(this.pumpTimer);
+      clearInterval(this.purgeTimer);
+      for (const controller of this.running.values()) {
+        controller.abort(new ZerveError('CANCELED', 'the jobs service is stopping'));
+      }
+      await Promise.allSettled([...this.inFlight]);
+    })();
+    return this.closed;
+  }
+
+  private stateOf(id: string): JobState | undefined {
+    try {
+      return this.store.status(id)?.state;
+    } catch {
+      return undefined; // the store is closed: nobody is listening any more
+    }
+  }
+
+  private purge(): void {
+    try {
+      const removed = this.store.purgeExpired();
+      if (removed > 0) this.log.debug({ removed }, 'removed expired jobs');
+    } catch (err) {
+      this.log.error({ err }, 'purging expired jobs failed');
+    }
+  }
+
+  private pump(): void {
+    if (this.closing || !this.started) return;
+    clearTimeout(this.pumpTimer);
+    this.pumpTimer = undefined;
+    while (this.running.size < this.options.concurrency) {
+      const job = this.store.claim();
+      if (!job) break;
+      const run = this.run(job).finally(() => {
+        this.inFlight.delete(run);
+        this.pump();
+      });
+      this.inFlight.add(run);
+    }
+    if (this.running.size < this.options.concurrency) {
+      const dueAt = this.store.nextDueAt();
+      if (dueAt !== undefined) {
+        this.pumpTimer = setTimeout(() => this.pump(), Math.max(dueAt - Date.now(), 1));
+      }
+    }
+  }
+
+  private async run(job: ClaimedJob): Promise<void> {
+    const controller = new AbortController();
+    this.running.set(job.id, controller);
+    const log = this.log.child({ job: job.id, service: job.service, attempt: job.attempts });
+    log.debug('job running');
+    try {
+      let final: Buffer[] | undefined;
+      const timeoutMs = job.options.timeoutMs ?? this.options.requestTimeoutMs;
+      for await (const chunk of this.target.stream(job.service, job.body, { timeoutMs, signal: controller.signal })) {
+        if (chunk.final) {
+          final = chunk.body;
+          break;
+        }
+        const seq = this.store.addProgress(job.id, chunk.body);
+        if (seq !== undefined) this.emit('progress', job.id, seq);
+      }
+      if (controller.signal.aborted) throw controller.signal.reason;
+      if (!final) throw new ZerveError('INTERNAL', 'the target ended without a final reply');
+      const error = errorOf(final[0]);
+      if (error) throw error;
+      if (this.store.succeed(job.id, final)) log.debug('job succeeded');
+    } catch (err) {
+      try {
+        this.settleFailure(job, controller, err, log);
+      } catch (storeErr) {
+        log.error({ err: storeErr }, 'recording the job failure failed; it is re-queued on the next start');
+      }
+    } finally {
+      this.running.delete(job.id);
+      this.emit('settled', job.id, this.stateOf(job.id));
+    }
+  }
+
+  private settleFailure(job: ClaimedJob, controller: AbortController, err: unknown, log: Logger): void {
+    if (this.closing) {
+      // Left for the next start; the store re-queues running jobs then anyway, this only makes it visible.
+      this.store.retry(job.id, Date.now(), { code: 'CANCELED', message: 'the jobs service stopped' });
+      return;
+    }
+    if (controller.signal.aborted) return; // canceled: the store already says so
+    const error = ZerveError.from(err);
+    if (RETRYABLE.has(error.code) && job.attempts < this.options.maxAttempts) {
+      const delayMs = Math.min(this.options.retryDelayMs * 2 ** (job.attempts - 1), MAX_RETRY_DELAY_MS);
+      log.warn({ code: error.code, delayMs }, 'job attempt failed; retrying');
+      this.store.retry(job.id, Date.now() + delayMs, { code: error.code, message: error.message });
+    } else {
+      log.info({ code: error.code }, 'job failed');
+      this.store.fail(job.id, { code: error.code, message: error.message });
+    }
+  }
+}
+
+/** The error carried by a reply frame, if it is an error body. */
+function errorOf(frame: Buffer | undefined): ZerveError | undefined {
+  if (frame === undefined || frame[0] !== 0x7b /* '{' */) return undefined;
+  try {
+    const value: unknown = JSON.parse(frame.toString('utf8'));
+    return isErrorBody(value) ? ZerveError.fromBody(value as ErrorBody) : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,210 @@
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import * as zmq from 'zeromq';
+import { DEFAULT_WORKER_CONNECTION_OPTIONS, type WorkerConnectionOptions } from '../shared/config.ts';
+import { ZerveError } from '../shared/errors.ts';
+import { logger, type Logger } from '../shared/logger.ts';
+import { encodeError } from '../shared/messages.ts';
+import {
+  HOSTNAME,
+  MDPW02,
+  ProtocolError,
+  WorkerCommand,
+  encodeReady,
+  encodeWorkerReply,
+  parseBrokerMessage,
+  type ReadyExtension,
+} from '../shared/protocol.ts';
+import { SendQueue } from '../shared/send-queue.ts';
+
+const HEARTBEAT = [MDPW02, Buffer.from([WorkerCommand.HEARTBEAT])];
+const DISCONNECT = [MDPW02, Buffer.from([WorkerCommand.DISCONNECT])];
+
+export interface RequestContext {
+  /** The service the request was sent to. */
+  service: string;
+  /** Aborted when the worker is closed without waiting. */
+  signal: AbortSignal;
+  /** Sends an MDP/0.2 PARTIAL reply (progress) before the final one. */
+  partial(body: Buffer[]): void;
+}
+
+/** Answers one request with the FINAL body; a thrown ZerveError becomes an error reply. */
+export type RequestHandler = (body: Buffer[], ctx: RequestContext) => Promise<Buffer[]>;
+
+/**
+ * An MDP/0.2 worker: one DEALER socket to the broker, READY with Zerve's extension (several services,
+ * one capacity), heartbeats both ways, reconnection on its own when the broker goes silent or says
+ * DISCONNECT (so a restarted broker gets it back), and a graceful `close()`.
+ *
+ * Events: `'connected'` after each READY.
+ */
+export class WorkerConnection extends EventEmitter {
+  readonly options: WorkerConnectionOptions;
+  private services: string[];
+  private socket?: zmq.Dealer;
+  private sends?: SendQueue;
+  private readonly log: Logger;
+  private heartbeatTimer?: NodeJS.Timeout;
+  private brokerExpiry = 0;
+  private lastSend = 0;
+  private draining = false;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly abort = new AbortController();
+  private closing?: Promise<void>;
+  private generation = 0;
+
+  constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> = {}, log: Logger = logger) {
+    super();
+    this.options = { ...DEFAULT_WORKER_CONNECTION_OPTIONS, ...options };
+    if (!(Number.isInteger(this.options.capacity) && this.options.capacity >= 1)) {
+      throw new ZerveError('BAD_REQUEST', `capacity must be a positive integer, got ${this.options.capacity}`);
+    }
+    this.services = [...services];
+    this.log = log.child({ component: 'worker', kind: this.options.kind });
+  }
+
+  /** Requests being handled now. */
+  get busy(): number {
+    return this.inFlight.size;
+  }
+
+  /** Connects and registers; reconnects by itself until closed. Registers nothing while there are no services. */
+  start(): void {
+    this.connect();
+    this.heartbeatTimer = setInterval(() => this.tick(), this.options.heartbeatIntervalMs);
+  }
+
+  /** Changes the services offered (for example when a model is added), re-sending READY. */
+  setServices(services: string[]): void {
+    this.services = [...services];
+    this.ready();
+  }
+
+  /** Stops taking work, finishes in-flight requests, then sends DISCONNECT and closes; idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.draining = true;
+    this.ready(); // tells the broker to send nothing new
+    await Promise.allSettled([...this.inFlight]);
+    clearInterval(this.heartbeatTimer);
+    if (this.socket && this.sends) {
+      await this.sends.flush();
+      this.sends.close();
+      // One last direct send; the socket is idle, so no other send can be pending.
+      await this.socket.send(DISCONNECT).catch(() => undefined);
+    }
+    this.abort.abort();
+    this.teardown();
+    this.log.info('worker closed');
+  }
+
+  private connect(): void {
+    const generation = ++this.generation;
+    const socket = new zmq.Dealer({ linger: 0, sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000 });
+    socket.connect(this.options.connect);
+    this.socket = socket;
+    this.sends = new SendQueue(socket, this.log);
+    this.brokerExpiry = performance.now() + this.livenessMs();
+    this.ready();
+    void this.receive(socket, generation);
+  }
+
+  private teardown(): void {
+    this.sends?.close();
+    this.socket?.close();
+    this.socket = undefined;
+    this.sends = undefined;
+  }
+
+  private reconnect(reason: string): void {
+    if (this.closing) return;
+    this.log.warn({ reason, broker: this.options.connect }, 'reconnecting to broker');
+    this.teardown();
+    setTimeout(() => {
+      if (!this.closing) this.connect();
+    }, this.options.reconnectDelayMs).unref();
+  }
+
+  private livenessMs(): number {
+    return this.options.heartbeatIntervalMs * this.options.heartbeatLiveness;
+  }
+
+  private ready(): void {
+    if (!this.sends || this.services.length === 0) return;
+    const extension: ReadyExtension = {
+      services: this.services,
+      capacity: this.options.capacity,
+      kind: this.options.kind,
+      host: HOSTNAME,
+      pid: process.pid,
+    };
+    if (this.draining) extension.draining = true;
+    this.send(encodeReady(extension));
+    this.emit('connected', this.services);
+  }
+
+  private send(message: Buffer[]): void {
+    if (this.sends?.push(message, true)) this.lastSend = performance.now();
+  }
+
+  private tick(): void {
+    const now = performance.now();
+    if (now > this.brokerExpiry) return this.reconnect('broker silent for the liveness period');
+    if (now - this.lastSend >= this.options.heartbeatIntervalMs * 0.9) this.send(HEARTBEAT);
+  }
+
+  private async receive(socket: zmq.Dealer, generation: number): Promise<void> {
+    try {
+      for await (const frames of socket) {
+        if (generation !== this.generation) return;
+        this.brokerExpiry = performance.now() + this.livenessMs();
+        let message;
+        try {
+          message = parseBrokerMessage(frames);
+        } catch (err) {
+          if (err instanceof ProtocolError) {
+            this.log.warn({ reason: err.message }, 'malformed message from broker dropped');
+            continue;
+          }
+          throw err;
+        }
+        if (message.kind === 'disconnect') return this.reconnect('broker sent DISCONNECT');
+        if (message.kind === 'request') this.handle(message.client, message.body);
+      }
+    } catch (err) {
+      if (!socket.closed) this.log.error({ err }, 'worker receive loop failed');
+    }
+  }
+
+  private handle(client: Buffer, frames: Buffer[]): void {
+    // The broker puts the service first for workers registered with the extension (see protocol.ts).
+    const service = frames[0]?.toString() ?? '';
+    const body = frames.slice(1);
+    const sends = this.sends;
+    const reply = (frames: Buffer[], final: boolean) => {
+      // A reply for a request from an earlier connection goes nowhere: that broker is gone.
+      if (sends === this.sends) this.send(encodeWorkerReply(client, frames, final));
+    };
+    const ctx: RequestContext = {
+      service,
+      signal: this.abort.signal,
+      partial: (frames) => reply(frames, false),
+    };
+    const task = (async () => {
+      try {
+        reply(await this.handler(body, ctx), true);
+      } catch (err) {
+        const error = ZerveError.from(err);
+        if (error.code === 'INTERNAL') this.log.error({ err, service }, 'request failed');
+        reply([encodeError(error)], true);
+      }
+    })();
+    this.inFlight.add(task);
+    void task.finally(() => this.inFlight.delete(task));
+  }
+}
