@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { unpack as unpackHeader } from 'msgpackr';
 import * as zmq from 'zeromq';
@@ -40,11 +41,14 @@ const SWEEP_INTERVAL_MS = 50;
  * goes only to a worker with free capacity, per-service FIFO; heartbeats both ways; requeue of
  * idempotent requests when a worker dies; bounded queues and deadlines.
  *
+ * Events: `'worker-ready'` (WorkerInfo) when a worker registers or changes its services,
+ * `'worker-removed'` (WorkerInfo, reason) when one leaves or is dropped.
+ *
  * @example
  * const broker = new Broker({ frontend: 'tcp://*:5555', backend: 'tcp://*:5556' });
  * await broker.start();
  */
-export class Broker {
+export class Broker extends EventEmitter {
   readonly options: BrokerOptions;
   /** Bound frontend endpoint, with the real port when a wildcard port was asked for. */
   frontendEndpoint = '';
@@ -67,6 +71,7 @@ export class Broker {
   private closing?: Promise<void>;
 
   constructor(options: Partial<BrokerOptions> = {}, log: Logger = logger) {
+    super();
     this.options = { ...DEFAULT_BROKER_OPTIONS, ...options };
     const o = this.options;
     if (!(o.heartbeatIntervalMs > 0 && o.heartbeatLiveness >= 1 && o.defaultDeadlineMs > 0)) {
@@ -116,6 +121,11 @@ export class Broker {
     clearInterval(this.sweepTimer);
     this.frontendSends?.close();
     this.backendSends?.close();
+    // Unbind first so the ports are free when close() resolves (a restarted broker binds them again).
+    await Promise.allSettled([
+      this.frontend?.unbind(this.frontendEndpoint),
+      this.backendEndpoint !== this.frontendEndpoint ? this.backend?.unbind(this.backendEndpoint) : undefined,
+    ]);
     this.frontend?.close();
     this.backend?.close();
     await Promise.allSettled(this.loops);
@@ -269,6 +279,7 @@ export class Broker {
           if (!message.extension) return this.disconnect(worker, 'second READY without extension');
           this.workers.updateServices(worker, message.extension);
           this.log.info({ worker: id, services: message.extension.services, draining: worker.draining }, 'worker updated');
+          this.emit('worker-ready', this.workers.info(worker, now));
           return this.fill(worker);
         }
         if (message.service.startsWith(MMI_PREFIX)) {
@@ -298,6 +309,7 @@ export class Broker {
           { worker: id, services: [...record.services], capacity: record.capacity, host: record.host, pid: record.pid, protocol: message.version },
           'worker ready',
         );
+        this.emit('worker-ready', this.workers.info(record, now));
         return this.fill(record);
       }
       case 'reply': {
@@ -397,6 +409,7 @@ export class Broker {
       }
     }
     this.log.warn({ worker: worker.id, host: worker.host, pid: worker.pid, reason, requeued, failed: lost.length - requeued }, 'worker removed');
+    this.emit('worker-removed', this.workers.info(worker, now), reason);
     for (const service of affected) this.drainQueue(service);
   }
 

@@ -55,6 +55,8 @@ export function classifyService(model: string): string {
   return `classify.${model}`;
 }
 export const CLASSIFY_PREFIX = 'classify.';
+/** Answered by every inference worker: `{"models":[...]}` describing the models it serves. */
+export const MODELS_DESCRIBE = 'models.describe';
 export const ECHO_SERVICE = 'echo';
 
 /**

@@ -73,6 +73,21 @@ export class ImageDecoder {
   }
 
   /**
+   * The checks that need no decoding: not empty, not over `maxImageBytes`.
+   * @throws ZerveError BAD_IMAGE or IMAGE_TOO_LARGE
+   */
+  checkBytes(image: Buffer): void {
+    const { maxImageBytes } = this.options;
+    if (!(image instanceof Uint8Array)) throw new ZerveError('BAD_IMAGE', 'the image must be a Buffer');
+    if (image.length === 0) throw new ZerveError('BAD_IMAGE', 'the image is empty (0 bytes)');
+    if (image.length > maxImageBytes) {
+      throw new ZerveError('IMAGE_TOO_LARGE', `the image is ${image.length} bytes; the limit is ${maxImageBytes}`, {
+        details: { bytes: image.length, maxImageBytes },
+      });
+    }
+  }
+
+  /**
    * Decodes one image into a tensor as `spec` describes.
    * @throws ZerveError BAD_IMAGE for bytes that are not a supported, intact image; IMAGE_TOO_LARGE
    *   over `maxImageBytes` (checked before decoding) or `maxInputPixels` (checked on the header,
@@ -80,13 +95,8 @@ export class ImageDecoder {
    */
   async decode(image: Buffer, spec: DecodeSpec, signal?: AbortSignal): Promise<DecodedImage> {
     const started = performance.now();
-    const { maxImageBytes, maxInputPixels } = this.options;
-    if (image.length === 0) throw new ZerveError('BAD_IMAGE', 'the image is empty (0 bytes)');
-    if (image.length > maxImageBytes) {
-      throw new ZerveError('IMAGE_TOO_LARGE', `the image is ${image.length} bytes; the limit is ${maxImageBytes}`, {
-        details: { bytes: image.length, maxImageBytes },
-      });
-    }
+    const { maxInputPixels } = this.options;
+    this.checkBytes(image);
     const pipeline = sharp(image, {
       // Checked by sharp on the header too: a second guard after ours below.
       limitInputPixels: maxInputPixels,

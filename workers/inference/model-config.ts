@@ -33,8 +33,8 @@ export interface InputConfig {
    * and letterboxes on `background`, `fill` stretches. @defaultValue 'cover'
    */
   resize: ResizePolicy;
-  /** Channel order of the tensor; `grey` is one channel. @defaultValue 'rgb' */
-  channels: ChannelOrder;
+  /** Channel order of the tensor; `grey` is one channel. @defaultValue 'grey' for 1-channel models, else 'rgb' */
+  channels?: ChannelOrder;
   /** Values that pixel 0 and pixel 255 map to, linearly, e.g. [0, 255], [0, 1], [-1, 1]. @defaultValue [0, 255] */
   range: [number, number];
   /** Subtracted after `range`, one per tensor channel in tensor order (BGR for `bgr`). @defaultValue none */
@@ -47,7 +47,7 @@ export interface InputConfig {
    * What transparent pixels (and `contain` bars) become. @defaultValue 'white' for rgb/bgr
    * (photos on a page), 'black' for grey (MNIST-style: ink is white on black)
    */
-  background: Background;
+  background?: Background;
 }
 
 export interface OutputConfig {
@@ -115,10 +115,10 @@ function side(source: string, key: string, value: unknown): number | undefined {
   return value as number;
 }
 
-function numbers(source: string, key: string, value: unknown, length: number, positive = false): number[] | undefined {
+function numbers(source: string, key: string, value: unknown, lengths: number[], positive = false): number[] | undefined {
   if (value === undefined) return undefined;
-  if (!Array.isArray(value) || value.length !== length || !value.every((n) => typeof n === 'number' && Number.isFinite(n))) {
-    fail(source, `${key} must be an array of ${length} finite numbers (one per tensor channel); got ${JSON.stringify(value)}`);
+  if (!Array.isArray(value) || !lengths.includes(value.length) || !value.every((n) => typeof n === 'number' && Number.isFinite(n))) {
+    fail(source, `${key} must be an array of ${lengths.join(' or ')} finite numbers (one per tensor channel); got ${JSON.stringify(value)}`);
   }
   if (positive && !value.every((n: number) => n > 0)) fail(source, `${key} values must be greater than 0`);
   return value as number[];
@@ -140,8 +140,8 @@ export function parseModelConfig(value: unknown, source = MODEL_CONFIG_FILE): Mo
   checkKeys(source, 'input.', input, ['width', 'height', 'resize', 'channels', 'range', 'mean', 'std', 'layout', 'background']);
   checkKeys(source, 'output.', output, ['kind']);
 
-  const channels = oneOf(source, 'input.channels', input.channels, CHANNEL_ORDERS, 'rgb');
-  const count = channelCount(channels);
+  const channels = input.channels === undefined ? undefined : oneOf(source, 'input.channels', input.channels, CHANNEL_ORDERS, 'rgb');
+  const counts = channels === undefined ? [1, 3] : [channelCount(channels)];
   let range: [number, number] = [0, 255];
   if (input.range !== undefined) {
     const r = input.range;
@@ -152,14 +152,15 @@ export function parseModelConfig(value: unknown, source = MODEL_CONFIG_FILE): Mo
   }
   const parsedInput: InputConfig = {
     resize: oneOf(source, 'input.resize', input.resize, RESIZE_POLICIES, 'cover'),
-    channels,
     range,
-    background: oneOf(source, 'input.background', input.background, BACKGROUNDS, channels === 'grey' ? 'black' : 'white'),
   };
+  if (channels !== undefined) parsedInput.channels = channels;
+  if (input.background !== undefined) parsedInput.background = oneOf(source, 'input.background', input.background, BACKGROUNDS, 'white');
   const width = side(source, 'input.width', input.width);
   const height = side(source, 'input.height', input.height);
-  const mean = numbers(source, 'input.mean', input.mean, count);
-  const std = numbers(source, 'input.std', input.std, count, true);
+  const mean = numbers(source, 'input.mean', input.mean, counts);
+  const std = numbers(source, 'input.std', input.std, counts, true);
+  if (mean && std && mean.length !== std.length) fail(source, 'input.mean and input.std must have the same length');
   if (width !== undefined) parsedInput.width = width;
   if (height !== undefined) parsedInput.height = height;
   if (mean) parsedInput.mean = mean;

@@ -68,12 +68,19 @@ export function resolveInput(input: InputConfig, shape: ReadonlyArray<number | s
   let layout: TensorLayout = input.layout ?? 'NCHW';
   if (input.layout === undefined && !isChannelDim(d1) && isChannelDim(d3)) layout = 'NHWC';
   const [c, h, w] = layout === 'NCHW' ? [d1, d2, d3] : [d3, d1, d2];
-  const channels = channelCount(input.channels);
+  const order = input.channels ?? (c === 1 ? 'grey' : 'rgb');
+  const channels = channelCount(order);
   if (!isSymbolic(c) && c !== channels) {
     throw new ZerveError(
       'BAD_REQUEST',
-      `${source}: the model input has ${c} channels (${layout} [${shape.join(',')}]) but channels "${input.channels}" gives ${channels}`,
+      `${source}: the model input has ${c} channels (${layout} [${shape.join(',')}]) but channels "${order}" gives ${channels}`,
     );
+  }
+  for (const key of ['mean', 'std'] as const) {
+    const values = input[key];
+    if (values && values.length !== channels) {
+      throw new ZerveError('BAD_REQUEST', `${source}: input.${key} has ${values.length} values; channels "${order}" needs ${channels}`);
+    }
   }
   const size = (declared: number | undefined, dim: number | string | undefined, key: string): number => {
     if (!isSymbolic(dim)) {
@@ -93,10 +100,10 @@ export function resolveInput(input: InputConfig, shape: ReadonlyArray<number | s
     width,
     height,
     resize: input.resize,
-    channels: input.channels,
+    channels: order,
     range: input.range,
     layout,
-    background: input.background,
+    background: input.background ?? (order === 'grey' ? 'black' : 'white'),
   };
   if (input.mean) spec.mean = input.mean;
   if (input.std) spec.std = input.std;

@@ -224,8 +224,8 @@ export class JobService extends EventEmitter {
       const timeoutMs = job.options.timeoutMs ?? this.options.requestTimeoutMs;
       for await (const chunk of this.target.stream(job.service, job.body, { timeoutMs, signal: controller.signal })) {
         if (chunk.final) {
-          final = chunk.body;
-          break;
+          final = chunk.body; // the last chunk: the loop ends by itself, leaving the socket reusable
+          continue;
         }
         const seq = this.store.addProgress(job.id, chunk.body);
         if (seq !== undefined) this.emit('progress', job.id, seq);

@@ -1,0 +1,66 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../shared/logger.ts';
+
+/** The CLI entry point, run by children as `node --import tsx scripts/zerve.ts ...`. */
+export const CLI_PATH = fileURLToPath(new URL('./zerve.ts', import.meta.url));
+
+export interface SupervisedProcess {
+  name: string;
+  args: string[];
+  child?: ChildProcess;
+  restarts: number;
+}
+
+/**
+ * Runs CLI subcommands as child processes (`zerve up`'s workers) and restarts one that dies, with a
+ * growing delay, until `close()`, which sends SIGTERM (graceful stop) and waits for every child.
+ */
+export class ProcessSupervisor {
+  private readonly processes: SupervisedProcess[] = [];
+  private closing?: Promise<void>;
+
+  constructor(private readonly log: Logger, private readonly env: NodeJS.ProcessEnv = process.env) {}
+
+  /** Starts `zerve <args>` as a child process named `name`. */
+  add(name: string, args: string[]): SupervisedProcess {
+    const entry: SupervisedProcess = { name, args, restarts: 0 };
+    this.processes.push(entry);
+    this.launch(entry);
+    return entry;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all(
+        this.processes.map(async ({ child }) => {
+          if (!child || child.exitCode !== null || child.signalCode !== null) return;
+          const exited = once(child, 'exit');
+          child.kill('SIGTERM');
+          const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+          await exited;
+          clearTimeout(timer);
+        }),
+      );
+    })();
+    return this.closing;
+  }
+
+  private launch(entry: SupervisedProcess): void {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI_PATH, ...entry.args], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: this.env,
+    });
+    entry.child = child;
+    child.on('exit', (code, signal) => {
+      if (this.closing) return;
+      const delayMs = Math.min(30_000, 500 * 2 ** Math.min(entry.restarts, 6));
+      entry.restarts++;
+      this.log.error({ process: entry.name, code, signal, restartInMs: delayMs }, 'child process died; restarting');
+      setTimeout(() => {
+        if (!this.closing) this.launch(entry);
+      }, delayMs).unref();
+    });
+  }
+}

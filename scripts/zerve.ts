@@ -1,0 +1,250 @@
+/**
+ * The `zerve` command line: `npx zerve --help`. Options resolve from flags, `ZERVE_*` environment
+ * variables and a `--config` JSON file with the same names (see shared/config.ts).
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { resolve, basename } from 'node:path';
+import { Command, Option } from 'commander';
+import Table from 'cli-table3';
+import { Broker } from '../broker/broker.ts';
+import { ZerveClient } from '../shared/client.ts';
+import {
+  DEFAULT_BROKER_OPTIONS,
+  DEFAULT_CLIENT_OPTIONS,
+  DEFAULT_INFERENCE_OPTIONS,
+  DEFAULT_WORKER_CONNECTION_OPTIONS,
+  resolveOptions,
+} from '../shared/config.ts';
+import { ZerveError } from '../shared/errors.ts';
+import { logger } from '../shared/logger.ts';
+import type { ClassifyReply } from '../shared/messages.ts';
+import { createEchoWorker } from '../workers/echo/echo-worker.ts';
+import { InferenceWorker } from '../workers/inference/inference-worker.ts';
+import { addModelVersion } from '../workers/inference/model-writer.ts';
+import { ProcessSupervisor } from './process-supervisor.ts';
+
+const log = logger.child({ component: 'cli' });
+const program = new Command('zerve').description('Zerve: a model-serving cluster on ZeroMQ').showHelpAfterError();
+
+/** Runs `close` once on SIGINT or SIGTERM, then exits. */
+function onShutdown(close: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    close().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+const int = (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new Error(`not an integer: ${value}`);
+  return n;
+};
+
+program
+  .command('up')
+  .description('run a whole cluster here: broker plus inference worker processes')
+  .option('--models <dir>', 'model repository', DEFAULT_INFERENCE_OPTIONS.models)
+  .option('--frontend <endpoint>', 'endpoint clients connect to')
+  .option('--backend <endpoint>', 'endpoint workers connect to')
+  .option('--workers <n>', 'inference worker processes', int, 1)
+  .option('--capacity <n>', 'requests each worker takes at once', int)
+  .option('--threads <n>', 'onnxruntime threads per worker', int)
+  .option('--config <file>', 'JSON config file')
+  .action(async (flags: Record<string, unknown>) => {
+    const brokerOptions = resolveOptions(DEFAULT_BROKER_OPTIONS, flags);
+    const models = resolve(String(flags.models));
+    const broker = new Broker(brokerOptions);
+    await broker.start();
+    const supervisor = new ProcessSupervisor(log);
+    const workers = Number(flags.workers);
+    let registered = 0;
+    broker.on('worker-ready', () => {
+      registered++;
+      if (registered <= workers) process.stderr.write(`workers ready: ${registered}/${workers}\n`);
+    });
+    for (let i = 0; i < workers; i++) {
+      const args = ['worker', 'inference', '--connect', broker.backendEndpoint, '--models', models];
+      if (flags.capacity !== undefined) args.push('--capacity', String(flags.capacity));
+      if (flags.threads !== undefined) args.push('--threads', String(flags.threads));
+      supervisor.add(`inference-${i + 1}`, args);
+    }
+    onShutdown(async () => {
+      await supervisor.close();
+      await broker.close();
+    });
+    const entries = await readdir(models).catch(() => []);
+    process.stderr.write(`zerve: broker ${broker.frontendEndpoint} (workers on ${broker.backendEndpoint}), ${workers} inference worker(s), models in ${models}\n`);
+    if (entries.length === 0) {
+      process.stderr.write(
+        `zerve: no models in ${models} yet. Add one and it is served without a restart, for example:\n` +
+          `  npx zerve models add squeezenet ../shared/fixtures/models/squeezenet/model.onnx --labels ../shared/fixtures/models/squeezenet/labels.txt --channels bgr --models ${models}\n`,
+      );
+    }
+  });
+
+program
+  .command('broker')
+  .description('run the broker alone')
+  .option('--frontend <endpoint>', 'endpoint clients connect to')
+  .option('--backend <endpoint>', 'endpoint workers connect to')
+  .option('--heartbeat-interval-ms <ms>', 'heartbeat interval')
+  .option('--default-deadline-ms <ms>', 'deadline of requests that set none')
+  .option('--max-queued-per-service <n>', 'queue bound per service')
+  .option('--config <file>', 'JSON config file')
+  .action(async (flags: Record<string, unknown>) => {
+    const broker = new Broker(resolveOptions(DEFAULT_BROKER_OPTIONS, flags));
+    await broker.start();
+    onShutdown(() => broker.close());
+  });
+
+const worker = program.command('worker').description('run a worker process');
+
+worker
+  .command('inference')
+  .description('serve the models of a repository')
+  .option('--connect <endpoint>', 'broker backend endpoint')
+  .option('--models <dir>', 'model repository')
+  .option('--capacity <n>', 'requests taken at once')
+  .option('--threads <n>', 'onnxruntime intra-op threads')
+  .option('--config <file>', 'JSON config file')
+  .action(async (flags: Record<string, unknown>) => {
+    const inference = resolveOptions(DEFAULT_INFERENCE_OPTIONS, flags);
+    const connection = resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags);
+    const worker = new InferenceWorker({ ...inference, ...connection, kind: 'inference' });
+    onShutdown(() => worker.close());
+    await worker.start();
+  });
+
+worker
+  .command('echo')
+  .description('answer the echo service with the request body (benchmarks, tests)')
+  .option('--connect <endpoint>', 'broker backend endpoint')
+  .option('--capacity <n>', 'requests taken at once')
+  .option('--config <file>', 'JSON config file')
+  .action(async (flags: Record<string, unknown>) => {
+    const echo = createEchoWorker(resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags));
+    echo.start();
+    onShutdown(() => echo.close());
+  });
+
+/** Runs `fn` with a client, closing it afterwards; errors print their code and set the exit code. */
+async function withClient(flags: Record<string, unknown>, fn: (client: ZerveClient) => Promise<void>): Promise<void> {
+  const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
+  try {
+    await fn(client);
+  } catch (err) {
+    const error = ZerveError.from(err);
+    process.stderr.write(`zerve: ${error.code}: ${error.message}\n`);
+    process.exitCode = 1;
+  } finally {
+    await client.close();
+  }
+}
+
+program
+  .command('classify')
+  .description('classify image files')
+  .argument('<files...>', 'image files')
+  .requiredOption('--model <name>', 'model name')
+  .option('--topk <k>', 'predictions per image', int)
+  .option('--version <version>', 'model version (default: latest)')
+  .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
+  .option('--timeout-ms <ms>', 'time to wait for each reply')
+  .option('--retries <n>', 'retries after a timeout')
+  .option('--json', 'print JSON lines')
+  .action(async (files: string[], flags: Record<string, unknown>) => {
+    await withClient(flags, async (client) => {
+      const header = { ...(flags.topk ? { topk: flags.topk as number } : {}), ...(flags.version ? { version: String(flags.version) } : {}) };
+      const table = new Table({ head: ['file', '#', 'label', 'probability', 'ms'] });
+      let done = 0;
+      let failed = 0;
+      const progress = files.length > 1 && process.stderr.isTTY;
+      await Promise.all(
+        files.map(async (file) => {
+          let reply: ClassifyReply | undefined;
+          let error: ZerveError | undefined;
+          try {
+            reply = await client.classify(String(flags.model), await readFile(file).catch((err) => {
+              throw new ZerveError('BAD_REQUEST', `cannot read ${file}: ${(err as Error).message}`);
+            }), header);
+          } catch (err) {
+            error = ZerveError.from(err);
+            failed++;
+          }
+          done++;
+          if (progress) process.stderr.write(`\rclassified ${done}/${files.length}`);
+          if (flags.json) {
+            process.stdout.write(JSON.stringify({ file, ...(reply ?? error!.toJSON()) }) + '\n');
+          } else if (reply) {
+            reply.predictions.forEach((p, i) =>
+              table.push([i === 0 ? basename(file) : '', i + 1, p.label, p.probability.toFixed(4), i === 0 ? reply!.timings.totalMs?.toFixed(1) ?? '' : '']),
+            );
+          } else {
+            table.push([basename(file), '-', `${error!.code}: ${error!.message}`, '', '']);
+          }
+        }),
+      );
+      if (progress) process.stderr.write('\n');
+      if (!flags.json) process.stdout.write(table.toString() + '\n');
+      if (failed > 0) process.exitCode = 1;
+    });
+  });
+
+program
+  .command('status')
+  .description('services, workers and queue depths')
+  .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
+  .option('--timeout-ms <ms>', 'time to wait for the broker', '3000')
+  .option('--json', 'print JSON')
+  .action(async (flags: Record<string, unknown>) => {
+    await withClient(flags, async (client) => {
+      const [services, workers] = await Promise.all([client.services(), client.workers()]);
+      if (flags.json) {
+        process.stdout.write(JSON.stringify({ services, workers }, null, 2) + '\n');
+        return;
+      }
+      const serviceTable = new Table({ head: ['service', 'workers', 'capacity', 'in flight', 'queued'] });
+      for (const s of services) serviceTable.push([s.name, s.workers, s.capacity, s.inFlight, s.queued]);
+      const workerTable = new Table({ head: ['worker', 'kind', 'host', 'pid', 'protocol', 'capacity', 'in flight', 'services'] });
+      for (const w of workers) workerTable.push([w.id, w.kind, w.host, w.pid ?? '', w.protocol, w.capacity, w.inFlight, w.services.join(', ')]);
+      process.stdout.write(`${serviceTable.toString()}\n${workerTable.toString()}\n`);
+    });
+  });
+
+const models = program.command('models').description('manage the model repository');
+models
+  .command('add')
+  .description('add an ONNX model as a new version in the repository')
+  .argument('<name>', 'model name (served as classify.<name>)')
+  .argument('<file>', 'ONNX file')
+  .option('--labels <file>', 'labels file, one label per line')
+  .addOption(new Option('--channels <order>', 'channel order').choices(['rgb', 'bgr', 'grey']))
+  .option('--size <WxH>', 'input size (default: from the model)')
+  .addOption(new Option('--range <range>', 'pixel value range').choices(['0-255', '0-1']))
+  .option('--mean <a,b,c>', 'per-channel mean subtracted after scaling')
+  .option('--std <a,b,c>', 'per-channel standard deviation divided by')
+  .option('--logits', 'the model outputs logits (softmax is applied)')
+  .option('--models <dir>', 'model repository', DEFAULT_INFERENCE_OPTIONS.models)
+  .action(async (name: string, file: string, flags: Record<string, unknown>) => {
+    try {
+      const result = await addModelVersion({ name, file, ...flags } as Parameters<typeof addModelVersion>[0]);
+      process.stdout.write(`added ${result.name} version ${result.version} at ${result.path}\n`);
+    } catch (err) {
+      const error = ZerveError.from(err);
+      process.stderr.write(`zerve: ${error.code}: ${error.message}\n`);
+      process.exitCode = 1;
+    }
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,132 @@
+import type { IncomingMessage } from 'node:http';
+import busboy from 'busboy';
+import { ZerveError } from '../shared/errors.ts';
+
+/** Form field that carries the image in a multipart upload. */
+export const IMAGE_FIELD = 'image';
+
+export interface Upload {
+  /** The image bytes, or undefined when the request has no body. */
+  image?: Buffer;
+  filename?: string;
+  mimeType?: string;
+}
+
+function tooLarge(maxUploadBytes: number): ZerveError {
+  return new ZerveError('IMAGE_TOO_LARGE', `the upload exceeds the limit of ${maxUploadBytes} bytes`, {
+    details: { maxUploadBytes },
+  });
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  if (length !== undefined) return Number(length) > 0;
+  return req.headers['transfer-encoding'] !== undefined;
+}
+
+/**
+ * Reads the image of a request into memory, never more than `maxUploadBytes`: a multipart form with
+ * field `image`, or the raw bytes with an `image/*` (or `application/octet-stream`) content type.
+ * Past the limit it rejects with IMAGE_TOO_LARGE at once, while the upload is still arriving; the
+ * rest of the body is read and dropped so that the answer reaches the client.
+ */
+export function readUpload(req: IncomingMessage, maxUploadBytes: number): Promise<Upload> {
+  if (!hasBody(req)) return Promise.resolve({});
+  const declared = Number(req.headers['content-length'] ?? 0);
+  const type = (req.headers['content-type'] ?? '').toLowerCase();
+  const isMultipart = type.startsWith('multipart/form-data');
+  // A multipart body has some framing around the file: allow for it before refusing on length alone.
+  if (declared > maxUploadBytes + (isMultipart ? 64 * 1024 : 0)) {
+    req.resume();
+    return Promise.reject(tooLarge(maxUploadBytes));
+  }
+  if (isMultipart) return readMultipart(req, maxUploadBytes);
+  if (type.startsWith('image/') || type.startsWith('application/octet-stream')) {
+    return readRaw(req, maxUploadBytes).then((image) => ({ image, mimeType: type.split(';')[0]!.trim() }));
+  }
+  req.resume();
+  return Promise.reject(
+    new ZerveError(
+      'BAD_REQUEST',
+      'send multipart/form-data with the field "image", or the image bytes with an image/* content type',
+    ),
+  );
+}
+
+function readRaw(req: IncomingMessage, maxUploadBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxUploadBytes) {
+        req.off('data', onData);
+        chunks.length = 0;
+        req.resume(); // drop the rest; the 413 is sent now
+        reject(tooLarge(maxUploadBytes));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks, size)));
+    req.once('error', (err) => reject(new ZerveError('BAD_REQUEST', 'the upload was interrupted', { cause: err })));
+  });
+}
+
+function readMultipart(req: IncomingMessage, maxUploadBytes: number): Promise<Upload> {
+  return new Promise((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({
+        headers: req.headers,
+        limits: { fileSize: maxUploadBytes, files: 1, fields: 20, fieldSize: 4096, parts: 30 },
+      });
+    } catch (err) {
+      req.resume();
+      reject(new ZerveError('BAD_REQUEST', 'malformed multipart/form-data content type', { cause: err }));
+      return;
+    }
+    const upload: Upload = {};
+    let failed = false;
+    const fail = (err: ZerveError) => {
+      if (failed) return;
+      failed = true;
+      reject(err);
+    };
+    parser.on('file', (name, file, info) => {
+      if (name !== IMAGE_FIELD) {
+        file.resume();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      file.on('data', (chunk: Buffer) => {
+        if (failed) return;
+        size += chunk.length;
+        chunks.push(chunk);
+      });
+      file.on('limit', () => {
+        chunks.length = 0;
+        fail(tooLarge(maxUploadBytes)); // busboy drops the rest of the file for us
+      });
+      file.on('end', () => {
+        if (failed) return;
+        upload.image = Buffer.concat(chunks, size);
+        upload.filename = info.filename;
+        upload.mimeType = info.mimeType;
+      });
+    });
+    parser.on('filesLimit', () => fail(new ZerveError('BAD_REQUEST', 'send one image per request')));
+    parser.on('close', () => {
+      if (!failed) resolve(upload);
+    });
+    parser.on('error', (err) => {
+      req.unpipe(parser);
+      req.resume();
+      fail(new ZerveError('BAD_REQUEST', 'malformed multipart/form-data body', { cause: err }));
+    });
+    req.once('error', (err) => fail(new ZerveError('BAD_REQUEST', 'the upload was interrupted', { cause: err })));
+    req.pipe(parser);
+  });
+}

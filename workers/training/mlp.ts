@@ -1,0 +1,482 @@
+/**
+ * Multilayer perceptron classifier on Float32Array math: zero or more ReLU hidden layers, softmax
+ * cross-entropy with L2 on the weights, mini-batch Adam or SGD with momentum, early stopping on
+ * validation accuracy (ties broken by validation loss) with patience, best weights restored.
+ *
+ * Deterministic for a given seed (initialisation and shuffles come from `Rng`). Training yields
+ * to the event loop every `yieldIntervalMs` and checks the AbortSignal between mini-batches, so
+ * heartbeats keep flowing and a cancel stops within one mini-batch.
+ *
+ * Weights are stored input-major, `weights[k * outputs + j]`, which is ONNX Gemm's `B` with
+ * `transB = 0`. Optional input standardisation (`(x - mean) * scale`) is folded into the first
+ * layer on export.
+ */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { ZerveError } from '../../shared/errors.ts';
+import { Rng } from './rng.ts';
+
+export interface MlpConfig {
+  /** Sizes of the hidden layers; `[]` is multinomial logistic regression. @defaultValue [128] */
+  hiddenLayers: number[];
+  /** @defaultValue 'adam' */
+  optimizer: 'adam' | 'sgd';
+  /** @defaultValue 0.001 */
+  learningRate: number;
+  /** Momentum of SGD (ignored by Adam). @defaultValue 0.9 */
+  momentum: number;
+  /** L2 penalty on the weights (not the biases): loss + l2/2 · ‖W‖². @defaultValue 0.0001 */
+  l2: number;
+  /** @defaultValue 64 */
+  batchSize: number;
+  /** Most epochs. @defaultValue 20 */
+  epochs: number;
+  /** Epochs without validation improvement before stopping. @defaultValue 3 */
+  patience: number;
+  /** Standardise each input feature with the training mean and standard deviation. @defaultValue false */
+  standardize: boolean;
+  /** @defaultValue 1 */
+  seed: number;
+}
+
+export const DEFAULT_MLP_CONFIG: MlpConfig = {
+  hiddenLayers: [128],
+  optimizer: 'adam',
+  learningRate: 0.001,
+  momentum: 0.9,
+  l2: 0.0001,
+  batchSize: 64,
+  epochs: 20,
+  patience: 3,
+  standardize: false,
+  seed: 1,
+};
+
+/** Rows of features (row-major) with their labels. */
+export interface LabeledMatrix {
+  x: Float32Array;
+  y: Int32Array;
+  rows: number;
+  cols: number;
+}
+
+export interface EpochProgress {
+  loss: number;
+  valAccuracy: number;
+  valLoss: number;
+  elapsedMs: number;
+}
+
+export interface FitOptions {
+  signal?: AbortSignal;
+  onEpoch?: (epoch: number, progress: EpochProgress) => void;
+  /** Longest computation between yields to the event loop. @defaultValue 20 */
+  yieldIntervalMs?: number;
+}
+
+export interface FitResult {
+  epochsRun: number;
+  /** 1-based epoch whose weights were kept. */
+  bestEpoch: number;
+  history: EpochProgress[];
+  elapsedMs: number;
+}
+
+export interface MlpLayer {
+  inputs: number;
+  outputs: number;
+  weights: Float32Array;
+  bias: Float32Array;
+}
+
+/** Serialisable form of a trained classifier. */
+export interface MlpSnapshot {
+  config: MlpConfig;
+  inputSize: number;
+  classes: number;
+  layers: { inputs: number; outputs: number; weights: number[]; bias: number[] }[];
+  inputMean?: number[];
+  inputScale?: number[];
+}
+
+export class MlpClassifier {
+  readonly config: MlpConfig;
+  readonly inputSize: number;
+  readonly classes: number;
+  readonly layers: MlpLayer[];
+  inputMean: Float32Array | undefined;
+  inputScale: Float32Array | undefined;
+
+  constructor(inputSize: number, classes: number, config: Partial<MlpConfig> = {}) {
+    this.config = { ...DEFAULT_MLP_CONFIG, ...config };
+    const c = this.config;
+    if (!(inputSize >= 1) || !(classes >= 2)) throw new ZerveError('BAD_REQUEST', 'an MLP needs inputs and at least two classes');
+    if (!(c.learningRate > 0) || !(c.batchSize >= 1) || !(c.epochs >= 1) || !(c.l2 >= 0) || !(c.patience >= 1)) {
+      throw new ZerveError('BAD_REQUEST', 'invalid MLP config', { details: { config: c } });
+    }
+    if (c.hiddenLayers.some((h) => !Number.isInteger(h) || h < 1)) throw new ZerveError('BAD_REQUEST', 'hidden layer sizes must be positive integers');
+    this.inputSize = inputSize;
+    this.classes = classes;
+    const sizes = [inputSize, ...c.hiddenLayers, classes];
+    const rng = new Rng(c.seed);
+    this.layers = [];
+    for (let l = 0; l + 1 < sizes.length; l++) {
+      const inputs = sizes[l];
+      const outputs = sizes[l + 1];
+      const last = l + 2 === sizes.length;
+      // He initialisation for ReLU layers, Glorot-like for the softmax layer.
+      const std = Math.sqrt((last ? 1 : 2) / inputs);
+      const weights = new Float32Array(inputs * outputs);
+      for (let i = 0; i < weights.length; i++) weights[i] = rng.normal(0, std);
+      this.layers.push({ inputs, outputs, weights, bias: new Float32Array(outputs) });
+    }
+  }
+
+  /** Trains on `train`, early-stopping on `val` when given. Rejects with CANCELED on abort. */
+  async fit(train: LabeledMatrix, val: LabeledMatrix | undefined, options: FitOptions = {}): Promise<FitResult> {
+    const c = this.config;
+    if (train.cols !== this.inputSize) throw new ZerveError('BAD_REQUEST', `expected ${this.inputSize} features, got ${train.cols}`);
+    if (train.rows === 0) throw new ZerveError('BAD_REQUEST', 'no training rows');
+    const started = performance.now();
+    const yieldMs = options.yieldIntervalMs ?? 20;
+    const rng = new Rng(c.seed ^ 0x5bd1e995);
+    if (c.standardize) this.#fitStandardization(train);
+    const trainX = this.#normalized(train.x, train.rows);
+    const valX = val ? this.#normalized(val.x, val.rows) : undefined;
+
+    const batch = Math.min(c.batchSize, train.rows);
+    const L = this.layers.length;
+    // Activations per layer boundary: acts[0] is the input batch, acts[L] the logits.
+    const acts = [new Float32Array(batch * this.inputSize), ...this.layers.map((layer) => new Float32Array(batch * layer.outputs))];
+    const grads = this.layers.map((layer) => new Float32Array(batch * layer.outputs));
+    const gW = this.layers.map((layer) => new Float32Array(layer.weights.length));
+    const gB = this.layers.map((layer) => new Float32Array(layer.bias.length));
+    const m1W = this.layers.map((layer) => new Float32Array(layer.weights.length));
+    const m1B = this.layers.map((layer) => new Float32Array(layer.bias.length));
+    const m2W = this.layers.map((layer) => new Float32Array(layer.weights.length));
+    const m2B = this.layers.map((layer) => new Float32Array(layer.bias.length));
+    const labels = new Int32Array(batch);
+    const order = Int32Array.from({ length: train.rows }, (_, i) => i);
+
+    const history: EpochProgress[] = [];
+    let best: { accuracy: number; loss: number; epoch: number; layers: MlpLayer[] } | undefined;
+    let step = 0;
+    let lastYield = performance.now();
+    let epoch = 0;
+    for (epoch = 1; epoch <= c.epochs; epoch++) {
+      rng.shuffle(order);
+      let lossSum = 0;
+      for (let start = 0; start < train.rows; start += batch) {
+        if (options.signal?.aborted) throw new ZerveError('CANCELED', 'training canceled', { cause: options.signal.reason });
+        const size = Math.min(batch, train.rows - start);
+        const input = acts[0];
+        for (let r = 0; r < size; r++) {
+          const row = order[start + r];
+          input.set(trainX.subarray(row * this.inputSize, (row + 1) * this.inputSize), r * this.inputSize);
+          labels[r] = train.y[row];
+        }
+        for (let l = 0; l < L; l++) forwardLayer(this.layers[l], acts[l], acts[l + 1], size, l + 1 < L);
+        lossSum += softmaxCrossEntropyGrad(acts[L], labels, size, this.classes, grads[L - 1]) * size;
+        for (let l = L - 1; l >= 0; l--) {
+          backwardLayer(this.layers[l], acts[l], grads[l], size, gW[l], gB[l], l > 0 ? grads[l - 1] : undefined);
+        }
+        step++;
+        for (let l = 0; l < L; l++) {
+          const layer = this.layers[l];
+          if (c.l2 > 0) {
+            const w = layer.weights;
+            const g = gW[l];
+            for (let i = 0; i < g.length; i++) g[i] += c.l2 * w[i];
+          }
+          if (c.optimizer === 'adam') {
+            adamStep(layer.weights, gW[l], m1W[l], m2W[l], c.learningRate, step);
+            adamStep(layer.bias, gB[l], m1B[l], m2B[l], c.learningRate, step);
+          } else {
+            momentumStep(layer.weights, gW[l], m1W[l], c.learningRate, c.momentum);
+            momentumStep(layer.bias, gB[l], m1B[l], c.learningRate, c.momentum);
+          }
+        }
+        if (performance.now() - lastYield >= yieldMs) {
+          await yieldToLoop();
+          lastYield = performance.now();
+        }
+      }
+      if (!Number.isFinite(lossSum)) throw new ZerveError('BAD_REQUEST', 'training diverged (loss is not finite); lower the learning rate');
+      let valAccuracy = Number.NaN;
+      let valLoss = Number.NaN;
+      if (val && valX && val.rows > 0) {
+        const proba = this.#predictNormalized(valX, val.rows);
+        ({ accuracy: valAccuracy, loss: valLoss } = accuracyAndLoss(proba, val.y, val.rows, this.classes));
+      }
+      const progress: EpochProgress = { loss: lossSum / train.rows, valAccuracy, valLoss, elapsedMs: performance.now() - started };
+      history.push(progress);
+      options.onEpoch?.(epoch, progress);
+      if (Number.isNaN(valAccuracy)) continue;
+      if (!best || valAccuracy > best.accuracy || (valAccuracy === best.accuracy && valLoss < best.loss)) {
+        best = { accuracy: valAccuracy, loss: valLoss, epoch, layers: this.layers.map(copyLayer) };
+      } else if (epoch - best.epoch >= c.patience) {
+        break;
+      }
+      await yieldToLoop();
+      lastYield = performance.now();
+    }
+    const epochsRun = Math.min(epoch, c.epochs);
+    if (best) {
+      for (let l = 0; l < L; l++) {
+        this.layers[l].weights.set(best.layers[l].weights);
+        this.layers[l].bias.set(best.layers[l].bias);
+      }
+    }
+    return { epochsRun, bestEpoch: best?.epoch ?? epochsRun, history, elapsedMs: performance.now() - started };
+  }
+
+  /** Class probabilities, row-major [rows, classes]. */
+  predictProba(x: Float32Array, rows: number): Float32Array {
+    return this.#predictNormalized(this.#normalized(x, rows), rows);
+  }
+
+  /** Top-1 class per row. */
+  predict(x: Float32Array, rows: number): Int32Array {
+    return argmaxRows(this.predictProba(x, rows), rows, this.classes);
+  }
+
+  toJSON(): MlpSnapshot {
+    return {
+      config: this.config,
+      inputSize: this.inputSize,
+      classes: this.classes,
+      layers: this.layers.map((l) => ({ inputs: l.inputs, outputs: l.outputs, weights: Array.from(l.weights), bias: Array.from(l.bias) })),
+      ...(this.inputMean ? { inputMean: Array.from(this.inputMean) } : {}),
+      ...(this.inputScale ? { inputScale: Array.from(this.inputScale) } : {}),
+    };
+  }
+
+  static fromJSON(snapshot: MlpSnapshot): MlpClassifier {
+    const mlp = new MlpClassifier(snapshot.inputSize, snapshot.classes, snapshot.config);
+    snapshot.layers.forEach((l, i) => {
+      mlp.layers[i].weights.set(l.weights);
+      mlp.layers[i].bias.set(l.bias);
+    });
+    if (snapshot.inputMean) mlp.inputMean = Float32Array.from(snapshot.inputMean);
+    if (snapshot.inputScale) mlp.inputScale = Float32Array.from(snapshot.inputScale);
+    return mlp;
+  }
+
+  #fitStandardization(train: LabeledMatrix): void {
+    const n = this.inputSize;
+    const mean = new Float64Array(n);
+    const sq = new Float64Array(n);
+    for (let r = 0; r < train.rows; r++) {
+      const o = r * n;
+      for (let k = 0; k < n; k++) {
+        const v = train.x[o + k];
+        mean[k] += v;
+        sq[k] += v * v;
+      }
+    }
+    this.inputMean = new Float32Array(n);
+    this.inputScale = new Float32Array(n);
+    for (let k = 0; k < n; k++) {
+      const m = mean[k] / train.rows;
+      const variance = Math.max(sq[k] / train.rows - m * m, 0);
+      this.inputMean[k] = m;
+      this.inputScale[k] = 1 / Math.sqrt(variance + 1e-6);
+    }
+  }
+
+  #normalized(x: Float32Array, rows: number): Float32Array {
+    const mean = this.inputMean;
+    const scale = this.inputScale;
+    if (!mean || !scale) return x;
+    const n = this.inputSize;
+    const out = new Float32Array(rows * n);
+    for (let r = 0; r < rows; r++) {
+      const o = r * n;
+      for (let k = 0; k < n; k++) out[o + k] = (x[o + k] - mean[k]) * scale[k];
+    }
+    return out;
+  }
+
+  #predictNormalized(x: Float32Array, rows: number): Float32Array {
+    const chunk = 256;
+    const out = new Float32Array(rows * this.classes);
+    const acts = [undefined, ...this.layers.map((layer) => new Float32Array(chunk * layer.outputs))];
+    for (let start = 0; start < rows; start += chunk) {
+      const size = Math.min(chunk, rows - start);
+      let input = x.subarray(start * this.inputSize, (start + size) * this.inputSize);
+      for (let l = 0; l < this.layers.length; l++) {
+        const output = acts[l + 1] as Float32Array;
+        forwardLayer(this.layers[l], input, output, size, l + 1 < this.layers.length);
+        input = output;
+      }
+      softmaxRows(input, size, this.classes, out.subarray(start * this.classes));
+    }
+    return out;
+  }
+}
+
+function copyLayer(layer: MlpLayer): MlpLayer {
+  return { inputs: layer.inputs, outputs: layer.outputs, weights: layer.weights.slice(), bias: layer.bias.slice() };
+}
+
+/** out[r, :] = bias + input[r, :] · W, then ReLU when `relu`; zero inputs skipped (sparse pixels, ReLU outputs). */
+function forwardLayer(layer: MlpLayer, input: Float32Array, output: Float32Array, rows: number, relu: boolean): void {
+  const { inputs, outputs, weights, bias } = layer;
+  // Inner loops unrolled by 4: about 1.5x faster in V8 on typed arrays.
+  const tail = outputs & ~3;
+  for (let r = 0; r < rows; r++) {
+    const o = r * outputs;
+    const ib = r * inputs;
+    for (let j = 0; j < outputs; j++) output[o + j] = bias[j];
+    for (let k = 0; k < inputs; k++) {
+      const v = input[ib + k];
+      if (v === 0) continue;
+      const wk = k * outputs;
+      let j = 0;
+      for (; j < tail; j += 4) {
+        output[o + j] += v * weights[wk + j];
+        output[o + j + 1] += v * weights[wk + j + 1];
+        output[o + j + 2] += v * weights[wk + j + 2];
+        output[o + j + 3] += v * weights[wk + j + 3];
+      }
+      for (; j < outputs; j++) output[o + j] += v * weights[wk + j];
+    }
+    if (relu) for (let j = 0; j < outputs; j++) if (output[o + j] < 0) output[o + j] = 0;
+  }
+}
+
+/**
+ * Gradients of one layer from `dOut` [rows, outputs]: gW = inputᵀ·dOut, gB = Σ dOut, and
+ * dIn = dOut·Wᵀ masked by the ReLU of the layer below (its activation `input` > 0).
+ */
+function backwardLayer(
+  layer: MlpLayer,
+  input: Float32Array,
+  dOut: Float32Array,
+  rows: number,
+  gW: Float32Array,
+  gB: Float32Array,
+  dIn: Float32Array | undefined,
+): void {
+  const { inputs, outputs, weights } = layer;
+  const tail = outputs & ~3;
+  gW.fill(0);
+  gB.fill(0);
+  for (let r = 0; r < rows; r++) {
+    const ob = r * outputs;
+    const ib = r * inputs;
+    for (let j = 0; j < outputs; j++) gB[j] += dOut[ob + j];
+    for (let k = 0; k < inputs; k++) {
+      const v = input[ib + k];
+      const wk = k * outputs;
+      if (v === 0) {
+        // Zero input: no weight gradient; for a hidden layer, an inactive ReLU passes none back.
+        if (dIn) dIn[ib + k] = 0;
+        continue;
+      }
+      let j = 0;
+      for (; j < tail; j += 4) {
+        gW[wk + j] += v * dOut[ob + j];
+        gW[wk + j + 1] += v * dOut[ob + j + 1];
+        gW[wk + j + 2] += v * dOut[ob + j + 2];
+        gW[wk + j + 3] += v * dOut[ob + j + 3];
+      }
+      for (; j < outputs; j++) gW[wk + j] += v * dOut[ob + j];
+      if (dIn) {
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        j = 0;
+        for (; j < tail; j += 4) {
+          s0 += dOut[ob + j] * weights[wk + j];
+          s1 += dOut[ob + j + 1] * weights[wk + j + 1];
+          s2 += dOut[ob + j + 2] * weights[wk + j + 2];
+          s3 += dOut[ob + j + 3] * weights[wk + j + 3];
+        }
+        for (; j < outputs; j++) s0 += dOut[ob + j] * weights[wk + j];
+        dIn[ib + k] = s0 + s1 + s2 + s3;
+      }
+    }
+  }
+}
+
+/** Softmax of the logits in place of `grad` as (p - onehot)/rows; returns the mean cross-entropy. */
+function softmaxCrossEntropyGrad(logits: Float32Array, labels: Int32Array, rows: number, classes: number, grad: Float32Array): number {
+  let loss = 0;
+  for (let r = 0; r < rows; r++) {
+    const o = r * classes;
+    let max = -Infinity;
+    for (let j = 0; j < classes; j++) if (logits[o + j] > max) max = logits[o + j];
+    let sum = 0;
+    for (let j = 0; j < classes; j++) {
+      const e = Math.exp(logits[o + j] - max);
+      grad[o + j] = e;
+      sum += e;
+    }
+    const y = labels[r];
+    loss -= Math.log(Math.max(grad[o + y] / sum, 1e-12));
+    for (let j = 0; j < classes; j++) grad[o + j] = (grad[o + j] / sum - (j === y ? 1 : 0)) / rows;
+  }
+  return loss / rows;
+}
+
+function softmaxRows(logits: Float32Array, rows: number, classes: number, out: Float32Array): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * classes;
+    let max = -Infinity;
+    for (let j = 0; j < classes; j++) if (logits[o + j] > max) max = logits[o + j];
+    let sum = 0;
+    for (let j = 0; j < classes; j++) {
+      const e = Math.exp(logits[o + j] - max);
+      out[o + j] = e;
+      sum += e;
+    }
+    for (let j = 0; j < classes; j++) out[o + j] /= sum;
+  }
+}
+
+const ADAM_BETA1 = 0.9;
+const ADAM_BETA2 = 0.999;
+const ADAM_EPSILON = 1e-8;
+
+function adamStep(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, step: number): void {
+  const c1 = 1 - ADAM_BETA1 ** step;
+  const c2 = 1 - ADAM_BETA2 ** step;
+  const rate = (lr * Math.sqrt(c2)) / c1;
+  for (let i = 0; i < w.length; i++) {
+    const gi = g[i];
+    const mi = (m[i] = ADAM_BETA1 * m[i] + (1 - ADAM_BETA1) * gi);
+    const vi = (v[i] = ADAM_BETA2 * v[i] + (1 - ADAM_BETA2) * gi * gi);
+    w[i] -= (rate * mi) / (Math.sqrt(vi) + ADAM_EPSILON);
+  }
+}
+
+function momentumStep(w: Float32Array, g: Float32Array, velocity: Float32Array, lr: number, momentum: number): void {
+  for (let i = 0; i < w.length; i++) {
+    const vi = (velocity[i] = momentum * velocity[i] + g[i]);
+    w[i] -= lr * vi;
+  }
+}
+
+/** Top-1 index per row of a row-major [rows, classes] matrix. */
+export function argmaxRows(values: Float32Array, rows: number, classes: number): Int32Array {
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    const o = r * classes;
+    for (let j = 1; j < classes; j++) if (values[o + j] > values[o + best]) best = j;
+    out[r] = best;
+  }
+  return out;
+}
+
+function accuracyAndLoss(proba: Float32Array, labels: Int32Array, rows: number, classes: number): { accuracy: number; loss: number } {
+  const predicted = argmaxRows(proba, rows, classes);
+  let correct = 0;
+  let loss = 0;
+  for (let r = 0; r < rows; r++) {
+    if (predicted[r] === labels[r]) correct++;
+    loss -= Math.log(Math.max(proba[r * classes + labels[r]], 1e-12));
+  }
+  return { accuracy: correct / rows, loss: loss / rows };
+}
