@@ -96,10 +96,10 @@ export class Broker extends EventEmitter {
     this.backend = new zmq.Router(socketOptions);
     this.frontendSends = new SendQueue(this.frontend, this.log.child({ socket: 'frontend' }), o.maxPendingSends);
     this.backendSends = new SendQueue(this.backend, this.log.child({ socket: 'backend' }), o.maxPendingSends);
-    await this.frontend.bind(wildcardPort(o.frontend));
+    await bindWithRetry(this.frontend, wildcardPort(o.frontend), this.log);
     this.frontendEndpoint = this.frontend.lastEndpoint ?? o.frontend;
     if (o.backend !== o.frontend || /:(0|\*)$/.test(o.backend)) {
-      await this.backend.bind(wildcardPort(o.backend));
+      await bindWithRetry(this.backend, wildcardPort(o.backend), this.log);
       this.backendEndpoint = this.backend.lastEndpoint ?? o.backend;
     } else {
       this.backendEndpoint = this.frontendEndpoint;
@@ -451,6 +451,22 @@ export class Broker extends EventEmitter {
           this.answer(request, 'TIMEOUT', `worker on ${worker.host} did not answer before the deadline`);
         }
       }
+    }
+  }
+}
+
+/**
+ * Binds, retrying for a few seconds while the address is still held: a broker restarted at once (or in
+ * the same process) finds the old socket's port not yet released.
+ */
+async function bindWithRetry(socket: zmq.Router, endpoint: string, log: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await socket.bind(endpoint);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EADDRINUSE' || attempt >= 50) throw err;
+      if (attempt === 1) log.warn({ endpoint }, 'address in use; retrying');
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 }

@@ -185,7 +185,7 @@ export function resolveOptions<T extends object>(
   return result as T;
 }
 
-export interface JobsOptions {
+export interface JobsOptions extends HeartbeatOptions {
   /** Broker backend endpoint the jobs worker connects to. @defaultValue 'tcp://127.0.0.1:5556' */
   connect: string;
   /** Broker frontend endpoint jobs are dispatched through. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
@@ -222,6 +222,8 @@ export const DEFAULT_JOBS_OPTIONS: JobsOptions = {
   retryDelayMs: 1000,
   resultTtlMs: 24 * 60 * 60 * 1000,
   maxProgressEntries: 100,
+  heartbeatIntervalMs: 1000,
+  heartbeatLiveness: 3,
 };
 
 export interface WebAppOptions {

@@ -62,6 +62,9 @@ export interface JobStatus {
   progressSeq: number;
   /** Frame 0 of the target's FINAL reply parsed as JSON, when the job succeeded. */
   result?: unknown;
-  /** Why the job failed or was canceled. */
-  error?: { code: string; message: string };
+  /**
+   * Why the job failed or was canceled. Not named `error`: a body with `error` is an error reply on
+   * the wire, and this answer is not one.
+   */
+  failure?: { code: string; message: string };
 }

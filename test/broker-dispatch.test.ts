@@ -88,11 +88,14 @@ describe('broker dispatch', () => {
     assert.equal(queued!.queued, 1, 'the third request waits in the broker, not behind a busy worker');
     assert.equal(a.pending, 1);
     assert.equal(b.pending, 1);
-    a.release();
-    while (log.length < 3) await new Promise((r) => setImmediate(r));
-    assert.equal(log[2], 'a:3', 'the worker that freed a slot gets the waiting request');
-    a.release();
-    b.release();
+    try {
+      a.release();
+      while (log.length < 3) await new Promise((r) => setImmediate(r));
+      assert.match(log[2]!, /^a:/, 'the worker that freed a slot gets the waiting request');
+    } finally {
+      a.release();
+      b.release();
+    }
     assert.deepEqual((await Promise.all(replies)).map((r) => String(r[0])), ['1', '2', '3']);
   });
 

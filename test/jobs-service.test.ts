@@ -131,7 +131,7 @@ describe('jobs service', () => {
     const ticket = await submit([{ service: 'bad' }]);
     assert.equal(await settled(ticket.id), 'failed');
     const status = await submit([{ id: ticket.id }], JOBS_STATUS);
-    assert.equal(status.error?.code, 'BAD_IMAGE');
+    assert.equal(status.failure?.code, 'BAD_IMAGE');
     assert.equal(status.attempts, 1);
   });
 
@@ -143,7 +143,7 @@ describe('jobs service', () => {
     const ticket = await submit([{ service: 'down' }]);
     assert.equal(await settled(ticket.id), 'failed');
     const status = await submit([{ id: ticket.id }], JOBS_STATUS);
-    assert.equal(status.error?.code, 'NO_WORKERS');
+    assert.equal(status.failure?.code, 'NO_WORKERS');
     assert.equal(status.attempts, 3);
   });
 
@@ -169,7 +169,7 @@ describe('jobs service', () => {
     assert.equal(canceled.state, 'canceled');
     assert.equal(await done, 'canceled');
     assert.equal(sawAbort, true);
-    assert.equal((await submit([{ id: ticket.id }], JOBS_STATUS)).error?.code, 'CANCELED');
+    assert.equal((await submit([{ id: ticket.id }], JOBS_STATUS)).failure?.code, 'CANCELED');
   });
 
   it('runs at most `concurrency` jobs at once', async () => {

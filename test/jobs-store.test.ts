@@ -82,7 +82,7 @@ describe('jobs store', () => {
     assert.equal(store.cancel(b.id)?.state, 'canceled');
     assert.equal(store.succeed(b.id, [Buffer.from('{}')]), false);
     assert.equal(store.addProgress(b.id, [Buffer.from('{}')]), undefined);
-    assert.equal(store.status(b.id)?.error?.code, 'CANCELED');
+    assert.equal(store.status(b.id)?.failure?.code, 'CANCELED');
     assert.equal(store.cancel(a.id)?.state, 'succeeded', 'a finished job stays as it is');
   });
 
@@ -91,7 +91,7 @@ describe('jobs store', () => {
     const waiting = store.submit('s', [], {}, 0);
     store.claim(0);
     store.fail(done.id, { code: 'BAD_IMAGE', message: 'corrupt' }, 1000);
-    assert.equal(store.status(done.id, 0, 1000 + 59_999)?.error?.code, 'BAD_IMAGE');
+    assert.equal(store.status(done.id, 0, 1000 + 59_999)?.failure?.code, 'BAD_IMAGE');
     assert.equal(store.status(done.id, 0, 1000 + 60_000), undefined, 'an expired job is unknown at once');
     assert.equal(store.purgeExpired(1000 + 60_000), 1);
     assert.equal(store.status(waiting.id, 0, 10_000_000)?.state, 'queued');

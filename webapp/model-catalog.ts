@@ -1,11 +1,8 @@
 import type { ZerveClient } from '../shared/client.ts';
 import { ZerveError } from '../shared/errors.ts';
 import type { ServiceInfo } from '../shared/messages.ts';
-import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
+import { CLASSIFY_PREFIX, MODELS_DESCRIBE, classifyService } from '../shared/protocol.ts';
 import { JOBS_SUBMIT } from '../shared/jobs.ts';
-
-/** Service each inference worker answers with the models it serves. */
-export const MODELS_DESCRIBE = 'models.describe';
 
 /** A model as `/api/info` lists it. */
 export interface ModelInfo {

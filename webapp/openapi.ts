@@ -313,7 +313,10 @@ export const OPENAPI_DOCUMENT = {
           },
           progressSeq: { type: 'integer', minimum: 0 },
           result: { description: "The target's reply: a ClassifyReply for classification jobs." },
-          error: { $ref: '#/components/schemas/Error/properties/error' },
+          failure: {
+            description: 'Why the job failed or was canceled (`code` is an error code).',
+            $ref: '#/components/schemas/Error/properties/error',
+          },
         },
       },
     },

@@ -97,15 +97,11 @@ export class ImageDecoder {
     const started = performance.now();
     const { maxInputPixels } = this.options;
     this.checkBytes(image);
-    const pipeline = sharp(image, {
-      // Checked by sharp on the header too: a second guard after ours below.
-      limitInputPixels: maxInputPixels,
-      failOn: 'warning',
-      sequentialRead: true,
-    });
     let metadata: Metadata;
     try {
-      metadata = await pipeline.metadata();
+      // Header only, no pixels: without sharp's own limit, so an oversized image is told apart from
+      // a broken one by its dimensions rather than by the text of sharp's error.
+      metadata = await sharp(image, { limitInputPixels: false }).metadata();
     } catch (err) {
       throw new ZerveError('BAD_IMAGE', `the bytes are not a readable image: ${(err as Error).message}`, { cause: err });
     }
@@ -126,6 +122,12 @@ export class ImageDecoder {
     throwIfAborted(signal);
 
     const background = BACKGROUNDS[spec.background];
+    const pipeline = sharp(image, {
+      // Checked by sharp on the header too: a second guard after ours above.
+      limitInputPixels: maxInputPixels,
+      failOn: 'warning',
+      sequentialRead: true,
+    });
     pipeline
       .rotate() // EXIF orientation
       .flatten({ background })

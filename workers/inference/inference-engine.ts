@@ -264,7 +264,7 @@ export class InferenceEngine extends EventEmitter {
   /** Stops polling, lets running requests finish, then frees every session. Idempotent. */
   close(): Promise<void> {
     this.closed ??= (async () => {
-      this.repository.close();
+      await this.repository.close();
       await this.started?.catch(() => undefined);
       await this.reconciling;
       await this.loads.catch(() => undefined);
@@ -405,9 +405,6 @@ export class InferenceEngine extends EventEmitter {
       }
       await this.updateLatest(served, onDisk);
       if (this.closed) return;
-    }
-    for (const [name, served] of this.served) {
-      if (!served.latest && served.pinned.size === 0 && served.loading.size === 0 && !disk.has(name)) this.served.delete(name);
     }
     this.updateServices();
   }

@@ -126,16 +126,18 @@ export class ModelRepository extends EventEmitter {
     return this.scanning;
   }
 
-  /** Stops polling. */
-  close(): void {
+  /** Stops polling; resolves once a scan in progress has ended. Idempotent. */
+  async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    await this.scanning;
   }
 
   private schedule(): void {
     if (this.closed) return;
     // setTimeout after each scan rather than setInterval: a slow disk never stacks scans up.
     this.timer = setTimeout(() => {
+      if (this.closed) return;
       this.refresh()
         .catch((err: unknown) => this.log.error({ err }, 'repository scan failed'))
         .finally(() => this.schedule());

@@ -193,7 +193,7 @@ export class ModelSession {
         graphOptimizationLevel: 'all',
       });
     } catch (err) {
-      throw new ZerveError('BAD_REQUEST', `${source}: onnxruntime cannot load it: ${(err as Error).message}`, { cause: err });
+      throw new ZerveError('BAD_REQUEST', `${source} is not a model onnxruntime can load: ${(err as Error).message}`, { cause: err });
     }
     const loadMs = performance.now() - started;
     try {

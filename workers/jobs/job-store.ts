@@ -279,7 +279,7 @@ export class JobStore {
     };
     if (row.state === 'succeeded' && row.result) status.result = frameValue(unpackFrames(row.result)[0]);
     if ((row.state === 'failed' || row.state === 'canceled') && row.error_code !== null) {
-      status.error = { code: row.error_code, message: row.error_message ?? '' };
+      status.failure = { code: row.error_code, message: row.error_message ?? '' };
     }
     return status;
   }

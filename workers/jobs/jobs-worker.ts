@@ -53,7 +53,13 @@ export class JobsWorker {
     this.connection = new WorkerConnection(
       [...JOBS_SERVICES],
       (body, ctx) => this.service.handle(ctx.service, body),
-      { connect: this.options.connect, kind: 'jobs', capacity: 16 },
+      {
+        connect: this.options.connect,
+        kind: 'jobs',
+        capacity: 16,
+        heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+        heartbeatLiveness: this.options.heartbeatLiveness,
+      },
       log,
     );
   }

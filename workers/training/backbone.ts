@@ -110,8 +110,9 @@ export async function preprocessForBackbone(source: ImageSource, spec: BackboneS
       ? sharp(source.bytes, { limitInputPixels: maxInputPixels })
       : sharp(source.pixels, { raw: { width: source.width, height: source.height, channels: source.channels } });
   const { data, info } = await image
+    .rotate()
+    .flatten({ background: '#ffffff' })
     .resize(spec.width, spec.height, { fit: 'fill' })
-    .removeAlpha()
     .toColourspace('srgb')
     .raw()
     .toBuffer({ resolveWithObject: true });

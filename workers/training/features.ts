@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { DEFAULT_TRAINING_OPTIONS, type TrainingOptions } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
@@ -63,7 +63,12 @@ async function pixelsOf(source: ImageSource, spec: PixelFeatures, maxInputPixels
     source.kind === 'encoded'
       ? sharp(source.bytes, { limitInputPixels: maxInputPixels })
       : sharp(source.pixels, { raw: { width: source.width, height: source.height, channels: source.channels } });
-  image = image.resize(spec.width, spec.height, { fit: 'fill' }).removeAlpha();
+  // Same steps as the inference engine's decoder (workers/inference/image-decoder.ts), so the
+  // exported model sees at serving time what it saw in training.
+  image = image
+    .rotate()
+    .flatten({ background: spec.channels === 1 ? '#000000' : '#ffffff' })
+    .resize(spec.width, spec.height, { fit: 'fill' });
   image = spec.channels === 1 ? image.toColourspace('b-w') : image.toColourspace('srgb');
   const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
   if (info.channels !== spec.channels) throw new ZerveError('BAD_IMAGE', `expected ${spec.channels} channels, got ${info.channels}`);

@@ -30,8 +30,10 @@ export interface MlpConfig {
   batchSize: number;
   /** Most epochs. @defaultValue 20 */
   epochs: number;
-  /** Epochs without validation improvement before stopping. @defaultValue 3 */
+  /** Epochs without validation improvement before stopping. @defaultValue 4 */
   patience: number;
+  /** Learning rate multiplier applied after each epoch (1 = constant). @defaultValue 1 */
+  lrDecay: number;
   /** Standardise each input feature with the training mean and standard deviation. @defaultValue false */
   standardize: boolean;
   /** @defaultValue 1 */
@@ -46,7 +48,8 @@ export const DEFAULT_MLP_CONFIG: MlpConfig = {
   l2: 0.0001,
   batchSize: 64,
   epochs: 20,
-  patience: 3,
+  patience: 4,
+  lrDecay: 1,
   standardize: false,
   seed: 1,
 };
@@ -71,6 +74,8 @@ export interface FitOptions {
   onEpoch?: (epoch: number, progress: EpochProgress) => void;
   /** Longest computation between yields to the event loop. @defaultValue 20 */
   yieldIntervalMs?: number;
+  /** Rows are CHW images: each training sample is shifted by up to `maxShiftPx` pixels (zero fill). */
+  augmentShift?: { width: number; height: number; channels: number; maxShiftPx: number };
 }
 
 export interface FitResult {
@@ -110,7 +115,7 @@ export class MlpClassifier {
     this.config = { ...DEFAULT_MLP_CONFIG, ...config };
     const c = this.config;
     if (!(inputSize >= 1) || !(classes >= 2)) throw new ZerveError('BAD_REQUEST', 'an MLP needs inputs and at least two classes');
-    if (!(c.learningRate > 0) || !(c.batchSize >= 1) || !(c.epochs >= 1) || !(c.l2 >= 0) || !(c.patience >= 1)) {
+    if (!(c.learningRate > 0) || !(c.batchSize >= 1) || !(c.epochs >= 1) || !(c.l2 >= 0) || !(c.patience >= 1) || !(c.lrDecay > 0 && c.lrDecay <= 1)) {
       throw new ZerveError('BAD_REQUEST', 'invalid MLP config', { details: { config: c } });
     }
     if (c.hiddenLayers.some((h) => !Number.isInteger(h) || h < 1)) throw new ZerveError('BAD_REQUEST', 'hidden layer sizes must be positive integers');
@@ -143,6 +148,10 @@ export class MlpClassifier {
     const trainX = this.#normalized(train.x, train.rows);
     const valX = val ? this.#normalized(val.x, val.rows) : undefined;
 
+    const shift = options.augmentShift;
+    if (shift && shift.width * shift.height * shift.channels !== this.inputSize) {
+      throw new ZerveError('BAD_REQUEST', 'augmentShift shape does not match the input size');
+    }
     const batch = Math.min(c.batchSize, train.rows);
     const L = this.layers.length;
     // Activations per layer boundary: acts[0] is the input batch, acts[L] the logits.
@@ -163,6 +172,7 @@ export class MlpClassifier {
     let lastYield = performance.now();
     let epoch = 0;
     for (epoch = 1; epoch <= c.epochs; epoch++) {
+      const learningRate = c.learningRate * c.lrDecay ** (epoch - 1);
       rng.shuffle(order);
       let lossSum = 0;
       for (let start = 0; start < train.rows; start += batch) {
@@ -171,7 +181,9 @@ export class MlpClassifier {
         const input = acts[0];
         for (let r = 0; r < size; r++) {
           const row = order[start + r];
-          input.set(trainX.subarray(row * this.inputSize, (row + 1) * this.inputSize), r * this.inputSize);
+          const sample = trainX.subarray(row * this.inputSize, (row + 1) * this.inputSize);
+          if (shift) shiftImage(sample, input.subarray(r * this.inputSize, (r + 1) * this.inputSize), shift, rng);
+          else input.set(sample, r * this.inputSize);
           labels[r] = train.y[row];
         }
         for (let l = 0; l < L; l++) forwardLayer(this.layers[l], acts[l], acts[l + 1], size, l + 1 < L);
@@ -188,11 +200,11 @@ export class MlpClassifier {
             for (let i = 0; i < g.length; i++) g[i] += c.l2 * w[i];
           }
           if (c.optimizer === 'adam') {
-            adamStep(layer.weights, gW[l], m1W[l], m2W[l], c.learningRate, step);
-            adamStep(layer.bias, gB[l], m1B[l], m2B[l], c.learningRate, step);
+            adamStep(layer.weights, gW[l], m1W[l], m2W[l], learningRate, step);
+            adamStep(layer.bias, gB[l], m1B[l], m2B[l], learningRate, step);
           } else {
-            momentumStep(layer.weights, gW[l], m1W[l], c.learningRate, c.momentum);
-            momentumStep(layer.bias, gB[l], m1B[l], c.learningRate, c.momentum);
+            momentumStep(layer.weights, gW[l], m1W[l], learningRate, c.momentum);
+            momentumStep(layer.bias, gB[l], m1B[l], learningRate, c.momentum);
           }
         }
         if (performance.now() - lastYield >= yieldMs) {
@@ -311,6 +323,28 @@ export class MlpClassifier {
       softmaxRows(input, size, this.classes, out.subarray(start * this.classes));
     }
     return out;
+  }
+}
+
+/** Copies a CHW image shifted by a random offset in [-max, max]² pixels, zero-filling the border. */
+function shiftImage(src: Float32Array, dst: Float32Array, shape: NonNullable<FitOptions['augmentShift']>, rng: Rng): void {
+  const { width, height, channels, maxShiftPx } = shape;
+  const dx = rng.int(2 * maxShiftPx + 1) - maxShiftPx;
+  const dy = rng.int(2 * maxShiftPx + 1) - maxShiftPx;
+  if (dx === 0 && dy === 0) {
+    dst.set(src);
+    return;
+  }
+  dst.fill(0);
+  const x0 = Math.max(0, dx);
+  const x1 = Math.min(width, width + dx);
+  for (let c = 0; c < channels; c++) {
+    const plane = c * width * height;
+    for (let y = Math.max(0, dy); y < Math.min(height, height + dy); y++) {
+      const to = plane + y * width;
+      const from = plane + (y - dy) * width;
+      for (let x = x0; x < x1; x++) dst[to + x] = src[from + x - dx];
+    }
   }
 }
 

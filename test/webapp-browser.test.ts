@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { REPO_ROOT, fixtureImage } from './helpers/cluster.ts';
+import { startWebCluster, type WebCluster } from './fixtures/webapp-cluster.ts';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+/** Screenshots land here (git-ignored); the README's picture is `webapp-desktop.png`. */
+export const SCREENSHOTS = join(REPO_ROOT, 'test-output');
+
+describe('web app page in a browser', function () {
+  this.timeout(60_000);
+  let cluster: WebCluster;
+  let profile: string;
+  let context: BrowserContext;
+  let page: Page;
+  let foreignRequests: string[];
+
+  // One cluster and one browser for the whole suite: starting Chromium per test would double its time.
+  before(async () => {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    cluster = await startWebCluster();
+    profile = mkdtempSync(join(tmpdir(), 'zerve-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      args: CHROMIUM_ARGS,
+      headless: true,
+      viewport: { width: 1200, height: 820 },
+    });
+  });
+  after(async () => {
+    await context?.close();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await cluster?.close();
+  });
+
+  beforeEach(async () => {
+    page = await context.newPage();
+    foreignRequests = [];
+    page.on('request', (request) => {
+      const url = request.url();
+      if (!url.startsWith(cluster.url) && !url.startsWith('blob:') && !url.startsWith('data:')) foreignRequests.push(url);
+    });
+    await page.goto(cluster.url);
+    await page.waitForSelector('body[data-ready="true"]');
+  });
+  afterEach(async () => {
+    await page.close();
+    assert.deepEqual(foreignRequests, [], 'the page loads nothing from elsewhere (no CDN)');
+  });
+
+  const answered = () =>
+    page.waitForFunction(() => {
+      const status = document.getElementById('status');
+      return status !== null && !status.classList.contains('busy') && status.textContent !== 'Choose a photo to start.';
+    });
+  const labels = () => page.locator('.prediction-label').allTextContents();
+
+  it('classifies an uploaded photo: kitten.png is a tabby', async () => {
+    assert.equal(await page.inputValue('#model'), 'squeezenet');
+    await page.setInputFiles('#file', fixtureImage('kitten.png'));
+    await answered();
+    const top = await labels();
+    assert.equal(top[0], 'tabby, tabby cat');
+    assert.equal(top.length, 5);
+    assert.match((await page.textContent('#status')) ?? '', /tabby/);
+    assert.equal(await page.isVisible('#error'), false);
+    assert.ok((await page.locator('#timings dt').count()) >= 3, 'timings are shown');
+    assert.match((await page.getAttribute('#preview', 'src')) ?? '', /^blob:/);
+    await page.screenshot({ path: join(SCREENSHOTS, 'webapp-desktop.png'), fullPage: true });
+  });
+
+  it('classifies a sample picked from the gallery', async () => {
+    await page.click('button[data-sample="fish.png"]');
+    await answered();
+    assert.equal((await labels())[0], 'tench, Tinca tinca');
+    assert.equal(await page.getAttribute('#preview', 'src'), '/api/samples/fish.png');
+  });
+
+  it('says in words that a corrupt file is not an image', async () => {
+    await page.setInputFiles('#file', { name: 'corrupt.png', mimeType: 'image/png', buffer: Buffer.from('this is not a PNG at all') });
+    await page.waitForSelector('#error:not([hidden])');
+    assert.match((await page.textContent('#error')) ?? '', /not an image we can read/);
+    assert.deepEqual(await labels(), []);
+  });
+
+  it('works by keyboard alone and fits a phone screen', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    const gallery = page.locator('button[data-sample="kitten.png"]');
+    await gallery.focus();
+    await page.keyboard.press('Enter');
+    await answered();
+    assert.equal((await labels())[0], 'tabby, tabby cat');
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no sideways scrolling on a phone (overflow ${overflow}px)`);
+    for (const id of ['model', 'file', 'camera']) {
+      assert.equal(await page.locator(`label[for="${id}"]`).count() > 0, true, `#${id} has a label`);
+    }
+    await page.screenshot({ path: join(SCREENSHOTS, 'webapp-phone.png'), fullPage: true });
+  });
+});

@@ -1,0 +1,399 @@
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
+import { ZerveClient } from '../shared/client.ts';
+import { DEFAULT_WEB_APP_OPTIONS, type WebAppOptions } from '../shared/config.ts';
+import { ZerveError } from '../shared/errors.ts';
+import {
+  JOBS_CANCEL,
+  JOBS_STATUS,
+  JOBS_SUBMIT,
+  isFinishedState,
+  type JobStatus,
+  type JobSubmitRequest,
+  type JobTicket,
+} from '../shared/jobs.ts';
+import { logger as rootLogger, type Logger } from '../shared/logger.ts';
+import { encodeHeader, encodeJson, type ClassifyReply, type RequestHeader } from '../shared/messages.ts';
+import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
+import { HTTP_STATUS_OF } from './http-status.ts';
+import { ModelCatalog } from './model-catalog.ts';
+import { OPENAPI_DOCUMENT } from './openapi.ts';
+import { readUpload } from './read-upload.ts';
+import { RequestValidator, type CheckedParameters } from './request-validator.ts';
+import { SampleGallery } from './sample-gallery.ts';
+
+/** Folder of the page's files (HTML, CSS, JS): served as they are, no build step, no CDN. */
+export const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'public');
+
+const SSE_PING_MS = 15_000;
+const CLOSE_GRACE_MS = 2000;
+
+interface ImageQuery {
+  model: string;
+  topk?: number;
+  version?: string;
+  sample?: string;
+}
+
+/** Wraps anything thrown while handling a request: errors from express itself keep their 4xx meaning. */
+function toZerveError(err: unknown): ZerveError {
+  if (err instanceof ZerveError) return err;
+  const status = (err as { status?: unknown; statusCode?: unknown }).status ?? (err as { statusCode?: unknown }).statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const code = status === 413 ? 'IMAGE_TOO_LARGE' : 'BAD_REQUEST';
+    return new ZerveError(code, err instanceof Error ? err.message : String(err), { cause: err });
+  }
+  return ZerveError.from(err);
+}
+
+function params(res: Response): CheckedParameters {
+  return res.locals.params as CheckedParameters;
+}
+
+/**
+ * The web app: the upload page and the HTTP API (`/api/...`, described at `/api/openapi.json`) in
+ * front of the cluster, talking to the broker with a `ZerveClient`.
+ * @example
+ * const web = new WebApp({ broker: 'tcp://127.0.0.1:5555', http: 8080, samples: '../shared/fixtures/images' });
+ * console.log(await web.start()); // http://127.0.0.1:8080/
+ * await web.close();
+ */
+export class WebApp {
+  readonly options: WebAppOptions;
+  readonly app: express.Express;
+  private readonly client: ZerveClient;
+  private readonly catalog: ModelCatalog;
+  private readonly gallery: SampleGallery;
+  private readonly validator = new RequestValidator(OPENAPI_DOCUMENT);
+  private readonly log: Logger;
+  private readonly streams = new Set<AbortController>();
+  private server: Server | undefined;
+  private starting: Promise<string> | undefined;
+  private closing: Promise<void> | undefined;
+  private inFlight = 0;
+  private baseUrl = '';
+
+  constructor(options: Partial<WebAppOptions> = {}, log: Logger = rootLogger) {
+    this.options = { ...DEFAULT_WEB_APP_OPTIONS, ...options };
+    const o = this.options;
+    if (!(Number.isInteger(o.http) && o.http >= 0 && o.http < 65536)) {
+      throw new ZerveError('BAD_REQUEST', `http must be a port number, got ${o.http}`);
+    }
+    for (const key of ['maxUploadBytes', 'requestTimeoutMs', 'maxInFlight', 'probeTimeoutMs', 'eventsPollMs'] as const) {
+      if (!(o[key] > 0)) throw new ZerveError('BAD_REQUEST', `${key} must be positive, got ${o[key]}`);
+    }
+    this.log = log.child({ component: 'webapp' });
+    this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, maxSockets: o.maxInFlight });
+    this.catalog = new ModelCatalog(this.client, o);
+    this.gallery = new SampleGallery(o.samples);
+    this.app = this.routes();
+  }
+
+  /** The base URL, once started, e.g. `http://127.0.0.1:8080/`. */
+  get url(): string {
+    return this.baseUrl;
+  }
+
+  /** Listens on `host:http`; resolves with the page's URL. */
+  start(): Promise<string> {
+    this.starting ??= (async () => {
+      const server = this.app.listen(this.options.http, this.options.host);
+      this.server = server;
+      await once(server, 'listening');
+      const { port } = server.address() as AddressInfo;
+      const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
+      this.baseUrl = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}/`;
+      this.log.info({ url: this.baseUrl }, 'web app listening');
+      return this.baseUrl;
+    })();
+    return this.starting;
+  }
+
+  /** Stops listening, ends event streams, lets requests in flight finish (briefly), closes the client; idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const stream of this.streams) stream.abort();
+      const server = this.server;
+      if (server?.listening) {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const grace = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+        await closed;
+        clearTimeout(grace);
+      }
+      try {
+        await this.client.close();
+      } catch (err) {
+        this.log.error({ err }, 'closing the client failed');
+      }
+      this.log.info('web app closed');
+    })();
+    return this.closing;
+  }
+
+  private routes(): express.Express {
+    const app = express();
+    const check = (operationId: string) => this.validator.middleware(operationId);
+    app.disable('x-powered-by');
+    app.use(this.securityHeaders);
+    app.get('/healthz', (_req, res) => {
+      res.json({ status: 'ok' });
+    });
+    app.get('/readyz', this.ready);
+    app.get('/api/openapi.json', (_req, res) => {
+      res.json(OPENAPI_DOCUMENT);
+    });
+    app.get('/api/info', check('info'), this.info);
+    app.get('/api/samples/:name', check('sample'), this.sample);
+    app.post('/api/classify', check('classify'), this.classify);
+    app.post('/api/jobs', check('submitJob'), this.submitJob);
+    app.get('/api/jobs/:id', check('jobStatus'), this.jobStatus);
+    app.delete('/api/jobs/:id', check('cancelJob'), this.cancelJob);
+    app.get('/api/jobs/:id/events', check('jobEvents'), this.jobEvents);
+    app.use('/api', this.notFound);
+    app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: 0 }));
+    app.use(this.notFound);
+    app.use(this.errorHandler);
+    return app;
+  }
+
+  private readonly securityHeaders: RequestHandler = (_req, res, next) => {
+    // Everything comes from this server: a CDN could not load even if the page asked for one.
+    res.set({
+      'Content-Security-Policy':
+        "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self'; " +
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+      'X-Content-Type-Options': 'nosniff',
+      'Referrer-Policy': 'no-referrer',
+    });
+    next();
+  };
+
+  private readonly ready: RequestHandler = async (_req, res) => {
+    try {
+      const services = await this.catalog.serviceList(0);
+      const models = services
+        .filter((s) => s.name.startsWith(CLASSIFY_PREFIX) && s.workers > 0)
+        .map((s) => s.name.slice(CLASSIFY_PREFIX.length));
+      const jobs = services.some((s) => s.name === JOBS_SUBMIT && s.workers > 0);
+      if (models.length > 0) {
+        res.json({ ready: true, models, jobs });
+        return;
+      }
+      const error = new ZerveError('NO_WORKERS', 'the broker answers, but no worker serves a model');
+      res.status(503).set('Retry-After', String(this.options.retryAfterSeconds));
+      res.json({ ready: false, models, jobs, error: error.toJSON().error });
+    } catch (err) {
+      const error = toZerveError(err);
+      res.status(503).set('Retry-After', String(this.options.retryAfterSeconds));
+      res.json({ ready: false, error: { code: error.code, message: `the broker does not answer: ${error.message}` } });
+    }
+  };
+
+  private readonly info: RequestHandler = async (_req, res) => {
+    const [models, samples, jobs] = await Promise.all([
+      this.catalog.modelList(),
+      this.gallery.list(),
+      this.catalog.jobsAvailable(),
+    ]);
+    res.json({ models, samples, maxUploadBytes: this.options.maxUploadBytes, jobs });
+  };
+
+  private readonly sample: RequestHandler = async (_req, res) => {
+    const name = params(res).path.name as string;
+    let bytes: Buffer;
+    try {
+      bytes = await this.gallery.read(name);
+    } catch {
+      throw new ZerveError('UNKNOWN_SERVICE', `no sample image named ${JSON.stringify(name)}`);
+    }
+    res.type(this.gallery.typeOf(name)).set('Cache-Control', 'public, max-age=300').send(bytes);
+  };
+
+  private readonly classify: RequestHandler = async (req, res) => {
+    const started = performance.now();
+    const query = params(res).query as unknown as ImageQuery;
+    await this.withSlot(async () => {
+      await this.catalog.requireModel(query.model);
+      const image = await this.readImage(req, query);
+      const controller = this.abortOnDisconnect(res);
+      const reply = await this.client.classify(query.model, image, this.headerOf(query), {
+        timeoutMs: this.options.requestTimeoutMs,
+        retries: 0,
+        signal: controller.signal,
+      });
+      const body: ClassifyReply = { ...reply, timings: { ...reply.timings, httpMs: round(performance.now() - started) } };
+      res.json(body);
+    });
+  };
+
+  private readonly submitJob: RequestHandler = async (req, res) => {
+    const query = params(res).query as unknown as ImageQuery;
+    await this.withSlot(async () => {
+      await this.requireJobs();
+      await this.catalog.requireModel(query.model);
+      const image = await this.readImage(req, query);
+      const request: JobSubmitRequest = { service: classifyService(query.model) };
+      const ticket = await this.client.requestJson<JobTicket>(
+        JOBS_SUBMIT,
+        [encodeJson(request), encodeHeader(this.headerOf(query)), image],
+        { timeoutMs: this.options.requestTimeoutMs, retries: 0 },
+      );
+      const url = `/api/jobs/${encodeURIComponent(ticket.id)}`;
+      res.status(202).location(url).json({ id: ticket.id, state: ticket.state, url, eventsUrl: `${url}/events` });
+    });
+  };
+
+  private readonly jobStatus: RequestHandler = async (_req, res) => {
+    res.json(await this.askJobs(JOBS_STATUS, params(res).path.id as string));
+  };
+
+  private readonly cancelJob: RequestHandler = async (_req, res) => {
+    res.json(await this.askJobs(JOBS_CANCEL, params(res).path.id as string));
+  };
+
+  /** Server-Sent Events: polls the jobs service and sends what changed, until the job is finished. */
+  private readonly jobEvents: RequestHandler = async (req, res) => {
+    const id = params(res).path.id as string;
+    const lastEventId = Number(req.get('last-event-id'));
+    let since = Number.isInteger(lastEventId) && lastEventId > 0 ? lastEventId : 0;
+    let status = await this.askJobs(JOBS_STATUS, id, since); // unknown job: a 404 before the stream starts
+    const stop = new AbortController();
+    this.streams.add(stop);
+    res.on('close', () => stop.abort());
+    res.writeHead(200, {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-cache, no-transform',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    });
+    let lastWrite = Date.now();
+    const send = (event: string, data: unknown, eventId?: number) => {
+      res.write(`${eventId === undefined ? '' : `id: ${eventId}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      lastWrite = Date.now();
+    };
+    res.write('retry: 2000\n\n');
+    let state: string | undefined;
+    try {
+      while (!stop.signal.aborted) {
+        if (status.state !== state) {
+          state = status.state;
+          send('state', { state });
+        }
+        for (const entry of status.progress) {
+          if (entry.seq <= since) continue;
+          send('progress', entry, entry.seq);
+          since = entry.seq;
+        }
+        if (isFinishedState(status.state)) {
+          send('done', status);
+          break;
+        }
+        await sleep(this.options.eventsPollMs, undefined, { signal: stop.signal });
+        if (Date.now() - lastWrite > SSE_PING_MS) {
+          res.write(': ping\n\n');
+          lastWrite = Date.now();
+        }
+        try {
+          status = await this.askJobs(JOBS_STATUS, id, since);
+        } catch (err) {
+          const error = toZerveError(err);
+          if (error.code === 'UNKNOWN_JOB') {
+            send('done', { id, state: 'failed', failure: error.toJSON().error });
+            break;
+          }
+          send('warning', error.toJSON().error); // the jobs service is away for a moment: keep polling
+        }
+      }
+    } catch (err) {
+      if (!stop.signal.aborted) throw err;
+    } finally {
+      this.streams.delete(stop);
+      res.end();
+    }
+  };
+
+  private readonly notFound: RequestHandler = (req) => {
+    throw new ZerveError('UNKNOWN_SERVICE', `no route ${req.method} ${req.path}`);
+  };
+
+  private readonly errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
+    const error = toZerveError(err);
+    if (error.code === 'INTERNAL') this.log.error({ err, method: req.method, url: req.originalUrl }, 'request failed');
+    else this.log.debug({ code: error.code, method: req.method, url: req.originalUrl }, 'request refused');
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    const status = HTTP_STATUS_OF[error.code];
+    if (status === 503) res.set('Retry-After', String(this.options.retryAfterSeconds));
+    res.status(status).json(error.toJSON());
+  };
+
+  /** Runs a classification or submission within the bound of requests in flight. */
+  private async withSlot(work: () => Promise<void>): Promise<void> {
+    if (this.inFlight >= this.options.maxInFlight) {
+      throw new ZerveError('OVERLOADED', `${this.options.maxInFlight} requests are in flight; retry later`);
+    }
+    this.inFlight++;
+    try {
+      await work();
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async readImage(req: Request, query: ImageQuery): Promise<Buffer> {
+    const upload = await readUpload(req, this.options.maxUploadBytes);
+    if (upload.image && query.sample !== undefined) {
+      throw new ZerveError('BAD_REQUEST', 'send an image or name a sample, not both');
+    }
+    const image = upload.image ?? (query.sample === undefined ? undefined : await this.gallery.read(query.sample));
+    if (image === undefined) {
+      throw new ZerveError('BAD_REQUEST', 'no image: send the field "image", the image bytes, or sample=NAME');
+    }
+    if (image.length === 0) throw new ZerveError('BAD_IMAGE', 'the image is empty');
+    return image;
+  }
+
+  private headerOf(query: ImageQuery): RequestHeader {
+    const header: RequestHeader = { deadlineMs: this.options.requestTimeoutMs };
+    if (query.topk !== undefined) header.topk = query.topk;
+    if (query.version !== undefined) header.version = query.version;
+    return header;
+  }
+
+  /** An AbortController aborted when the HTTP client goes away before its answer. */
+  private abortOnDisconnect(res: Response): AbortController {
+    const controller = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) controller.abort();
+    });
+    return controller;
+  }
+
+  private async requireJobs(): Promise<void> {
+    if (!(await this.catalog.jobsAvailable())) {
+      throw new ZerveError('NO_WORKERS', 'the jobs service is not running');
+    }
+  }
+
+  private async askJobs(service: string, id: string, since = 0): Promise<JobStatus> {
+    await this.requireJobs();
+    const request = service === JOBS_STATUS ? { id, since } : { id };
+    return this.client.requestJson<JobStatus>(service, [encodeJson(request)], {
+      timeoutMs: this.options.requestTimeoutMs,
+      retries: 0,
+    });
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
