@@ -84,8 +84,13 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = TEST_ENV):
 }
 
 /** Starts a worker child process and resolves once the broker has registered it. */
-export async function spawnWorker(broker: Broker, args: string[], predicate?: (w: WorkerInfo) => boolean): Promise<CliProcess> {
-  const cli = new CliProcess(['worker', ...args, '--connect', broker.backendEndpoint]);
+export async function spawnWorker(
+  broker: Broker,
+  args: string[],
+  predicate?: (w: WorkerInfo) => boolean,
+  env: NodeJS.ProcessEnv = TEST_ENV,
+): Promise<CliProcess> {
+  const cli = new CliProcess(['worker', ...args, '--connect', broker.backendEndpoint], env);
   const ready = nextWorker(broker, (w) => w.pid === cli.pid && (predicate?.(w) ?? true));
   const exitedEarly = cli.exited.then(([code]) => {
     throw new Error(`worker exited (${code}) before registering: ${cli.stderr}`);

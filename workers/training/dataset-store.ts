@@ -417,6 +417,9 @@ export class DatasetStore {
     // Class folders seen, including ones left with no usable image.
     const folders = new Set<string>();
     for (const dir of session.directories) {
+      const segments = dir.split('/').slice(strip);
+      // The split folders themselves (`test/`, `train/`) are not classes.
+      if (segments.length === 1 && (segments[0] === 'test' || segments[0] === 'train')) continue;
       const placed = place(`${dir}/x`);
       if (placed && placed.split === 'train') folders.add(placed.className);
     }
