@@ -408,7 +408,8 @@ export class Broker extends EventEmitter {
         this.answer(request, 'WORKER_LOST', `worker on ${worker.host} (pid ${worker.pid ?? '?'}) was lost: ${reason}`);
       }
     }
-    this.log.warn({ worker: worker.id, host: worker.host, pid: worker.pid, reason, requeued, failed: lost.length - requeued }, 'worker removed');
+    const level = lost.length > 0 || reason !== 'worker disconnected' ? 'warn' : 'info';
+    this.log[level]({ worker: worker.id, host: worker.host, pid: worker.pid, reason, requeued, failed: lost.length - requeued }, 'worker removed');
     this.emit('worker-removed', this.workers.info(worker, now), reason);
     for (const service of affected) this.drainQueue(service);
   }

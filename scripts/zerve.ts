@@ -2,7 +2,7 @@
  * The `zerve` command line: `npx zerve --help`. Options resolve from flags, `ZERVE_*` environment
  * variables and a `--config` JSON file with the same names (see shared/config.ts).
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { resolve, basename } from 'node:path';
 import { Command, Option } from 'commander';
 import Table from 'cli-table3';
@@ -64,6 +64,7 @@ program
   .action(async (flags: Record<string, unknown>) => {
     const brokerOptions = resolveOptions(DEFAULT_BROKER_OPTIONS, flags);
     const models = resolve(String(flags.models));
+    await mkdir(models, { recursive: true });
     const broker = new Broker(brokerOptions);
     await broker.start();
     const supervisor = new ProcessSupervisor(log);

@@ -41,7 +41,7 @@ describe('training mlp on built-in mnist', function () {
 
   it('reaches test accuracy of at least 0.95 well under a minute', () => {
     assert.ok(result.test.accuracy >= 0.95, `test accuracy ${result.test.accuracy}`);
-    assert.ok(trainMs < 45_000, `took ${trainMs} ms`);
+    assert.ok(trainMs < 50_000, `took ${trainMs} ms`);
     assert.equal(result.test.confusion.length, 10);
     assert.ok(result.test.macroF1 > 0.94);
   });

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import { ZerveClient } from '../shared/client.ts';
-import { DEFAULT_WEB_APP_OPTIONS, type WebAppOptions } from '../shared/config.ts';
+import { DEFAULT_WEB_APP_OPTIONS, resolveOptions, type WebAppOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
 import {
   JOBS_CANCEL,
@@ -392,6 +392,16 @@ export class WebApp {
       retries: 0,
     });
   }
+}
+
+/**
+ * Resolves the web app's options from flags (`--http`, `--samples`, ...), `ZERVE_*` variables and the
+ * config file, then starts it. For the CLI: `const web = await startWebApp(flags); print(web.url)`.
+ */
+export async function startWebApp(flags: Record<string, unknown> = {}, log: Logger = rootLogger): Promise<WebApp> {
+  const web = new WebApp(resolveOptions(DEFAULT_WEB_APP_OPTIONS, flags), log);
+  await web.start();
+  return web;
 }
 
 function round(ms: number): number {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { DEFAULT_JOBS_OPTIONS, type JobsOptions } from '../../shared/config.ts';
+import { DEFAULT_JOBS_OPTIONS, resolveOptions, type JobsOptions } from '../../shared/config.ts';
 import { ZerveClient } from '../../shared/client.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { JOBS_SERVICES } from '../../shared/jobs.ts';
@@ -91,4 +91,14 @@ export class JobsWorker {
     })();
     return this.closing;
   }
+}
+
+/**
+ * Resolves the jobs worker's options from flags (`--data`, `--connect`, `--broker`, ...), `ZERVE_*`
+ * variables and the config file, then starts it. For the CLI (`zerve up`, `zerve worker jobs`).
+ */
+export function startJobsWorker(flags: Record<string, unknown> = {}, log: Logger = rootLogger): JobsWorker {
+  const jobs = new JobsWorker(resolveOptions(DEFAULT_JOBS_OPTIONS, flags), log);
+  jobs.start();
+  return jobs;
 }

@@ -177,7 +177,6 @@ export function toInt(value: Int64 | undefined): number {
 /** A float32 initializer stored as little-endian raw bytes. */
 export function floatTensor(name: string, dims: number[], values: Float32Array): OnnxTensor {
   const bytes = new Uint8Array(values.length * 4);
-  new DataView(bytes.buffer).setFloat32(0, 0); // touch to keep TS happy about the view
   const view = new DataView(bytes.buffer);
   for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i], true);
   return { name, dims, data_type: ONNX_FLOAT, raw_data: bytes };
