@@ -121,11 +121,6 @@ export class Broker extends EventEmitter {
     clearInterval(this.sweepTimer);
     this.frontendSends?.close();
     this.backendSends?.close();
-    // Unbind first so the ports are free when close() resolves (a restarted broker binds them again).
-    await Promise.allSettled([
-      this.frontend?.unbind(this.frontendEndpoint),
-      this.backendEndpoint !== this.frontendEndpoint ? this.backend?.unbind(this.backendEndpoint) : undefined,
-    ]);
     this.frontend?.close();
     this.backend?.close();
     await Promise.allSettled(this.loops);

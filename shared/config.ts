@@ -264,3 +264,29 @@ export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   eventsPollMs: 250,
   retryAfterSeconds: 1,
 };
+
+export interface TrainingWorkerOptions extends TrainingOptions, WorkerConnectionOptions {
+  /**
+   * Broker frontend the `train` handler fans a search's runs out through (`train.run`, shared by
+   * every training worker); '' runs the search inside this worker. @defaultValue ''
+   */
+  broker: string;
+  /** `train.run` requests of one search in flight at once. @defaultValue 4 */
+  runConcurrency: number;
+  /** Times a run whose worker died (WORKER_LOST) is sent again. @defaultValue 1 */
+  runRetries: number;
+  /** `train.run` requests this worker computes at once. @defaultValue 1 */
+  runCapacity: number;
+}
+
+export const DEFAULT_TRAINING_WORKER_OPTIONS: TrainingWorkerOptions = {
+  ...DEFAULT_TRAINING_OPTIONS,
+  ...DEFAULT_WORKER_CONNECTION_OPTIONS,
+  // One `train` (orchestration) at a time, so training never takes inference capacity.
+  capacity: 1,
+  kind: 'training',
+  broker: '',
+  runConcurrency: 4,
+  runRetries: 1,
+  runCapacity: 1,
+};

@@ -15,7 +15,7 @@ const kitten = readFileSync(fixtureImage('kitten.png'));
 const bigKitten = readFileSync(fixtureImage('kitten-1600.jpg'));
 
 /** Reads a Server-Sent Events stream to its end. */
-export async function readEvents(url: string): Promise<{ event: string; id?: string; data: any }[]> {
+async function readEvents(url: string): Promise<{ event: string; id?: string; data: any }[]> {
   const response = await fetch(url);
   assert.equal(response.status, 200);
   assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);

@@ -18,7 +18,7 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 /** Screenshots land here (git-ignored); the README's picture is `webapp-desktop.png`. */
-export const SCREENSHOTS = join(REPO_ROOT, 'test-output');
+const SCREENSHOTS = join(REPO_ROOT, 'test-output');
 
 describe('web app page in a browser', function () {
   this.timeout(60_000);

@@ -10,6 +10,7 @@ export { expandSearch, gridSearch, parseSearchSpace, randomSearch, LOG_UNIFORM_K
 export { explicitTestSplit, stratifiedHoldout, stratifiedKFold } from './splits.ts';
 export {
   compareRuns,
+  finishTraining,
   prepareTraining,
   runConfigFor,
   runTraining,

@@ -301,6 +301,29 @@ export async function runTraining(request: TrainingRequest, context: TrainingCon
     log.info({ run: i + 1, runs: configs.length, params: result.params, valAccuracy: result.valAccuracy, bestEpoch: result.bestEpoch }, 'run done');
     runs.push(result);
   }
+  const finished = await finishTraining(prepared, configs, runs, {
+    ...context,
+    onRefitEpoch: (bestIndex, refitConfig) => progressFor('refit', bestIndex, refitConfig),
+  });
+  const elapsedMs = performance.now() - started;
+  log.info({ testAccuracy: finished.test.accuracy, best: finished.best.params, runs: runs.length, ms: Math.round(elapsedMs) }, 'training done');
+  return { ...finished, elapsedMs };
+}
+
+/**
+ * Picks the best of `runs` (one per entry of `configs`), refits it on train + validation for its
+ * best epoch count, evaluates it on the test split and exports it when the request asks. Used by
+ * `runTraining` and by the training worker, whose runs come back from other workers.
+ */
+export async function finishTraining(
+  prepared: PreparedTraining,
+  configs: RunConfig[],
+  runs: RunResult[],
+  context: TrainingContext & { onRefitEpoch?: (bestIndex: number, config: RunConfig) => FitOptions['onEpoch'] } = {},
+): Promise<Omit<TrainingResult, 'elapsedMs'>> {
+  if (runs.length === 0 || runs.length !== configs.length) throw new ZerveError('INTERNAL', 'finishTraining needs one result per configuration');
+  const options = { ...DEFAULT_TRAINING_OPTIONS, ...context.options };
+  const request = prepared.request;
   const bestIndex = runs.reduce((best, r, i) => (compareRuns(r, runs[best]) < 0 ? i : best), 0);
   const best = runs[bestIndex];
   // Refit on train + validation for the epochs that were best, with no early stopping.
@@ -309,7 +332,7 @@ export async function runTraining(request: TrainingRequest, context: TrainingCon
   await model.fit(gather(prepared.features, prepared.dataset.labels, prepared.trainRows), undefined, {
     ...fitOptionsFor(prepared, options),
     ...(context.signal ? { signal: context.signal } : {}),
-    onEpoch: progressFor('refit', bestIndex, refitConfig),
+    ...(context.onRefitEpoch ? { onEpoch: context.onRefitEpoch(bestIndex, refitConfig) } : {}),
   });
   const test = gather(prepared.features, prepared.dataset.labels, prepared.testRows);
   const proba = model.predictProba(test.x, test.rows);
@@ -333,8 +356,6 @@ export async function runTraining(request: TrainingRequest, context: TrainingCon
       ...(request.export.description !== undefined ? { description: request.export.description } : {}),
     });
   }
-  const elapsedMs = performance.now() - started;
-  log.info({ testAccuracy: report.accuracy, best: best.params, runs: runs.length, ms: Math.round(elapsedMs) }, 'training done');
   return {
     datasetId: request.datasetId,
     classes: prepared.dataset.classes,
@@ -347,6 +368,5 @@ export async function runTraining(request: TrainingRequest, context: TrainingCon
     featureSpec: prepared.featureSpec,
     featureImagesPerSecond: prepared.features.imagesPerSecond,
     ...(exported ? { exported } : {}),
-    elapsedMs,
   };
 }

@@ -1,0 +1,442 @@
+/**
+ * `npm run bench`: what the cluster costs against the best one process can do, and what the broker
+ * costs against a direct socket. Prints tables on stdout, progress on stderr, and writes every number
+ * to bench-results/bench.json. Takes about 2.5 minutes; BENCH_DURATION_MS and BENCH_WARMUP_MS (per
+ * measurement) make it shorter or longer.
+ *
+ * Everything measured runs as separate processes on localhost TCP, as a user runs it: `zerve broker`,
+ * `zerve worker inference|echo`, and this process as the client. On a small machine they share the
+ * same cores, so the cluster rows pay for the broker's and the client's CPU too.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import Table from 'cli-table3';
+import { ZerveClient } from '../shared/client.ts';
+import { classifyService, ECHO_SERVICE } from '../shared/protocol.ts';
+import { BenchCluster } from './bench/bench-cluster.ts';
+import { makeBenchRepository } from './bench/bench-repository.ts';
+import { CliChild } from './bench/cli-child.ts';
+import type { HttpBenchOptions, HttpBenchResult } from '../webapp/http-bench.ts';
+import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/echo-load.ts';
+import { runLoad, type LoadResult } from './bench/load-runner.ts';
+import { RawClassifier } from './bench/raw-classifier.ts';
+
+const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
+const FIXTURES = path.resolve(REPO_ROOT, '..', 'shared', 'fixtures');
+const MODEL = 'squeezenet-fp32';
+const MODEL_DIR = path.join(FIXTURES, 'models', MODEL);
+const IMAGES = ['kitten.png', 'kitten-1600.jpg'];
+/** ImageNet class of the kitten: every setup must get it right, or its speed means nothing. */
+const TABBY = 281;
+const CONCURRENCIES = [1, 4, 16];
+/** onnxruntime intra-op threads in total, in every setup. */
+const THREAD_BUDGET = 2;
+const WARM_UP_MS = envNumber('BENCH_WARMUP_MS', 1000);
+const DURATION_MS = envNumber('BENCH_DURATION_MS', 3000);
+const ECHO_WINDOW = 256;
+const ECHO_ROUND_TRIPS = 3000;
+const RESULTS_FILE = path.join(REPO_ROOT, 'bench-results', 'bench.json');
+const HTTP_BENCH = path.join(REPO_ROOT, 'webapp', 'http-bench.ts');
+const HTTP_IMAGE = 'kitten-1600.jpg';
+const HTTP_CONCURRENCIES = [1, 16];
+
+interface RawSetup {
+  name: string;
+  sessions: number;
+  threadsPerSession: number;
+}
+/** The same thread budget spent two ways; the faster one at each concurrency is "raw". */
+const RAW_SETUPS: RawSetup[] = [
+  { name: 'raw: 1 session x 2 threads', sessions: 1, threadsPerSession: 2 },
+  { name: 'raw: 2 sessions x 1 thread', sessions: 2, threadsPerSession: 1 },
+];
+
+interface ClusterSetup {
+  name: string;
+  workers: number;
+  threads: number;
+  /** Requests each worker takes at once: enough that decoding one overlaps running another. */
+  capacity: number;
+}
+const CLUSTER_SETUPS: ClusterSetup[] = [
+  { name: 'cluster: 1 worker x 2 threads', workers: 1, threads: 2, capacity: 4 },
+  { name: 'cluster: 2 workers x 1 thread', workers: 2, threads: 1, capacity: 2 },
+];
+
+interface InferenceRow extends LoadResult {
+  image: string;
+  setup: string;
+  kind: 'raw' | 'cluster';
+  /** images/s over the best raw setup at the same concurrency. */
+  ratioToRaw?: number;
+  /** images/s over the best raw result at any concurrency (the limit). */
+  ratioToRawLimit?: number;
+}
+
+interface BrokerRow {
+  path: string;
+  pipelined?: PipelinedResult | LoadResult;
+  roundTrip?: RoundTripResult;
+  note: string;
+}
+
+const benchStarted = performance.now();
+
+function progress(message: string): void {
+  const s = Math.round((performance.now() - benchStarted) / 1000);
+  process.stderr.write(`[bench ${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}] ${message}\n`);
+}
+
+function envNumber(name: string, fallback: number): number {
+  const value = process.env[name];
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!(Number.isFinite(n) && n > 0)) throw new Error(`${name} must be a positive number, got ${value}`);
+  return n;
+}
+
+const loadOptions = (concurrency: number) => ({ concurrency, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS });
+
+// ---------------------------------------------------------------------------------------------
+// 1. Inference
+// ---------------------------------------------------------------------------------------------
+
+async function benchRaw(images: Map<string, Buffer>): Promise<InferenceRow[]> {
+  const rows: InferenceRow[] = [];
+  const modelPath = path.join(MODEL_DIR, 'model.onnx');
+  for (const setup of RAW_SETUPS) {
+    const classifiers = await Promise.all(
+      Array.from({ length: setup.sessions }, () => RawClassifier.load({ modelPath, threads: setup.threadsPerSession })),
+    );
+    let next = 0;
+    // Round robin over the sessions: with 2 sessions, 2 images run at once, one thread each.
+    const classify = (bytes: Buffer) => classifiers[next++ % classifiers.length]!.classify(bytes);
+    try {
+      for (const [image, bytes] of images) {
+        const top = await classify(bytes);
+        if (top !== TABBY) throw new Error(`${setup.name}: ${image} classified as ${top}, expected ${TABBY}`);
+        for (const concurrency of CONCURRENCIES) {
+          progress(`${setup.name}, ${image}, concurrency ${concurrency}`);
+          rows.push({ image, setup: setup.name, kind: 'raw', ...(await runLoad(() => classify(bytes), loadOptions(concurrency))) });
+        }
+      }
+    } finally {
+      await Promise.all(classifiers.map((c) => c.release()));
+    }
+  }
+  return rows;
+}
+
+async function benchClusterSetup(
+  cluster: BenchCluster,
+  setup: ClusterSetup,
+  repository: string,
+  images: Map<string, Buffer>,
+  whileRunning?: () => Promise<void>,
+): Promise<InferenceRow[]> {
+  progress(`${setup.name}: starting ${setup.workers} worker process(es)`);
+  const args = ['inference', '--models', repository, '--threads', String(setup.threads), '--capacity', String(setup.capacity)];
+  const workers = await cluster.addWorkers(args, setup.workers, classifyService(MODEL));
+  const client = new ZerveClient({ broker: cluster.frontend, maxSockets: 64 });
+  const rows: InferenceRow[] = [];
+  try {
+    for (const [image, bytes] of images) {
+      const reply = await client.classify(MODEL, bytes, { topk: 1 });
+      const top = reply.predictions[0]?.index;
+      if (top !== TABBY) throw new Error(`${setup.name}: ${image} classified as ${top}, expected ${TABBY}`);
+      for (const concurrency of CONCURRENCIES) {
+        progress(`${setup.name}, ${image}, concurrency ${concurrency}`);
+        const result = await runLoad(() => client.classify(MODEL, bytes, { topk: 1 }), loadOptions(concurrency));
+        rows.push({ image, setup: setup.name, kind: 'cluster', ...result });
+      }
+    }
+    await whileRunning?.();
+  } finally {
+    await client.close();
+    await cluster.stopWorkers(workers);
+  }
+  return rows;
+}
+
+/** Fills in each cluster row's ratios to the best raw setup. */
+function addRatios(rows: InferenceRow[]): void {
+  for (const row of rows) {
+    if (row.kind !== 'cluster') continue;
+    const raw = rows.filter((r) => r.kind === 'raw' && r.image === row.image);
+    const sameConcurrency = Math.max(...raw.filter((r) => r.concurrency === row.concurrency).map((r) => r.perSecond));
+    const limit = Math.max(...raw.map((r) => r.perSecond));
+    row.ratioToRaw = row.perSecond / sameConcurrency;
+    row.ratioToRawLimit = row.perSecond / limit;
+  }
+}
+
+interface Saturation {
+  image: string;
+  rawLimit: { setup: string; concurrency: number; perSecond: number };
+  clusterBest: { setup: string; concurrency: number; perSecond: number };
+  ratio: number;
+  target: number;
+  met: boolean;
+}
+
+function saturation(rows: InferenceRow[]): Saturation[] {
+  const best = (list: InferenceRow[]) => list.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
+  return IMAGES.map((image) => {
+    const raw = best(rows.filter((r) => r.kind === 'raw' && r.image === image));
+    const cluster = best(rows.filter((r) => r.kind === 'cluster' && r.image === image));
+    const ratio = cluster.perSecond / raw.perSecond;
+    return {
+      image,
+      rawLimit: { setup: raw.setup, concurrency: raw.concurrency, perSecond: raw.perSecond },
+      clusterBest: { setup: cluster.setup, concurrency: cluster.concurrency, perSecond: cluster.perSecond },
+      ratio,
+      target: 0.9,
+      met: ratio >= 0.9,
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Broker overhead
+// ---------------------------------------------------------------------------------------------
+
+async function benchBroker(cluster: BenchCluster): Promise<BrokerRow[]> {
+  const rows: BrokerRow[] = [];
+  const warmUpMs = Math.min(WARM_UP_MS, 1000);
+
+  progress('direct DEALER-ROUTER echo: starting the echo server process');
+  const server = new CliChild(['tcp://127.0.0.1:*'], fileURLToPath(new URL('./bench/router-echo-server.ts', import.meta.url)));
+  try {
+    const [, endpoint] = await server.waitForLine(/listening (\S+)/);
+    const direct = new EchoLoad({ endpoint: endpoint! });
+    try {
+      progress(`direct echo: pipelined, ${ECHO_WINDOW} in flight`);
+      const pipelined = await direct.pipelined(ECHO_WINDOW, warmUpMs, DURATION_MS);
+      progress('direct echo: round trips, one at a time');
+      const roundTrip = await direct.roundTrips(ECHO_ROUND_TRIPS, 500);
+      rows.push({ path: 'direct: DEALER -> ROUTER echo process', pipelined, roundTrip, note: 'no broker; Node reference ~50,000/s, 130 us' });
+    } finally {
+      direct.close();
+    }
+  } finally {
+    await server.stop();
+  }
+
+  progress('broker echo: starting an echo worker process (capacity 64)');
+  const workers = await cluster.addWorkers(['echo', '--capacity', '64'], 1, ECHO_SERVICE);
+  try {
+    const viaBroker = new EchoLoad({ endpoint: cluster.frontend });
+    try {
+      progress(`broker echo: pipelined, ${ECHO_WINDOW} in flight`);
+      const pipelined = await viaBroker.pipelined(ECHO_WINDOW, warmUpMs, DURATION_MS);
+      progress('broker echo: round trips, one at a time');
+      const roundTrip = await viaBroker.roundTrips(ECHO_ROUND_TRIPS, 500);
+      rows.push({
+        path: 'broker: DEALER -> broker -> echo worker (1 worker, capacity 64)',
+        pipelined,
+        roundTrip,
+        note: 'targets >= 25,000/s, p50 <= 250 us; Guide C broker ~7,500/s (1 worker), 200 us',
+      });
+    } finally {
+      viaBroker.close();
+    }
+
+    // The same path through the client library, as applications use it: its own cost shows here.
+    const client = new ZerveClient({ broker: cluster.frontend, maxSockets: 64 });
+    const payload = Buffer.alloc(64, 0x61);
+    try {
+      progress('broker echo through ZerveClient: concurrency 1');
+      const one = await runLoad(() => client.request(ECHO_SERVICE, [payload]), { concurrency: 1, warmUpMs, durationMs: DURATION_MS });
+      progress('broker echo through ZerveClient: concurrency 16');
+      const sixteen = await runLoad(() => client.request(ECHO_SERVICE, [payload]), { concurrency: 16, warmUpMs, durationMs: DURATION_MS });
+      rows.push({
+        path: 'ZerveClient.request -> broker -> echo worker (16 concurrent; round trip at 1)',
+        pipelined: sixteen,
+        roundTrip: { count: one.completed, p50Us: one.p50Ms * 1000, p99Us: one.p99Ms * 1000, perSecond: one.perSecond },
+        note: 'one DEALER per request in flight',
+      });
+    } finally {
+      await client.close();
+    }
+  } finally {
+    await cluster.stopWorkers(workers);
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. HTTP (webapp/http-bench.ts, when present)
+// ---------------------------------------------------------------------------------------------
+
+
+/**
+ * Runs `benchHttp` from webapp/http-bench.ts (POST /api/classify against ZerveClient.classify) when
+ * that file exists; imported at run time so the benchmark also runs without it.
+ */
+async function benchHttpIfPresent(options: HttpBenchOptions): Promise<HttpSection> {
+  if (!existsSync(HTTP_BENCH)) return { skipped: 'webapp/http-bench.ts does not exist' };
+  const module = (await import(pathToFileURL(HTTP_BENCH).href)) as { benchHttp?: (o: HttpBenchOptions) => Promise<HttpBenchResult> };
+  if (typeof module.benchHttp !== 'function') return { skipped: 'webapp/http-bench.ts exports no benchHttp' };
+  progress(`HTTP: POST /api/classify vs ZerveClient.classify, ${path.basename(options.image)}, concurrency ${options.concurrency?.join(', ')}`);
+  return { result: await module.benchHttp(options) };
+}
+
+interface HttpSection {
+  skipped?: string;
+  result?: HttpBenchResult;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------------
+
+const fixed = (n: number | undefined, digits = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
+const thousands = (n: number) => Math.round(n).toLocaleString('en-US');
+
+function inferenceTable(rows: InferenceRow[], image: string): string {
+  const table = new Table({
+    head: ['setup', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'x raw (same conc.)', 'x raw limit', 'errors'],
+    colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+  });
+  for (const row of rows.filter((r) => r.image === image)) {
+    table.push([
+      row.setup,
+      row.concurrency,
+      fixed(row.perSecond),
+      fixed(row.p50Ms),
+      fixed(row.p99Ms),
+      fixed(row.ratioToRaw, 2),
+      fixed(row.ratioToRawLimit, 2),
+      row.errors,
+    ]);
+  }
+  return table.toString();
+}
+
+function brokerTable(rows: BrokerRow[]): string {
+  const table = new Table({
+    head: ['path', 'requests/s', 'p50 round trip us', 'p99 round trip us', 'reference'],
+    colAligns: ['left', 'right', 'right', 'right', 'left'],
+  });
+  for (const row of rows) {
+    table.push([
+      row.path,
+      row.pipelined ? thousands(row.pipelined.perSecond) : '-',
+      row.roundTrip ? thousands(row.roundTrip.p50Us) : '-',
+      row.roundTrip ? thousands(row.roundTrip.p99Us) : '-',
+      row.note,
+    ]);
+  }
+  return table.toString();
+}
+
+function httpSection(http: HttpSection): string {
+  if (!http.result) return `skipped: ${http.skipped ?? 'not run'}`;
+  const table = new Table({
+    head: ['path', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'HTTP / ZeroMQ'],
+    colAligns: ['left', 'right', 'right', 'right', 'right', 'right'],
+  });
+  for (const row of http.result.rows) {
+    const ratio = http.result.ratios.find((r) => r.concurrency === row.concurrency)?.httpToZeromq;
+    table.push([
+      row.path === 'http' ? 'HTTP POST /api/classify (web app in this process)' : 'ZerveClient.classify',
+      row.concurrency,
+      fixed(row.imagesPerSec),
+      fixed(row.p50Ms),
+      fixed(row.p99Ms),
+      row.path === 'http' ? fixed(ratio, 2) : '',
+    ]);
+  }
+  return table.toString();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const loadBefore = loadavg();
+  const images = new Map(IMAGES.map((name) => [name, readFileSync(path.join(FIXTURES, 'images', name))]));
+  progress(
+    `${cpus().length} CPU(s), load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}; ` +
+      `${WARM_UP_MS} ms warm-up + ${DURATION_MS} ms measured per row`,
+  );
+
+  const rawRows = await benchRaw(images);
+  const repository = await makeBenchRepository(MODEL, MODEL_DIR);
+  progress('starting the broker process');
+  const cluster = await BenchCluster.start();
+  const inferenceRows: InferenceRow[] = [...rawRows];
+  let http: HttpSection = {};
+  let brokerRows: BrokerRow[];
+  try {
+    for (const [i, setup] of CLUSTER_SETUPS.entries()) {
+      // The HTTP section runs against the last setup's workers while they are up.
+      const whileRunning =
+        i === CLUSTER_SETUPS.length - 1
+          ? async () => {
+              http = await benchHttpIfPresent({
+                broker: cluster.frontend,
+                model: MODEL,
+                image: path.join(FIXTURES, 'images', HTTP_IMAGE),
+                concurrency: HTTP_CONCURRENCIES,
+                durationMs: DURATION_MS,
+              });
+            }
+          : undefined;
+      inferenceRows.push(...(await benchClusterSetup(cluster, setup, repository.path, images, whileRunning)));
+    }
+    brokerRows = await benchBroker(cluster);
+  } finally {
+    progress('stopping the cluster');
+    await cluster.close();
+    await repository.remove();
+  }
+  addRatios(inferenceRows);
+  const saturated = saturation(inferenceRows);
+  const loadAfter = loadavg();
+
+  const results = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadavgBefore: loadBefore, loadavgAfter: loadAfter },
+    settings: { model: MODEL, images: IMAGES, concurrencies: CONCURRENCIES, threadBudget: THREAD_BUDGET, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, echoWindow: ECHO_WINDOW, echoRoundTrips: ECHO_ROUND_TRIPS, rawSetups: RAW_SETUPS, clusterSetups: CLUSTER_SETUPS },
+    inference: { rows: inferenceRows, saturation: saturated },
+    broker: { rows: brokerRows },
+    http,
+  };
+  await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
+  await writeFile(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
+
+  const out: string[] = [];
+  out.push(`Zerve benchmark: ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, load average before ${loadBefore[0]!.toFixed(2)}, after ${loadAfter[0]!.toFixed(2)}`);
+  out.push(`Every row: ${WARM_UP_MS} ms warm-up, then ${DURATION_MS} ms measured; client, broker and workers are separate processes sharing these CPUs.`);
+  out.push('');
+  out.push(`1. Inference, ${MODEL}, ${THREAD_BUDGET} onnxruntime threads in total in every setup`);
+  for (const image of IMAGES) {
+    out.push(`\n${image}${image === 'kitten.png' ? ' (224x224 PNG: cheap decode)' : ' (1600x1600 JPEG: decode + resize cost about as much as inference)'}`);
+    out.push(inferenceTable(inferenceRows, image));
+  }
+  out.push('');
+  for (const s of saturated) {
+    out.push(
+      `${s.image}: at saturation the cluster does ${fixed(s.clusterBest.perSecond)} images/s (${s.clusterBest.setup}, conc. ${s.clusterBest.concurrency}) ` +
+        `vs raw ${fixed(s.rawLimit.perSecond)} (${s.rawLimit.setup}, conc. ${s.rawLimit.concurrency}): ${fixed(s.ratio, 2)}x raw, target >= 0.9x: ${s.met ? 'met' : 'NOT met'}`,
+    );
+  }
+  out.push('');
+  out.push(`2. Broker overhead: echo of a 64-byte body; requests/s with ${ECHO_WINDOW} requests in flight on one DEALER (raw MDP/0.2 frames), round trip one at a time`);
+  out.push(brokerTable(brokerRows));
+  out.push('');
+  out.push(`3. HTTP: ${HTTP_IMAGE}, same cluster as the last inference setup (${CLUSTER_SETUPS.at(-1)!.name})`);
+  out.push(httpSection(http));
+  out.push('');
+  out.push(`JSON: ${path.relative(process.cwd(), RESULTS_FILE)}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,108 @@
+import { performance } from 'node:perf_hooks';
+import * as zmq from 'zeromq';
+import { ClientCommand, ECHO_SERVICE, MDPC02 } from '../../shared/protocol.ts';
+import { percentile } from './load-runner.ts';
+
+export interface EchoLoadOptions {
+  /** A broker frontend (`mdp`) or a ROUTER echo server (`direct`). */
+  endpoint: string;
+  /** Payload bytes per request. @defaultValue 64 */
+  payloadBytes?: number;
+}
+
+export interface PipelinedResult {
+  window: number;
+  completed: number;
+  /** Replies that were not a FINAL echo of the request (error replies, PARTIALs). */
+  unexpected: number;
+  perSecond: number;
+  durationMs: number;
+}
+
+export interface RoundTripResult {
+  count: number;
+  p50Us: number;
+  p99Us: number;
+  perSecond: number;
+}
+
+/**
+ * A bare ZeroMQ DEALER speaking MDP/0.2 as a client (REQUEST frames in, FINAL frames back), with
+ * no client library in between. Against the direct echo server it sends the very same frames, which
+ * come back unchanged, so both sides move the same bytes.
+ */
+export class EchoLoad {
+  private readonly socket: zmq.Dealer;
+  private readonly request: Buffer[];
+  private readonly replies: AsyncIterator<Buffer[]>;
+
+  constructor(private readonly options: EchoLoadOptions) {
+    this.socket = new zmq.Dealer({ linger: 0, sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000 });
+    this.socket.connect(options.endpoint);
+    this.request = [MDPC02, Buffer.from([ClientCommand.REQUEST]), Buffer.from(ECHO_SERVICE), Buffer.alloc(options.payloadBytes ?? 64, 0x61)];
+    this.replies = this.socket[Symbol.asyncIterator]();
+  }
+
+  /** Requests with up to `window` in flight: replies per second over `durationMs` after `warmUpMs`. */
+  async pipelined(window: number, warmUpMs: number, durationMs: number): Promise<PipelinedResult> {
+    const started = performance.now();
+    const measureFrom = started + warmUpMs;
+    const measureUntil = measureFrom + durationMs;
+    let inFlight = 0;
+    let completed = 0;
+    let unexpected = 0;
+    let stop = false;
+    let wake: (() => void) | undefined;
+    const sender = (async () => {
+      while (!stop) {
+        if (inFlight >= window) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          continue;
+        }
+        inFlight++;
+        await this.socket.send(this.request);
+      }
+    })();
+    while (inFlight > 0 || !stop) {
+      const { value: reply } = await this.replies.next();
+      inFlight--;
+      const now = performance.now();
+      if (!this.isEcho(reply as Buffer[])) unexpected++;
+      else if (now > measureFrom && now <= measureUntil) completed++;
+      if (now > measureUntil) stop = true;
+      const w = wake;
+      wake = undefined;
+      w?.();
+    }
+    await sender;
+    return { window, completed, unexpected, perSecond: (completed * 1000) / durationMs, durationMs };
+  }
+
+  /** One request at a time: round-trip percentiles over `count` requests after `warmUp` unmeasured ones. */
+  async roundTrips(count: number, warmUp: number): Promise<RoundTripResult> {
+    const times: number[] = [];
+    const started = performance.now();
+    for (let i = 0; i < warmUp + count; i++) {
+      const t0 = performance.now();
+      await this.socket.send(this.request);
+      const { value: reply } = await this.replies.next();
+      if (!this.isEcho(reply as Buffer[])) throw new Error(`unexpected echo reply: ${String((reply as Buffer[])[3])}`);
+      if (i >= warmUp) times.push((performance.now() - t0) * 1000);
+    }
+    const elapsedMs = performance.now() - started;
+    times.sort((a, b) => a - b);
+    return { count, p50Us: percentile(times, 0.5), p99Us: percentile(times, 0.99), perSecond: ((warmUp + count) * 1000) / elapsedMs };
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+
+  /** A FINAL (or, from the direct server, the REQUEST itself) carrying our payload back. */
+  private isEcho(reply: Buffer[]): boolean {
+    if (reply.length !== 4 || !reply[0]!.equals(MDPC02)) return false;
+    const command = reply[1]![0];
+    if (command !== ClientCommand.FINAL && command !== ClientCommand.REQUEST) return false;
+    return reply[3]!.equals(this.request[3]!);
+  }
+}

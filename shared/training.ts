@@ -1,0 +1,129 @@
+/**
+ * Message bodies of the training services, shared by training workers and their clients (CLI, web
+ * app, jobs, any other language). Every body frame 0 is JSON; every reply one JSON frame.
+ *
+ * - `train`: `[JSON TrainHeader]` → PARTIALs (`TrainStarted`, then `TrainEpoch` per epoch of every
+ *   run and of the refit) → FINAL `TrainResultMessage`. Send a large `deadlineMs`: the broker
+ *   answers TIMEOUT when it passes, even while the worker trains.
+ * - `train.run`: one search combination (`TrainRunRequest`), fanned out by the `train` handler →
+ *   PARTIAL `TrainStarted` and `TrainEpoch`s → FINAL `RunResult`.
+ * - `train.cancel.<worker>`: `[JSON {"experimentId"}]` → `{"canceled": boolean}`; the service name
+ *   comes in the `TrainStarted` PARTIAL. The running request then ends with the error CANCELED.
+ * - `datasets.add`: `[JSON {"name"?}, archive bytes (zip or tar.gz)]` → `DatasetSummary`.
+ * - `datasets.list`: `[]` → `DatasetSummary[]`; `datasets.get`: `[JSON {"id"}]` → the manifest.
+ */
+import type { ZerveClient } from './client.ts';
+import { ZerveError } from './errors.ts';
+import { decodeReply, encodeJson } from './messages.ts';
+
+export const TRAIN_SERVICE = 'train';
+export const TRAIN_RUN_SERVICE = 'train.run';
+export const TRAIN_CANCEL_PREFIX = 'train.cancel.';
+export const DATASETS_ADD = 'datasets.add';
+export const DATASETS_LIST = 'datasets.list';
+export const DATASETS_GET = 'datasets.get';
+
+/** A training request's default deadline: searches may take hours. */
+export const DEFAULT_TRAIN_DEADLINE_MS = 24 * 60 * 60 * 1000;
+
+/** Frame 0 of `train`: a TrainingRequest (workers/training/trainer.ts) plus the broker's deadline. */
+export interface TrainHeader {
+  deadlineMs?: number;
+  datasetId: string;
+  family?: 'mlp' | 'transfer';
+  [key: string]: unknown;
+}
+
+export interface TrainStarted {
+  type: 'started';
+  experimentId: string;
+  /** Send `{"experimentId"}` here to cancel. */
+  cancelService: string;
+  host: string;
+  pid: number;
+  runs?: number;
+}
+
+export interface TrainEpoch {
+  type: 'epoch';
+  experimentId: string;
+  phase: 'run' | 'refit';
+  /** 1-based run index and run count. */
+  run: number;
+  runs: number;
+  runId: string;
+  params: Record<string, number | string>;
+  epoch: number;
+  epochs: number;
+  loss: number;
+  valAccuracy: number;
+  valLoss: number;
+  elapsedMs: number;
+  etaMs: number;
+}
+
+export interface TrainFeatures {
+  type: 'features';
+  experimentId: string;
+  done: number;
+  total: number;
+}
+
+export type TrainProgressMessage = TrainStarted | TrainEpoch | TrainFeatures;
+
+export interface TrainResultMessage {
+  experimentId: string;
+  datasetId: string;
+  classes: string[];
+  best: { runId: string; params: Record<string, number | string>; valAccuracy: number; valLoss: number; bestEpoch: number };
+  runs: { runId: string; params: Record<string, number | string>; valAccuracy: number; valLoss: number; bestEpoch: number; epochsRun: number; elapsedMs: number; host?: string }[];
+  test: { accuracy: number; macroPrecision: number; macroRecall: number; macroF1: number; logLoss?: number; confusion: number[][] };
+  model?: { name: string; version: string };
+  elapsedMs: number;
+}
+
+export interface DatasetSummary {
+  id: string;
+  name?: string;
+  source: string;
+  classes: string[];
+  counts: Record<string, { train: number; test: number }>;
+  images: number;
+  skipped: { path: string; reason: string; detail?: string }[];
+  explicitTest: boolean;
+}
+
+/**
+ * Sends `train` and yields its progress; resolves with the result. When `signal` aborts, sends the
+ * cancel to the worker and waits for the run to stop (the request then rejects with CANCELED).
+ */
+export async function requestTraining(
+  client: ZerveClient,
+  header: TrainHeader,
+  options: { signal?: AbortSignal; onProgress?: (message: TrainProgressMessage) => void; timeoutMs?: number } = {},
+): Promise<TrainResultMessage> {
+  let started: TrainStarted | undefined;
+  let cancelSent = false;
+  const cancel = () => {
+    if (!started || cancelSent) return;
+    cancelSent = true;
+    client.requestJson(started.cancelService, [encodeJson({ experimentId: started.experimentId })], { timeoutMs: 10_000 }).catch(() => undefined);
+  };
+  options.signal?.addEventListener('abort', cancel, { once: true });
+  try {
+    const body = [encodeJson({ deadlineMs: DEFAULT_TRAIN_DEADLINE_MS, ...header })];
+    // A PARTIAL restarts the wait, so the timeout bounds the silence between epochs, not the whole run.
+    for await (const chunk of client.stream(TRAIN_SERVICE, body, { timeoutMs: options.timeoutMs ?? 10 * 60_000 })) {
+      if (chunk.final) return decodeReply<TrainResultMessage>(chunk.body[0]);
+      const message = decodeReply<TrainProgressMessage>(chunk.body[0]);
+      if (message.type === 'started' && !started) {
+        started = message;
+        if (options.signal?.aborted) cancel();
+      }
+      options.onProgress?.(message);
+    }
+    throw new ZerveError('INTERNAL', 'reply stream ended without a FINAL');
+  } finally {
+    options.signal?.removeEventListener('abort', cancel);
+  }
+}

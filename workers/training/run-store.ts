@@ -1,0 +1,284 @@
+/**
+ * Experiments and runs in SQLite (`<data>/runs.sqlite`, WAL): parameters, per-epoch metrics, final
+ * metrics, dataset id, seed, code version (package version and git commit), durations and the model
+ * version produced. Written by the training worker that orchestrates an experiment; read by
+ * `zerve runs ...` straight from the file (WAL lets readers run beside the writer).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { ZerveError } from '../../shared/errors.ts';
+
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'canceled';
+
+export interface ExperimentRecord {
+  id: string;
+  name: string | null;
+  datasetId: string;
+  request: unknown;
+  seed: number;
+  codeVersion: string;
+  gitCommit: string | null;
+  status: RunStatus;
+  startedAt: string;
+  finishedAt: string | null;
+  durationMs: number | null;
+  bestRunId: string | null;
+  test: unknown;
+  modelName: string | null;
+  modelVersion: string | null;
+  error: string | null;
+}
+
+export interface EpochRecord {
+  phase: 'run' | 'refit';
+  epoch: number;
+  loss: number;
+  valAccuracy: number;
+  valLoss: number;
+  elapsedMs: number;
+}
+
+export interface RunRecord {
+  id: string;
+  experimentId: string;
+  index: number;
+  params: Record<string, number | string>;
+  status: RunStatus;
+  datasetId: string;
+  seed: number;
+  host: string | null;
+  valAccuracy: number | null;
+  valLoss: number | null;
+  bestEpoch: number | null;
+  epochsRun: number | null;
+  durationMs: number | null;
+  startedAt: string;
+  finishedAt: string | null;
+  /** Filled for the best run of a finished experiment. */
+  test?: unknown;
+  modelName?: string | null;
+  modelVersion?: string | null;
+  epochs?: EpochRecord[];
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS experiments (
+  id TEXT PRIMARY KEY, name TEXT, dataset_id TEXT NOT NULL, request TEXT NOT NULL, seed INTEGER NOT NULL,
+  code_version TEXT NOT NULL, git_commit TEXT, status TEXT NOT NULL, started_at TEXT NOT NULL,
+  finished_at TEXT, duration_ms REAL, best_run_id TEXT, test TEXT, model_name TEXT, model_version TEXT, error TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL REFERENCES experiments(id), idx INTEGER NOT NULL,
+  params TEXT NOT NULL, status TEXT NOT NULL, host TEXT, val_accuracy REAL, val_loss REAL, best_epoch INTEGER,
+  epochs_run INTEGER, duration_ms REAL, started_at TEXT NOT NULL, finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS epochs (
+  run_id TEXT NOT NULL REFERENCES runs(id), phase TEXT NOT NULL, epoch INTEGER NOT NULL, loss REAL, val_accuracy REAL,
+  val_loss REAL, elapsed_ms REAL
+);
+CREATE TABLE IF NOT EXISTS dataset_names (id TEXT PRIMARY KEY, name TEXT NOT NULL, added_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment_id, idx);
+CREATE INDEX IF NOT EXISTS epochs_by_run ON epochs(run_id);
+`;
+
+let codeVersionCache: { codeVersion: string; gitCommit: string | null } | undefined;
+
+/** Package version and, when the code is a git checkout, its commit. */
+export function codeVersion(): { codeVersion: string; gitCommit: string | null } {
+  if (codeVersionCache) return codeVersionCache;
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  let version = 'unknown';
+  try {
+    version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    // no package.json beside the code: keep 'unknown'
+  }
+  let commit: string | null = null;
+  try {
+    commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).toString().trim() || null;
+  } catch {
+    // not a checkout, or no git
+  }
+  codeVersionCache = { codeVersion: version, gitCommit: commit };
+  return codeVersionCache;
+}
+
+type Row = Record<string, unknown>;
+const json = (value: unknown) => (typeof value === 'string' ? (JSON.parse(value) as unknown) : null);
+
+/** The run-tracking store of one data directory. */
+export class RunStore {
+  private readonly db: Database.Database;
+  private closed = false;
+
+  constructor(data: string, options: { readonly?: boolean } = {}) {
+    if (!options.readonly) mkdirSync(data, { recursive: true });
+    const path = join(data, 'runs.sqlite');
+    try {
+      this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+    } catch (err) {
+      throw new ZerveError('BAD_REQUEST', `cannot open the run store ${path}`, { cause: err });
+    }
+    if (!options.readonly) {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.exec(SCHEMA);
+    }
+    this.db.pragma('busy_timeout = 5000');
+  }
+
+  startExperiment(e: { id: string; name?: string; datasetId: string; request: unknown; seed: number }): void {
+    const { codeVersion: version, gitCommit } = codeVersion();
+    this.db
+      .prepare(
+        `INSERT INTO experiments (id, name, dataset_id, request, seed, code_version, git_commit, status, started_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)`,
+      )
+      .run(e.id, e.name ?? null, e.datasetId, JSON.stringify(e.request), e.seed, version, gitCommit, new Date().toISOString());
+  }
+
+  startRun(r: { id: string; experimentId: string; index: number; params: Record<string, number | string>; host?: string }): void {
+    this.db
+      .prepare(`INSERT OR REPLACE INTO runs (id, experiment_id, idx, params, status, host, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?)`)
+      .run(r.id, r.experimentId, r.index, JSON.stringify(r.params), r.host ?? null, new Date().toISOString());
+  }
+
+  addEpoch(runId: string, e: EpochRecord): void {
+    this.db
+      .prepare(`INSERT INTO epochs (run_id, phase, epoch, loss, val_accuracy, val_loss, elapsed_ms) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+      .run(runId, e.phase, e.epoch, e.loss, e.valAccuracy, e.valLoss, e.elapsedMs);
+  }
+
+  finishRun(id: string, r: { status: RunStatus; valAccuracy?: number; valLoss?: number; bestEpoch?: number; epochsRun?: number; durationMs?: number; host?: string }): void {
+    this.db
+      .prepare(
+        `UPDATE runs SET status = ?, val_accuracy = ?, val_loss = ?, best_epoch = ?, epochs_run = ?, duration_ms = ?,
+         host = COALESCE(?, host), finished_at = ? WHERE id = ?`,
+      )
+      .run(r.status, r.valAccuracy ?? null, r.valLoss ?? null, r.bestEpoch ?? null, r.epochsRun ?? null, r.durationMs ?? null, r.host ?? null, new Date().toISOString(), id);
+  }
+
+  finishExperiment(
+    id: string,
+    e: { status: RunStatus; durationMs: number; bestRunId?: string; test?: unknown; modelName?: string; modelVersion?: string; error?: string },
+  ): void {
+    // Runs still marked running (canceled or failed mid-search) end with the experiment.
+    const finishedAt = new Date().toISOString();
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `UPDATE experiments SET status = ?, finished_at = ?, duration_ms = ?, best_run_id = ?, test = ?, model_name = ?,
+           model_version = ?, error = ? WHERE id = ?`,
+        )
+        .run(e.status, finishedAt, e.durationMs, e.bestRunId ?? null, e.test === undefined ? null : JSON.stringify(e.test), e.modelName ?? null, e.modelVersion ?? null, e.error ?? null, id);
+      if (e.status !== 'succeeded') {
+        this.db.prepare(`UPDATE runs SET status = ?, finished_at = ? WHERE experiment_id = ? AND status = 'running'`).run(e.status, finishedAt, id);
+      }
+    })();
+  }
+
+  experiments(limit = 50): ExperimentRecord[] {
+    return (this.db.prepare(`SELECT * FROM experiments ORDER BY started_at DESC LIMIT ?`).all(limit) as Row[]).map(toExperiment);
+  }
+
+  experiment(id: string): ExperimentRecord | undefined {
+    const row = this.db.prepare(`SELECT * FROM experiments WHERE id = ?`).get(id) as Row | undefined;
+    return row ? toExperiment(row) : undefined;
+  }
+
+  /** Runs, newest experiment first; or the runs of one experiment. */
+  runs(options: { experimentId?: string; limit?: number } = {}): RunRecord[] {
+    const rows = options.experimentId
+      ? (this.db.prepare(`SELECT r.*, e.dataset_id, e.seed FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.experiment_id = ? ORDER BY r.idx`).all(options.experimentId) as Row[])
+      : (this.db
+          .prepare(`SELECT r.*, e.dataset_id, e.seed FROM runs r JOIN experiments e ON e.id = r.experiment_id ORDER BY e.started_at DESC, r.idx LIMIT ?`)
+          .all(options.limit ?? 200) as Row[]);
+    return rows.map(toRun);
+  }
+
+  /** One run with its epochs, and the test metrics and model when it was its experiment's best. */
+  run(id: string): RunRecord | undefined {
+    const row = this.db.prepare(`SELECT r.*, e.dataset_id, e.seed FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?`).get(id) as Row | undefined;
+    if (!row) return undefined;
+    const run = toRun(row);
+    run.epochs = (this.db.prepare(`SELECT * FROM epochs WHERE run_id = ? ORDER BY rowid`).all(id) as Row[]).map((e) => ({
+      phase: e.phase as 'run' | 'refit',
+      epoch: Number(e.epoch),
+      loss: Number(e.loss),
+      valAccuracy: Number(e.val_accuracy),
+      valLoss: Number(e.val_loss),
+      elapsedMs: Number(e.elapsed_ms),
+    }));
+    const experiment = this.experiment(run.experimentId);
+    if (experiment?.bestRunId === id) {
+      run.test = experiment.test;
+      run.modelName = experiment.modelName;
+      run.modelVersion = experiment.modelVersion;
+    }
+    return run;
+  }
+
+  /** Remembers a dataset's human name (`datasets.add` with `name`). */
+  nameDataset(id: string, name: string): void {
+    this.db.prepare(`INSERT OR REPLACE INTO dataset_names (id, name, added_at) VALUES (?, ?, ?)`).run(id, name, new Date().toISOString());
+  }
+
+  datasetName(id: string): string | undefined {
+    return (this.db.prepare(`SELECT name FROM dataset_names WHERE id = ?`).get(id) as { name: string } | undefined)?.name;
+  }
+
+  /** The id of the dataset most recently added under `name`. */
+  datasetByName(name: string): string | undefined {
+    return (this.db.prepare(`SELECT id FROM dataset_names WHERE name = ? ORDER BY added_at DESC LIMIT 1`).get(name) as { id: string } | undefined)?.id;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}
+
+function toExperiment(row: Row): ExperimentRecord {
+  return {
+    id: String(row.id),
+    name: (row.name as string | null) ?? null,
+    datasetId: String(row.dataset_id),
+    request: json(row.request),
+    seed: Number(row.seed),
+    codeVersion: String(row.code_version),
+    gitCommit: (row.git_commit as string | null) ?? null,
+    status: row.status as RunStatus,
+    startedAt: String(row.started_at),
+    finishedAt: (row.finished_at as string | null) ?? null,
+    durationMs: (row.duration_ms as number | null) ?? null,
+    bestRunId: (row.best_run_id as string | null) ?? null,
+    test: json(row.test),
+    modelName: (row.model_name as string | null) ?? null,
+    modelVersion: (row.model_version as string | null) ?? null,
+    error: (row.error as string | null) ?? null,
+  };
+}
+
+function toRun(row: Row): RunRecord {
+  return {
+    id: String(row.id),
+    experimentId: String(row.experiment_id),
+    index: Number(row.idx),
+    params: json(row.params) as Record<string, number | string>,
+    status: row.status as RunStatus,
+    datasetId: String(row.dataset_id),
+    seed: Number(row.seed),
+    host: (row.host as string | null) ?? null,
+    valAccuracy: (row.val_accuracy as number | null) ?? null,
+    valLoss: (row.val_loss as number | null) ?? null,
+    bestEpoch: (row.best_epoch as number | null) ?? null,
+    epochsRun: (row.epochs_run as number | null) ?? null,
+    durationMs: (row.duration_ms as number | null) ?? null,
+    startedAt: String(row.started_at),
+    finishedAt: (row.finished_at as string | null) ?? null,
+  };
+}
