@@ -3,6 +3,7 @@
  * variables and a `--config` JSON file with the same names (see shared/config.ts).
  */
 import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { resolve, basename } from 'node:path';
 import { Command, Option } from 'commander';
 import Table from 'cli-table3';
@@ -21,9 +22,13 @@ import type { ClassifyReply } from '../shared/messages.ts';
 import { createEchoWorker } from '../workers/echo/echo-worker.ts';
 import { InferenceWorker } from '../workers/inference/inference-worker.ts';
 import { addModelVersion } from '../workers/inference/model-writer.ts';
+import { startWebApp } from '../webapp/web-app.ts';
+import { startJobsWorker } from '../workers/jobs/jobs-worker.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
 
 const log = logger.child({ component: 'cli' });
+/** The provided sample images beside the checkout, offered on the page when present. */
+const DEFAULT_SAMPLES = resolve('..', 'shared', 'fixtures', 'images');
 const program = new Command('zerve').description('Zerve: a model-serving cluster on ZeroMQ').showHelpAfterError();
 
 /** Runs `close` once on SIGINT or SIGTERM, then exits. */
@@ -60,6 +65,9 @@ program
   .option('--workers <n>', 'inference worker processes', int, 1)
   .option('--capacity <n>', 'requests each worker takes at once', int)
   .option('--threads <n>', 'onnxruntime threads per worker', int)
+  .option('--http <port>', 'web app port')
+  .option('--data <dir>', 'folder of the job store')
+  .option('--samples <dir>', 'sample images offered on the page')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const brokerOptions = resolveOptions(DEFAULT_BROKER_OPTIONS, flags);
@@ -80,10 +88,16 @@ program
       if (flags.threads !== undefined) args.push('--threads', String(flags.threads));
       supervisor.add(`inference-${i + 1}`, args);
     }
+    const jobs = startJobsWorker({ ...flags, connect: broker.backendEndpoint, broker: broker.frontendEndpoint });
+    const samples = flags.samples ?? (existsSync(DEFAULT_SAMPLES) ? DEFAULT_SAMPLES : undefined);
+    const web = await startWebApp({ ...flags, broker: broker.frontendEndpoint, ...(samples ? { samples } : {}) });
     onShutdown(async () => {
+      await web.close();
+      await jobs.close();
       await supervisor.close();
       await broker.close();
     });
+    process.stderr.write(`zerve: web app at ${web.url}\n`);
     const entries = await readdir(models).catch(() => []);
     process.stderr.write(`zerve: broker ${broker.frontendEndpoint} (workers on ${broker.backendEndpoint}), ${workers} inference worker(s), models in ${models}\n`);
     if (entries.length === 0) {
@@ -137,6 +151,33 @@ worker
     const echo = createEchoWorker(resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags));
     echo.start();
     onShutdown(() => echo.close());
+  });
+
+worker
+  .command('jobs')
+  .description('run the durable jobs service (job tickets in SQLite)')
+  .option('--connect <endpoint>', 'broker backend endpoint')
+  .option('--broker <endpoint>', 'broker frontend endpoint jobs are dispatched through')
+  .option('--data <dir>', 'folder of the job store')
+  .option('--concurrency <n>', 'jobs dispatched at once')
+  .option('--config <file>', 'JSON config file')
+  .action((flags: Record<string, unknown>) => {
+    const jobs = startJobsWorker(flags);
+    onShutdown(() => jobs.close());
+  });
+
+program
+  .command('web')
+  .description('run the web app (page and HTTP API) against a broker')
+  .option('--broker <endpoint>', 'broker frontend endpoint')
+  .option('--http <port>', 'port')
+  .option('--host <host>', 'address to listen on')
+  .option('--samples <dir>', 'sample images offered on the page')
+  .option('--config <file>', 'JSON config file')
+  .action(async (flags: Record<string, unknown>) => {
+    const web = await startWebApp(flags);
+    process.stderr.write(`zerve: web app at ${web.url}\n`);
+    onShutdown(() => web.close());
   });
 
 /** Runs `fn` with a client, closing it afterwards; errors print their code and set the exit code. */

@@ -1,0 +1,385 @@
+/**
+ * The training part of the `zerve` CLI: `worker training`, `datasets add|list`, `train` and
+ * `runs list|show|compare`, plus the built-in `digits` model `zerve up` trains on an empty
+ * repository. Registered by scripts/zerve.ts.
+ *
+ * `zerve runs ...` reads the run store (`<data>/runs.sqlite`) of the training worker that
+ * orchestrated the experiments straight from `--data DIR` (the `train` handler's host keeps it).
+ */
+import { lstat, readdir, readFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { SingleBar } from 'cli-progress';
+import Table from 'cli-table3';
+import { Option, type Command } from 'commander';
+import tar from 'tar-stream';
+import { ZerveClient } from '../shared/client.ts';
+import { DEFAULT_CLIENT_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions } from '../shared/config.ts';
+import { ZerveError } from '../shared/errors.ts';
+import { encodeJson } from '../shared/messages.ts';
+import { DATASETS_ADD, DATASETS_LIST, requestTraining, type DatasetSummary, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
+import { RunStore, type RunRecord } from '../workers/training/run-store.ts';
+import { TrainingWorker } from '../workers/training/training-worker.ts';
+
+/** The request `zerve up` sends on an empty model repository: ≥ 0.95 test accuracy in seconds. */
+export const DIGITS_REQUEST: TrainHeader = {
+  datasetId: 'mnist',
+  family: 'mlp',
+  params: { learningRate: 0.003, hidden: 128, lrDecay: 0.85 },
+  epochs: 8,
+  seed: 1,
+  export: { name: 'digits', description: 'built-in: an MLP trained on the mnist package digits' },
+};
+
+const int = (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new Error(`not an integer: ${value}`);
+  return n;
+};
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function fail(err: unknown): void {
+  const error = ZerveError.from(err);
+  process.stderr.write(`zerve: ${error.code}: ${error.message}\n`);
+  process.exitCode = 1;
+}
+
+/** Shows training progress on stderr: a bar on a terminal, one line per epoch otherwise. */
+export class TrainingProgressView {
+  private bar?: SingleBar;
+
+  constructor(private readonly stream: NodeJS.WriteStream = process.stderr) {}
+
+  update(message: TrainProgressMessage): void {
+    if (message.type === 'started') {
+      this.stream.write(`training ${message.experimentId} on ${message.host} (pid ${message.pid}), ${message.runs ?? 1} run(s)\n`);
+      return;
+    }
+    if (message.type === 'features') {
+      if (!this.stream.isTTY && message.done === message.total) this.stream.write(`features ${message.done}/${message.total}\n`);
+      return;
+    }
+    const fraction = message.elapsedMs / Math.max(1, message.elapsedMs + message.etaMs);
+    const payload = {
+      what: message.phase === 'refit' ? 'refit' : `run ${message.run}/${message.runs}`,
+      epochs: `${message.epoch}/${message.epochs}`,
+      loss: message.loss.toFixed(4),
+      val: message.phase === 'refit' ? '  -  ' : message.valAccuracy.toFixed(4),
+      eta: `${Math.round(message.etaMs / 1000)}s`,
+    };
+    if (!this.stream.isTTY) {
+      this.stream.write(`${payload.what} epoch ${payload.epochs} loss ${payload.loss} val acc ${payload.val} elapsed ${Math.round(message.elapsedMs / 1000)}s eta ${payload.eta}\n`);
+      return;
+    }
+    if (!this.bar) {
+      this.bar = new SingleBar({ stream: this.stream, format: '{what} epoch {epochs} loss {loss} val acc {val} |{bar}| {percentage}% eta {eta}', hideCursor: true });
+      this.bar.start(100, 0, payload);
+    }
+    this.bar.update(Math.round(fraction * 100), payload);
+  }
+
+  stop(): void {
+    this.bar?.stop();
+    this.bar = undefined;
+  }
+}
+
+/** Prints a training result for people. */
+export function formatTrainResult(result: TrainResultMessage): string {
+  const lines = [
+    `experiment ${result.experimentId}: ${result.runs.length} run(s) in ${(result.elapsedMs / 1000).toFixed(1)} s`,
+    `best ${result.best.runId} ${JSON.stringify(result.best.params)} val acc ${result.best.valAccuracy.toFixed(4)}`,
+    `test accuracy ${result.test.accuracy.toFixed(4)}, macro F1 ${result.test.macroF1.toFixed(4)}`,
+  ];
+  if (result.model) lines.push(`model ${result.model.name} version ${result.model.version} (served as classify.${result.model.name})`);
+  return lines.join('\n') + '\n';
+}
+
+/** `--split holdout:0.2|kfold:5|test` as the request's split. */
+function parseSplit(text: string): TrainHeader['split'] {
+  const [kind, value] = text.split(':');
+  if (kind === 'test' && value === undefined) return { kind: 'explicit' };
+  const n = Number(value);
+  if (kind === 'holdout' && n > 0 && n < 1) return { kind: 'holdout', testFraction: n };
+  if (kind === 'kfold' && Number.isInteger(n) && n >= 2) return { kind: 'auto', folds: n };
+  throw new ZerveError('BAD_REQUEST', `--split must be holdout:FRACTION, kfold:K or test; got ${text}`);
+}
+
+function parseParams(specs: string[]): Record<string, number | string> {
+  const params: Record<string, number | string> = {};
+  for (const spec of specs) {
+    const eq = spec.indexOf('=');
+    if (eq < 1) throw new ZerveError('BAD_REQUEST', `--param must be key=value; got ${spec}`);
+    const value = spec.slice(eq + 1);
+    params[spec.slice(0, eq)] = value !== '' && Number.isFinite(Number(value)) ? Number(value) : value;
+  }
+  return params;
+}
+
+/** A folder of class folders as a tar.gz (symlinks and special files left out: the store would skip them). */
+async function packFolder(folder: string): Promise<Buffer> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  pack.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const ended = new Promise((resolve, reject) => {
+    pack.on('end', resolve);
+    pack.on('error', reject);
+  });
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const full = join(dir, entry.name);
+      if (entry.isDirectory()) await walk(full);
+      else if (entry.isFile()) pack.entry({ name: relative(folder, full).split(sep).join('/') }, await readFile(full));
+    }
+  };
+  await walk(folder);
+  pack.finalize();
+  await ended;
+  return gzipSync(Buffer.concat(chunks));
+}
+
+function runsTable(runs: RunRecord[], format: string): string {
+  const keys = [...new Set(runs.flatMap((r) => Object.keys(r.params)))].sort();
+  const head = ['run', 'status', 'dataset', 'seed', ...keys, 'val acc', 'val loss', 'best epoch', 'test acc', 'model', 'seconds'];
+  const rows = runs.map((r) => {
+    const test = r.test as { accuracy?: number } | undefined;
+    return [
+      r.id,
+      r.status,
+      r.datasetId.length > 12 ? r.datasetId.slice(0, 12) : r.datasetId,
+      String(r.seed),
+      ...keys.map((k) => (r.params[k] === undefined ? '' : String(r.params[k]))),
+      r.valAccuracy === null ? '' : r.valAccuracy.toFixed(4),
+      r.valLoss === null ? '' : r.valLoss.toFixed(4),
+      r.bestEpoch === null ? '' : String(r.bestEpoch),
+      test?.accuracy === undefined ? '' : test.accuracy.toFixed(4),
+      r.modelName ? `${r.modelName}@${r.modelVersion}` : '',
+      r.durationMs === null ? '' : (r.durationMs / 1000).toFixed(1),
+    ];
+  });
+  if (format === 'markdown') {
+    const line = (cells: string[]) => `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
+    return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n') + '\n';
+  }
+  if (format === 'latex') {
+    const esc = (c: string) => c.replace(/([\\&%$#_{}])/g, '\\$1');
+    return (
+      [`\\begin{tabular}{${head.map(() => 'l').join('')}}`, '\\hline', head.map(esc).join(' & ') + ' \\\\', '\\hline', ...rows.map((r) => r.map(esc).join(' & ') + ' \\\\'), '\\hline', '\\end{tabular}'].join('\n') +
+      '\n'
+    );
+  }
+  const table = new Table({ head });
+  for (const row of rows) table.push(row);
+  return table.toString() + '\n';
+}
+
+/** Adds the training commands to the CLI. */
+export function registerTrainingCommands(program: Command, worker: Command): void {
+  worker
+    .command('training')
+    .description('train models: services train, train.run, datasets.*')
+    .option('--connect <endpoint>', 'broker backend endpoint')
+    .option('--broker <endpoint>', 'broker frontend endpoint, to fan a search out to every training worker (default: run it here)')
+    .option('--data <dir>', 'data directory (datasets, run store)')
+    .option('--models <dir>', 'model repository trained models are exported to')
+    .option('--run-concurrency <n>', 'runs of one search in flight at once')
+    .option('--capacity <n>', 'trainings orchestrated at once')
+    .option('--config <file>', 'JSON config file')
+    .action(async (flags: Record<string, unknown>) => {
+      const training = new TrainingWorker(resolveOptions(DEFAULT_TRAINING_WORKER_OPTIONS, flags));
+      let stopping = false;
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        training.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      training.start();
+    });
+
+  const datasets = program.command('datasets').description('training datasets');
+  datasets
+    .command('add')
+    .description('upload a zip, a tar.gz or a folder of class folders')
+    .argument('<path>', 'archive or folder')
+    .option('--name <name>', 'a name to train with instead of the id')
+    .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
+    .option('--timeout-ms <ms>', 'time to wait for the import', '600000')
+    .option('--json', 'print the manifest summary as JSON')
+    .action(async (path: string, flags: Record<string, unknown>) => {
+      const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
+      try {
+        const info = await lstat(path).catch((err: Error) => {
+          throw new ZerveError('BAD_REQUEST', `cannot read ${path}: ${err.message}`);
+        });
+        const archive = info.isDirectory() ? await packFolder(path) : await readFile(path);
+        const header = { ...(flags.name ? { name: String(flags.name) } : {}), deadlineMs: Number(flags.timeoutMs) };
+        const summary = await client.requestJson<DatasetSummary>(DATASETS_ADD, [encodeJson(header), archive]);
+        if (flags.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+        else {
+          process.stdout.write(`dataset ${summary.id}${summary.name ? ` (${summary.name})` : ''}: ${summary.images} images, classes ${summary.classes.join(', ')}\n`);
+          for (const s of summary.skipped) process.stdout.write(`  skipped ${s.path}: ${s.reason}${s.detail ? ` (${s.detail})` : ''}\n`);
+        }
+      } catch (err) {
+        fail(err);
+      } finally {
+        await client.close();
+      }
+    });
+  datasets
+    .command('list')
+    .description('datasets the training workers hold')
+    .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
+    .option('--json', 'print JSON')
+    .action(async (flags: Record<string, unknown>) => {
+      const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
+      try {
+        const list = await client.requestJson<DatasetSummary[]>(DATASETS_LIST, []);
+        if (flags.json) process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+        else {
+          const table = new Table({ head: ['id', 'name', 'source', 'images', 'classes'] });
+          for (const d of list) table.push([d.id, d.name ?? '', d.source, d.images, d.classes.join(', ')]);
+          process.stdout.write(table.toString() + '\n');
+        }
+      } catch (err) {
+        fail(err);
+      } finally {
+        await client.close();
+      }
+    });
+
+  program
+    .command('train')
+    .description('train a model through the cluster and serve it as classify.<name>')
+    .requiredOption('--dataset <id>', 'dataset id or name, or mnist')
+    .requiredOption('--name <model>', 'model name to export as')
+    .option('--backbone <name>', 'transfer learning on embeddings of this repository model (e.g. squeezenet-fp32)')
+    .addOption(new Option('--head <kind>', 'transfer head').choices(['linear', 'mlp']))
+    .option('--param <key=value>', 'a fixed hyperparameter (repeatable)', collect)
+    .option('--grid <key=v1,v2>', 'grid search over these values (repeatable)', collect)
+    .option('--random <n>', 'random search: N samples', int)
+    .option('--range <key=lo:hi>', 'random search range or choice list (repeatable)', collect)
+    .option('--epochs <n>', 'most epochs per run', int)
+    .option('--split <split>', 'holdout:0.2, kfold:5 or test (the dataset test/ folder)')
+    .option('--seed <n>', 'seed', int)
+    .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
+    .option('--json', 'print the result as JSON')
+    .action(async (flags: Record<string, unknown>) => {
+      const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
+      const view = new TrainingProgressView();
+      const controller = new AbortController();
+      process.once('SIGINT', () => controller.abort());
+      try {
+        const grid = (flags.grid as string[] | undefined) ?? [];
+        const ranges = (flags.range as string[] | undefined) ?? [];
+        if (grid.length > 0 && (flags.random !== undefined || ranges.length > 0)) throw new ZerveError('BAD_REQUEST', 'use either --grid or --random with --range');
+        const header: TrainHeader = {
+          datasetId: String(flags.dataset),
+          family: flags.backbone ? 'transfer' : 'mlp',
+          ...(flags.backbone ? { backbone: String(flags.backbone) } : {}),
+          ...(flags.head ? { head: String(flags.head) } : {}),
+          ...(flags.param ? { params: parseParams(flags.param as string[]) } : {}),
+          ...(grid.length > 0 ? { search: { mode: 'grid', params: grid } } : {}),
+          ...(flags.random !== undefined ? { search: { mode: 'random', params: ranges, samples: flags.random } } : {}),
+          ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
+          ...(flags.split ? { split: parseSplit(String(flags.split)) } : {}),
+          ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
+          export: { name: String(flags.name) },
+        };
+        const result = await requestTraining(client, header, { signal: controller.signal, onProgress: (m) => view.update(m) });
+        view.stop();
+        process.stdout.write(flags.json ? JSON.stringify(result) + '\n' : formatTrainResult(result));
+      } catch (err) {
+        view.stop();
+        fail(err);
+      } finally {
+        await client.close();
+      }
+    });
+
+  const runs = program.command('runs').description('tracked experiments and runs (read from the run store in --data)');
+  const openStore = (flags: Record<string, unknown>) => new RunStore(String(flags.data ?? DEFAULT_TRAINING_WORKER_OPTIONS.data), { readonly: true });
+  runs
+    .command('list')
+    .description('runs, newest experiment first')
+    .option('--data <dir>', 'data directory of the training worker', DEFAULT_TRAINING_WORKER_OPTIONS.data)
+    .option('--limit <n>', 'most runs', int, 50)
+    .addOption(new Option('--format <format>', 'output').choices(['table', 'markdown', 'latex', 'json']).default('table'))
+    .action((flags: Record<string, unknown>) => {
+      try {
+        const store = openStore(flags);
+        const list = store.runs({ limit: Number(flags.limit) }).map((r) => store.run(r.id)!);
+        store.close();
+        process.stdout.write(flags.format === 'json' ? JSON.stringify(list.map(({ epochs: _, ...r }) => r), null, 2) + '\n' : runsTable(list, String(flags.format)));
+      } catch (err) {
+        fail(err);
+      }
+    });
+  runs
+    .command('show')
+    .description('one run (with its epochs) or one experiment (with its runs), as JSON')
+    .argument('<id>', 'run id (e1a2b3c4-1) or experiment id (e1a2b3c4)')
+    .option('--data <dir>', 'data directory of the training worker', DEFAULT_TRAINING_WORKER_OPTIONS.data)
+    .action((id: string, flags: Record<string, unknown>) => {
+      try {
+        const store = openStore(flags);
+        const run = store.run(id);
+        const experiment = run ? undefined : store.experiment(id);
+        const shown = run ?? (experiment ? { ...experiment, runs: store.runs({ experimentId: id }) } : undefined);
+        store.close();
+        if (!shown) throw new ZerveError('BAD_REQUEST', `no run or experiment ${id}`);
+        process.stdout.write(JSON.stringify(shown, null, 2) + '\n');
+      } catch (err) {
+        fail(err);
+      }
+    });
+  runs
+    .command('compare')
+    .description('runs side by side (an experiment id stands for all its runs)')
+    .argument('<ids...>', 'run or experiment ids')
+    .option('--data <dir>', 'data directory of the training worker', DEFAULT_TRAINING_WORKER_OPTIONS.data)
+    .addOption(new Option('--format <format>', 'output').choices(['table', 'markdown', 'latex', 'json']).default('table'))
+    .action((ids: string[], flags: Record<string, unknown>) => {
+      try {
+        const store = openStore(flags);
+        const list: RunRecord[] = [];
+        for (const id of ids) {
+          const run = store.run(id);
+          if (run) list.push(run);
+          else if (store.experiment(id)) list.push(...store.runs({ experimentId: id }).map((r) => store.run(r.id)!));
+          else throw new ZerveError('BAD_REQUEST', `no run or experiment ${id}`);
+        }
+        store.close();
+        process.stdout.write(flags.format === 'json' ? JSON.stringify(list, null, 2) + '\n' : runsTable(list, String(flags.format)));
+      } catch (err) {
+        fail(err);
+      }
+    });
+}
+
+/**
+ * `zerve up` on an empty repository: trains `digits` from the built-in mnist through the cluster,
+ * with progress on stderr; inference workers then serve it by hot reload.
+ */
+export async function trainDefaultDigits(broker: string): Promise<TrainResultMessage | undefined> {
+  const client = new ZerveClient({ broker });
+  const view = new TrainingProgressView();
+  process.stderr.write('zerve: empty model repository: training the built-in `digits` model from mnist as the first request\n');
+  try {
+    const result = await requestTraining(client, DIGITS_REQUEST, { onProgress: (m) => view.update(m) });
+    view.stop();
+    process.stderr.write(formatTrainResult(result));
+    return result;
+  } catch (err) {
+    view.stop();
+    const error = ZerveError.from(err);
+    process.stderr.write(`zerve: training digits failed: ${error.code}: ${error.message}\n`);
+    return undefined;
+  } finally {
+    await client.close();
+  }
+}
