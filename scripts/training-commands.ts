@@ -120,9 +120,9 @@ function parseParams(specs: string[]): Record<string, number | string> {
 async function packFolder(folder: string): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (chunk: Buffer) => chunks.push(chunk));
-  const ended = new Promise((resolve, reject) => {
-    pack.on('end', resolve);
+  pack.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
+  const ended = new Promise<void>((resolve, reject) => {
+    pack.on('end', () => resolve());
     pack.on('error', reject);
   });
   const walk = async (dir: string): Promise<void> => {

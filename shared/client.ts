@@ -120,11 +120,14 @@ export class ZerveClient {
             throw err;
           }
           if (reply.service !== service) continue;
-          yield { final: reply.final, body: reply.body };
           if (reply.final) {
+            // Before the yield: a consumer that stops at the FINAL (as `request` does) ends this
+            // generator at the yield, and the socket must still go back to the pool, not be replaced.
             healthy = true;
+            yield { final: true, body: reply.body };
             return;
           }
+          yield { final: false, body: reply.body };
           deadline = performance.now() + timeoutMs;
         }
       } catch (err) {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
-import { ZerveError, type ErrorCode } from '../shared/errors.ts';
+import { ZerveError } from '../shared/errors.ts';
 import { decodeReply, type ServiceInfo, type WorkerInfo } from '../shared/messages.ts';
 import { WorkerConnection, type RequestHandler } from '../workers/worker-connection.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
+import { errorCode } from './helpers/error-code.ts';
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
@@ -28,15 +29,6 @@ function gate(log: string[], name: string) {
   return { handler, release: () => waiting.splice(0).forEach((r) => r()), get pending() { return waiting.length; } };
 }
 
-async function errorCode(promise: Promise<unknown>): Promise<ErrorCode> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof ZerveError) return err.code;
-    throw err;
-  }
-  assert.fail('expected an error reply');
-}
 
 describe('broker dispatch', () => {
   let broker: Broker;

@@ -2,23 +2,15 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
-import { ZerveError, type ErrorCode } from '../shared/errors.ts';
+import type { ErrorCode } from '../shared/errors.ts';
 import { encodeHeader, type ClassifyReply } from '../shared/messages.ts';
 import { classifyService } from '../shared/protocol.ts';
 import { CliProcess, TEST_ENV, fixtureImage, runCli, spawnWorker, startBroker } from './helpers/cluster.ts';
+import { errorCode } from './helpers/error-code.ts';
 import { image, makeRepository, pngBomb } from './fixtures/inference-models.ts';
 
 const MAX_IMAGE_BYTES = 1_000_000;
 
-async function errorCode(promise: Promise<unknown>): Promise<ErrorCode> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof ZerveError) return err.code;
-    throw err;
-  }
-  assert.fail('expected an error reply');
-}
 
 describe('cluster classification (broker + inference worker processes)', function () {
   let models: string;
