@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: what the cluster costs against the best one process can do, and what the broker
  * costs against a direct socket. Prints tables on stdout, progress on stderr, and writes every number
- * to bench-results/bench.json. Takes about 2.5 minutes; BENCH_DURATION_MS and BENCH_WARMUP_MS (per
+ * to bench-results/bench.json (and the tables as Markdown to bench.md). Takes under 3 minutes; BENCH_DURATION_MS and BENCH_WARMUP_MS (per
  * measurement) make it shorter or longer.
  *
  * Everything measured runs as separate processes on localhost TCP, as a user runs it: `zerve broker`,
@@ -14,7 +14,6 @@ import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import Table from 'cli-table3';
 import { ZerveClient } from '../shared/client.ts';
 import { classifyService, ECHO_SERVICE } from '../shared/protocol.ts';
 import { BenchCluster } from './bench/bench-cluster.ts';
@@ -24,6 +23,7 @@ import type { HttpBenchOptions, HttpBenchResult } from '../webapp/http-bench.ts'
 import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/echo-load.ts';
 import { runLoad, type LoadResult } from './bench/load-runner.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
+import { ReportTable } from './bench/report-table.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 const FIXTURES = path.resolve(REPO_ROOT, '..', 'shared', 'fixtures');
@@ -36,10 +36,11 @@ const CONCURRENCIES = [1, 4, 16];
 /** onnxruntime intra-op threads in total, in every setup. */
 const THREAD_BUDGET = 2;
 const WARM_UP_MS = envNumber('BENCH_WARMUP_MS', 1000);
-const DURATION_MS = envNumber('BENCH_DURATION_MS', 3000);
+const DURATION_MS = envNumber('BENCH_DURATION_MS', 2500);
 const ECHO_WINDOW = 256;
 const ECHO_ROUND_TRIPS = 3000;
 const RESULTS_FILE = path.join(REPO_ROOT, 'bench-results', 'bench.json');
+const MARKDOWN_FILE = path.join(REPO_ROOT, 'bench-results', 'bench.md');
 const HTTP_BENCH = path.join(REPO_ROOT, 'webapp', 'http-bench.ts');
 const HTTP_IMAGE = 'kitten-1600.jpg';
 const HTTP_CONCURRENCIES = [1, 16];
@@ -48,11 +49,13 @@ interface RawSetup {
   name: string;
   sessions: number;
   threadsPerSession: number;
+  allowSpinning: boolean;
 }
-/** The same thread budget spent two ways; the faster one at each concurrency is "raw". */
+/** The same thread budget spent three ways; the fastest at each concurrency is "raw". */
 const RAW_SETUPS: RawSetup[] = [
-  { name: 'raw: 1 session x 2 threads', sessions: 1, threadsPerSession: 2 },
-  { name: 'raw: 2 sessions x 1 thread', sessions: 2, threadsPerSession: 1 },
+  { name: 'raw: 1 session x 2 threads', sessions: 1, threadsPerSession: 2, allowSpinning: true },
+  { name: 'raw: 1 session x 2 threads, no spinning', sessions: 1, threadsPerSession: 2, allowSpinning: false },
+  { name: 'raw: 2 sessions x 1 thread', sessions: 2, threadsPerSession: 1, allowSpinning: true },
 ];
 
 interface ClusterSetup {
@@ -110,7 +113,7 @@ async function benchRaw(images: Map<string, Buffer>): Promise<InferenceRow[]> {
   const modelPath = path.join(MODEL_DIR, 'model.onnx');
   for (const setup of RAW_SETUPS) {
     const classifiers = await Promise.all(
-      Array.from({ length: setup.sessions }, () => RawClassifier.load({ modelPath, threads: setup.threadsPerSession })),
+      Array.from({ length: setup.sessions }, () => RawClassifier.load({ modelPath, threads: setup.threadsPerSession, allowSpinning: setup.allowSpinning })),
     );
     let next = 0;
     // Round robin over the sessions: with 2 sessions, 2 images run at once, one thread each.
@@ -297,11 +300,8 @@ interface HttpSection {
 const fixed = (n: number | undefined, digits = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
 const thousands = (n: number) => Math.round(n).toLocaleString('en-US');
 
-function inferenceTable(rows: InferenceRow[], image: string): string {
-  const table = new Table({
-    head: ['setup', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'x raw (same conc.)', 'x raw limit', 'errors'],
-    colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
-  });
+function inferenceTable(rows: InferenceRow[], image: string): ReportTable {
+  const table = new ReportTable(['setup', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'x raw (same conc.)', 'x raw limit', 'errors']);
   for (const row of rows.filter((r) => r.image === image)) {
     table.push([
       row.setup,
@@ -314,14 +314,11 @@ function inferenceTable(rows: InferenceRow[], image: string): string {
       row.errors,
     ]);
   }
-  return table.toString();
+  return table;
 }
 
-function brokerTable(rows: BrokerRow[]): string {
-  const table = new Table({
-    head: ['path', 'requests/s', 'p50 round trip us', 'p99 round trip us', 'reference'],
-    colAligns: ['left', 'right', 'right', 'right', 'left'],
-  });
+function brokerTable(rows: BrokerRow[]): ReportTable {
+  const table = new ReportTable(['path', 'requests/s', 'p50 round trip us', 'p99 round trip us', 'reference'], ['left', 'right', 'right', 'right', 'left']);
   for (const row of rows) {
     table.push([
       row.path,
@@ -331,17 +328,13 @@ function brokerTable(rows: BrokerRow[]): string {
       row.note,
     ]);
   }
-  return table.toString();
+  return table;
 }
 
-function httpSection(http: HttpSection): string {
-  if (!http.result) return `skipped: ${http.skipped ?? 'not run'}`;
-  const table = new Table({
-    head: ['path', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'HTTP / ZeroMQ'],
-    colAligns: ['left', 'right', 'right', 'right', 'right', 'right'],
-  });
-  for (const row of http.result.rows) {
-    const ratio = http.result.ratios.find((r) => r.concurrency === row.concurrency)?.httpToZeromq;
+function httpTable(result: HttpBenchResult): ReportTable {
+  const table = new ReportTable(['path', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'HTTP / ZeroMQ']);
+  for (const row of result.rows) {
+    const ratio = result.ratios.find((r) => r.concurrency === row.concurrency)?.httpToZeromq;
     table.push([
       row.path === 'http' ? 'HTTP POST /api/classify (web app in this process)' : 'ZerveClient.classify',
       row.concurrency,
@@ -351,7 +344,14 @@ function httpSection(http: HttpSection): string {
       row.path === 'http' ? fixed(ratio, 2) : '',
     ]);
   }
-  return table.toString();
+  return table;
+}
+
+/** The report: lines of text and tables, rendered for the terminal and as Markdown. */
+type ReportPart = string | ReportTable;
+
+function render(parts: ReportPart[], markdown: boolean): string {
+  return parts.map((p) => (typeof p === 'string' ? p : markdown ? `\n${p.toMarkdown()}\n` : p.toText())).join('\n');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,31 +409,36 @@ async function main(): Promise<void> {
   await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
   await writeFile(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
 
-  const out: string[] = [];
-  out.push(`Zerve benchmark: ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, load average before ${loadBefore[0]!.toFixed(2)}, after ${loadAfter[0]!.toFixed(2)}`);
-  out.push(`Every row: ${WARM_UP_MS} ms warm-up, then ${DURATION_MS} ms measured; client, broker and workers are separate processes sharing these CPUs.`);
+  const out: ReportPart[] = [];
+  out.push(
+    `Zerve benchmark, ${results.date}: ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, ` +
+      `load average before ${loadBefore[0]!.toFixed(2)}, after ${loadAfter[0]!.toFixed(2)}.`,
+  );
+  out.push(`Every row: ${WARM_UP_MS} ms warm-up, then ${DURATION_MS} ms measured. Client (this process), broker and workers are separate processes sharing these CPUs.`);
   out.push('');
-  out.push(`1. Inference, ${MODEL}, ${THREAD_BUDGET} onnxruntime threads in total in every setup`);
+  out.push(`1. Inference: ${MODEL}, ${THREAD_BUDGET} onnxruntime threads in total in every setup; raw = sharp decode + onnxruntime in this process, no broker`);
   for (const image of IMAGES) {
-    out.push(`\n${image}${image === 'kitten.png' ? ' (224x224 PNG: cheap decode)' : ' (1600x1600 JPEG: decode + resize cost about as much as inference)'}`);
+    out.push('');
+    out.push(`${image}${image === 'kitten.png' ? ' (224x224 PNG: cheap decode)' : ' (1600x1600 JPEG: decoding and resizing cost about as much as inference)'}`);
     out.push(inferenceTable(inferenceRows, image));
   }
   out.push('');
   for (const s of saturated) {
     out.push(
       `${s.image}: at saturation the cluster does ${fixed(s.clusterBest.perSecond)} images/s (${s.clusterBest.setup}, conc. ${s.clusterBest.concurrency}) ` +
-        `vs raw ${fixed(s.rawLimit.perSecond)} (${s.rawLimit.setup}, conc. ${s.rawLimit.concurrency}): ${fixed(s.ratio, 2)}x raw, target >= 0.9x: ${s.met ? 'met' : 'NOT met'}`,
+        `vs raw ${fixed(s.rawLimit.perSecond)} (${s.rawLimit.setup}, conc. ${s.rawLimit.concurrency}): ${fixed(s.ratio, 2)}x raw; target >= 0.9x ${s.met ? 'met' : 'NOT met'}.`,
     );
   }
   out.push('');
-  out.push(`2. Broker overhead: echo of a 64-byte body; requests/s with ${ECHO_WINDOW} requests in flight on one DEALER (raw MDP/0.2 frames), round trip one at a time`);
+  out.push(`2. Broker overhead: echo of a 64-byte body. requests/s: raw MDP/0.2 frames on one DEALER with ${ECHO_WINDOW} requests in flight; round trip: one request at a time.`);
   out.push(brokerTable(brokerRows));
   out.push('');
-  out.push(`3. HTTP: ${HTTP_IMAGE}, same cluster as the last inference setup (${CLUSTER_SETUPS.at(-1)!.name})`);
-  out.push(httpSection(http));
+  out.push(`3. HTTP: ${HTTP_IMAGE}, on the last inference setup's workers (${CLUSTER_SETUPS.at(-1)!.name})`);
+  out.push(http.result ? httpTable(http.result) : `skipped: ${http.skipped ?? 'not run'}`);
+  await writeFile(MARKDOWN_FILE, `${render(out, true)}\n`);
   out.push('');
-  out.push(`JSON: ${path.relative(process.cwd(), RESULTS_FILE)}`);
-  process.stdout.write(`${out.join('\n')}\n`);
+  out.push(`Written: ${path.relative(process.cwd(), RESULTS_FILE)}, ${path.relative(process.cwd(), MARKDOWN_FILE)}`);
+  process.stdout.write(`${render(out, false)}\n`);
 }
 
 main().catch((err: unknown) => {

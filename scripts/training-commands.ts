@@ -26,7 +26,8 @@ export const DIGITS_REQUEST: TrainHeader = {
   datasetId: 'mnist',
   family: 'mlp',
   params: { learningRate: 0.003, hidden: 128, lrDecay: 0.85 },
-  epochs: 8,
+  epochs: 12,
+  augmentShiftPx: 1,
   seed: 1,
   export: { name: 'digits', description: 'built-in: an MLP trained on the mnist package digits' },
 };

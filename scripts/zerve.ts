@@ -25,6 +25,7 @@ import { addModelVersion } from '../workers/inference/model-writer.ts';
 import { startWebApp } from '../webapp/web-app.ts';
 import { startJobsWorker } from '../workers/jobs/jobs-worker.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
+import { registerTrainingCommands, trainDefaultDigits } from './training-commands.ts';
 
 const log = logger.child({ component: 'cli' });
 /** The provided sample images beside the checkout, offered on the page when present. */
@@ -63,6 +64,7 @@ program
   .option('--frontend <endpoint>', 'endpoint clients connect to')
   .option('--backend <endpoint>', 'endpoint workers connect to')
   .option('--workers <n>', 'inference worker processes', int, 1)
+  .option('--training-workers <n>', 'training worker processes (services train, train.run, datasets.*)', int, 1)
   .option('--capacity <n>', 'requests each worker takes at once', int)
   .option('--threads <n>', 'onnxruntime threads per worker', int)
   .option('--http <port>', 'web app port')
@@ -78,7 +80,8 @@ program
     const supervisor = new ProcessSupervisor(log);
     const workers = Number(flags.workers);
     let registered = 0;
-    broker.on('worker-ready', () => {
+    broker.on('worker-ready', (info: { kind: string }) => {
+      if (info.kind !== 'inference') return;
       registered++;
       if (registered <= workers) process.stderr.write(`workers ready: ${registered}/${workers}\n`);
     });
@@ -87,6 +90,13 @@ program
       if (flags.capacity !== undefined) args.push('--capacity', String(flags.capacity));
       if (flags.threads !== undefined) args.push('--threads', String(flags.threads));
       supervisor.add(`inference-${i + 1}`, args);
+    }
+    const trainingWorkers = Number(flags.trainingWorkers);
+    for (let i = 0; i < trainingWorkers; i++) {
+      // --broker lets each worker fan a search's runs out to every training worker.
+      const args = ['worker', 'training', '--connect', broker.backendEndpoint, '--broker', broker.frontendEndpoint, '--models', models];
+      if (flags.data !== undefined) args.push('--data', resolve(String(flags.data)));
+      supervisor.add(`training-${i + 1}`, args);
     }
     const jobs = startJobsWorker({ ...flags, connect: broker.backendEndpoint, broker: broker.frontendEndpoint });
     const samples = flags.samples ?? (existsSync(DEFAULT_SAMPLES) ? DEFAULT_SAMPLES : undefined);
@@ -100,7 +110,10 @@ program
     process.stderr.write(`zerve: web app at ${web.url}\n`);
     const entries = await readdir(models).catch(() => []);
     process.stderr.write(`zerve: broker ${broker.frontendEndpoint} (workers on ${broker.backendEndpoint}), ${workers} inference worker(s), models in ${models}\n`);
-    if (entries.length === 0) {
+    if (entries.length === 0 && trainingWorkers > 0) {
+      // The built-in default: a fresh machine gets a served model (classify.digits) with no network.
+      void trainDefaultDigits(broker.frontendEndpoint);
+    } else if (entries.length === 0) {
       process.stderr.write(
         `zerve: no models in ${models} yet. Add one and it is served without a restart, for example:\n` +
           `  npx zerve models add squeezenet ../shared/fixtures/models/squeezenet/model.onnx --labels ../shared/fixtures/models/squeezenet/labels.txt --channels bgr --models ${models}\n`,
@@ -288,5 +301,7 @@ models
       process.exitCode = 1;
     }
   });
+
+registerTrainingCommands(program, worker);
 
 await program.parseAsync(process.argv);

@@ -76,7 +76,7 @@ export interface TrainResultMessage {
   datasetId: string;
   classes: string[];
   best: { runId: string; params: Record<string, number | string>; valAccuracy: number; valLoss: number; bestEpoch: number };
-  runs: { runId: string; params: Record<string, number | string>; valAccuracy: number; valLoss: number; bestEpoch: number; epochsRun: number; elapsedMs: number; host?: string }[];
+  runs: { runId: string; params: Record<string, number | string>; valAccuracy: number; valLoss: number; bestEpoch: number; epochsRun: number; elapsedMs: number; host?: string; pid?: number }[];
   test: { accuracy: number; macroPrecision: number; macroRecall: number; macroF1: number; logLoss?: number; confusion: number[][] };
   model?: { name: string; version: string };
   elapsedMs: number;

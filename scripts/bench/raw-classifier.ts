@@ -8,6 +8,11 @@ export interface RawClassifierOptions {
   threads?: number;
   /** Tensor side in pixels. @defaultValue 224 */
   size?: number;
+  /**
+   * Whether onnxruntime's intra-op threads spin while waiting for work (its default). Spinning
+   * threads take CPU that other processes on the same cores need. @defaultValue true
+   */
+  allowSpinning?: boolean;
 }
 
 /**
@@ -31,6 +36,7 @@ export class RawClassifier {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      extra: { session: { intra_op: { allow_spinning: options.allowSpinning === false ? '0' : '1' } } },
     });
     const classifier = new RawClassifier(session, session.inputNames[0]!, session.outputNames[0]!, options.size ?? 224);
     await classifier.run(new Float32Array(3 * classifier.size * classifier.size)); // warm-up: the first run allocates

@@ -34,7 +34,7 @@ import {
 } from '../../shared/training.ts';
 import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
 import { squeezenetBackbone, type BackboneSpec } from './backbone.ts';
-import { MNIST_DATASET_ID } from './builtin-mnist.ts';
+import { loadMnist, MNIST_DATASET_ID } from './builtin-mnist.ts';
 import { DatasetStore, type DatasetManifest } from './dataset-store.ts';
 import type { EpochProgress } from './mlp.ts';
 import { RunStore } from './run-store.ts';
@@ -52,7 +52,7 @@ interface TrainRunRequest {
   point: ParamSet;
 }
 
-type RunOutcome = RunResult & { host?: string };
+type RunOutcome = RunResult & { host?: string; pid?: number };
 
 const MAX_PREPARED = 2;
 
@@ -95,6 +95,8 @@ export class TrainingWorker {
   }
 
   start(): void {
+    // Parsing the built-in digits blocks the event loop for a moment: do it before heartbeats start.
+    loadMnist();
     this.control.start();
     this.run.start();
     this.train.start();
@@ -167,7 +169,7 @@ export class TrainingWorker {
         datasetId: request.datasetId,
         classes: finished.classes,
         best: { runId: runIds[bestIndex], params: finished.best.params, valAccuracy: finished.best.valAccuracy, valLoss: finished.best.valLoss, bestEpoch: finished.best.bestEpoch },
-        runs: runs.map((r, i) => ({ runId: runIds[i], params: r.params, valAccuracy: r.valAccuracy, valLoss: r.valLoss, bestEpoch: r.bestEpoch, epochsRun: r.epochsRun, elapsedMs: r.elapsedMs, ...(r.host ? { host: r.host } : {}) })),
+        runs: runs.map((r, i) => ({ runId: runIds[i], params: r.params, valAccuracy: r.valAccuracy, valLoss: r.valLoss, bestEpoch: r.bestEpoch, epochsRun: r.epochsRun, elapsedMs: r.elapsedMs, ...(r.host ? { host: r.host } : {}), ...(r.pid ? { pid: r.pid } : {}) })),
         test: { accuracy, macroPrecision, macroRecall, macroF1, ...(logLoss !== undefined ? { logLoss } : {}), confusion },
         ...(finished.exported ? { model: { name: finished.exported.name, version: finished.exported.version } } : {}),
         elapsedMs,
@@ -213,7 +215,7 @@ export class TrainingWorker {
       const progress = onEpoch('run', i, configs[i].params, configs[i].mlp.epochs);
       const result = this.fansOut(points.length)
         ? await this.remoteRun({ ...(deadlineMs ? { deadlineMs } : {}), experimentId, runId: runIds[i], index: i + 1, runs: points.length, request, point: points[i] }, signal, progress)
-        : { ...(await trainOne(prepared, configs[i], { signal, onEpoch: progress, options: this.trainingOptions() })), host: HOSTNAME };
+        : { ...(await trainOne(prepared, configs[i], { signal, onEpoch: progress, options: this.trainingOptions() })), host: HOSTNAME, pid: process.pid };
       this.store.finishRun(runIds[i], { status: 'succeeded', valAccuracy: result.valAccuracy, valLoss: result.valLoss, bestEpoch: result.bestEpoch, epochsRun: result.epochsRun, durationMs: result.elapsedMs, ...(result.host ? { host: result.host } : {}) });
       results[i] = result;
     };
@@ -290,7 +292,7 @@ export class TrainingWorker {
           ctx.partial([encodeJson(message)]);
         },
       });
-      return [encodeJson({ ...result, host: HOSTNAME })];
+      return [encodeJson({ ...result, host: HOSTNAME, pid: process.pid })];
     } finally {
       this.active.delete(run.runId);
     }
