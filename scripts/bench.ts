@@ -22,6 +22,7 @@ import { CliChild } from './bench/cli-child.ts';
 import type { HttpBenchOptions, HttpBenchResult } from '../webapp/http-bench.ts';
 import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/echo-load.ts';
 import { runLoad, type LoadResult } from './bench/load-runner.ts';
+import { withProcessCpu } from './bench/process-cpu.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
 import { ReportTable } from './bench/report-table.ts';
 
@@ -84,6 +85,8 @@ interface BrokerRow {
   path: string;
   pipelined?: PipelinedResult | LoadResult;
   roundTrip?: RoundTripResult;
+  /** CPU (user + system, all threads) per request of each process during the requests/s run. */
+  cpuUsPerRequest?: Record<string, number | undefined>;
   note: string;
 }
 
@@ -207,6 +210,21 @@ function saturation(rows: InferenceRow[]): Saturation[] {
 // 2. Broker overhead
 // ---------------------------------------------------------------------------------------------
 
+/** CPU microseconds per request of each process, from their CPU time over a measured run. */
+function cpuPerRequest(cpuUs: Record<string, number | undefined>, requests: number): Record<string, number | undefined> {
+  return Object.fromEntries(Object.entries(cpuUs).map(([name, us]) => [name, us === undefined || requests === 0 ? undefined : us / requests]));
+}
+
+/**
+ * Pipelined echo load with `ECHO_WINDOW` in flight: a warm-up run, then a measured one with the CPU
+ * each process spent on it.
+ */
+async function measurePipelined(load: EchoLoad, pids: Record<string, number>): Promise<{ pipelined: PipelinedResult; cpu: Record<string, number | undefined> }> {
+  await load.pipelined(ECHO_WINDOW, 0, Math.min(WARM_UP_MS, 1000));
+  const { result, cpuUs } = await withProcessCpu(pids, () => load.pipelined(ECHO_WINDOW, 0, DURATION_MS));
+  return { pipelined: result, cpu: cpuPerRequest(cpuUs, result.completed) };
+}
+
 async function benchBroker(cluster: BenchCluster): Promise<BrokerRow[]> {
   const rows: BrokerRow[] = [];
   const warmUpMs = Math.min(WARM_UP_MS, 1000);
@@ -218,10 +236,10 @@ async function benchBroker(cluster: BenchCluster): Promise<BrokerRow[]> {
     const direct = new EchoLoad({ endpoint: endpoint! });
     try {
       progress(`direct echo: pipelined, ${ECHO_WINDOW} in flight`);
-      const pipelined = await direct.pipelined(ECHO_WINDOW, warmUpMs, DURATION_MS);
+      const { pipelined, cpu } = await measurePipelined(direct, { client: process.pid, server: server.pid });
       progress('direct echo: round trips, one at a time');
       const roundTrip = await direct.roundTrips(ECHO_ROUND_TRIPS, 500);
-      rows.push({ path: 'direct: DEALER -> ROUTER echo process', pipelined, roundTrip, note: 'no broker; Node reference ~50,000/s, 130 us' });
+      rows.push({ path: 'direct: DEALER -> ROUTER echo process', pipelined, roundTrip, cpuUsPerRequest: cpu, note: 'no broker; Node reference ~50,000/s, 130 us' });
     } finally {
       direct.close();
     }
@@ -231,17 +249,19 @@ async function benchBroker(cluster: BenchCluster): Promise<BrokerRow[]> {
 
   progress('broker echo: starting an echo worker process (capacity 64)');
   const workers = await cluster.addWorkers(['echo', '--capacity', '64'], 1, ECHO_SERVICE);
+  const pids = { client: process.pid, broker: cluster.broker.pid, worker: workers[0]!.pid };
   try {
     const viaBroker = new EchoLoad({ endpoint: cluster.frontend });
     try {
       progress(`broker echo: pipelined, ${ECHO_WINDOW} in flight`);
-      const pipelined = await viaBroker.pipelined(ECHO_WINDOW, warmUpMs, DURATION_MS);
+      const { pipelined, cpu } = await measurePipelined(viaBroker, pids);
       progress('broker echo: round trips, one at a time');
       const roundTrip = await viaBroker.roundTrips(ECHO_ROUND_TRIPS, 500);
       rows.push({
         path: 'broker: DEALER -> broker -> echo worker (1 worker, capacity 64)',
         pipelined,
         roundTrip,
+        cpuUsPerRequest: cpu,
         note: 'targets >= 25,000/s, p50 <= 250 us; Guide C broker ~7,500/s (1 worker), 200 us',
       });
     } finally {
@@ -251,16 +271,19 @@ async function benchBroker(cluster: BenchCluster): Promise<BrokerRow[]> {
     // The same path through the client library, as applications use it: its own cost shows here.
     const client = new ZerveClient({ broker: cluster.frontend, maxSockets: 64 });
     const payload = Buffer.alloc(64, 0x61);
+    const echo = () => client.request(ECHO_SERVICE, [payload]);
     try {
       progress('broker echo through ZerveClient: concurrency 1');
-      const one = await runLoad(() => client.request(ECHO_SERVICE, [payload]), { concurrency: 1, warmUpMs, durationMs: DURATION_MS });
+      const one = await runLoad(echo, { concurrency: 1, warmUpMs, durationMs: DURATION_MS });
       progress('broker echo through ZerveClient: concurrency 16');
-      const sixteen = await runLoad(() => client.request(ECHO_SERVICE, [payload]), { concurrency: 16, warmUpMs, durationMs: DURATION_MS });
+      await runLoad(echo, { concurrency: 16, warmUpMs: 0, durationMs: warmUpMs });
+      const { result: sixteen, cpuUs } = await withProcessCpu(pids, () => runLoad(echo, { concurrency: 16, warmUpMs: 0, durationMs: DURATION_MS }));
       rows.push({
         path: 'ZerveClient.request -> broker -> echo worker (16 concurrent; round trip at 1)',
         pipelined: sixteen,
         roundTrip: { count: one.completed, p50Us: one.p50Ms * 1000, p99Us: one.p99Ms * 1000, perSecond: one.perSecond },
-        note: 'one DEALER per request in flight',
+        cpuUsPerRequest: cpuPerRequest(cpuUs, sixteen.completed),
+        note: 'one DEALER socket per request in flight',
       });
     } finally {
       await client.close();
@@ -318,13 +341,19 @@ function inferenceTable(rows: InferenceRow[], image: string): ReportTable {
 }
 
 function brokerTable(rows: BrokerRow[]): ReportTable {
-  const table = new ReportTable(['path', 'requests/s', 'p50 round trip us', 'p99 round trip us', 'reference'], ['left', 'right', 'right', 'right', 'left']);
+  const table = new ReportTable(
+    ['path', 'requests/s', 'p50 round trip us', 'p99 round trip us', 'CPU us per request', 'reference'],
+    ['left', 'right', 'right', 'right', 'left', 'left'],
+  );
   for (const row of rows) {
     table.push([
       row.path,
       row.pipelined ? thousands(row.pipelined.perSecond) : '-',
       row.roundTrip ? thousands(row.roundTrip.p50Us) : '-',
       row.roundTrip ? thousands(row.roundTrip.p99Us) : '-',
+      Object.entries(row.cpuUsPerRequest ?? {})
+        .map(([name, us]) => `${name} ${us === undefined ? '?' : Math.round(us)}`)
+        .join(', '),
       row.note,
     ]);
   }
@@ -430,7 +459,10 @@ async function main(): Promise<void> {
     );
   }
   out.push('');
-  out.push(`2. Broker overhead: echo of a 64-byte body. requests/s: raw MDP/0.2 frames on one DEALER with ${ECHO_WINDOW} requests in flight; round trip: one request at a time.`);
+  out.push(
+    `2. Broker overhead: echo of a 64-byte body. requests/s: raw MDP/0.2 frames on one DEALER with ${ECHO_WINDOW} requests in flight; round trip: one request at a time; ` +
+      'CPU per request: CPU time (user + system, all threads, from /proc) of each process during the requests/s run over the requests answered.',
+  );
   out.push(brokerTable(brokerRows));
   out.push('');
   out.push(`3. HTTP: ${HTTP_IMAGE}, on the last inference setup's workers (${CLUSTER_SETUPS.at(-1)!.name})`);
