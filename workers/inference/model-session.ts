@@ -191,6 +191,9 @@ export class ModelSession {
         interOpNumThreads: 1,
         executionMode: 'sequential',
         graphOptimizationLevel: 'all',
+        // Spinning intra-op threads burn the cores that decoding and the other processes need: with
+        // 2 threads on 2 shared cores it halved throughput in `npm run bench`.
+        extra: { session: { intra_op: { allow_spinning: '0' } } },
       });
     } catch (err) {
       throw new ZerveError('BAD_REQUEST', `${source} is not a model onnxruntime can load: ${(err as Error).message}`, { cause: err });
