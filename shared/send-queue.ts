@@ -73,7 +73,7 @@ export class SendQueue {
           const code = (err as { code?: string }).code;
           if (this.closed || code === 'ENOTSOCK' || code === 'ETERM') return;
           // EHOSTUNREACH: the peer left (mandatory routing); EAGAIN: it stopped reading past the HWM.
-          this.log.warn({ err, code, frames: message.length }, 'message dropped: peer unreachable');
+          this.log.warn({ code, frames: message.length, peer: message[0]?.toString('hex') }, 'message dropped: peer unreachable');
         }
       }
       this.queue.length = 0;
