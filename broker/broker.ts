@@ -5,7 +5,7 @@ import * as zmq from 'zeromq';
 import { DEFAULT_BROKER_OPTIONS, type BrokerOptions } from '../shared/config.ts';
 import { ZerveError, type ErrorCode } from '../shared/errors.ts';
 import { logger, type Logger } from '../shared/logger.ts';
-import { encodeError, encodeJson, type ServiceInfo } from '../shared/messages.ts';
+import { encodeError, encodeJson, isMsgpackMap, type ServiceInfo } from '../shared/messages.ts';
 import {
   CLASSIFY_PREFIX,
   ECHO_SERVICE,
@@ -479,7 +479,7 @@ function headerDeadlineMs(frame: Buffer | undefined): number | undefined {
   try {
     let header: unknown;
     if (first === 0x7b /* { */) header = JSON.parse(frame.toString('utf8'));
-    else if ((first >= 0x80 && first <= 0x8f) || first === 0xde || first === 0xdf) header = unpackHeader(frame);
+    else if (isMsgpackMap(first)) header = unpackHeader(frame);
     else return undefined;
     const deadline = (header as { deadlineMs?: unknown } | null)?.deadlineMs;
     return typeof deadline === 'number' && deadline > 0 ? deadline : undefined;

@@ -17,33 +17,12 @@ import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_CLIENT_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { encodeJson } from '../shared/messages.ts';
-import { DATASETS_ADD, DATASETS_LIST, requestTraining, type DatasetSummary, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
+import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, type DatasetSummary, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
+import { parseInteger, reportError } from './cli-support.ts';
 import { RunStore, type RunRecord } from '../workers/training/run-store.ts';
 import { TrainingWorker } from '../workers/training/training-worker.ts';
 
-/** The request `zerve up` sends on an empty model repository: ≥ 0.95 test accuracy in seconds. */
-export const DIGITS_REQUEST: TrainHeader = {
-  datasetId: 'mnist',
-  family: 'mlp',
-  params: { learningRate: 0.003, hidden: 128, lrDecay: 0.85 },
-  epochs: 12,
-  augmentShiftPx: 1,
-  seed: 1,
-  export: { name: 'digits', description: 'built-in: an MLP trained on the mnist package digits' },
-};
-
-const int = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new Error(`not an integer: ${value}`);
-  return n;
-};
 const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-function fail(err: unknown): void {
-  const error = ZerveError.from(err);
-  process.stderr.write(`zerve: ${error.code}: ${error.message}\n`);
-  process.exitCode = 1;
-}
 
 /** Shows training progress on stderr: a bar on a terminal, one line per epoch otherwise. */
 export class TrainingProgressView {
@@ -226,7 +205,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
           for (const s of summary.skipped) process.stdout.write(`  skipped ${s.path}: ${s.reason}${s.detail ? ` (${s.detail})` : ''}\n`);
         }
       } catch (err) {
-        fail(err);
+        reportError(err);
       } finally {
         await client.close();
       }
@@ -247,7 +226,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
           process.stdout.write(table.toString() + '\n');
         }
       } catch (err) {
-        fail(err);
+        reportError(err);
       } finally {
         await client.close();
       }
@@ -262,11 +241,11 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .addOption(new Option('--head <kind>', 'transfer head').choices(['linear', 'mlp']))
     .option('--param <key=value>', 'a fixed hyperparameter (repeatable)', collect)
     .option('--grid <key=v1,v2>', 'grid search over these values (repeatable)', collect)
-    .option('--random <n>', 'random search: N samples', int)
+    .option('--random <n>', 'random search: N samples', parseInteger)
     .option('--range <key=lo:hi>', 'random search range or choice list (repeatable)', collect)
-    .option('--epochs <n>', 'most epochs per run', int)
+    .option('--epochs <n>', 'most epochs per run', parseInteger)
     .option('--split <split>', 'holdout:0.2, kfold:5 or test (the dataset test/ folder)')
-    .option('--seed <n>', 'seed', int)
+    .option('--seed <n>', 'seed', parseInteger)
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
     .option('--json', 'print the result as JSON')
     .action(async (flags: Record<string, unknown>) => {
@@ -296,7 +275,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
         process.stdout.write(flags.json ? JSON.stringify(result) + '\n' : formatTrainResult(result));
       } catch (err) {
         view.stop();
-        fail(err);
+        reportError(err);
       } finally {
         await client.close();
       }
@@ -308,7 +287,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .command('list')
     .description('runs, newest experiment first')
     .option('--data <dir>', 'data directory of the training worker', DEFAULT_TRAINING_WORKER_OPTIONS.data)
-    .option('--limit <n>', 'most runs', int, 50)
+    .option('--limit <n>', 'most runs', parseInteger, 50)
     .addOption(new Option('--format <format>', 'output').choices(['table', 'markdown', 'latex', 'json']).default('table'))
     .action((flags: Record<string, unknown>) => {
       try {
@@ -317,7 +296,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
         store.close();
         process.stdout.write(flags.format === 'json' ? JSON.stringify(list.map(({ epochs: _, ...r }) => r), null, 2) + '\n' : runsTable(list, String(flags.format)));
       } catch (err) {
-        fail(err);
+        reportError(err);
       }
     });
   runs
@@ -335,7 +314,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
         if (!shown) throw new ZerveError('BAD_REQUEST', `no run or experiment ${id}`);
         process.stdout.write(JSON.stringify(shown, null, 2) + '\n');
       } catch (err) {
-        fail(err);
+        reportError(err);
       }
     });
   runs
@@ -357,7 +336,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
         store.close();
         process.stdout.write(flags.format === 'json' ? JSON.stringify(list, null, 2) + '\n' : runsTable(list, String(flags.format)));
       } catch (err) {
-        fail(err);
+        reportError(err);
       }
     });
 }

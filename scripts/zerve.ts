@@ -24,6 +24,7 @@ import { InferenceWorker } from '../workers/inference/inference-worker.ts';
 import { addModelVersion } from '../workers/inference/model-writer.ts';
 import { startWebApp } from '../webapp/web-app.ts';
 import { startJobsWorker } from '../workers/jobs/jobs-worker.ts';
+import { parseInteger, reportError } from './cli-support.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
 import { registerTrainingCommands, trainDefaultDigits } from './training-commands.ts';
 
@@ -51,22 +52,16 @@ function onShutdown(close: () => Promise<void>): void {
   process.once('SIGTERM', () => stop('SIGTERM'));
 }
 
-const int = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new Error(`not an integer: ${value}`);
-  return n;
-};
-
 program
   .command('up')
   .description('run a whole cluster here: broker plus inference worker processes')
   .option('--models <dir>', 'model repository', DEFAULT_INFERENCE_OPTIONS.models)
   .option('--frontend <endpoint>', 'endpoint clients connect to')
   .option('--backend <endpoint>', 'endpoint workers connect to')
-  .option('--workers <n>', 'inference worker processes', int, 1)
-  .option('--training-workers <n>', 'training worker processes (services train, train.run, datasets.*)', int, 1)
-  .option('--capacity <n>', 'requests each worker takes at once', int)
-  .option('--threads <n>', 'onnxruntime threads per worker', int)
+  .option('--workers <n>', 'inference worker processes', parseInteger, 1)
+  .option('--training-workers <n>', 'training worker processes (services train, train.run, datasets.*)', parseInteger, 1)
+  .option('--capacity <n>', 'requests each worker takes at once', parseInteger)
+  .option('--threads <n>', 'onnxruntime threads per worker', parseInteger)
   .option('--http <port>', 'web app port')
   .option('--data <dir>', 'folder of the job store')
   .option('--samples <dir>', 'sample images offered on the page')
@@ -199,9 +194,7 @@ async function withClient(flags: Record<string, unknown>, fn: (client: ZerveClie
   try {
     await fn(client);
   } catch (err) {
-    const error = ZerveError.from(err);
-    process.stderr.write(`zerve: ${error.code}: ${error.message}\n`);
-    process.exitCode = 1;
+    reportError(err);
   } finally {
     await client.close();
   }
@@ -212,7 +205,7 @@ program
   .description('classify image files')
   .argument('<files...>', 'image files')
   .requiredOption('--model <name>', 'model name')
-  .option('--topk <k>', 'predictions per image', int)
+  .option('--topk <k>', 'predictions per image', parseInteger)
   .option('--version <version>', 'model version (default: latest)')
   .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
   .option('--timeout-ms <ms>', 'time to wait for each reply')
@@ -296,9 +289,7 @@ models
       const result = await addModelVersion({ name, file, ...flags } as Parameters<typeof addModelVersion>[0]);
       process.stdout.write(`added ${result.name} version ${result.version} at ${result.path}\n`);
     } catch (err) {
-      const error = ZerveError.from(err);
-      process.stderr.write(`zerve: ${error.code}: ${error.message}\n`);
-      process.exitCode = 1;
+      reportError(err);
     }
   });
 

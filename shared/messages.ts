@@ -59,7 +59,7 @@ export interface ServiceInfo {
 const MAX_HEADER_BYTES = 64 * 1024;
 
 /** True when the first byte starts a msgpack map (fixmap, map16, map32). */
-function isMsgpackMap(first: number): boolean {
+export function isMsgpackMap(first: number): boolean {
   return (first >= 0x80 && first <= 0x8f) || first === 0xde || first === 0xdf;
 }
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ZerveError } from '../shared/errors.ts';
 import { logger } from '../shared/logger.ts';
+import { DIGITS_REQUEST } from '../shared/training.ts';
 import { PIXEL_INPUT, PROBABILITIES_OUTPUT } from '../workers/training/onnx-export.ts';
 import { prepareTraining, runConfigFor, runTraining, trainOne, type TrainingResult } from '../workers/training/trainer.ts';
 
@@ -20,15 +21,7 @@ describe('training mlp on built-in mnist', function () {
     dir = await mkdtemp(join(tmpdir(), 'zerve-training-mnist-'));
     const started = performance.now();
     result = await runTraining(
-      {
-        datasetId: 'mnist',
-        family: 'mlp',
-        params: { learningRate: 0.003, hidden: 128, lrDecay: 0.85 },
-        epochs: 12,
-        augmentShiftPx: 1,
-        seed: 1,
-        export: { name: 'mnist-mlp' },
-      },
+      { ...DIGITS_REQUEST, family: 'mlp', export: { name: 'mnist-mlp' } },
       { options: { data: join(dir, 'data'), models: join(dir, 'models') } },
     );
     trainMs = performance.now() - started;

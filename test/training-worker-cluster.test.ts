@@ -5,8 +5,7 @@ import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { encodeJson } from '../shared/messages.ts';
-import { DATASETS_ADD, DATASETS_LIST, requestTraining, type DatasetSummary, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
-import { DIGITS_REQUEST } from '../scripts/training-commands.ts';
+import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, type DatasetSummary, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
 import { fixtureImage, runCli, spawnWorker, startBroker, tempDir, type CliProcess } from './helpers/cluster.ts';
 import { makePng, makeZip } from './fixtures/training-archives.ts';
 

@@ -436,20 +436,13 @@ function backwardLayer(
 
 /** Softmax of the logits in place of `grad` as (p - onehot)/rows; returns the mean cross-entropy. */
 function softmaxCrossEntropyGrad(logits: Float32Array, labels: Int32Array, rows: number, classes: number, grad: Float32Array): number {
+  softmaxRows(logits, rows, classes, grad);
   let loss = 0;
   for (let r = 0; r < rows; r++) {
     const o = r * classes;
-    let max = -Infinity;
-    for (let j = 0; j < classes; j++) if (logits[o + j] > max) max = logits[o + j];
-    let sum = 0;
-    for (let j = 0; j < classes; j++) {
-      const e = Math.exp(logits[o + j] - max);
-      grad[o + j] = e;
-      sum += e;
-    }
     const y = labels[r];
-    loss -= Math.log(Math.max(grad[o + y] / sum, 1e-12));
-    for (let j = 0; j < classes; j++) grad[o + j] = (grad[o + j] / sum - (j === y ? 1 : 0)) / rows;
+    loss -= Math.log(Math.max(grad[o + y], 1e-12));
+    for (let j = 0; j < classes; j++) grad[o + j] = (grad[o + j] - (j === y ? 1 : 0)) / rows;
   }
   return loss / rows;
 }
