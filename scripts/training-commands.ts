@@ -311,7 +311,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
         const experiment = run ? undefined : store.experiment(id);
         const shown = run ?? (experiment ? { ...experiment, runs: store.runs({ experimentId: id }) } : undefined);
         store.close();
-        if (!shown) throw new ZerveError('BAD_REQUEST', `no run or experiment ${id}`);
+        if (!shown) throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
         process.stdout.write(JSON.stringify(shown, null, 2) + '\n');
       } catch (err) {
         reportError(err);
@@ -331,7 +331,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
           const run = store.run(id);
           if (run) list.push(run);
           else if (store.experiment(id)) list.push(...store.runs({ experimentId: id }).map((r) => store.run(r.id)!));
-          else throw new ZerveError('BAD_REQUEST', `no run or experiment ${id}`);
+          else throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
         }
         store.close();
         process.stdout.write(flags.format === 'json' ? JSON.stringify(list, null, 2) + '\n' : runsTable(list, String(flags.format)));

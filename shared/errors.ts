@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   UNKNOWN_MODEL: 'No such model or model version.',
   UNKNOWN_SERVICE: 'No such service.',
   UNKNOWN_JOB: 'No such job.',
+  UNKNOWN_RUN: 'No such training run or experiment.',
   NO_WORKERS: 'No worker offered the service before the deadline.',
   OVERLOADED: 'The queue is full; retry later.',
   TIMEOUT: 'The deadline passed before a reply.',

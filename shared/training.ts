@@ -11,6 +11,9 @@
  *   comes in the `TrainStarted` PARTIAL. The running request then ends with the error CANCELED.
  * - `datasets.add`: `[JSON {"name"?}, archive bytes (zip or tar.gz)]` → `DatasetSummary`.
  * - `datasets.list`: `[]` → `DatasetSummary[]`; `datasets.get`: `[JSON {"id"}]` → the manifest.
+ * - `runs.list`: `[JSON RunsListRequest]` → `ExperimentSummary[]`; `runs.get`: `[JSON {"id"}]` → a
+ *   `RunRecord` with epochs, or an `ExperimentDetail`; UNKNOWN_RUN when neither. Answered from the
+ *   run store of the worker's data directory (share it between the training workers of a host).
  */
 import type { ZerveClient } from './client.ts';
 import { ZerveError } from './errors.ts';
@@ -22,6 +25,8 @@ export const TRAIN_CANCEL_PREFIX = 'train.cancel.';
 export const DATASETS_ADD = 'datasets.add';
 export const DATASETS_LIST = 'datasets.list';
 export const DATASETS_GET = 'datasets.get';
+export const RUNS_LIST = 'runs.list';
+export const RUNS_GET = 'runs.get';
 
 /** A training request's default deadline: searches may take hours. */
 export const DEFAULT_TRAIN_DEADLINE_MS = 24 * 60 * 60 * 1000;
@@ -137,4 +142,92 @@ export async function requestTraining(
   } finally {
     options.signal?.removeEventListener('abort', cancel);
   }
+}
+
+// Run store records, the answers of `runs.list` and `runs.get` (and `zerve runs --format json`).
+
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'canceled';
+
+export interface ExperimentRecord {
+  id: string;
+  name: string | null;
+  datasetId: string;
+  request: unknown;
+  seed: number;
+  codeVersion: string;
+  gitCommit: string | null;
+  status: RunStatus;
+  startedAt: string;
+  finishedAt: string | null;
+  durationMs: number | null;
+  bestRunId: string | null;
+  /** Metrics of the chosen configuration on the test split, once the experiment succeeded. */
+  test: ExperimentTest | null;
+  modelName: string | null;
+  modelVersion: string | null;
+  /** `CODE: message` when the experiment failed or was canceled. */
+  error: string | null;
+  /** The training worker that orchestrated the experiment. */
+  host: string | null;
+  pid: number | null;
+}
+
+export interface ExperimentTest {
+  accuracy: number;
+  macroPrecision: number;
+  macroRecall: number;
+  macroF1: number;
+  logLoss?: number;
+  /** confusion[actual][predicted], in the order of `classes`. */
+  confusion: number[][];
+  perClass: { precision: number; recall: number; f1: number; support: number }[];
+  classes: string[];
+}
+
+/** Frame 0 of `runs.list`; the answer is `ExperimentSummary[]`, newest first. */
+export interface RunsListRequest {
+  limit?: number;
+}
+
+/** An experiment with its runs (without their epochs). */
+export type ExperimentSummary = ExperimentRecord & { runs: RunRecord[] };
+
+/** Frame 0 of `runs.get`: a run id (answer `RunRecord` with epochs) or an experiment id (answer `ExperimentDetail`). */
+export interface RunsGetRequest {
+  id: string;
+}
+
+/** An experiment with its runs, each with its epochs. */
+export type ExperimentDetail = ExperimentRecord & { runs: RunRecord[] };
+
+export interface EpochRecord {
+  phase: 'run' | 'refit';
+  epoch: number;
+  loss: number;
+  valAccuracy: number;
+  valLoss: number;
+  elapsedMs: number;
+}
+
+export interface RunRecord {
+  id: string;
+  experimentId: string;
+  index: number;
+  params: Record<string, number | string>;
+  status: RunStatus;
+  datasetId: string;
+  seed: number;
+  host: string | null;
+  valAccuracy: number | null;
+  valLoss: number | null;
+  bestEpoch: number | null;
+  epochsRun: number | null;
+  durationMs: number | null;
+  startedAt: string;
+  finishedAt: string | null;
+  /** Filled for the best run of a finished experiment. */
+  test?: ExperimentTest | null;
+  modelName?: string | null;
+  modelVersion?: string | null;
+  epochs?: EpochRecord[];
 }

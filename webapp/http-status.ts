@@ -10,6 +10,7 @@ export const HTTP_STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   UNKNOWN_MODEL: 404,
   UNKNOWN_SERVICE: 404,
   UNKNOWN_JOB: 404,
+  UNKNOWN_RUN: 404,
   NO_WORKERS: 503,
   OVERLOADED: 503,
   TIMEOUT: 504,

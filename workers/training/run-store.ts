@@ -10,65 +10,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { ZerveError } from '../../shared/errors.ts';
+import type { EpochRecord, ExperimentDetail, ExperimentRecord, ExperimentSummary, ExperimentTest, RunRecord, RunStatus } from '../../shared/training.ts';
 
-export type RunStatus = 'running' | 'succeeded' | 'failed' | 'canceled';
-
-export interface ExperimentRecord {
-  id: string;
-  name: string | null;
-  datasetId: string;
-  request: unknown;
-  seed: number;
-  codeVersion: string;
-  gitCommit: string | null;
-  status: RunStatus;
-  startedAt: string;
-  finishedAt: string | null;
-  durationMs: number | null;
-  bestRunId: string | null;
-  test: unknown;
-  modelName: string | null;
-  modelVersion: string | null;
-  error: string | null;
-}
-
-export interface EpochRecord {
-  phase: 'run' | 'refit';
-  epoch: number;
-  loss: number;
-  valAccuracy: number;
-  valLoss: number;
-  elapsedMs: number;
-}
-
-export interface RunRecord {
-  id: string;
-  experimentId: string;
-  index: number;
-  params: Record<string, number | string>;
-  status: RunStatus;
-  datasetId: string;
-  seed: number;
-  host: string | null;
-  valAccuracy: number | null;
-  valLoss: number | null;
-  bestEpoch: number | null;
-  epochsRun: number | null;
-  durationMs: number | null;
-  startedAt: string;
-  finishedAt: string | null;
-  /** Filled for the best run of a finished experiment. */
-  test?: unknown;
-  modelName?: string | null;
-  modelVersion?: string | null;
-  epochs?: EpochRecord[];
-}
+export type { EpochRecord, ExperimentRecord, RunRecord, RunStatus };
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS experiments (
   id TEXT PRIMARY KEY, name TEXT, dataset_id TEXT NOT NULL, request TEXT NOT NULL, seed INTEGER NOT NULL,
   code_version TEXT NOT NULL, git_commit TEXT, status TEXT NOT NULL, started_at TEXT NOT NULL,
-  finished_at TEXT, duration_ms REAL, best_run_id TEXT, test TEXT, model_name TEXT, model_version TEXT, error TEXT
+  finished_at TEXT, duration_ms REAL, best_run_id TEXT, test TEXT, model_name TEXT, model_version TEXT, error TEXT,
+  host TEXT, pid INTEGER
 );
 CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL REFERENCES experiments(id), idx INTEGER NOT NULL,
@@ -126,18 +77,32 @@ export class RunStore {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
       this.db.exec(SCHEMA);
+      // Stores written before experiments recorded their worker.
+      const columns = new Set((this.db.prepare(`PRAGMA table_info(experiments)`).all() as { name: string }[]).map((c) => c.name));
+      if (!columns.has('host')) this.db.exec(`ALTER TABLE experiments ADD COLUMN host TEXT; ALTER TABLE experiments ADD COLUMN pid INTEGER;`);
     }
     this.db.pragma('busy_timeout = 5000');
   }
 
-  startExperiment(e: { id: string; name?: string; datasetId: string; request: unknown; seed: number }): void {
+  startExperiment(e: { id: string; name?: string; datasetId: string; request: unknown; seed: number; host: string; pid: number }): void {
     const { codeVersion: version, gitCommit } = codeVersion();
     this.db
       .prepare(
-        `INSERT INTO experiments (id, name, dataset_id, request, seed, code_version, git_commit, status, started_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)`,
+        `INSERT INTO experiments (id, name, dataset_id, request, seed, code_version, git_commit, status, started_at, host, pid)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)`,
       )
-      .run(e.id, e.name ?? null, e.datasetId, JSON.stringify(e.request), e.seed, version, gitCommit, new Date().toISOString());
+      .run(e.id, e.name ?? null, e.datasetId, JSON.stringify(e.request), e.seed, version, gitCommit, new Date().toISOString(), e.host, e.pid);
+  }
+
+  /**
+   * Marks failed (WORKER_LOST) the experiments still `running` whose worker on `host` is gone, so
+   * none stays running forever after a crash. Returns their ids.
+   */
+  failAbandoned(host: string, isAlive: (pid: number) => boolean): string[] {
+    const rows = this.db.prepare(`SELECT id, pid FROM experiments WHERE status = 'running' AND host = ?`).all(host) as { id: string; pid: number | null }[];
+    const gone = rows.filter((r) => r.pid === null || !isAlive(r.pid)).map((r) => r.id);
+    for (const id of gone) this.finishExperiment(id, { status: 'failed', error: 'WORKER_LOST: the training worker died during the experiment' });
+    return gone;
   }
 
   startRun(r: { id: string; experimentId: string; index: number; params: Record<string, number | string>; host?: string }): void {
@@ -163,7 +128,7 @@ export class RunStore {
 
   finishExperiment(
     id: string,
-    e: { status: RunStatus; durationMs: number; bestRunId?: string; test?: unknown; modelName?: string; modelVersion?: string; error?: string },
+    e: { status: RunStatus; durationMs?: number; bestRunId?: string; test?: unknown; modelName?: string; modelVersion?: string; error?: string },
   ): void {
     // Runs still marked running (canceled or failed mid-search) end with the experiment.
     const finishedAt = new Date().toISOString();
@@ -173,7 +138,7 @@ export class RunStore {
           `UPDATE experiments SET status = ?, finished_at = ?, duration_ms = ?, best_run_id = ?, test = ?, model_name = ?,
            model_version = ?, error = ? WHERE id = ?`,
         )
-        .run(e.status, finishedAt, e.durationMs, e.bestRunId ?? null, e.test === undefined ? null : JSON.stringify(e.test), e.modelName ?? null, e.modelVersion ?? null, e.error ?? null, id);
+        .run(e.status, finishedAt, e.durationMs ?? null, e.bestRunId ?? null, e.test === undefined ? null : JSON.stringify(e.test), e.modelName ?? null, e.modelVersion ?? null, e.error ?? null, id);
       if (e.status !== 'succeeded') {
         this.db.prepare(`UPDATE runs SET status = ?, finished_at = ? WHERE experiment_id = ? AND status = 'running'`).run(e.status, finishedAt, id);
       }
@@ -221,6 +186,19 @@ export class RunStore {
     return run;
   }
 
+  /** Newest experiments first, each with its runs. */
+  summaries(limit = 50): ExperimentSummary[] {
+    return this.experiments(limit).map((e) => ({ ...e, runs: this.runs({ experimentId: e.id }) }));
+  }
+
+  /** A run with its epochs, or an experiment with its runs and their epochs; undefined when neither. */
+  detail(id: string): RunRecord | ExperimentDetail | undefined {
+    const run = this.run(id);
+    if (run) return run;
+    const experiment = this.experiment(id);
+    return experiment && { ...experiment, runs: this.runs({ experimentId: id }).map((r) => this.run(r.id)!) };
+  }
+
   /** Remembers a dataset's human name (`datasets.add` with `name`). */
   nameDataset(id: string, name: string): void {
     this.db.prepare(`INSERT OR REPLACE INTO dataset_names (id, name, added_at) VALUES (?, ?, ?)`).run(id, name, new Date().toISOString());
@@ -256,10 +234,12 @@ function toExperiment(row: Row): ExperimentRecord {
     finishedAt: (row.finished_at as string | null) ?? null,
     durationMs: (row.duration_ms as number | null) ?? null,
     bestRunId: (row.best_run_id as string | null) ?? null,
-    test: json(row.test),
+    test: json(row.test) as ExperimentTest | null,
     modelName: (row.model_name as string | null) ?? null,
     modelVersion: (row.model_version as string | null) ?? null,
     error: (row.error as string | null) ?? null,
+    host: (row.host as string | null) ?? null,
+    pid: (row.pid as number | null) ?? null,
   };
 }
 

@@ -23,6 +23,8 @@ import {
   DATASETS_ADD,
   DATASETS_GET,
   DATASETS_LIST,
+  RUNS_GET,
+  RUNS_LIST,
   TRAIN_CANCEL_PREFIX,
   TRAIN_RUN_SERVICE,
   TRAIN_SERVICE,
@@ -87,7 +89,7 @@ export class TrainingWorker {
     this.train = new WorkerConnection([TRAIN_SERVICE], (body, ctx) => this.handleTrain(body, ctx), connection, this.log);
     this.run = new WorkerConnection([TRAIN_RUN_SERVICE], (body, ctx) => this.handleRun(body, ctx), { ...connection, capacity: runCapacity }, this.log);
     this.control = new WorkerConnection(
-      [DATASETS_ADD, DATASETS_LIST, DATASETS_GET, this.cancelService],
+      [DATASETS_ADD, DATASETS_LIST, DATASETS_GET, RUNS_LIST, RUNS_GET, this.cancelService],
       (body, ctx) => this.handleControl(body, ctx),
       { ...connection, capacity: 4 },
       this.log,
@@ -95,6 +97,8 @@ export class TrainingWorker {
   }
 
   start(): void {
+    const abandoned = this.store.failAbandoned(HOSTNAME, isAlive);
+    if (abandoned.length > 0) this.log.warn({ experiments: abandoned }, 'marked failed: experiments whose training worker died');
     // Parsing the built-in digits blocks the event loop for a moment: do it before heartbeats start.
     loadMnist();
     this.control.start();
@@ -129,7 +133,7 @@ export class TrainingWorker {
     const points = expandSearch(request.search, seed);
     const configs = points.map((point) => runConfigFor(request, point));
     const runIds = points.map((_, i) => `${experimentId}-${i + 1}`);
-    this.store.startExperiment({ id: experimentId, ...(request.export ? { name: request.export.name } : {}), datasetId: request.datasetId, request, seed });
+    this.store.startExperiment({ id: experimentId, ...(request.export ? { name: request.export.name } : {}), datasetId: request.datasetId, request, seed, host: HOSTNAME, pid: process.pid });
     send({ type: 'started', experimentId, cancelService: this.cancelService, host: HOSTNAME, pid: process.pid, runs: points.length });
     log.info({ runs: points.length, fanOut: this.fansOut(points.length) }, 'experiment started');
     try {
@@ -328,6 +332,18 @@ export class TrainingWorker {
         // The built-in mnist lists 10,000 images; a summary is what anyone wants from it.
         return [encodeJson(manifest.id === MNIST_DATASET_ID ? this.summary(manifest) : { ...manifest, name: this.store.datasetName(manifest.id) })];
       }
+      case RUNS_LIST: {
+        const { limit = 50 } = decodeHeader(body[0]);
+        if (!(Number.isInteger(limit) && (limit as number) >= 1 && (limit as number) <= 1000)) throw new ZerveError('BAD_REQUEST', 'limit must be an integer from 1 to 1000');
+        return [encodeJson(this.store.summaries(limit as number))];
+      }
+      case RUNS_GET: {
+        const { id } = decodeHeader(body[0]);
+        if (typeof id !== 'string') throw new ZerveError('BAD_REQUEST', 'runs.get needs {"id"}');
+        const found = this.store.detail(id);
+        if (!found) throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
+        return [encodeJson(found)];
+      }
       case this.cancelService: {
         const { experimentId } = decodeHeader(body[0]);
         const controller = typeof experimentId === 'string' ? this.active.get(experimentId) : undefined;
@@ -415,5 +431,15 @@ export class TrainingWorker {
     }
     // Prepared data is shared between requests; each keeps its own request (export, params, ...).
     return prepared.then((p) => ({ ...p, request }));
+  }
+}
+
+/** Whether a process of this host is still running (signal 0 only checks). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
