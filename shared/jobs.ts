@@ -27,8 +27,31 @@ export function isFinishedState(state: JobState): boolean {
 export interface JobSubmitRequest {
   /** Target service, e.g. `classify.squeezenet`. */
   service: string;
-  /** Time one attempt waits for the target's final reply; defaults to the jobs worker's option. */
+  /**
+   * Time one attempt waits for the target's next reply (each PARTIAL restarts it); defaults to
+   * the jobs worker's option.
+   */
   timeoutMs?: number;
+  /**
+   * Attempts before the job fails (1 = never retried), from 1 to 10; defaults to the jobs worker's
+   * option. Only TIMEOUT, NO_WORKERS, OVERLOADED and WORKER_LOST are retried.
+   */
+  maxAttempts?: number;
+}
+
+/**
+ * A PARTIAL that makes a running job cancelable at its target: on `jobs.cancel` (and when the jobs
+ * worker stops) the jobs worker sends `[JSON {"experimentId"}]` to `cancelService`. The training
+ * worker's `TrainStarted` is one.
+ */
+export interface CancelHandle {
+  cancelService: string;
+  experimentId: string;
+}
+
+export function isCancelHandle(value: unknown): value is CancelHandle {
+  const v = value as Partial<CancelHandle> | null;
+  return typeof v === 'object' && v !== null && typeof v.cancelService === 'string' && typeof v.experimentId === 'string';
 }
 
 /** Answer of `jobs.submit`. */

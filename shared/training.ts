@@ -16,7 +16,8 @@
  *   run store of the worker's data directory (share it between the training workers of a host).
  */
 import type { ZerveClient } from './client.ts';
-import { ZerveError } from './errors.ts';
+import { type CancelHandle, type JobSubmitRequest } from './jobs.ts';
+import { ZerveError, type ErrorCode } from './errors.ts';
 import { decodeReply, encodeJson } from './messages.ts';
 
 export const TRAIN_SERVICE = 'train';
@@ -30,13 +31,38 @@ export const RUNS_GET = 'runs.get';
 
 /** A training request's default deadline: searches may take hours. */
 export const DEFAULT_TRAIN_DEADLINE_MS = 24 * 60 * 60 * 1000;
+/** Longest silence between a training's replies before its client gives up (TIMEOUT). */
+export const TRAIN_SILENCE_TIMEOUT_MS = 30 * 60 * 1000;
+
+/**
+ * The body of a `jobs.submit` that runs `header` as a durable job (`[JSON JobSubmitRequest,
+ * JSON train header]`). `maxAttempts` 1 (the default) fails the job with WORKER_LOST when its
+ * training worker dies; 2 trains again once on another worker.
+ */
+export function trainingJobFrames(header: TrainHeader, options: { maxAttempts?: number } = {}): Buffer[] {
+  const submit: JobSubmitRequest = { service: TRAIN_SERVICE, timeoutMs: TRAIN_SILENCE_TIMEOUT_MS, maxAttempts: options.maxAttempts ?? 1 };
+  return [encodeJson(submit), encodeJson({ deadlineMs: DEFAULT_TRAIN_DEADLINE_MS, ...header })];
+}
 
 /** Frame 0 of `train`: a TrainingRequest (workers/training/trainer.ts) plus the broker's deadline. */
 export interface TrainHeader {
   deadlineMs?: number;
   datasetId: string;
   family?: 'mlp' | 'transfer';
+  notify?: TrainNotify;
   [key: string]: unknown;
+}
+
+/**
+ * Where to report a training's end (succeeded, failed or canceled): `webhook` gets a JSON POST of
+ * a `TrainingNotification`, `email` (one address or several) a plain-text mail, sent through the
+ * training worker's `smtp` server (a worker without one answers such a request BAD_REQUEST).
+ * Delivery failures are logged by the worker and never change the training's reply.
+ */
+export interface TrainNotify {
+  /** An http: or https: URL. */
+  webhook?: string;
+  email?: string | string[];
 }
 
 /** The request `zerve up` sends on an empty model repository: ≥ 0.95 test accuracy in seconds. */
@@ -50,11 +76,9 @@ export const DIGITS_REQUEST: TrainHeader = {
   export: { name: 'digits', description: 'built-in: an MLP trained on the mnist package digits' },
 };
 
-export interface TrainStarted {
+/** The first PARTIAL: where to cancel (the jobs worker forwards `jobs.cancel` there). */
+export interface TrainStarted extends CancelHandle {
   type: 'started';
-  experimentId: string;
-  /** Send `{"experimentId"}` here to cancel. */
-  cancelService: string;
   host: string;
   pid: number;
   runs?: number;
@@ -98,6 +122,34 @@ export interface TrainResultMessage {
   elapsedMs: number;
 }
 
+/**
+ * The JSON body POSTed to `notify.webhook` once an experiment ends (`content-type:
+ * application/json`, `user-agent: zerve/<version>`). Fields that do not apply are null.
+ */
+export interface TrainingNotification {
+  event: 'training.finished';
+  experimentId: string;
+  status: 'succeeded' | 'failed' | 'canceled';
+  /** The dataset id, and the name it was added under (`mnist` for the built-in one). */
+  dataset: { id: string; name: string | null };
+  /** The model name the request exports as (`export.name`), even when the training failed. */
+  name: string | null;
+  /** The exported model, once it is served as `classify.<name>`. */
+  model: { name: string; version: string } | null;
+  best: TrainResultMessage['best'] | null;
+  /** Search combinations tried. */
+  runs: number;
+  /** Metrics of the refitted best model on the test split (the confusion matrix is left out). */
+  test: Omit<TrainResultMessage['test'], 'confusion'> | null;
+  error: { code: ErrorCode; message: string } | null;
+  durationMs: number;
+  startedAt: string;
+  finishedAt: string;
+  /** The training worker that orchestrated the experiment. */
+  host: string;
+  pid: number;
+}
+
 export interface DatasetSummary {
   id: string;
   name?: string;
@@ -129,7 +181,7 @@ export async function requestTraining(
   try {
     const body = [encodeJson({ deadlineMs: DEFAULT_TRAIN_DEADLINE_MS, ...header })];
     // A PARTIAL restarts the wait, so the timeout bounds the silence between epochs, not the whole run.
-    for await (const chunk of client.stream(TRAIN_SERVICE, body, { timeoutMs: options.timeoutMs ?? 10 * 60_000 })) {
+    for await (const chunk of client.stream(TRAIN_SERVICE, body, { timeoutMs: options.timeoutMs ?? TRAIN_SILENCE_TIMEOUT_MS })) {
       if (chunk.final) return decodeReply<TrainResultMessage>(chunk.body[0]);
       const message = decodeReply<TrainProgressMessage>(chunk.body[0]);
       if (message.type === 'started' && !started) {

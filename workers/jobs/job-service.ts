@@ -8,6 +8,8 @@ import {
   JOBS_PREFIX,
   JOBS_STATUS,
   JOBS_SUBMIT,
+  isCancelHandle,
+  type CancelHandle,
   type JobState,
   type JobStatus,
   type JobSubmitRequest,
@@ -67,6 +69,8 @@ function requireId(request: Record<string, unknown>): string {
 export class JobService extends EventEmitter {
   private readonly options: JobServiceOptions;
   private readonly running = new Map<string, AbortController>();
+  /** Where to send a cancel for running jobs whose target announced one. */
+  private readonly cancelHandles = new Map<string, CancelHandle>();
   private readonly inFlight = new Set<Promise<void>>();
   private pumpTimer: NodeJS.Timeout | undefined;
   private purgeTimer: NodeJS.Timeout | undefined;
@@ -90,10 +94,15 @@ export class JobService extends EventEmitter {
     this.options = { ...options };
   }
 
-  /** Re-queues jobs a previous process left running (classification is idempotent) and starts dispatching. */
+  /**
+   * Re-queues jobs a previous process left running (classification is idempotent; jobs out of
+   * attempts fail with WORKER_LOST instead) and starts dispatching.
+   */
   start(): void {
     if (this.started) return;
     this.started = true;
+    const exhausted = this.store.failExhausted(this.options.maxAttempts, { code: 'WORKER_LOST', message: 'the jobs worker stopped while the job ran, and it has no attempts left' });
+    if (exhausted.length > 0) this.log.warn({ jobs: exhausted }, 'failed jobs left running by a previous run');
     const requeued = this.store.requeueRunning();
     if (requeued > 0) this.log.info({ requeued }, 'requeued jobs left running by a previous run');
     this.purge();
@@ -125,7 +134,7 @@ export class JobService extends EventEmitter {
 
   submit(request: Record<string, unknown>, targetBody: Buffer[]): JobTicket {
     if (this.closing) throw new ZerveError('OVERLOADED', 'the jobs service is stopping');
-    const { service, timeoutMs } = request as Partial<JobSubmitRequest>;
+    const { service, timeoutMs, maxAttempts } = request as Partial<JobSubmitRequest>;
     if (typeof service !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(service)) {
       throw new ZerveError('BAD_REQUEST', 'service must be a service name such as "classify.squeezenet"');
     }
@@ -142,7 +151,10 @@ export class JobService extends EventEmitter {
     if (this.store.count('queued') >= this.options.maxQueuedJobs) {
       throw new ZerveError('OVERLOADED', `${this.options.maxQueuedJobs} jobs are queued; retry later`);
     }
-    const runOptions: JobRunOptions = timeoutMs === undefined ? {} : { timeoutMs };
+    if (maxAttempts !== undefined && !(Number.isInteger(maxAttempts) && maxAttempts >= 1 && maxAttempts <= 10)) {
+      throw new ZerveError('BAD_REQUEST', 'maxAttempts must be an integer from 1 to 10');
+    }
+    const runOptions: JobRunOptions = { ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(maxAttempts !== undefined ? { maxAttempts } : {}) };
     const ticket = this.store.submit(service, targetBody, runOptions);
     this.log.debug({ job: ticket.id, service }, 'job queued');
     this.pump();
@@ -158,7 +170,11 @@ export class JobService extends EventEmitter {
   cancel(id: string): JobStatus {
     const status = this.store.cancel(id);
     if (!status) throw new ZerveError('UNKNOWN_JOB', `no job ${id}`);
-    this.running.get(id)?.abort(new ZerveError('CANCELED', 'the job was canceled'));
+    const controller = this.running.get(id);
+    if (controller && !controller.signal.aborted) {
+      controller.abort(new ZerveError('CANCELED', 'the job was canceled'));
+      this.cancelAtTarget(id);
+    }
     return status;
   }
 
@@ -168,12 +184,28 @@ export class JobService extends EventEmitter {
       this.closing = true;
       clearTimeout(this.pumpTimer);
       clearInterval(this.purgeTimer);
-      for (const controller of this.running.values()) {
+      // A target told to cancel stops working for nobody; the job runs again on the next start.
+      const cancels = [...this.running].map(([id, controller]) => {
         controller.abort(new ZerveError('CANCELED', 'the jobs service is stopping'));
-      }
-      await Promise.allSettled([...this.inFlight]);
+        return this.cancelAtTarget(id);
+      });
+      await Promise.allSettled([...this.inFlight, ...cancels]);
     })();
     return this.closed;
+  }
+
+  /** Tells the target of a running job to stop, when it announced how; never throws. */
+  private async cancelAtTarget(id: string): Promise<void> {
+    const handle = this.cancelHandles.get(id);
+    if (!handle) return;
+    try {
+      for await (const _ of this.target.stream(handle.cancelService, [encodeJson({ experimentId: handle.experimentId })], { timeoutMs: 5000 })) {
+        // one reply: {"canceled": boolean}
+      }
+      this.log.info({ job: id, experimentId: handle.experimentId }, 'canceled at the target');
+    } catch (err) {
+      this.log.warn({ job: id, experimentId: handle.experimentId, err }, 'could not cancel at the target');
+    }
   }
 
   private stateOf(id: string): JobState | undefined {
@@ -227,6 +259,8 @@ export class JobService extends EventEmitter {
           final = chunk.body; // the last chunk: the loop ends by itself, leaving the socket reusable
           continue;
         }
+        const handle = cancelHandleOf(chunk.body[0]);
+        if (handle) this.cancelHandles.set(job.id, handle);
         const seq = this.store.addProgress(job.id, chunk.body);
         if (seq !== undefined) this.emit('progress', job.id, seq);
       }
@@ -243,6 +277,7 @@ export class JobService extends EventEmitter {
       }
     } finally {
       this.running.delete(job.id);
+      this.cancelHandles.delete(job.id);
       this.emit('settled', job.id, this.stateOf(job.id));
     }
   }
@@ -255,7 +290,7 @@ export class JobService extends EventEmitter {
     }
     if (controller.signal.aborted) return; // canceled: the store already says so
     const error = ZerveError.from(err);
-    if (RETRYABLE.has(error.code) && job.attempts < this.options.maxAttempts) {
+    if (RETRYABLE.has(error.code) && job.attempts < (job.options.maxAttempts ?? this.options.maxAttempts)) {
       const delayMs = Math.min(this.options.retryDelayMs * 2 ** (job.attempts - 1), MAX_RETRY_DELAY_MS);
       log.warn({ code: error.code, delayMs }, 'job attempt failed; retrying');
       this.store.retry(job.id, Date.now() + delayMs, { code: error.code, message: error.message });
@@ -263,6 +298,17 @@ export class JobService extends EventEmitter {
       log.info({ code: error.code }, 'job failed');
       this.store.fail(job.id, { code: error.code, message: error.message });
     }
+  }
+}
+
+/** The cancel handle a PARTIAL announces, if any. */
+function cancelHandleOf(frame: Buffer | undefined): CancelHandle | undefined {
+  if (frame === undefined || frame[0] !== 0x7b /* '{' */ || frame.length > 4096) return undefined;
+  try {
+    const value: unknown = JSON.parse(frame.toString('utf8'));
+    return isCancelHandle(value) ? { cancelService: value.cancelService, experimentId: value.experimentId } : undefined;
+  } catch {
+    return undefined;
   }
 }
 

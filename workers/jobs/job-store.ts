@@ -17,6 +17,7 @@ export interface JobStoreOptions {
 /** Per-job options stored with the job. */
 export interface JobRunOptions {
   timeoutMs?: number;
+  maxAttempts?: number;
 }
 
 /** A job taken from the queue to run. */
@@ -220,6 +221,14 @@ export class JobStore {
   /** Puts jobs left running by a previous process back in the queue; returns how many. */
   requeueRunning(now = Date.now()): number {
     return this.statements.requeueRunning.run(now).changes;
+  }
+
+  /** Fails the jobs left running that have used all their attempts; returns their ids. */
+  failExhausted(defaultMaxAttempts: number, error: { code: ErrorCode; message: string }, now = Date.now()): string[] {
+    const rows = this.db.prepare(`SELECT id, options, attempts FROM jobs WHERE state = 'running'`).all() as { id: string; options: string; attempts: number }[];
+    const exhausted = rows.filter((r) => r.attempts >= ((JSON.parse(r.options) as JobRunOptions).maxAttempts ?? defaultMaxAttempts)).map((r) => r.id);
+    for (const id of exhausted) this.fail(id, error, now);
+    return exhausted;
   }
 
   /** Puts a running job back in the queue, due at `dueAt`, remembering why. */

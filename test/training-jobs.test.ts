@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type { Broker } from '../broker/broker.ts';
+import { ZerveClient } from '../shared/client.ts';
+import { JOBS_CANCEL, JOBS_STATUS, JOBS_SUBMIT, isFinishedState, type JobStatus, type JobTicket } from '../shared/jobs.ts';
+import { encodeJson } from '../shared/messages.ts';
+import { RUNS_GET, trainingJobFrames, type ExperimentDetail, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
+import { spawnWorker, startBroker, tempDir, type CliProcess } from './helpers/cluster.ts';
+
+/** Long enough to be killed or canceled mid-run: many epochs of a wide MLP on mnist, no early stop. */
+const SLOW_REQUEST: TrainHeader = {
+  datasetId: 'mnist',
+  family: 'mlp',
+  params: { hidden: 512, learningRate: 0.001, patience: 1000 },
+  epochs: 200,
+  seed: 3,
+};
+const QUICK_REQUEST: TrainHeader = { datasetId: 'mnist', family: 'mlp', params: { hidden: 16 }, epochs: 2, seed: 1 };
+
+describe('training as durable jobs', function () {
+  this.timeout(120_000);
+  let dir: { path: string; remove: () => Promise<void> };
+  let broker: Broker;
+  let client: ZerveClient;
+  let jobs: CliProcess;
+  const training: CliProcess[] = [];
+
+  const startTraining = async () => {
+    const args = ['training', '--data', join(dir.path, 'training'), '--models', join(dir.path, 'models'), '--broker', broker.frontendEndpoint];
+    const worker = await spawnWorker(broker, args, (w) => w.services.includes('train'));
+    training.push(worker);
+    return worker;
+  };
+  const submit = async (header: TrainHeader, maxAttempts?: number) =>
+    (await client.requestJson<JobTicket>(JOBS_SUBMIT, trainingJobFrames(header, maxAttempts ? { maxAttempts } : {}))).id;
+  const status = (id: string) => client.requestJson<JobStatus>(JOBS_STATUS, [encodeJson({ id })]);
+  const progressOf = (s: JobStatus) => s.progress.map((p) => p.data as TrainProgressMessage);
+
+  /** Polls the job until `until` holds. */
+  async function waitFor(id: string, until: (s: JobStatus) => boolean, what: string): Promise<JobStatus> {
+    for (let i = 0; i < 1200; i++) {
+      const s = await status(id);
+      if (until(s)) return s;
+      if (isFinishedState(s.state)) throw new Error(`job ended ${s.state} (${JSON.stringify(s.failure)}) while waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`gave up waiting for ${what}`);
+  }
+  const finished = (id: string) => waitFor(id, (s) => isFinishedState(s.state), 'the end');
+  const epochsSeen = (s: JobStatus) => progressOf(s).filter((m) => m.type === 'epoch').length;
+
+  beforeEach(async () => {
+    dir = await tempDir('zerve-training-jobs-');
+    broker = await startBroker();
+    client = new ZerveClient({ broker: broker.frontendEndpoint, timeoutMs: 20_000 });
+    jobs = await spawnWorker(broker, ['jobs', '--data', join(dir.path, 'jobs'), '--broker', broker.frontendEndpoint], (w) => w.services.includes(JOBS_SUBMIT));
+  });
+
+  afterEach(async () => {
+    await client.close();
+    await Promise.all([jobs.kill('SIGTERM'), ...training.splice(0).map((w) => w.kill('SIGTERM'))]);
+    await broker.close();
+    await dir.remove();
+  });
+
+  it('fails the job with WORKER_LOST when its training worker dies, and the next job trains', async () => {
+    const first = await startTraining();
+    const id = await submit(SLOW_REQUEST);
+    await waitFor(id, (s) => epochsSeen(s) >= 1, 'a first epoch');
+    await first.kill('SIGKILL');
+    const lost = await finished(id);
+    assert.equal(lost.state, 'failed');
+    assert.equal(lost.failure?.code, 'WORKER_LOST');
+    assert.equal(lost.attempts, 1);
+
+    // A new worker on the same data directory marks the dead worker's experiment failed.
+    await startTraining();
+    const experimentId = progressOf(lost).find((m) => m.type === 'started')!.experimentId;
+    const experiment = await client.requestJson<ExperimentDetail>(RUNS_GET, [encodeJson({ id: experimentId })]);
+    assert.equal(experiment.status, 'failed');
+    assert.match(experiment.error ?? '', /^WORKER_LOST/);
+    assert.ok(experiment.runs.every((r) => r.status === 'failed'));
+
+    const next = await finished(await submit(QUICK_REQUEST));
+    assert.equal(next.state, 'succeeded', JSON.stringify(next.failure));
+    assert.ok((next.result as TrainResultMessage).test.accuracy > 0.5);
+  });
+
+  it('trains again on another worker when the job allows a second attempt', async () => {
+    const first = await startTraining();
+    const id = await submit({ ...SLOW_REQUEST, epochs: 3 }, 2);
+    await waitFor(id, (s) => epochsSeen(s) >= 1, 'a first epoch');
+    const second = await startTraining();
+    await first.kill('SIGKILL');
+    const done = await finished(id);
+    assert.equal(done.state, 'succeeded', JSON.stringify(done.failure));
+    assert.equal(done.attempts, 2);
+    const pids = progressOf(done).filter((m) => m.type === 'started').map((m) => m.type === 'started' && m.pid);
+    assert.deepEqual(pids.slice(-1), [second.pid]);
+  });
+
+  it('stops the training within an epoch when the job is canceled, freeing the worker', async () => {
+    await startTraining();
+    const id = await submit(SLOW_REQUEST);
+    const running = await waitFor(id, (s) => epochsSeen(s) >= 1, 'a first epoch');
+    const experimentId = progressOf(running).find((m) => m.type === 'started')!.experimentId;
+    const experiment = () => client.requestJson<ExperimentDetail>(RUNS_GET, [encodeJson({ id: experimentId })]);
+    const canceled = await client.requestJson<JobStatus>(JOBS_CANCEL, [encodeJson({ id })]);
+    assert.equal(canceled.state, 'canceled');
+    const epochsAtCancel = (await experiment()).runs[0]!.epochs!.length;
+
+    let ended = await experiment();
+    for (let i = 0; i < 200 && ended.status !== 'canceled'; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      ended = await experiment();
+    }
+    assert.equal(ended.status, 'canceled');
+    assert.match(ended.error ?? '', /^CANCELED/);
+    // An epoch takes seconds here: a cancel honoured only between epochs would record the one in progress.
+    assert.equal(ended.runs[0]!.epochs!.length, epochsAtCancel);
+
+    // The only training worker is free again.
+    const next = await finished(await submit(QUICK_REQUEST));
+    assert.equal(next.state, 'succeeded', JSON.stringify(next.failure));
+  });
+
+  it('refuses a job with a bad maxAttempts', async () => {
+    const [submitFrame, body] = trainingJobFrames(QUICK_REQUEST);
+    const bad = { ...JSON.parse(submitFrame!.toString()), maxAttempts: 0 };
+    await assert.rejects(client.requestJson(JOBS_SUBMIT, [encodeJson(bad), body!]), (err: Error & { code?: string }) => err.code === 'BAD_REQUEST' && /maxAttempts/.test(err.message));
+  });
+});
