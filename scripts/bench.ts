@@ -1,8 +1,14 @@
 /**
  * `npm run bench`: what the cluster costs against the best one process can do, and what the broker
  * costs against a direct socket. Prints tables on stdout, progress on stderr, and writes every number
- * to bench-results/bench.json (and the tables as Markdown to bench.md). Takes under 3 minutes; BENCH_DURATION_MS and BENCH_WARMUP_MS (per
- * measurement) make it shorter or longer.
+ * to bench-results/bench.json (and the tables as Markdown to bench.md). Takes about 4 minutes, the
+ * training section 1 to 1.5 of them; BENCH_DURATION_MS and BENCH_WARMUP_MS (per measurement) make the
+ * other sections shorter or longer.
+ *
+ * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP, `broker`,
+ * `training`) and writes bench-results/bench-SECTION....json and .md instead; `--quick` shrinks the
+ * training sizes and the default warm-up and duration, to check the benchmark end to end in under a
+ * minute (its files end in `-quick`; targets are not judged).
  *
  * Everything measured runs as separate processes on localhost TCP, as a user runs it: `zerve broker`,
  * `zerve worker inference|echo`, and this process as the client. On a small machine they share the
@@ -14,6 +20,7 @@ import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import { ZerveClient } from '../shared/client.ts';
 import { classifyService, ECHO_SERVICE } from '../shared/protocol.ts';
 import { BenchCluster } from './bench/bench-cluster.ts';
@@ -25,6 +32,21 @@ import { runLoad, type LoadResult } from './bench/load-runner.ts';
 import { withProcessCpu } from './bench/process-cpu.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
 import { ReportTable } from './bench/report-table.ts';
+import { benchTraining, trainingReport, type TrainingSection } from './bench/training-section.ts';
+
+const SECTIONS = ['inference', 'broker', 'training'] as const;
+type Section = (typeof SECTIONS)[number];
+const ARGS = parseArgs({ allowPositionals: true, options: { quick: { type: 'boolean', default: false } } });
+const QUICK = ARGS.values.quick === true;
+for (const name of ARGS.positionals) {
+  if (!(SECTIONS as readonly string[]).includes(name)) {
+    process.stderr.write(`bench: unknown section ${name}; usage: npm run bench -- [${SECTIONS.join('|')}]... [--quick]\n`);
+    process.exit(2);
+  }
+}
+/** The sections to run: those named on the command line, else all. */
+const SELECTED = new Set<Section>(ARGS.positionals.length > 0 ? (ARGS.positionals as Section[]) : SECTIONS);
+const ALL_SECTIONS = SECTIONS.every((s) => SELECTED.has(s));
 
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 const FIXTURES = path.resolve(REPO_ROOT, '..', 'shared', 'fixtures');
@@ -36,12 +58,14 @@ const TABBY = 281;
 const CONCURRENCIES = [1, 4, 16];
 /** onnxruntime intra-op threads in total, in every setup. */
 const THREAD_BUDGET = 2;
-const WARM_UP_MS = envNumber('BENCH_WARMUP_MS', 1000);
-const DURATION_MS = envNumber('BENCH_DURATION_MS', 2500);
+const WARM_UP_MS = envNumber('BENCH_WARMUP_MS', QUICK ? 200 : 1000);
+const DURATION_MS = envNumber('BENCH_DURATION_MS', QUICK ? 500 : 2500);
 const ECHO_WINDOW = 256;
 const ECHO_ROUND_TRIPS = 3000;
-const RESULTS_FILE = path.join(REPO_ROOT, 'bench-results', 'bench.json');
-const MARKDOWN_FILE = path.join(REPO_ROOT, 'bench-results', 'bench.md');
+/** bench.json for a full run; a subset or a quick run gets files of its own, so it never overwrites one. */
+const RESULTS_NAME = ['bench', ...(ALL_SECTIONS ? [] : SECTIONS.filter((s) => SELECTED.has(s))), ...(QUICK ? ['quick'] : [])].join('-');
+const RESULTS_FILE = path.join(REPO_ROOT, 'bench-results', `${RESULTS_NAME}.json`);
+const MARKDOWN_FILE = path.join(REPO_ROOT, 'bench-results', `${RESULTS_NAME}.md`);
 const HTTP_BENCH = path.join(REPO_ROOT, 'webapp', 'http-bench.ts');
 const HTTP_IMAGE = 'kitten-1600.jpg';
 const HTTP_CONCURRENCIES = [1, 16];
@@ -389,51 +413,57 @@ async function main(): Promise<void> {
   const loadBefore = loadavg();
   const images = new Map(IMAGES.map((name) => [name, readFileSync(path.join(FIXTURES, 'images', name))]));
   progress(
-    `${cpus().length} CPU(s), load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}; ` +
+    `${cpus().length} CPU(s), load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}; sections: ${[...SELECTED].join(', ')}${QUICK ? ' (quick)' : ''}; ` +
       `${WARM_UP_MS} ms warm-up + ${DURATION_MS} ms measured per row`,
   );
 
-  const rawRows = await benchRaw(images);
-  const repository = await makeBenchRepository(MODEL, MODEL_DIR);
-  progress('starting the broker process');
-  const cluster = await BenchCluster.start();
-  const inferenceRows: InferenceRow[] = [...rawRows];
+  const inferenceRows: InferenceRow[] = [];
   let http: HttpSection = {};
-  let brokerRows: BrokerRow[];
-  try {
-    for (const [i, setup] of CLUSTER_SETUPS.entries()) {
-      // The HTTP section runs against the last setup's workers while they are up.
-      const whileRunning =
-        i === CLUSTER_SETUPS.length - 1
-          ? async () => {
-              http = await benchHttpIfPresent({
-                broker: cluster.frontend,
-                model: MODEL,
-                image: path.join(FIXTURES, 'images', HTTP_IMAGE),
-                concurrency: HTTP_CONCURRENCIES,
-                durationMs: DURATION_MS,
-              });
-            }
-          : undefined;
-      inferenceRows.push(...(await benchClusterSetup(cluster, setup, repository.path, images, whileRunning)));
+  let brokerRows: BrokerRow[] = [];
+  if (SELECTED.has('inference') || SELECTED.has('broker')) {
+    if (SELECTED.has('inference')) inferenceRows.push(...(await benchRaw(images)));
+    const repository = SELECTED.has('inference') ? await makeBenchRepository(MODEL, MODEL_DIR) : undefined;
+    progress('starting the broker process');
+    const cluster = await BenchCluster.start();
+    try {
+      for (const [i, setup] of (repository ? CLUSTER_SETUPS : []).entries()) {
+        // The HTTP section runs against the last setup's workers while they are up.
+        const whileRunning =
+          i === CLUSTER_SETUPS.length - 1
+            ? async () => {
+                http = await benchHttpIfPresent({
+                  broker: cluster.frontend,
+                  model: MODEL,
+                  image: path.join(FIXTURES, 'images', HTTP_IMAGE),
+                  concurrency: HTTP_CONCURRENCIES,
+                  durationMs: DURATION_MS,
+                });
+              }
+            : undefined;
+        inferenceRows.push(...(await benchClusterSetup(cluster, setup, repository!.path, images, whileRunning)));
+      }
+      if (SELECTED.has('broker')) brokerRows = await benchBroker(cluster);
+    } finally {
+      progress('stopping the cluster');
+      await cluster.close();
+      await repository?.remove();
     }
-    brokerRows = await benchBroker(cluster);
-  } finally {
-    progress('stopping the cluster');
-    await cluster.close();
-    await repository.remove();
   }
   addRatios(inferenceRows);
-  const saturated = saturation(inferenceRows);
+  const saturated = SELECTED.has('inference') ? saturation(inferenceRows) : [];
+  // Last, on a machine the other sections no longer load.
+  const training: TrainingSection | undefined = SELECTED.has('training') ? await benchTraining({ fixtures: FIXTURES, quick: QUICK, progress }) : undefined;
   const loadAfter = loadavg();
 
   const results = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadavgBefore: loadBefore, loadavgAfter: loadAfter },
+    sections: [...SELECTED],
+    quick: QUICK,
     settings: { model: MODEL, images: IMAGES, concurrencies: CONCURRENCIES, threadBudget: THREAD_BUDGET, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, echoWindow: ECHO_WINDOW, echoRoundTrips: ECHO_ROUND_TRIPS, rawSetups: RAW_SETUPS, clusterSetups: CLUSTER_SETUPS },
-    inference: { rows: inferenceRows, saturation: saturated },
-    broker: { rows: brokerRows },
-    http,
+    ...(SELECTED.has('inference') ? { inference: { rows: inferenceRows, saturation: saturated }, http } : {}),
+    ...(SELECTED.has('broker') ? { broker: { rows: brokerRows } } : {}),
+    ...(training ? { training } : {}),
   };
   await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
   await writeFile(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
@@ -443,30 +473,43 @@ async function main(): Promise<void> {
     `Zerve benchmark, ${results.date}: ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, ` +
       `load average before ${loadBefore[0]!.toFixed(2)}, after ${loadAfter[0]!.toFixed(2)}.`,
   );
-  out.push(`Every row: ${WARM_UP_MS} ms warm-up, then ${DURATION_MS} ms measured. Client (this process), broker and workers are separate processes sharing these CPUs.`);
-  out.push('');
-  out.push(`1. Inference: ${MODEL}, ${THREAD_BUDGET} onnxruntime threads in total in every setup; raw = sharp decode + onnxruntime in this process, no broker`);
-  for (const image of IMAGES) {
+  if (SELECTED.has('inference') || SELECTED.has('broker')) {
+    out.push(`Every row: ${WARM_UP_MS} ms warm-up, then ${DURATION_MS} ms measured. Client (this process), broker and workers are separate processes sharing these CPUs.`);
+  }
+  if (SELECTED.has('inference')) {
     out.push('');
-    out.push(`${image}${image === 'kitten.png' ? ' (224x224 PNG: cheap decode)' : ' (1600x1600 JPEG: decoding and resizing cost about as much as inference)'}`);
-    out.push(inferenceTable(inferenceRows, image));
+    out.push(`1. Inference: ${MODEL}, ${THREAD_BUDGET} onnxruntime threads in total in every setup; raw = sharp decode + onnxruntime in this process, no broker`);
+    for (const image of IMAGES) {
+      out.push('');
+      out.push(`${image}${image === 'kitten.png' ? ' (224x224 PNG: cheap decode)' : ' (1600x1600 JPEG: decoding and resizing cost about as much as inference)'}`);
+      out.push(inferenceTable(inferenceRows, image));
+    }
+    out.push('');
+    for (const s of saturated) {
+      out.push(
+        `${s.image}: at saturation the cluster does ${fixed(s.clusterBest.perSecond)} images/s (${s.clusterBest.setup}, conc. ${s.clusterBest.concurrency}) ` +
+          `vs raw ${fixed(s.rawLimit.perSecond)} (${s.rawLimit.setup}, conc. ${s.rawLimit.concurrency}): ${fixed(s.ratio, 2)}x raw; target >= 0.9x ${s.met ? 'met' : 'NOT met'}.`,
+      );
+    }
   }
-  out.push('');
-  for (const s of saturated) {
+  if (SELECTED.has('broker')) {
+    out.push('');
     out.push(
-      `${s.image}: at saturation the cluster does ${fixed(s.clusterBest.perSecond)} images/s (${s.clusterBest.setup}, conc. ${s.clusterBest.concurrency}) ` +
-        `vs raw ${fixed(s.rawLimit.perSecond)} (${s.rawLimit.setup}, conc. ${s.rawLimit.concurrency}): ${fixed(s.ratio, 2)}x raw; target >= 0.9x ${s.met ? 'met' : 'NOT met'}.`,
+      `2. Broker overhead: echo of a 64-byte body. requests/s: raw MDP/0.2 frames on one DEALER with ${ECHO_WINDOW} requests in flight; round trip: one request at a time; ` +
+        'CPU per request: CPU time (user + system, all threads, from /proc) of each process during the requests/s run over the requests answered.',
     );
+    out.push(brokerTable(brokerRows));
   }
-  out.push('');
-  out.push(
-    `2. Broker overhead: echo of a 64-byte body. requests/s: raw MDP/0.2 frames on one DEALER with ${ECHO_WINDOW} requests in flight; round trip: one request at a time; ` +
-      'CPU per request: CPU time (user + system, all threads, from /proc) of each process during the requests/s run over the requests answered.',
-  );
-  out.push(brokerTable(brokerRows));
-  out.push('');
-  out.push(`3. HTTP: ${HTTP_IMAGE}, on the last inference setup's workers (${CLUSTER_SETUPS.at(-1)!.name})`);
-  out.push(http.result ? httpTable(http.result) : `skipped: ${http.skipped ?? 'not run'}`);
+  if (SELECTED.has('inference')) {
+    out.push('');
+    out.push(`3. HTTP: ${HTTP_IMAGE}, on the last inference setup's workers (${CLUSTER_SETUPS.at(-1)!.name})`);
+    out.push(http.result ? httpTable(http.result) : `skipped: ${http.skipped ?? 'not run'}`);
+  }
+  if (training) {
+    out.push('');
+    out.push('4. Training: each entry alone on the machine, after the other sections');
+    out.push(...trainingReport(training));
+  }
   await writeFile(MARKDOWN_FILE, `${render(out, true)}\n`);
   out.push('');
   out.push(`Written: ${path.relative(process.cwd(), RESULTS_FILE)}, ${path.relative(process.cwd(), MARKDOWN_FILE)}`);

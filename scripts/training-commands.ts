@@ -16,8 +16,9 @@ import tar from 'tar-stream';
 import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_CLIENT_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
+import { jobResult, submitJob, watchJob } from '../shared/job-client.ts';
 import { encodeJson } from '../shared/messages.ts';
-import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, type DatasetSummary, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
+import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, trainingJobFrames, type DatasetSummary, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
 import { parseInteger, reportError } from './cli-support.ts';
 import { RunStore, type RunRecord } from '../workers/training/run-store.ts';
 import { TrainingWorker } from '../workers/training/training-worker.ts';
@@ -164,6 +165,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--models <dir>', 'model repository trained models are exported to')
     .option('--run-concurrency <n>', 'runs of one search in flight at once')
     .option('--capacity <n>', 'trainings orchestrated at once')
+    .option('--smtp <url>', 'SMTP server for completion emails, e.g. smtp://host:587 or smtps://user:pass@host:465 (default: no email)')
+    .option('--mail-from <address>', 'sender of completion emails (default: zerve@<host name>)')
     .option('--config <file>', 'JSON config file')
     .action(async (flags: Record<string, unknown>) => {
       const training = new TrainingWorker(resolveOptions(DEFAULT_TRAINING_WORKER_OPTIONS, flags));
@@ -246,6 +249,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--epochs <n>', 'most epochs per run', parseInteger)
     .option('--split <split>', 'holdout:0.2, kfold:5 or test (the dataset test/ folder)')
     .option('--seed <n>', 'seed', parseInteger)
+    .option('--notify-webhook <url>', 'POST the outcome as JSON to this http(s) URL when the training ends')
+    .option('--notify-email <address>', 'email the outcome to this address when the training ends (repeatable; the training worker needs --smtp)', collect)
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
     .option('--json', 'print the result as JSON')
     .action(async (flags: Record<string, unknown>) => {
@@ -269,6 +274,9 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
           ...(flags.split ? { split: parseSplit(String(flags.split)) } : {}),
           ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
           export: { name: String(flags.name) },
+          ...(flags.notifyWebhook || flags.notifyEmail
+            ? { notify: { ...(flags.notifyWebhook ? { webhook: String(flags.notifyWebhook) } : {}), ...(flags.notifyEmail ? { email: flags.notifyEmail as string[] } : {}) } }
+            : {}),
         };
         const result = await requestTraining(client, header, { signal: controller.signal, onProgress: (m) => view.update(m) });
         view.stop();
@@ -342,15 +350,18 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
 }
 
 /**
- * `zerve up` on an empty repository: trains `digits` from the built-in mnist through the cluster,
- * with progress on stderr; inference workers then serve it by hot reload.
+ * `zerve up` on an empty repository: trains `digits` from the built-in mnist as a job through the
+ * cluster, with progress on stderr; inference workers then serve it by hot reload.
  */
 export async function trainDefaultDigits(broker: string): Promise<TrainResultMessage | undefined> {
   const client = new ZerveClient({ broker });
   const view = new TrainingProgressView();
-  process.stderr.write('zerve: empty model repository: training the built-in `digits` model from mnist as the first request\n');
   try {
-    const result = await requestTraining(client, DIGITS_REQUEST, { onProgress: (m) => view.update(m) });
+    // A durable job: it shows on the web page's runs and survives this command's end.
+    const ticket = await submitJob(client, trainingJobFrames(DIGITS_REQUEST));
+    process.stderr.write(`zerve: empty model repository: training the built-in \`digits\` model from mnist as the first job (${ticket.id})\n`);
+    const status = await watchJob(client, ticket.id, { onProgress: (p) => view.update(p.data as TrainProgressMessage) });
+    const result = jobResult<TrainResultMessage>(status);
     view.stop();
     process.stderr.write(formatTrainResult(result));
     return result;

@@ -13,6 +13,7 @@ import {
   DEFAULT_BROKER_OPTIONS,
   DEFAULT_CLIENT_OPTIONS,
   DEFAULT_INFERENCE_OPTIONS,
+  DEFAULT_NOTIFIER_OPTIONS,
   DEFAULT_WORKER_CONNECTION_OPTIONS,
   resolveOptions,
 } from '../shared/config.ts';
@@ -65,14 +66,18 @@ program
   .option('--http <port>', 'web app port')
   .option('--data <dir>', 'folder of the job store')
   .option('--samples <dir>', 'sample images offered on the page')
+  .option('--smtp <url>', "training workers' SMTP server for completion emails, e.g. smtp://host:587 (default: no email)")
+  .option('--mail-from <address>', 'sender of completion emails (default: zerve@<host name>)')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const brokerOptions = resolveOptions(DEFAULT_BROKER_OPTIONS, flags);
+    const { smtp, mailFrom } = resolveOptions(DEFAULT_NOTIFIER_OPTIONS, flags);
     const models = resolve(String(flags.models));
     await mkdir(models, { recursive: true });
     const broker = new Broker(brokerOptions);
     await broker.start();
-    const supervisor = new ProcessSupervisor(log);
+    // Through the environment, not argv: an smtp URL may carry a password, and argv shows in `ps`.
+    const supervisor = new ProcessSupervisor(log, { ...process.env, ...(smtp !== '' ? { ZERVE_SMTP: smtp } : {}), ...(mailFrom !== '' ? { ZERVE_MAIL_FROM: mailFrom } : {}) });
     const workers = Number(flags.workers);
     let registered = 0;
     broker.on('worker-ready', (info: { kind: string }) => {

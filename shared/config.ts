@@ -265,7 +265,32 @@ export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   retryAfterSeconds: 1,
 };
 
-export interface TrainingWorkerOptions extends TrainingOptions, WorkerConnectionOptions {
+export interface NotifierOptions {
+  /**
+   * SMTP server completion emails go through, as a URL: `smtp://host:587` (STARTTLS when offered),
+   * `smtps://user:password@host:465`; '' sends no email, and a request asking for one is
+   * BAD_REQUEST. @defaultValue ''
+   */
+  smtp: string;
+  /** Sender address of completion emails; '' uses `zerve@<host name>`. @defaultValue '' */
+  mailFrom: string;
+  /** Time one delivery attempt (a webhook POST, an SMTP session) may take. @defaultValue 10000 */
+  notifyTimeoutMs: number;
+  /** Retries of a delivery after a network error, a 5xx (webhook) or a 4xx (SMTP) answer. @defaultValue 2 */
+  notifyRetries: number;
+  /** Pause before the first retry; doubles per retry. @defaultValue 1000 */
+  notifyRetryDelayMs: number;
+}
+
+export const DEFAULT_NOTIFIER_OPTIONS: NotifierOptions = {
+  smtp: '',
+  mailFrom: '',
+  notifyTimeoutMs: 10_000,
+  notifyRetries: 2,
+  notifyRetryDelayMs: 1000,
+};
+
+export interface TrainingWorkerOptions extends TrainingOptions, WorkerConnectionOptions, NotifierOptions {
   /**
    * Broker frontend the `train` handler fans a search's runs out through (`train.run`, shared by
    * every training worker); '' runs the search inside this worker. @defaultValue ''
@@ -282,6 +307,7 @@ export interface TrainingWorkerOptions extends TrainingOptions, WorkerConnection
 export const DEFAULT_TRAINING_WORKER_OPTIONS: TrainingWorkerOptions = {
   ...DEFAULT_TRAINING_OPTIONS,
   ...DEFAULT_WORKER_CONNECTION_OPTIONS,
+  ...DEFAULT_NOTIFIER_OPTIONS,
   // One `train` (orchestration) at a time, so training never takes inference capacity.
   capacity: 1,
   kind: 'training',

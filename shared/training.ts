@@ -14,6 +14,10 @@
  * - `runs.list`: `[JSON RunsListRequest]` → `ExperimentSummary[]`; `runs.get`: `[JSON {"id"}]` → a
  *   `RunRecord` with epochs, or an `ExperimentDetail`; UNKNOWN_RUN when neither. Answered from the
  *   run store of the worker's data directory (share it between the training workers of a host).
+ * - `datasets.fetch.<id>`: offered by every training worker that holds dataset `<id>`, so the broker
+ *   routes it only to a holder (`mmi.service` tells whether one exists). `[JSON DatasetFetchRequest]`
+ *   → `[JSON DatasetFetchReply, ...image files]`: the receiver asks chunk after chunk (`from`), so
+ *   memory stays bounded by `maxBytes` on both ends.
  */
 import type { ZerveClient } from './client.ts';
 import { type CancelHandle, type JobSubmitRequest } from './jobs.ts';
@@ -28,6 +32,13 @@ export const DATASETS_LIST = 'datasets.list';
 export const DATASETS_GET = 'datasets.get';
 export const RUNS_LIST = 'runs.list';
 export const RUNS_GET = 'runs.get';
+/** `datasets.fetch.<id>`: one service per stored dataset, offered by the workers that hold it. */
+export const DATASETS_FETCH_PREFIX = 'datasets.fetch.';
+
+/** The service that serves dataset `id`'s files. */
+export function datasetFetchService(id: string): string {
+  return `${DATASETS_FETCH_PREFIX}${id}`;
+}
 
 /** A training request's default deadline: searches may take hours. */
 export const DEFAULT_TRAIN_DEADLINE_MS = 24 * 60 * 60 * 1000;
@@ -148,6 +159,45 @@ export interface TrainingNotification {
   /** The training worker that orchestrated the experiment. */
   host: string;
   pid: number;
+}
+
+/** Frame 0 of `datasets.fetch.<id>`. */
+export interface DatasetFetchRequest {
+  deadlineMs?: number;
+  /** Index in the manifest's `images` of the first image wanted. */
+  from: number;
+  /** Image bytes wanted in this reply; at least one image comes whatever the budget. @defaultValue 8388608 */
+  maxBytes?: number;
+}
+
+/**
+ * Frame 0 of the `datasets.fetch.<id>` reply; frames 1..count are the files of
+ * `manifest.images[from .. from + count)` as stored. The receiver checks each against its manifest
+ * entry (SHA-256, file name) before storing anything.
+ */
+export interface DatasetFetchReply {
+  id: string;
+  /** Images in the dataset (`manifest.images.length`). */
+  total: number;
+  from: number;
+  count: number;
+  /** Bytes of the image frames. */
+  bytes: number;
+  /** The dataset's `manifest.json`, in the reply to `from: 0` only. */
+  manifest?: unknown;
+}
+
+/**
+ * PARTIAL of `train.run` while the worker fetches the dataset from another training worker (keeps the
+ * orchestrator's wait alive on long fetches); `done`/`total` count images.
+ */
+export interface TrainDatasetFetch {
+  type: 'dataset';
+  experimentId: string;
+  datasetId: string;
+  done: number;
+  total: number;
+  bytes: number;
 }
 
 export interface DatasetSummary {

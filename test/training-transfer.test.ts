@@ -3,35 +3,15 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import sharp from 'sharp';
 import { logger } from '../shared/logger.ts';
 import { preprocessForBackbone, squeezenetBackbone } from '../workers/training/backbone.ts';
 import { DatasetStore } from '../workers/training/dataset-store.ts';
 import { PROBABILITIES_OUTPUT } from '../workers/training/onnx-export.ts';
 import { runTraining, type TrainingResult } from '../workers/training/trainer.ts';
+import { photoVariants } from './fixtures/photo-variants.ts';
 
 const FIXTURES = new URL('../../shared/fixtures/', import.meta.url).pathname;
 const log = logger.child({ test: 'training-transfer' });
-
-/** Variants of one photo: flips, crops, tints, rotations, blur. */
-async function augmentations(photo: Buffer, count: number, offset: number): Promise<Buffer[]> {
-  const { width = 224, height = 224 } = await sharp(photo).metadata();
-  const out: Buffer[] = [];
-  for (let i = offset; i < offset + count; i++) {
-    let image = sharp(photo);
-    const crop = 0.6 + 0.05 * (i % 8);
-    const w = Math.floor(width * crop);
-    const h = Math.floor(height * crop);
-    image = image.extract({ left: Math.floor(((width - w) * (i % 3)) / 2), top: Math.floor(((height - h) * ((i >> 1) % 3)) / 2), width: w, height: h });
-    if (i % 2) image = image.flop();
-    if (i % 5 === 0) image = image.rotate(90 * (1 + (i % 3)));
-    const tint = [255 - 10 * (i % 4), 255 - 15 * (i % 3), 255 - 8 * (i % 5)] as const;
-    image = image.tint({ r: tint[0], g: tint[1], b: tint[2] }).modulate({ brightness: 0.8 + 0.05 * (i % 7) });
-    if (i % 4 === 3) image = image.blur(1.2);
-    out.push(await image.jpeg({ quality: 85 }).toBuffer());
-  }
-  return out;
-}
 
 describe('training transfer learning on squeezenet embeddings', function () {
   this.timeout(60_000);
@@ -43,7 +23,7 @@ describe('training transfer learning on squeezenet embeddings', function () {
     const folder = join(root, 'pets');
     for (const [label, file] of [['kitten', 'kitten.png'], ['fish', 'fish.png']] as const) {
       const photo = await readFile(join(FIXTURES, 'images', file));
-      const images = await augmentations(photo, 18, 0);
+      const images = await photoVariants(photo, 18, 0);
       await mkdir(join(folder, label), { recursive: true });
       await mkdir(join(folder, 'test', label), { recursive: true });
       for (const [i, img] of images.entries()) {

@@ -1,60 +1,29 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { REPO_ROOT, fixtureImage } from './helpers/cluster.ts';
+import type { Page } from 'playwright-core';
+import { SCREENSHOTS, launchBrowser, openPage, type Browser } from './helpers/browser.ts';
+import { fixtureImage } from './helpers/cluster.ts';
 import { startWebCluster, type WebCluster } from './fixtures/webapp-cluster.ts';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-/** Screenshots land here (git-ignored); the README's picture is `webapp-desktop.png`. */
-const SCREENSHOTS = join(REPO_ROOT, 'test-output');
 
 describe('web app page in a browser', function () {
   this.timeout(60_000);
   let cluster: WebCluster;
-  let profile: string;
-  let context: BrowserContext;
+  let browser: Browser;
   let page: Page;
   let foreignRequests: string[];
 
   // One cluster and one browser for the whole suite: starting Chromium per test would double its time.
   before(async () => {
-    mkdirSync(SCREENSHOTS, { recursive: true });
     cluster = await startWebCluster();
-    profile = mkdtempSync(join(tmpdir(), 'zerve-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      args: CHROMIUM_ARGS,
-      headless: true,
-      viewport: { width: 1200, height: 820 },
-    });
+    browser = await launchBrowser({ width: 1200, height: 820 });
   });
   after(async () => {
-    await context?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
     await cluster?.close();
   });
 
   beforeEach(async () => {
-    page = await context.newPage();
-    foreignRequests = [];
-    page.on('request', (request) => {
-      const url = request.url();
-      if (!url.startsWith(cluster.url) && !url.startsWith('blob:') && !url.startsWith('data:')) foreignRequests.push(url);
-    });
-    await page.goto(cluster.url);
-    await page.waitForSelector('body[data-ready="true"]');
+    ({ page, foreign: foreignRequests } = await openPage(browser, cluster.url, cluster.url));
   });
   afterEach(async () => {
     await page.close();

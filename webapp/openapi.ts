@@ -5,6 +5,7 @@
  */
 import { ERROR_CODES } from '../shared/errors.ts';
 import { JOB_STATES } from '../shared/jobs.ts';
+import { TRAINING_PATHS, TRAINING_SCHEMAS } from './training-openapi.ts';
 
 const MODEL_NAME = '^[A-Za-z0-9._-]{1,64}$';
 const JOB_ID = '^[A-Za-z0-9-]{1,128}$';
@@ -78,7 +79,8 @@ export const OPENAPI_DOCUMENT = {
     version: '0.1.0',
     description:
       'Image classification over HTTP in front of the Zerve cluster (a Majordomo broker and ONNX inference ' +
-      'workers), with durable job tickets. Every error answers `{"error":{"code","message"}}` with a stable code.',
+      'workers), with durable job tickets, and training: datasets, trainings run as jobs, and the tracked experiments ' +
+      'and runs. Every error answers `{"error":{"code","message"}}` with a stable code.',
     license: { name: 'MIT' },
   },
   paths: {
@@ -202,9 +204,11 @@ export const OPENAPI_DOCUMENT = {
         },
       },
     },
+    ...TRAINING_PATHS,
   },
   components: {
     schemas: {
+      ...TRAINING_SCHEMAS,
       Error: {
         type: 'object',
         required: ['error'],

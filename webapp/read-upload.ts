@@ -12,6 +12,28 @@ export interface Upload {
   mimeType?: string;
 }
 
+/** What an upload route takes: the multipart field of the file, and the content types of a raw body. */
+export interface UploadKind {
+  field: string;
+  /** Raw body content types; one ending in `/` takes every subtype (`image/`). */
+  rawTypes: readonly string[];
+  /** Told to a client that sent neither. */
+  hint: string;
+}
+
+export const IMAGE_UPLOAD: UploadKind = {
+  field: IMAGE_FIELD,
+  rawTypes: ['image/', 'application/octet-stream'],
+  hint: 'send multipart/form-data with the field "image", or the image bytes with an image/* content type',
+};
+
+/** A file of any kind: `bytes` undefined when the request has no body (or no such field). */
+export interface FileUpload {
+  bytes?: Buffer;
+  filename?: string;
+  mimeType?: string;
+}
+
 function tooLarge(maxUploadBytes: number): ZerveError {
   return new ZerveError('IMAGE_TOO_LARGE', `the upload exceeds the limit of ${maxUploadBytes} bytes`, {
     details: { maxUploadBytes },
@@ -30,7 +52,13 @@ function hasBody(req: IncomingMessage): boolean {
  * Past the limit it rejects with IMAGE_TOO_LARGE at once, while the upload is still arriving; the
  * rest of the body is read and dropped so that the answer reaches the client.
  */
-export function readUpload(req: IncomingMessage, maxUploadBytes: number): Promise<Upload> {
+export async function readUpload(req: IncomingMessage, maxUploadBytes: number): Promise<Upload> {
+  const { bytes, ...rest } = await readFileUpload(req, maxUploadBytes, IMAGE_UPLOAD);
+  return bytes === undefined ? rest : { image: bytes, ...rest };
+}
+
+/** `readUpload` for any kind of file (`kind` names the multipart field and the raw content types). */
+export function readFileUpload(req: IncomingMessage, maxUploadBytes: number, kind: UploadKind): Promise<FileUpload> {
   if (!hasBody(req)) return Promise.resolve({});
   const declared = Number(req.headers['content-length'] ?? 0);
   const type = (req.headers['content-type'] ?? '').toLowerCase();
@@ -40,17 +68,13 @@ export function readUpload(req: IncomingMessage, maxUploadBytes: number): Promis
     req.resume();
     return Promise.reject(tooLarge(maxUploadBytes));
   }
-  if (isMultipart) return readMultipart(req, maxUploadBytes);
-  if (type.startsWith('image/') || type.startsWith('application/octet-stream')) {
-    return readRaw(req, maxUploadBytes).then((image) => ({ image, mimeType: type.split(';')[0]!.trim() }));
+  if (isMultipart) return readMultipart(req, maxUploadBytes, kind.field);
+  const mimeType = type.split(';')[0]!.trim();
+  if (kind.rawTypes.some((t) => (t.endsWith('/') ? mimeType.startsWith(t) : mimeType === t))) {
+    return readRaw(req, maxUploadBytes).then((bytes) => ({ bytes, mimeType }));
   }
   req.resume();
-  return Promise.reject(
-    new ZerveError(
-      'BAD_REQUEST',
-      'send multipart/form-data with the field "image", or the image bytes with an image/* content type',
-    ),
-  );
+  return Promise.reject(new ZerveError('BAD_REQUEST', kind.hint));
 }
 
 function readRaw(req: IncomingMessage, maxUploadBytes: number): Promise<Buffer> {
@@ -74,7 +98,7 @@ function readRaw(req: IncomingMessage, maxUploadBytes: number): Promise<Buffer> 
   });
 }
 
-function readMultipart(req: IncomingMessage, maxUploadBytes: number): Promise<Upload> {
+function readMultipart(req: IncomingMessage, maxUploadBytes: number, field: string): Promise<FileUpload> {
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
@@ -87,7 +111,7 @@ function readMultipart(req: IncomingMessage, maxUploadBytes: number): Promise<Up
       reject(new ZerveError('BAD_REQUEST', 'malformed multipart/form-data content type', { cause: err }));
       return;
     }
-    const upload: Upload = {};
+    const upload: FileUpload = {};
     let failed = false;
     const fail = (err: ZerveError) => {
       if (failed) return;
@@ -95,7 +119,7 @@ function readMultipart(req: IncomingMessage, maxUploadBytes: number): Promise<Up
       reject(err);
     };
     parser.on('file', (name, file, info) => {
-      if (name !== IMAGE_FIELD) {
+      if (name !== field) {
         file.resume();
         return;
       }
@@ -112,12 +136,12 @@ function readMultipart(req: IncomingMessage, maxUploadBytes: number): Promise<Up
       });
       file.on('end', () => {
         if (failed) return;
-        upload.image = Buffer.concat(chunks, size);
+        upload.bytes = Buffer.concat(chunks, size);
         upload.filename = info.filename;
         upload.mimeType = info.mimeType;
       });
     });
-    parser.on('filesLimit', () => fail(new ZerveError('BAD_REQUEST', 'send one image per request')));
+    parser.on('filesLimit', () => fail(new ZerveError('BAD_REQUEST', 'send one file per request')));
     parser.on('close', () => {
       if (!failed) resolve(upload);
     });

@@ -226,6 +226,61 @@ class ImportSession {
     await writeFile(join(this.tmpDir, file), bytes);
     this.images.push({ path, sha256, file });
   }
+
+  /**
+   * Writes an image received from another worker after checking it against its manifest entry:
+   * size and pixel limits, SHA-256, and a file name `images/<sha256>.<ext>` matching its format.
+   * Any mismatch is BAD_DATASET (a fetched dataset is all or nothing, never partly skipped).
+   */
+  async addVerified(entry: ManifestImage, bytes: Buffer): Promise<void> {
+    const reject = (why: string): never => {
+      throw new ZerveError('BAD_DATASET', `fetched image ${entry.path}: ${why}`, { details: { path: entry.path, sha256: entry.sha256 } });
+    };
+    this.countEntry();
+    this.countBytes(bytes.length);
+    if (bytes.length > this.#limits.maxImageBytes) reject(`over ${this.#limits.maxImageBytes} bytes`);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (sha256 !== entry.sha256) reject(`SHA-256 ${sha256} differs from the manifest`);
+    if (this.#seen.has(sha256)) reject('listed twice');
+    let format: string | undefined;
+    try {
+      const meta = await sharp(bytes, { limitInputPixels: this.#limits.maxInputPixels }).metadata();
+      if (!meta.width || !meta.height) throw new Error('no dimensions');
+      format = meta.format;
+    } catch (err) {
+      reject(`not a readable image (${(err as Error).message})`);
+    }
+    const ext = format === undefined ? undefined : IMAGE_FORMATS[format];
+    if (ext === undefined || entry.file !== `images/${sha256}.${ext}`) reject(`file name ${entry.file} does not match its bytes`);
+    this.#seen.set(sha256, entry.path);
+    await writeFile(join(this.tmpDir, entry.file), bytes);
+  }
+}
+
+/** A manifest received from another worker, checked enough to be safe to store and open. */
+function checkManifest(id: string, value: unknown, maxEntries: number): DatasetManifest {
+  const reject = (why: string): never => {
+    throw new ZerveError('BAD_DATASET', `fetched manifest of ${id}: ${why}`, { details: { datasetId: id } });
+  };
+  if (typeof value !== 'object' || value === null) return reject('not an object');
+  const m = value as Partial<DatasetManifest>;
+  if (m.id !== id) reject(`id ${String(m.id)} is not the one asked for`);
+  if (!Array.isArray(m.classes) || m.classes.length < 2 || !m.classes.every((c) => typeof c === 'string')) reject('needs two or more class names');
+  if (!Array.isArray(m.images) || m.images.length === 0) return reject('lists no image');
+  if (m.images.length > maxEntries) reject(`more than ${maxEntries} images`);
+  if (typeof m.explicitTest !== 'boolean') reject('explicitTest is not a boolean');
+  const classes = m.classes!.length;
+  const extensions = Object.values(IMAGE_FORMATS).join('|');
+  const fileName = new RegExp(`^images/[0-9a-f]{64}\\.(${extensions})$`);
+  for (const img of m.images) {
+    const ok =
+      typeof img === 'object' && img !== null && typeof img.path === 'string' && Number.isInteger(img.label) &&
+      img.label >= 0 && img.label < classes && (img.split === 'train' || img.split === 'test') &&
+      typeof img.sha256 === 'string' && /^[0-9a-f]{64}$/.test(img.sha256) &&
+      typeof img.file === 'string' && fileName.test(img.file) && img.file.startsWith(`images/${img.sha256}.`);
+    if (!ok) reject(`bad image entry ${JSON.stringify(img).slice(0, 200)}`);
+  }
+  return m as DatasetManifest;
 }
 
 /** Where a file belongs once the layout is known. */
@@ -362,6 +417,54 @@ export class DatasetStore {
     };
   }
 
+  /** Whether dataset `id` is stored here (or built in). */
+  async has(id: string): Promise<boolean> {
+    if (id === MNIST_DATASET_ID) return true;
+    return /^[0-9a-f]{64}$/.test(id) && (await this.#readManifest(id)) !== undefined;
+  }
+
+  /**
+   * The stored files of `manifest.images[from ..]`, as many as fit in `maxBytes` but at least one:
+   * one chunk of a `datasets.fetch.<id>` reply.
+   */
+  async readImages(manifest: DatasetManifest, from: number, maxBytes: number): Promise<Buffer[]> {
+    const dir = join(this.datasetsDir, manifest.id);
+    const files: Buffer[] = [];
+    let bytes = 0;
+    for (let i = from; i < manifest.images.length; i++) {
+      const path = join(dir, manifest.images[i].file);
+      const size = (await stat(path)).size;
+      if (files.length > 0 && bytes + size > maxBytes) break;
+      files.push(await readFile(path));
+      bytes += size;
+    }
+    return files;
+  }
+
+  /**
+   * Stores a dataset fetched from another worker: checks the manifest (id, classes, safe file names),
+   * then every image against its entry (SHA-256, name, format, the import limits) as `images` yields
+   * them in manifest order, writing into a temporary directory renamed into place only when all
+   * match. Anything wrong is BAD_DATASET and nothing is stored. Memory: one image at a time here.
+   */
+  async importFetched(id: string, manifest: unknown, images: AsyncIterable<Buffer>): Promise<DatasetManifest> {
+    const checked = checkManifest(id, manifest, this.#options.maxEntries);
+    const existing = await this.#readManifest(id);
+    if (existing) return existing;
+    return this.#store(id, async (tmpDir) => {
+      const session = new ImportSession(tmpDir, this.#options);
+      let index = 0;
+      for await (const bytes of images) {
+        if (index >= checked.images.length) throw new ZerveError('BAD_DATASET', `fetched dataset ${id} has more images than its manifest lists`);
+        await session.addVerified(checked.images[index++], bytes);
+      }
+      if (index < checked.images.length) {
+        throw new ZerveError('BAD_DATASET', `fetched dataset ${id} ended after ${index} of ${checked.images.length} images`);
+      }
+      return checked;
+    });
+  }
+
   async #readManifest(id: string): Promise<DatasetManifest | undefined> {
     try {
       return JSON.parse(await readFile(join(this.datasetsDir, id, 'manifest.json'), 'utf8')) as DatasetManifest;
@@ -377,26 +480,34 @@ export class DatasetStore {
     read: (session: ImportSession) => Promise<void>,
   ): Promise<DatasetManifest> {
     const started = performance.now();
+    const manifest = await this.#store(id, async (tmpDir) => {
+      const session = new ImportSession(tmpDir, this.#options);
+      await read(session);
+      return this.#buildManifest(id, source, session);
+    });
+    this.#log.info(
+      { datasetId: id, images: manifest.images.length, skipped: manifest.skipped.length, ms: Math.round(performance.now() - started) },
+      'dataset imported',
+    );
+    return manifest;
+  }
+
+  /** Fills a temporary directory (`images/` made), writes its manifest and renames it into place. */
+  async #store(id: string, fill: (tmpDir: string) => Promise<DatasetManifest>): Promise<DatasetManifest> {
     const tmpDir = join(this.#options.data, 'tmp', `import-${randomUUID()}`);
     await mkdir(join(tmpDir, 'images'), { recursive: true });
     try {
-      const session = new ImportSession(tmpDir, this.#options);
-      await read(session);
-      const manifest = this.#buildManifest(id, source, session);
+      const manifest = await fill(tmpDir);
       await writeFile(join(tmpDir, 'manifest.json'), JSON.stringify(manifest, null, 1));
       await mkdir(this.datasetsDir, { recursive: true });
       try {
         await rename(tmpDir, join(this.datasetsDir, id));
       } catch (err) {
-        // A concurrent import of the same bytes won the rename: keep theirs.
+        // A concurrent import or fetch of the same dataset won the rename: keep theirs.
         const existing = await this.#readManifest(id);
         if (!existing) throw err;
         return existing;
       }
-      this.#log.info(
-        { datasetId: id, images: manifest.images.length, skipped: manifest.skipped.length, ms: Math.round(performance.now() - started) },
-        'dataset imported',
-      );
       return manifest;
     } finally {
       await rm(tmpDir, { recursive: true, force: true });

@@ -6,8 +6,9 @@
  *   training workers on all hosts share a search; else here), refits the best, evaluates, exports,
  *   records everything in the run store, and streams progress as PARTIAL replies.
  * - `train.run` (capacity `runCapacity`): one combination, a pure function of (request, point).
- * - control (`datasets.add|list|get`, `train.cancel.<this worker>`): answered at once, even while
- *   training.
+ * - control (`datasets.add|list|get`, `train.cancel.<this worker>`, and `datasets.fetch.<id>` per
+ *   dataset stored here): answered at once, even while training. A `train` or `train.run` for a
+ *   dataset only another worker holds fetches it first (DatasetTransfer).
  * Message bodies: shared/training.ts.
  */
 import { randomBytes } from 'node:crypto';
@@ -21,14 +22,17 @@ import { decodeHeader, decodeReply, encodeJson } from '../../shared/messages.ts'
 import { HOSTNAME } from '../../shared/protocol.ts';
 import {
   DATASETS_ADD,
+  DATASETS_FETCH_PREFIX,
   DATASETS_GET,
   DATASETS_LIST,
+  datasetFetchService,
   RUNS_GET,
   RUNS_LIST,
   TRAIN_CANCEL_PREFIX,
   TRAIN_RUN_SERVICE,
   TRAIN_SERVICE,
   type DatasetSummary,
+  type TrainDatasetFetch,
   type TrainEpoch,
   type TrainProgressMessage,
   type TrainResultMessage,
@@ -38,7 +42,9 @@ import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
 import { squeezenetBackbone, type BackboneSpec } from './backbone.ts';
 import { loadMnist, MNIST_DATASET_ID } from './builtin-mnist.ts';
 import { DatasetStore, type DatasetManifest } from './dataset-store.ts';
+import { DatasetTransfer, type FetchProgress } from './dataset-transfer.ts';
 import type { EpochProgress } from './mlp.ts';
+import { Notifier, parseNotify } from './notifier.ts';
 import { RunStore } from './run-store.ts';
 import { expandSearch, type ParamSet } from './search-space.ts';
 import { finishTraining, prepareTraining, runConfigFor, trainOne, type PreparedTraining, type RunConfig, type RunResult, type TrainingRequest } from './trainer.ts';
@@ -68,7 +74,14 @@ export class TrainingWorker {
   private readonly control: WorkerConnection;
   private readonly datasets: DatasetStore;
   private readonly store: RunStore;
+  private readonly notifier: Notifier;
   private readonly client?: ZerveClient;
+  /** Fetches datasets this worker lacks from the workers holding them; serves ours. */
+  private readonly transfer: DatasetTransfer;
+  /** Control services besides one `datasets.fetch.<id>` per dataset held. */
+  private readonly controlServices: string[];
+  /** Datasets whose fetch service this worker offers. */
+  private readonly offered = new Set<string>();
   private readonly active = new Map<string, AbortController>();
   /** Prepared data by request key: features are computed once per process for a whole search. */
   private readonly prepared = new Map<string, Promise<PreparedTraining>>();
@@ -84,12 +97,16 @@ export class TrainingWorker {
     this.cancelService = `${TRAIN_CANCEL_PREFIX}${HOSTNAME}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.datasets = new DatasetStore(this.options, this.log);
     this.store = new RunStore(this.options.data);
+    this.notifier = new Notifier(this.options, this.log);
     if (this.options.broker !== '') this.client = new ZerveClient({ broker: this.options.broker, maxSockets: runConcurrency + 4 });
     const connection = { ...this.options, kind: 'training' };
     this.train = new WorkerConnection([TRAIN_SERVICE], (body, ctx) => this.handleTrain(body, ctx), connection, this.log);
     this.run = new WorkerConnection([TRAIN_RUN_SERVICE], (body, ctx) => this.handleRun(body, ctx), { ...connection, capacity: runCapacity }, this.log);
+    this.transfer = new DatasetTransfer(this.datasets, this.client, {}, this.log);
+    this.transfer.on('fetched', (id: string) => this.offerDatasets(id));
+    this.controlServices = [DATASETS_ADD, DATASETS_LIST, DATASETS_GET, RUNS_LIST, RUNS_GET, this.cancelService];
     this.control = new WorkerConnection(
-      [DATASETS_ADD, DATASETS_LIST, DATASETS_GET, RUNS_LIST, RUNS_GET, this.cancelService],
+      this.controlServices,
       (body, ctx) => this.handleControl(body, ctx),
       { ...connection, capacity: 4 },
       this.log,
@@ -102,6 +119,7 @@ export class TrainingWorker {
     // Parsing the built-in digits blocks the event loop for a moment: do it before heartbeats start.
     loadMnist();
     this.control.start();
+    this.offerStoredDatasets().catch((err: unknown) => this.log.error({ err }, 'cannot list the stored datasets'));
     this.run.start();
     this.train.start();
   }
@@ -110,7 +128,7 @@ export class TrainingWorker {
   close(): Promise<void> {
     this.closing ??= (async () => {
       const results = await Promise.allSettled([this.train.close(), this.run.close()]);
-      results.push(...(await Promise.allSettled([this.control.close(), this.client?.close()])));
+      results.push(...(await Promise.allSettled([this.control.close(), this.client?.close(), this.notifier.close()])));
       this.store.close();
       for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'error while closing');
     })();
@@ -123,7 +141,8 @@ export class TrainingWorker {
 
   private async handleTrain(body: Buffer[], ctx: RequestContext): Promise<Buffer[]> {
     const { deadlineMs, ...fields } = decodeHeader(body[0]);
-    const request = await this.validRequest(fields);
+    // notify stays here: it is neither recorded nor sent on with train.run.
+    const { notify, ...request } = await this.validRequest(fields);
     const experimentId = `e${randomBytes(4).toString('hex')}`;
     const send = (message: TrainProgressMessage) => ctx.partial([encodeJson(message)]);
     const controller = this.track(experimentId, ctx.signal);
@@ -136,7 +155,11 @@ export class TrainingWorker {
     this.store.startExperiment({ id: experimentId, ...(request.export ? { name: request.export.name } : {}), datasetId: request.datasetId, request, seed, host: HOSTNAME, pid: process.pid });
     send({ type: 'started', experimentId, cancelService: this.cancelService, host: HOSTNAME, pid: process.pid, runs: points.length });
     log.info({ runs: points.length, fanOut: this.fansOut(points.length) }, 'experiment started');
+    const datasetName = this.store.datasetName(request.datasetId) ?? (request.datasetId === MNIST_DATASET_ID ? 'mnist' : null);
+    const outcome = { experimentId, datasetId: request.datasetId, datasetName, name: request.export?.name ?? null, runs: points.length, startedAt: new Date() };
     try {
+      // Progress of a long fetch is logged (DatasetTransfer), not streamed: TrainProgressMessage has no such type yet.
+      await this.ensureDataset(request.datasetId, controller.signal);
       let lastFeatures = 0;
       const prepared = await this.prepare(request, controller.signal, (done, total) => {
         const now = performance.now();
@@ -186,11 +209,14 @@ export class TrainingWorker {
         ...(result.model ? { modelName: result.model.name, modelVersion: result.model.version } : {}),
       });
       log.info({ testAccuracy: accuracy, best: finished.best.params, model: result.model, ms: Math.round(elapsedMs) }, 'experiment done');
+      // In the background: a slow or dead webhook or SMTP server never delays the reply.
+      void this.notifier.notify(notify, { ...outcome, durationMs: elapsedMs, result });
       return [encodeJson(result)];
     } catch (err) {
       const error = controller.signal.aborted ? new ZerveError('CANCELED', 'the training was canceled', { cause: err }) : ZerveError.from(err);
       this.store.finishExperiment(experimentId, { status: error.code === 'CANCELED' ? 'canceled' : 'failed', durationMs: performance.now() - started, error: `${error.code}: ${error.message}` });
       log.warn({ code: error.code, err: error.message }, 'experiment ended without a model');
+      void this.notifier.notify(notify, { ...outcome, durationMs: performance.now() - started, error });
       throw error;
     } finally {
       this.active.delete(experimentId);
@@ -286,6 +312,10 @@ export class TrainingWorker {
     const controller = this.track(run.runId, ctx.signal);
     try {
       ctx.partial([encodeJson({ type: 'started', experimentId: run.runId, cancelService: this.cancelService, host: HOSTNAME, pid: process.pid } satisfies TrainStarted)]);
+      // The PARTIALs also keep the orchestrator's wait for this run alive during a long fetch.
+      await this.ensureDataset(request.datasetId, controller.signal, (p) =>
+        ctx.partial([encodeJson({ type: 'dataset', experimentId: run.experimentId, ...p } satisfies TrainDatasetFetch)]),
+      );
       const prepared = await this.prepare(request, controller.signal);
       const config = runConfigFor(request, run.point);
       const result = await trainOne(prepared, config, {
@@ -316,6 +346,7 @@ export class TrainingWorker {
           throw new ZerveError('BAD_REQUEST', 'name must be 1 to 64 letters, digits, dots, dashes or underscores');
         }
         const manifest = await this.datasets.importArchive(archive);
+        this.offerDatasets(manifest.id);
         if (typeof header.name === 'string') this.store.nameDataset(manifest.id, header.name);
         this.log.info({ datasetId: manifest.id, name: header.name, images: manifest.images.length, skipped: manifest.skipped.length }, 'dataset added');
         return [encodeJson(this.summary(manifest))];
@@ -352,6 +383,7 @@ export class TrainingWorker {
         return [encodeJson({ canceled: controller !== undefined })];
       }
       default:
+        if (ctx.service.startsWith(DATASETS_FETCH_PREFIX)) return this.transfer.serve(ctx.service.slice(DATASETS_FETCH_PREFIX.length), body);
         throw new ZerveError('UNKNOWN_SERVICE', `no service ${ctx.service} here`);
     }
   }
@@ -392,9 +424,29 @@ export class TrainingWorker {
     if (request.export !== undefined && !(typeof request.export === 'object' && request.export !== null && /^[A-Za-z0-9._-]{1,64}$/.test(String(request.export.name)))) {
       throw new ZerveError('BAD_REQUEST', 'export.name must be a model name (letters, digits, dots, dashes, underscores)');
     }
-    // Fails early (before any work) on an unknown dataset.
-    await this.datasets.manifest(request.datasetId);
+    const notify = parseNotify(fields.notify, { emailEnabled: this.notifier.emailEnabled });
+    if (notify) request.notify = notify;
+    else delete request.notify;
+    // Fails early (before any work) on a dataset neither here nor offered by another worker (mmi.service).
+    if (!(await this.transfer.available(request.datasetId))) throw new ZerveError('UNKNOWN_DATASET', `no dataset ${request.datasetId}`);
     return request;
+  }
+
+  /** Stores the dataset here first when only another worker holds it (fetched once, then offered too). */
+  private async ensureDataset(id: string, signal: AbortSignal, onProgress?: (progress: FetchProgress) => void): Promise<void> {
+    await this.transfer.ensure(id, { signal, ...(onProgress ? { onProgress } : {}) });
+  }
+
+  /** Offers `datasets.fetch.<id>` (one READY for all), so the broker sends other workers' fetches of them here. */
+  private offerDatasets(...ids: string[]): void {
+    const fresh = ids.filter((id) => id !== MNIST_DATASET_ID && !this.offered.has(id));
+    if (fresh.length === 0) return;
+    for (const id of fresh) this.offered.add(id);
+    this.control.setServices([...this.controlServices, ...[...this.offered].map(datasetFetchService)]);
+  }
+
+  private async offerStoredDatasets(): Promise<void> {
+    this.offerDatasets(...(await this.datasets.list()));
   }
 
   /** An abort controller for `id`, aborted too when the connection's own signal aborts (close). */

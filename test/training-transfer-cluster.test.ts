@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Broker } from '../broker/broker.ts';
+import { ZerveClient } from '../shared/client.ts';
+import { encodeJson } from '../shared/messages.ts';
+import { DATASETS_ADD, requestTraining, type DatasetSummary, type TrainResultMessage } from '../shared/training.ts';
+import { makeRepository } from './fixtures/inference-models.ts';
+import { photoVariants } from './fixtures/photo-variants.ts';
+import { makeZip, type ArchiveEntry } from './fixtures/training-archives.ts';
+import { fixtureImage, spawnWorker, startBroker, tempDir, type CliProcess } from './helpers/cluster.ts';
+
+describe('transfer learning through the cluster', function () {
+  this.timeout(120_000);
+  let dir: { path: string; remove: () => Promise<void> };
+  let models: string;
+  let broker: Broker;
+  let client: ZerveClient;
+  let training: CliProcess;
+  let inference: CliProcess | undefined;
+  const testImages: { label: string; bytes: Buffer }[] = [];
+  let dataset: DatasetSummary;
+  let result: TrainResultMessage;
+
+  before(async () => {
+    dir = await tempDir('zerve-transfer-cluster-');
+    models = await makeRepository();
+    broker = await startBroker();
+    client = new ZerveClient({ broker: broker.frontendEndpoint, timeoutMs: 60_000 });
+    training = await spawnWorker(broker, ['training', '--data', join(dir.path, 'data'), '--models', models, '--broker', broker.frontendEndpoint], (w) => w.services.includes('train'));
+
+    const entries: ArchiveEntry[] = [];
+    for (const [label, file] of [['kitten', 'kitten.png'], ['fish', 'fish.png']] as const) {
+      const variants = await photoVariants(await readFile(fixtureImage(file)), 16, 100);
+      for (const [i, data] of variants.entries()) {
+        const test = i >= 10;
+        entries.push({ name: `${test ? 'test/' : ''}${label}/${i}.jpg`, data });
+        if (test) testImages.push({ label, bytes: data });
+      }
+    }
+    dataset = await client.requestJson<DatasetSummary>(DATASETS_ADD, [encodeJson({ name: 'pets' }), makeZip(entries)]);
+    result = await requestTraining(client, {
+      datasetId: 'pets',
+      family: 'transfer',
+      backbone: 'squeezenet-fp32',
+      head: 'linear',
+      split: { kind: 'explicit' },
+      epochs: 30,
+      seed: 5,
+      export: { name: 'pets' },
+    });
+  });
+
+  after(async () => {
+    await client?.close();
+    await Promise.all([training?.kill('SIGTERM'), inference?.kill('SIGTERM')]);
+    await broker?.close();
+    await dir?.remove();
+  });
+
+  it('trains a head on squeezenet embeddings of an uploaded dataset', () => {
+    assert.equal(dataset.explicitTest, true);
+    assert.deepEqual(result.classes, ['fish', 'kitten']);
+    assert.equal(result.datasetId, dataset.id);
+    assert.ok(result.test.accuracy >= 0.9, `test accuracy ${result.test.accuracy}`);
+    assert.deepEqual(result.model, { name: 'pets', version: '1' });
+  });
+
+  it('serves the merged model, whose answers on the test split reproduce the trainer\'s confusion matrix', async () => {
+    inference = await spawnWorker(broker, ['inference', '--models', models], (w) => w.services.includes('classify.pets'));
+    const confusion = result.classes.map(() => result.classes.map(() => 0));
+    for (const { label, bytes } of testImages) {
+      const reply = await client.classify('pets', bytes);
+      assert.equal(reply.model, 'pets');
+      confusion[result.classes.indexOf(label)]![result.classes.indexOf(reply.predictions[0]!.label)]!++;
+    }
+    assert.deepEqual(confusion, result.test.confusion);
+  });
+});

@@ -1,0 +1,380 @@
+/**
+ * The training part of the web app's OpenAPI document (`webapp/openapi.ts` spreads these paths and
+ * schemas into `OPENAPI_DOCUMENT`). The shapes are those of the training services' replies
+ * (shared/training.ts); `TrainRequest` is also what `POST /api/train` checks its body against.
+ */
+import { JOB_STATES } from '../shared/jobs.ts';
+
+const MODEL_NAME = '^[A-Za-z0-9._-]{1,64}$';
+const RUN_ID = '^[A-Za-z0-9-]{1,128}$';
+const RUN_STATUSES = ['running', 'succeeded', 'failed', 'canceled'];
+
+const errorResponse = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+});
+const retryAfter = { 'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } } };
+const unavailable = {
+  ...errorResponse('NO_WORKERS (no training worker, or no jobs service) or OVERLOADED: retry after `Retry-After` seconds.'),
+  headers: retryAfter,
+};
+const json = (ref: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } });
+
+/** Hyperparameters a run takes (fixed in `params`, or one point of the search). */
+export const TRAIN_PARAMS_SCHEMA = {
+  type: 'object',
+  description: 'Hyperparameters of a run. Unset ones take the trainer defaults.',
+  additionalProperties: false,
+  properties: {
+    learningRate: { type: 'number', exclusiveMinimum: 0, maximum: 10 },
+    l2: { type: 'number', minimum: 0, maximum: 10 },
+    batchSize: { type: 'integer', minimum: 1, maximum: 65536 },
+    hidden: {
+      description: 'Hidden layer sizes: `128`, `"256x64"`, or `"none"`.',
+      anyOf: [
+        { type: 'integer', minimum: 0, maximum: 4096 },
+        { type: 'string', pattern: '^(none|[1-9][0-9]{0,3}(x[1-9][0-9]{0,3})*)$' },
+      ],
+    },
+    optimizer: { type: 'string', enum: ['adam', 'sgd'] },
+    momentum: { type: 'number', minimum: 0, maximum: 1 },
+    patience: { type: 'integer', minimum: 1, maximum: 1000 },
+    epochs: { type: 'integer', minimum: 1, maximum: 1000 },
+    lrDecay: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+  },
+} as const;
+
+/** Body of `POST /api/train`: the `train` service's header without `deadlineMs`. */
+export const TRAIN_REQUEST_SCHEMA = {
+  type: 'object',
+  required: ['datasetId'],
+  additionalProperties: false,
+  properties: {
+    datasetId: {
+      type: 'string',
+      pattern: MODEL_NAME,
+      description: 'A dataset id or the name it was added under (`GET /api/datasets`), or `mnist` (built in).',
+    },
+    family: { type: 'string', enum: ['mlp', 'transfer'], description: '`mlp` on resized pixels (default), or `transfer`: a head on backbone embeddings.' },
+    backbone: { type: 'string', pattern: MODEL_NAME, description: 'Family transfer: a served squeezenet model whose embeddings feed the head.' },
+    head: { type: 'string', enum: ['linear', 'mlp'], description: 'Family transfer: the head (default linear).' },
+    params: TRAIN_PARAMS_SCHEMA,
+    search: {
+      type: 'object',
+      required: ['mode', 'params'],
+      additionalProperties: false,
+      description: 'Grid: every combination of `key=v1,v2` lists. Random: `samples` draws over `key=lo:hi` ranges and lists.',
+      properties: {
+        mode: { type: 'string', enum: ['grid', 'random'] },
+        params: { type: 'array', maxItems: 20, items: { type: 'string', minLength: 3, maxLength: 500 } },
+        samples: { type: 'integer', minimum: 1, maximum: 1000, description: 'Random search draws (default 8).' },
+      },
+    },
+    epochs: { type: 'integer', minimum: 1, maximum: 1000, description: 'Most epochs per run (default 20).' },
+    split: {
+      type: 'object',
+      required: ['kind'],
+      additionalProperties: false,
+      description:
+        '`auto`: the dataset test/ folder if any, else a holdout of `testFraction`. `holdout`: always a holdout. ' +
+        '`explicit`: the test/ folder. `folds` (2 to 20) validates by k folds instead of a holdout.',
+      properties: {
+        kind: { type: 'string', enum: ['auto', 'holdout', 'explicit'] },
+        testFraction: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
+        validationFraction: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
+        folds: { type: 'integer', minimum: 2, maximum: 20 },
+      },
+    },
+    seed: { type: 'integer', minimum: 0, maximum: 2147483647 },
+    augmentShiftPx: { type: 'integer', minimum: 0, maximum: 8, description: 'Random pixel shifts (family mlp).' },
+    pixels: {
+      type: 'object',
+      required: ['width', 'height', 'channels'],
+      additionalProperties: false,
+      description: 'Family mlp: the pixel features (default 28x28 grey).',
+      properties: {
+        width: { type: 'integer', minimum: 4, maximum: 256 },
+        height: { type: 'integer', minimum: 4, maximum: 256 },
+        channels: { type: 'integer', enum: [1, 3] },
+      },
+    },
+    export: {
+      type: 'object',
+      required: ['name'],
+      additionalProperties: false,
+      description: 'Export the best model as the next version of `name`, served as `classify.<name>`.',
+      properties: {
+        name: { type: 'string', pattern: MODEL_NAME },
+        description: { type: 'string', maxLength: 500 },
+      },
+    },
+    notify: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'When the training ends: a JSON POST to `webhook`, and an email to `email` (the training worker needs `--smtp`).',
+      properties: {
+        webhook: { type: 'string', pattern: '^https?://', maxLength: 2048 },
+        email: { anyOf: [{ type: 'string', maxLength: 254 }, { type: 'array', minItems: 1, maxItems: 10, items: { type: 'string', maxLength: 254 } }] },
+      },
+    },
+  },
+} as const;
+
+const paramValues = { type: 'object', additionalProperties: { anyOf: [{ type: 'number' }, { type: 'string' }] } } as const;
+
+const EXPERIMENT_TEST_SCHEMA = {
+  type: 'object',
+  description: 'Metrics of the chosen configuration on the test split.',
+  required: ['accuracy', 'macroPrecision', 'macroRecall', 'macroF1', 'confusion', 'perClass', 'classes'],
+  properties: {
+    accuracy: { type: 'number', minimum: 0, maximum: 1 },
+    macroPrecision: { type: 'number' },
+    macroRecall: { type: 'number' },
+    macroF1: { type: 'number' },
+    logLoss: { type: 'number' },
+    confusion: {
+      type: 'array',
+      description: 'confusion[actual][predicted], in the order of `classes`.',
+      items: { type: 'array', items: { type: 'integer', minimum: 0 } },
+    },
+    perClass: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['precision', 'recall', 'f1', 'support'],
+        properties: { precision: { type: 'number' }, recall: { type: 'number' }, f1: { type: 'number' }, support: { type: 'integer' } },
+      },
+    },
+    classes: { type: 'array', items: { type: 'string' } },
+  },
+} as const;
+
+const nullableNumber = { type: 'number', nullable: true } as const;
+const nullableString = { type: 'string', nullable: true } as const;
+const nullableTime = { type: 'string', format: 'date-time', nullable: true } as const;
+
+const RUN_RECORD_SCHEMA = {
+  type: 'object',
+  required: ['id', 'experimentId', 'index', 'params', 'status', 'datasetId', 'seed', 'startedAt'],
+  properties: {
+    id: { type: 'string' },
+    experimentId: { type: 'string' },
+    index: { type: 'integer', minimum: 1 },
+    params: paramValues,
+    status: { type: 'string', enum: RUN_STATUSES },
+    datasetId: { type: 'string' },
+    seed: { type: 'integer' },
+    host: nullableString,
+    valAccuracy: nullableNumber,
+    valLoss: nullableNumber,
+    bestEpoch: { type: 'integer', nullable: true },
+    epochsRun: { type: 'integer', nullable: true },
+    durationMs: nullableNumber,
+    startedAt: { type: 'string', format: 'date-time' },
+    finishedAt: nullableTime,
+    test: { ...EXPERIMENT_TEST_SCHEMA, nullable: true, description: 'The test metrics, on the best run of a finished experiment.' },
+    modelName: nullableString,
+    modelVersion: nullableString,
+    epochs: { type: 'array', description: 'Per-epoch metrics (`GET /api/runs/{id}` only).', items: { $ref: '#/components/schemas/EpochRecord' } },
+  },
+} as const;
+
+const EXPERIMENT_PROPERTIES = {
+  id: { type: 'string' },
+  name: nullableString,
+  datasetId: { type: 'string' },
+  request: { description: 'The training request as the worker received it.' },
+  seed: { type: 'integer' },
+  codeVersion: { type: 'string' },
+  gitCommit: nullableString,
+  status: { type: 'string', enum: RUN_STATUSES },
+  startedAt: { type: 'string', format: 'date-time' },
+  finishedAt: nullableTime,
+  durationMs: nullableNumber,
+  bestRunId: nullableString,
+  test: { ...EXPERIMENT_TEST_SCHEMA, nullable: true },
+  modelName: nullableString,
+  modelVersion: nullableString,
+  error: { ...nullableString, description: '`CODE: message` when the experiment failed or was canceled.' },
+  host: nullableString,
+  pid: { type: 'integer', nullable: true },
+  runs: { type: 'array', items: { $ref: '#/components/schemas/RunRecord' } },
+} as const;
+
+const EXPERIMENT_REQUIRED = ['id', 'datasetId', 'seed', 'status', 'startedAt', 'runs'];
+
+const runIdParameter = {
+  name: 'id',
+  in: 'path',
+  required: true,
+  description: 'A run id (`e1a2b3c4-1`) or an experiment id (`e1a2b3c4`).',
+  schema: { type: 'string', pattern: RUN_ID },
+};
+
+export const TRAINING_PATHS = {
+  '/api/datasets': {
+    get: {
+      operationId: 'listDatasets',
+      summary: 'Datasets the training workers hold, the built-in `mnist` first (without their skipped files).',
+      responses: {
+        '200': { description: 'The datasets.', content: { 'application/json': { schema: { type: 'array', items: { $ref: '#/components/schemas/DatasetSummary' } } } } },
+        '503': unavailable,
+        '504': errorResponse('TIMEOUT.'),
+      },
+    },
+    post: {
+      operationId: 'addDataset',
+      summary:
+        'Adds a dataset: a zip or tar.gz of class folders (`cat/*.jpg`, `dog/*.jpg`, optionally `test/<class>/*`). ' +
+        'Answers its manifest summary, with the files left out and why.',
+      parameters: [
+        {
+          name: 'name',
+          in: 'query',
+          required: false,
+          description: 'A name to train with instead of the id.',
+          schema: { type: 'string', pattern: MODEL_NAME },
+        },
+      ],
+      requestBody: {
+        required: true,
+        description:
+          'The archive: a multipart form with the field `archive`, or the raw bytes (`application/zip`, ' +
+          '`application/gzip`, `application/octet-stream`, ...). Larger than the upload limit: 413.',
+        content: {
+          'multipart/form-data': {
+            schema: { type: 'object', properties: { archive: { type: 'string', format: 'binary' } }, required: ['archive'] },
+          },
+          'application/zip': { schema: { type: 'string', format: 'binary' } },
+          'application/gzip': { schema: { type: 'string', format: 'binary' } },
+          'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+        },
+      },
+      responses: {
+        '201': { description: 'Added (or already there: the id is the SHA-256 of the bytes).', content: json('DatasetSummary') },
+        '400': errorResponse('BAD_REQUEST (no archive) or BAD_DATASET (corrupt or unsafe archive, fewer than two classes, ...).'),
+        '413': errorResponse('IMAGE_TOO_LARGE: the upload is over the limit.'),
+        '503': unavailable,
+        '504': errorResponse('TIMEOUT.'),
+      },
+    },
+  },
+  '/api/train': {
+    post: {
+      operationId: 'startTraining',
+      summary:
+        'Starts a training as a durable job: answers a job ticket at once. Follow `eventsUrl`: each `progress` ' +
+        "event's `data` is a training progress message (started, features, epoch); the job's result is the training result.",
+      requestBody: { required: true, content: json('TrainRequest') },
+      responses: {
+        '202': {
+          description: 'Accepted: the training is stored as a job and will run.',
+          headers: { Location: { description: 'The job URL.', schema: { type: 'string' } } },
+          content: json('TrainTicket'),
+        },
+        '400': errorResponse('BAD_REQUEST: the body is not a valid training request (bad search, unknown hyperparameter, ...).'),
+        '404': errorResponse('UNKNOWN_DATASET, or UNKNOWN_MODEL (the backbone is not served).'),
+        '413': errorResponse('IMAGE_TOO_LARGE: the body is over 64 KiB.'),
+        '503': unavailable,
+        '504': errorResponse('TIMEOUT.'),
+      },
+    },
+  },
+  '/api/runs': {
+    get: {
+      operationId: 'listRuns',
+      summary: 'Tracked experiments, newest first, each with its runs (without their epochs).',
+      parameters: [
+        { name: 'limit', in: 'query', required: false, description: 'Most experiments (default 50).', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+      ],
+      responses: {
+        '200': { description: 'The experiments.', content: { 'application/json': { schema: { type: 'array', items: { $ref: '#/components/schemas/ExperimentSummary' } } } } },
+        '400': errorResponse('BAD_REQUEST: bad limit.'),
+        '503': unavailable,
+        '504': errorResponse('TIMEOUT.'),
+      },
+    },
+  },
+  '/api/runs/{id}': {
+    get: {
+      operationId: 'getRun',
+      summary: 'A run with its epochs, or an experiment with its runs and their epochs.',
+      parameters: [runIdParameter],
+      responses: {
+        '200': { description: 'The run or experiment.', content: json('RunOrExperiment') },
+        '400': errorResponse('BAD_REQUEST: malformed id.'),
+        '404': errorResponse('UNKNOWN_RUN: no such run or experiment.'),
+        '503': unavailable,
+        '504': errorResponse('TIMEOUT.'),
+      },
+    },
+  },
+} as const;
+
+export const TRAINING_SCHEMAS = {
+  DatasetSummary: {
+    type: 'object',
+    required: ['id', 'source', 'classes', 'counts', 'images', 'skipped', 'explicitTest'],
+    properties: {
+      id: { type: 'string', description: 'SHA-256 of the archive, or `mnist`.' },
+      name: { type: 'string' },
+      source: { type: 'string', enum: ['zip', 'tar.gz', 'folder', 'builtin'] },
+      classes: { type: 'array', items: { type: 'string' } },
+      counts: {
+        type: 'object',
+        description: 'Images per class and split.',
+        additionalProperties: {
+          type: 'object',
+          required: ['train', 'test'],
+          properties: { train: { type: 'integer', minimum: 0 }, test: { type: 'integer', minimum: 0 } },
+        },
+      },
+      images: { type: 'integer', minimum: 0 },
+      skipped: {
+        type: 'array',
+        description: 'Files left out, and why (not-an-image, corrupt-image, hidden, duplicate, ...).',
+        items: {
+          type: 'object',
+          required: ['path', 'reason'],
+          properties: { path: { type: 'string' }, reason: { type: 'string' }, detail: { type: 'string' } },
+        },
+      },
+      explicitTest: { type: 'boolean', description: 'Whether the archive had a test/ folder.' },
+    },
+  },
+  TrainParams: TRAIN_PARAMS_SCHEMA,
+  TrainRequest: TRAIN_REQUEST_SCHEMA,
+  TrainTicket: {
+    type: 'object',
+    required: ['id', 'state', 'url', 'eventsUrl', 'runs'],
+    properties: {
+      id: { type: 'string' },
+      state: { type: 'string', enum: [...JOB_STATES] },
+      url: { type: 'string' },
+      eventsUrl: { type: 'string' },
+      runs: { type: 'integer', minimum: 1, description: 'Search combinations the training will run.' },
+    },
+  },
+  EpochRecord: {
+    type: 'object',
+    required: ['phase', 'epoch', 'loss', 'valAccuracy', 'valLoss', 'elapsedMs'],
+    properties: {
+      phase: { type: 'string', enum: ['run', 'refit'] },
+      epoch: { type: 'integer', minimum: 1 },
+      loss: { type: 'number' },
+      valAccuracy: { type: 'number' },
+      valLoss: { type: 'number' },
+      elapsedMs: { type: 'number' },
+    },
+  },
+  ExperimentTest: EXPERIMENT_TEST_SCHEMA,
+  RunRecord: RUN_RECORD_SCHEMA,
+  ExperimentSummary: { type: 'object', required: EXPERIMENT_REQUIRED, properties: EXPERIMENT_PROPERTIES },
+  RunOrExperiment: {
+    description: 'A run (has `experimentId` and `epochs`) or an experiment (has `runs`, each with `epochs`).',
+    anyOf: [
+      { $ref: '#/components/schemas/RunRecord' },
+      { type: 'object', required: EXPERIMENT_REQUIRED, properties: EXPERIMENT_PROPERTIES },
+    ],
+  },
+} as const;

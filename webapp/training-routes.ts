@@ -1,0 +1,198 @@
+import express, { type RequestHandler, type Response } from 'express';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ZerveClient } from '../shared/client.ts';
+import type { WebAppOptions } from '../shared/config.ts';
+import { ZerveError } from '../shared/errors.ts';
+import { JOBS_SUBMIT, type JobTicket } from '../shared/jobs.ts';
+import { encodeJson } from '../shared/messages.ts';
+import {
+  DATASETS_ADD,
+  DATASETS_LIST,
+  RUNS_GET,
+  RUNS_LIST,
+  TRAIN_SERVICE,
+  trainingJobFrames,
+  type DatasetSummary,
+  type ExperimentDetail,
+  type ExperimentSummary,
+  type RunRecord,
+  type TrainHeader,
+} from '../shared/training.ts';
+import { expandSearch, type ParamSet } from '../workers/training/search-space.ts';
+import type { TrainingRequest } from '../workers/training/trainer.ts';
+import type { ModelCatalog } from './model-catalog.ts';
+import { readFileUpload, type UploadKind } from './read-upload.ts';
+import type { CheckedParameters } from './request-validator.ts';
+import { TRAIN_PARAMS_SCHEMA, TRAIN_REQUEST_SCHEMA } from './training-openapi.ts';
+
+/** A dataset archive: the multipart field `archive`, or the raw zip or tar.gz bytes. */
+export const DATASET_UPLOAD: UploadKind = {
+  field: 'archive',
+  rawTypes: [
+    'application/zip',
+    'application/x-zip-compressed',
+    'application/gzip',
+    'application/x-gzip',
+    'application/x-compressed-tar',
+    'application/x-tar',
+    'application/octet-stream',
+  ],
+  hint:
+    'send multipart/form-data with the field "archive", or the zip or tar.gz bytes with content type ' +
+    'application/zip, application/gzip or application/octet-stream',
+};
+
+/** Time a dataset import may take: the worker decodes every image of the archive. */
+const DATASET_IMPORT_TIMEOUT_MS = 10 * 60_000;
+/** Largest `POST /api/train` body. */
+const MAX_TRAIN_BODY = '64kb';
+
+/** Body of `POST /api/train`: a `TrainHeader` without `deadlineMs` (see `TRAIN_REQUEST_SCHEMA`). */
+export type TrainRequestBody = Omit<TrainingRequest, 'family'> & { family?: TrainingRequest['family'] };
+
+/** What the training routes need of the web app. */
+export interface TrainingRoutesContext {
+  client: ZerveClient;
+  catalog: ModelCatalog;
+  options: WebAppOptions;
+  /** Runs `work` within the web app's bound of requests in flight (OVERLOADED past it). */
+  withSlot: (work: () => Promise<void>) => Promise<void>;
+}
+
+function params(res: Response): CheckedParameters {
+  return res.locals.params as CheckedParameters;
+}
+
+/** ajv's errors as `{in, parameter, message}` (the shape the parameter checks answer), `parameter` a dotted path. */
+function schemaErrors(errors: ErrorObject[] | null | undefined, prefix: string) {
+  return (errors ?? []).map((e) => {
+    const path = [prefix, ...e.instancePath.split('/').filter(Boolean)].filter(Boolean).join('.');
+    const extra = (e.params as { additionalProperty?: string }).additionalProperty;
+    const missing = (e.params as { missingProperty?: string }).missingProperty;
+    if (extra !== undefined) return { in: 'body', parameter: path || extra, message: `has no field ${JSON.stringify(extra)}` };
+    if (missing !== undefined) return { in: 'body', parameter: [path, missing].filter(Boolean).join('.'), message: 'is required' };
+    return { in: 'body', parameter: path, message: e.message ?? 'is invalid' };
+  });
+}
+
+function schemaError(what: string, errors: ReturnType<typeof schemaErrors>): ZerveError {
+  const first = errors[0];
+  const message = first ? `${what}: ${first.parameter ? `${first.parameter} ` : ''}${first.message}` : `${what} is invalid`;
+  return new ZerveError('BAD_REQUEST', message, { details: { errors } });
+}
+
+/**
+ * The training API: datasets (`GET|POST /api/datasets`), trainings started as durable jobs
+ * (`POST /api/train`, then `/api/jobs/{id}` and its events) and the run store (`GET /api/runs`,
+ * `GET /api/runs/{id}`), in front of the training workers' services (shared/training.ts).
+ */
+export class TrainingRoutes {
+  private readonly checkRequest: ValidateFunction;
+  private readonly checkParams: ValidateFunction;
+
+  constructor(private readonly context: TrainingRoutesContext) {
+    const ajv = new Ajv({ allErrors: true, strict: true });
+    this.checkRequest = ajv.compile(TRAIN_REQUEST_SCHEMA);
+    this.checkParams = ajv.compile(TRAIN_PARAMS_SCHEMA);
+  }
+
+  /** Adds the routes; `check` is the OpenAPI parameter check of an operation. */
+  register(app: express.Express, check: (operationId: string) => RequestHandler): void {
+    app.get('/api/datasets', check('listDatasets'), this.listDatasets);
+    app.post('/api/datasets', check('addDataset'), this.addDataset);
+    app.post('/api/train', check('startTraining'), express.json({ limit: MAX_TRAIN_BODY }), this.startTraining);
+    app.get('/api/runs', check('listRuns'), this.listRuns);
+    app.get('/api/runs/:id', check('getRun'), this.getRun);
+  }
+
+  private readonly listDatasets: RequestHandler = async (_req, res) => {
+    await this.requireService(DATASETS_LIST);
+    res.json(await this.ask<DatasetSummary[]>(DATASETS_LIST, []));
+  };
+
+  private readonly addDataset: RequestHandler = async (req, res) => {
+    const { name } = params(res).query as { name?: string };
+    await this.context.withSlot(async () => {
+      await this.requireService(DATASETS_ADD);
+      const upload = await readFileUpload(req, this.context.options.maxUploadBytes, DATASET_UPLOAD);
+      if (upload.bytes === undefined) throw new ZerveError('BAD_REQUEST', `no archive: ${DATASET_UPLOAD.hint}`);
+      if (upload.bytes.length === 0) throw new ZerveError('BAD_DATASET', 'the archive is empty');
+      const header = { ...(name === undefined ? {} : { name }), deadlineMs: DATASET_IMPORT_TIMEOUT_MS };
+      const summary = await this.ask<DatasetSummary>(DATASETS_ADD, [encodeJson(header), upload.bytes], DATASET_IMPORT_TIMEOUT_MS);
+      res.status(201).json(summary);
+    });
+  };
+
+  private readonly startTraining: RequestHandler = async (req, res) => {
+    const request = this.validRequest(req.body);
+    const points = this.searchPoints(request);
+    await this.context.withSlot(async () => {
+      if (!(await this.context.catalog.jobsAvailable())) throw new ZerveError('NO_WORKERS', 'the jobs service is not running');
+      await this.requireService(TRAIN_SERVICE);
+      const datasets = await this.ask<DatasetSummary[]>(DATASETS_LIST, []);
+      const dataset = datasets.find((d) => d.id === request.datasetId) ?? datasets.find((d) => d.name === request.datasetId);
+      if (!dataset) throw new ZerveError('UNKNOWN_DATASET', `no dataset ${JSON.stringify(request.datasetId)}: add it first`);
+      if (request.split?.kind === 'explicit' && !dataset.explicitTest) {
+        throw new ZerveError('BAD_REQUEST', `split explicit needs a test/ folder, and dataset ${request.datasetId} has none`);
+      }
+      if (request.backbone !== undefined) await this.context.catalog.requireModel(request.backbone);
+      const header: TrainHeader = { ...request };
+      const ticket = await this.ask<JobTicket>(JOBS_SUBMIT, trainingJobFrames(header));
+      const url = `/api/jobs/${encodeURIComponent(ticket.id)}`;
+      res.status(202).location(url).json({ id: ticket.id, state: ticket.state, url, eventsUrl: `${url}/events`, runs: points.length });
+    });
+  };
+
+  private readonly listRuns: RequestHandler = async (_req, res) => {
+    const { limit } = params(res).query as { limit?: number };
+    await this.requireService(RUNS_LIST);
+    res.json(await this.ask<ExperimentSummary[]>(RUNS_LIST, [encodeJson(limit === undefined ? {} : { limit })]));
+  };
+
+  private readonly getRun: RequestHandler = async (_req, res) => {
+    const id = params(res).path.id as string;
+    await this.requireService(RUNS_GET);
+    res.json(await this.ask<RunRecord | ExperimentDetail>(RUNS_GET, [encodeJson({ id })]));
+  };
+
+  /** The body checked against `TrainRequest`, with the rules a schema cannot say. */
+  private validRequest(body: unknown): TrainRequestBody {
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new ZerveError('BAD_REQUEST', 'send the training request as a JSON object, with content-type application/json');
+    }
+    if (!this.checkRequest(body)) throw schemaError('training request', schemaErrors(this.checkRequest.errors, ''));
+    const request = body as TrainRequestBody;
+    if (request.family === 'transfer' && request.backbone === undefined) {
+      throw new ZerveError('BAD_REQUEST', 'family transfer needs a backbone (a served squeezenet model)');
+    }
+    if (request.family !== 'transfer' && (request.backbone !== undefined || request.head !== undefined)) {
+      throw new ZerveError('BAD_REQUEST', 'backbone and head are for family transfer');
+    }
+    if (request.search?.mode === 'grid' && request.search.samples !== undefined) {
+      throw new ZerveError('BAD_REQUEST', 'samples is for random search; a grid runs every combination');
+    }
+    return request;
+  }
+
+  /** Every configuration the search runs, each checked as hyperparameters (a bad search is a 400 now, not a failed job later). */
+  private searchPoints(request: TrainRequestBody): ParamSet[] {
+    const points = expandSearch(request.search, request.seed ?? 1);
+    for (const point of points) {
+      if (!this.checkParams({ ...request.params, ...point })) {
+        throw schemaError(`search point ${JSON.stringify(point)}`, schemaErrors(this.checkParams.errors, 'params'));
+      }
+    }
+    return points;
+  }
+
+  /** Whether a training worker is there: answers NO_WORKERS at once rather than after the deadline. */
+  private async requireService(service: string): Promise<void> {
+    if (!(await this.context.catalog.offers(service))) {
+      throw new ZerveError('NO_WORKERS', `no training worker offers ${service} now`);
+    }
+  }
+
+  private ask<T>(service: string, body: Buffer[], timeoutMs = this.context.options.requestTimeoutMs): Promise<T> {
+    return this.context.client.requestJson<T>(service, body, { timeoutMs, retries: 0 });
+  }
+}
