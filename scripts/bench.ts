@@ -8,11 +8,12 @@
  * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP, `broker`,
  * `training`) and writes bench-results/bench-SECTION....json and .md instead; `--quick` shrinks the
  * training sizes and the default warm-up and duration, to check the benchmark end to end in under a
- * minute (its files end in `-quick`; targets are not judged).
+ * minute (its files end in `-quick`; the training targets are not judged).
  *
- * Everything measured runs as separate processes on localhost TCP, as a user runs it: `zerve broker`,
- * `zerve worker inference|echo`, and this process as the client. On a small machine they share the
- * same cores, so the cluster rows pay for the broker's and the client's CPU too.
+ * The cluster runs as separate processes on localhost TCP, as a user runs it: `zerve broker`,
+ * `zerve worker inference|echo|training`, and this process as the client. On a small machine they share
+ * the same cores, so the cluster rows pay for the broker's and the client's CPU too. The training
+ * section's digits and transfer entries call the trainer in this process (see bench/training-section.ts).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';

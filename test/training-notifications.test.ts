@@ -266,6 +266,7 @@ describe('training notifications', function () {
       { webhook: 'not a url' },
       { webhook: 'javascript:alert(1)' },
       { webhook: 42 },
+      { webhook: 'http://user:secret@127.0.0.1/hook' },
       { email: 'nobody' },
       { email: 'nobody@localhost' },
       { email: ['lead@example.com', 'evil@example.com\r\nBcc: victim@example.com'] },

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
@@ -56,6 +56,7 @@ describe('transfer learning through the cluster', function () {
     await Promise.all([training?.kill('SIGTERM'), inference?.kill('SIGTERM')]);
     await broker?.close();
     await dir?.remove();
+    if (models) await rm(models, { recursive: true, force: true });
   });
 
   it('trains a head on squeezenet embeddings of an uploaded dataset', () => {

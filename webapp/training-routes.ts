@@ -11,6 +11,7 @@ import {
   RUNS_GET,
   RUNS_LIST,
   TRAIN_SERVICE,
+  datasetFetchService,
   trainingJobFrames,
   type DatasetSummary,
   type ExperimentDetail,
@@ -131,8 +132,12 @@ export class TrainingRoutes {
       await this.requireService(TRAIN_SERVICE);
       const datasets = await this.ask<DatasetSummary[]>(DATASETS_LIST, []);
       const dataset = datasets.find((d) => d.id === request.datasetId) ?? datasets.find((d) => d.name === request.datasetId);
-      if (!dataset) throw new ZerveError('UNKNOWN_DATASET', `no dataset ${JSON.stringify(request.datasetId)}: add it first`);
-      if (request.split?.kind === 'explicit' && !dataset.explicitTest) {
+      // datasets.list answers for one worker's data folder; a dataset held on another host is offered as
+      // datasets.fetch.<id>, and the training worker fetches it (README "Across hosts").
+      if (!dataset && !(await this.context.catalog.offers(datasetFetchService(request.datasetId)))) {
+        throw new ZerveError('UNKNOWN_DATASET', `no dataset ${JSON.stringify(request.datasetId)}: add it first`);
+      }
+      if (dataset && request.split?.kind === 'explicit' && !dataset.explicitTest) {
         throw new ZerveError('BAD_REQUEST', `split explicit needs a test/ folder, and dataset ${request.datasetId} has none`);
       }
       if (request.backbone !== undefined) await this.context.catalog.requireModel(request.backbone);

@@ -39,7 +39,13 @@ export class BenchCluster {
     const broker = new CliChild(['broker', '--frontend', frontend, '--backend', backend]);
     const cluster = new BenchCluster(broker, frontend, backend);
     // mmi.services answers once the broker listens; retry while it starts (a refused connect is retried by ZeroMQ).
-    await cluster.until(async () => (await cluster.control.services({ timeoutMs: 1000 }), true), 30_000, 'broker start');
+    try {
+      await cluster.until(async () => (await cluster.control.services({ timeoutMs: 1000 }), true), 30_000, 'broker start');
+    } catch (err) {
+      // Not returned, so nobody else can close it: the broker child and the control socket would outlive the error.
+      await cluster.close();
+      throw err;
+    }
     return cluster;
   }
 
@@ -70,7 +76,7 @@ export class BenchCluster {
 
   /** Stops every worker, then the broker. */
   async close(): Promise<void> {
-    await this.control.close();
+    await this.control.close().catch(() => undefined);
     await Promise.allSettled([...this.workers].map((w) => w.stop()));
     this.workers.clear();
     await this.broker.stop();

@@ -15,8 +15,8 @@ export interface EmbeddingBaselineOptions {
  * backbone embeddings. The same embedding graph and session options as the trainer's feature
  * extractor (so only the work around the session differs), fed by a plain loop: sharp decodes a
  * batch (stretched to the backbone's size, alpha dropped), a loop packs it as a float NCHW tensor,
- * onnxruntime runs it. Decoding never overlaps inference, and there is no dataset, no hashing and
- * no cache.
+ * onnxruntime runs it. The caller overlaps decoding the next batch with running this one, as the
+ * extractor does; there is no dataset, no hashing and no cache.
  */
 export class EmbeddingBaseline {
   private constructor(
@@ -30,8 +30,8 @@ export class EmbeddingBaseline {
     return new EmbeddingBaseline(session, options.backbone);
   }
 
-  /** Embeddings of `images` (encoded bytes) in one batch: row-major [images.length, D]. */
-  async embed(images: Buffer[]): Promise<{ data: Float32Array; dim: number }> {
+  /** `images` (encoded bytes) as one float NCHW batch, ready for `run`. */
+  async decode(images: Buffer[]): Promise<Float32Array> {
     const { width, height, channelOrder, scale } = this.backbone;
     const area = width * height;
     const input = new Float32Array(images.length * 3 * area);
@@ -46,9 +46,15 @@ export class EmbeddingBaseline {
         for (let i = 0; i < area; i++) input[base + i] = (pixels[i * 3 + src]! * factor - mean) / std;
       }
     }
-    const tensor = new ort.Tensor('float32', input, [images.length, 3, height, width]);
+    return input;
+  }
+
+  /** Embeddings of a `decode`d batch of `count` images: row-major [count, D]. */
+  async run(input: Float32Array, count: number): Promise<{ data: Float32Array; dim: number }> {
+    const { width, height } = this.backbone;
+    const tensor = new ort.Tensor('float32', input, [count, 3, height, width]);
     const data = (await this.session.run({ [this.backbone.inputName]: tensor }))[EMBEDDING_OUTPUT]!.data as Float32Array;
-    return { data, dim: data.length / images.length };
+    return { data, dim: data.length / count };
   }
 
   release(): Promise<void> {

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { ZerveClient } from '../../shared/client.ts';
 import { DEFAULT_TRAINING_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions } from '../../shared/config.ts';
 import { logger, type Logger } from '../../shared/logger.ts';
-import { DIGITS_REQUEST, requestTraining, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../../shared/training.ts';
+import { DIGITS_REQUEST, requestTraining, TRAIN_RUN_SERVICE, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../../shared/training.ts';
 import { squeezenetBackbone, type BackboneSpec } from '../../workers/training/backbone.ts';
 import { loadMnist } from '../../workers/training/builtin-mnist.ts';
 import { DatasetStore } from '../../workers/training/dataset-store.ts';
@@ -19,13 +19,13 @@ import { FeatureExtractor } from '../../workers/training/features.ts';
 import { expandSearch } from '../../workers/training/search-space.ts';
 import { runTraining, type TrainingProgress, type TrainingRequest } from '../../workers/training/trainer.ts';
 import { writeAugmentedFolder } from './augmented-folder.ts';
+import { BenchCluster } from './bench-cluster.ts';
 import { makeBenchRepository } from './bench-repository.ts';
 import { CHILD_ENV } from './cli-child.ts';
 import { EmbeddingBaseline } from './embedding-baseline.ts';
 import { ReportTable } from './report-table.ts';
 import { withProcessCpu } from './process-cpu.ts';
 import { TimedExtractor, type ExtractionTiming } from './timed-extractor.ts';
-import { TrainingCluster } from './training-cluster.ts';
 
 export interface TrainingBenchOptions {
   /** `../shared/fixtures`: images and the squeezenet-fp32 model. */
@@ -117,7 +117,7 @@ export interface GridRow {
   workerCpuMs?: number;
   /** Worker CPU time over wall time: the cores the workers kept busy. */
   coresBusy?: number;
-  /** CPU time of this process (broker and client) during the request. */
+  /** CPU time of the broker process and this one (the client) during the request. */
   benchCpuMs?: number;
   testAccuracy: number;
   ratioToOneWorker?: number;
@@ -147,7 +147,7 @@ export async function benchTraining(options: TrainingBenchOptions): Promise<Trai
   const log = logger.child({ component: 'bench' }, { level: process.env.ZERVE_LOG_LEVEL ?? 'warn' });
   const digits = await benchDigits(options, sizes, log);
   const transfer = await benchTransfer(options, sizes, log);
-  const grid = await benchGrid(options, sizes, log);
+  const grid = await benchGrid(options, sizes);
   return { quick: options.quick, digits, transfer, grid };
 }
 
@@ -332,8 +332,13 @@ async function embedWithBaseline(
     // Timed like the extractor's rate: from after the session exists, first (cold) run included.
     const started = performance.now();
     let first: { data: Float32Array; dim: number } | undefined;
+    // The next batch decodes while this one runs, as in the extractor: otherwise "x raw" would count
+    // the extractor's pipelining as if it were the cost of the cluster's code.
+    let pending: Promise<Float32Array> | undefined = images.length > 0 ? baseline.decode(images.slice(0, batchSize)) : undefined;
     for (let start = 0; start < images.length; start += batchSize) {
-      const out = await baseline.embed(images.slice(start, start + batchSize));
+      const input = await pending!;
+      pending = start + batchSize < images.length ? baseline.decode(images.slice(start + batchSize, start + 2 * batchSize)) : undefined;
+      const out = await baseline.run(input, Math.min(batchSize, images.length - start));
       first ??= out;
     }
     const ms = performance.now() - started;
@@ -363,7 +368,7 @@ async function compareWithCache(cacheDir: string, images: Buffer[], baseline: { 
 // grid: one `train` request, searched on 1 then 2 training worker processes
 // ---------------------------------------------------------------------------------------------
 
-async function benchGrid(options: TrainingBenchOptions, sizes: TrainingSizes, log: Logger): Promise<GridResult> {
+async function benchGrid(options: TrainingBenchOptions, sizes: TrainingSizes): Promise<GridResult> {
   const request: TrainHeader = {
     datasetId: 'mnist',
     family: 'mlp',
@@ -381,7 +386,7 @@ async function benchGrid(options: TrainingBenchOptions, sizes: TrainingSizes, lo
     options.progress(`grid: warning: runConcurrency ${runConcurrency} < ${most} workers x runCapacity ${runCapacity}: some workers will sit idle`);
   }
   const rows: GridRow[] = [];
-  for (const workers of GRID_WORKERS) rows.push(await gridOnce(options, request, runs, workers, log));
+  for (const workers of GRID_WORKERS) rows.push(await gridOnce(options, request, runs, workers));
   const one = rows[0]!;
   for (const row of rows) row.ratioToOneWorker = row.wallMs / one.wallMs;
   const ratio = rows.at(-1)!.ratioToOneWorker!;
@@ -399,18 +404,21 @@ async function benchGrid(options: TrainingBenchOptions, sizes: TrainingSizes, lo
 
 /**
  * One setup on fresh processes and a fresh data folder (shared by its workers, as `zerve up` does),
- * so both setups start cold: every worker process prepares (loads and lays out) mnist itself on its
- * first request, the orchestrator before it fans out, the others on their first `train.run`.
+ * so both setups start cold: every worker process parses mnist as it starts (before it registers, not
+ * timed) and lays out its features on its first request, the orchestrator before it fans out, the
+ * others on their first `train.run`.
  */
-async function gridOnce(options: TrainingBenchOptions, request: TrainHeader, runs: number, workers: number, log: Logger): Promise<GridRow> {
+async function gridOnce(options: TrainingBenchOptions, request: TrainHeader, runs: number, workers: number): Promise<GridRow> {
   const label = `grid, ${workers} worker(s)`;
   const root = await tempRoot('grid');
   try {
-    const cluster = await TrainingCluster.start({ data: path.join(root.path, 'data'), models: path.join(root.path, 'models'), logger: log });
+    const cluster = await BenchCluster.start();
     const client = new ZerveClient({ broker: cluster.frontend });
     try {
-      options.progress(`${label}: starting ${workers} training worker process(es) on a broker in this process`);
-      const children = await cluster.addWorkers(workers);
+      options.progress(`${label}: starting ${workers} training worker process(es) on a broker process`);
+      // --broker, as `zerve up` passes it, so the `train` handler fans its search out as `train.run` over every worker.
+      const workerArgs = ['training', '--broker', cluster.frontend, '--data', path.join(root.path, 'data'), '--models', path.join(root.path, 'models')];
+      const children = await cluster.addWorkers(workerArgs, workers, TRAIN_RUN_SERVICE);
       options.progress(`${label}: train, ${runs} runs of ${String(request.epochs)} epochs, then the refit`);
       const lastEpochAt = new Map<number, number>();
       let featuresAt: number | undefined;
@@ -430,7 +438,7 @@ async function gridOnce(options: TrainingBenchOptions, request: TrainHeader, run
           options.progress(`${label}: refitting the best run`);
         }
       };
-      const pids = Object.fromEntries([['bench', process.pid], ...children.map((c, i) => [`worker${i + 1}`, c.pid] as const)]);
+      const pids = Object.fromEntries([['bench', process.pid], ['broker', cluster.broker.pid], ...children.map((c, i) => [`worker${i + 1}`, c.pid] as const)]);
       const { result, cpuUs } = await withProcessCpu(pids, (): Promise<TrainResultMessage> => requestTraining(client, request, { onProgress }));
       const ended = performance.now();
       const workerCpuUs = children.map((_, i) => cpuUs[`worker${i + 1}`]);
@@ -449,7 +457,7 @@ async function gridOnce(options: TrainingBenchOptions, request: TrainHeader, run
         runsByPid,
         meanRunsAtOnce: result.runs.reduce((sum, r) => sum + r.elapsedMs, 0) / Math.max(searchMs, 1),
         ...(workerCpuMs !== undefined ? { workerCpuMs, coresBusy: workerCpuMs / (ended - started) } : {}),
-        ...(cpuUs.bench !== undefined ? { benchCpuMs: cpuUs.bench / 1000 } : {}),
+        ...(cpuUs.bench !== undefined && cpuUs.broker !== undefined ? { benchCpuMs: (cpuUs.bench + cpuUs.broker) / 1000 } : {}),
         testAccuracy: result.test.accuracy,
       };
     } finally {
@@ -519,7 +527,7 @@ export function trainingReport(section: TrainingSection): (string | ReportTable)
   out.push('');
   out.push(
     `4c. grid: one train request (mnist, MLP ${String((grid.request.params as Record<string, unknown>).hidden)} hidden, ${String(grid.request.epochs)} epochs, no early stopping), ` +
-      `a grid of ${grid.runs} (${GRID_SEARCH.join(' x ')}) fanned out as train.run through a broker in this process to zerve worker training processes ` +
+      `a grid of ${grid.runs} (${GRID_SEARCH.join(' x ')}) fanned out as train.run through a zerve broker process to zerve worker training processes ` +
       `(runConcurrency ${grid.runConcurrency}, runCapacity ${grid.runCapacity}); fresh processes and data folder per setup, so each worker prepares mnist once, cold`,
   );
   const gridTable = new ReportTable(['setup', 'wall s', 'prepare s', 'search s', 'refit + test s', 'runs per worker', 'mean runs at once', 'worker CPU s', 'cores busy', 'bench CPU s', 'x 1 worker', 'test accuracy']);

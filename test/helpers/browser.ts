@@ -32,7 +32,10 @@ export interface Browser {
 export async function launchBrowser(viewport: { width: number; height: number }): Promise<Browser> {
   mkdirSync(SCREENSHOTS, { recursive: true });
   const profile = mkdtempSync(join(tmpdir(), 'zerve-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport });
+  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport }).catch((err: unknown) => {
+    rmSync(profile, { recursive: true, force: true });
+    throw err;
+  });
   let closed: Promise<void> | undefined;
   return {
     context,

@@ -412,6 +412,7 @@ function onProgress(message) {
     progressLine.textContent = `Preparing the images: ${message.done} of ${message.total}.`;
     return;
   }
+  if (message.type !== 'epoch') return; // a message type this page does not know yet
   const refit = message.phase === 'refit';
   const label = refit ? 'refit of the best run on train + validation' : `run ${message.run}: ${paramsText(message.params)}`;
   curves.add(refit ? 'refit' : message.runId, label, message);
@@ -459,6 +460,7 @@ function finish(status) {
   if (experimentId) {
     api(`/api/runs/${encodeURIComponent(experimentId)}`)
       .then((experiment) => {
+        if (job) return; // a newer training started meanwhile: its live curves stay
         curves.load(experiment.runs, { withRefit: true });
         drawLive();
       })
@@ -489,6 +491,7 @@ function listen(current) {
     if (entry.data && typeof entry.data === 'object') onProgress(entry.data);
   });
   source.addEventListener('done', (event) => {
+    source.close(); // the server ends the stream now: do not let the browser reconnect
     if (job === current) finish(JSON.parse(event.data));
   });
   source.addEventListener('error', async () => {
@@ -550,6 +553,7 @@ $('cancel').addEventListener('click', async () => {
 const runsTable = $('runs');
 const selected = new Set();
 let experiments = [];
+let runsLoads = 0; // answers of overlapping loads can arrive out of order: only the newest is drawn
 
 function scheduleRunsRefresh() {
   if (runsRefresh) return;
@@ -566,12 +570,16 @@ function datasetName(id) {
 
 async function loadRuns() {
   const status = $('runs-status');
+  const load = ++runsLoads;
+  let answer;
   try {
-    experiments = await api('/api/runs?limit=50');
+    answer = await api('/api/runs?limit=50');
   } catch (err) {
-    status.textContent = errorText(err, 'The runs could not be listed.');
+    if (load === runsLoads) status.textContent = errorText(err, 'The runs could not be listed.');
     return;
   }
+  if (load !== runsLoads) return;
+  experiments = answer;
   const known = new Set(experiments.flatMap((e) => e.runs.map((r) => r.id)));
   for (const id of [...selected]) if (!known.has(id)) selected.delete(id);
   status.textContent = experiments.length === 0 ? 'No experiment yet.' : `${experiments.length} experiment${experiments.length === 1 ? '' : 's'}, newest first.`;

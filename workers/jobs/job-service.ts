@@ -173,7 +173,10 @@ export class JobService extends EventEmitter {
     const controller = this.running.get(id);
     if (controller && !controller.signal.aborted) {
       controller.abort(new ZerveError('CANCELED', 'the job was canceled'));
-      this.cancelAtTarget(id);
+      // Tracked, so close() waits for it before the target client closes under it.
+      const cancel = this.cancelAtTarget(id);
+      this.inFlight.add(cancel);
+      void cancel.finally(() => this.inFlight.delete(cancel));
     }
     return status;
   }

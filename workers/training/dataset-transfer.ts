@@ -131,6 +131,8 @@ export class DatasetTransfer extends EventEmitter {
     try {
       await new Promise<void>((resolve, reject) => {
         const onAbort = () => reject(signal!.reason);
+        // An abort while the disk was read above fires no event any more.
+        if (signal?.aborted) return onAbort();
         signal?.addEventListener('abort', onAbort, { once: true });
         current.done.then(resolve, reject).finally(() => signal?.removeEventListener('abort', onAbort));
       });

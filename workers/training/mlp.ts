@@ -216,7 +216,7 @@ export class MlpClassifier {
       let valAccuracy = Number.NaN;
       let valLoss = Number.NaN;
       if (val && valX && val.rows > 0) {
-        const proba = this.#predictNormalized(valX, val.rows);
+        const proba = await this.#predictNormalized(valX, val.rows, yieldMs);
         ({ accuracy: valAccuracy, loss: valLoss } = accuracyAndLoss(proba, val.y, val.rows, this.classes));
       }
       const progress: EpochProgress = { loss: lossSum / train.rows, valAccuracy, valLoss, elapsedMs: performance.now() - started };
@@ -241,14 +241,14 @@ export class MlpClassifier {
     return { epochsRun, bestEpoch: best?.epoch ?? epochsRun, history, elapsedMs: performance.now() - started };
   }
 
-  /** Class probabilities, row-major [rows, classes]. */
-  predictProba(x: Float32Array, rows: number): Float32Array {
-    return this.#predictNormalized(this.#normalized(x, rows), rows);
+  /** Class probabilities, row-major [rows, classes]; yields to the event loop every `yieldMs`. */
+  predictProba(x: Float32Array, rows: number, yieldMs = 20): Promise<Float32Array> {
+    return this.#predictNormalized(this.#normalized(x, rows), rows, yieldMs);
   }
 
   /** Top-1 class per row. */
-  predict(x: Float32Array, rows: number): Int32Array {
-    return argmaxRows(this.predictProba(x, rows), rows, this.classes);
+  async predict(x: Float32Array, rows: number): Promise<Int32Array> {
+    return argmaxRows(await this.predictProba(x, rows), rows, this.classes);
   }
 
   toJSON(): MlpSnapshot {
@@ -308,11 +308,17 @@ export class MlpClassifier {
     return out;
   }
 
-  #predictNormalized(x: Float32Array, rows: number): Float32Array {
+  /** In chunks, yielding between them: a wide model over thousands of rows would block heartbeats. */
+  async #predictNormalized(x: Float32Array, rows: number, yieldMs: number): Promise<Float32Array> {
     const chunk = 256;
     const out = new Float32Array(rows * this.classes);
     const acts = [undefined, ...this.layers.map((layer) => new Float32Array(chunk * layer.outputs))];
+    let lastYield = performance.now();
     for (let start = 0; start < rows; start += chunk) {
+      if (performance.now() - lastYield >= yieldMs) {
+        await yieldToLoop();
+        lastYield = performance.now();
+      }
       const size = Math.min(chunk, rows - start);
       let input = x.subarray(start * this.inputSize, (start + size) * this.inputSize);
       for (let l = 0; l < this.layers.length; l++) {

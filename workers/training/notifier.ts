@@ -67,6 +67,8 @@ export function parseNotify(value: unknown, options: { emailEnabled: boolean }):
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') {
       throw new ZerveError('BAD_REQUEST', `notify.webhook must be an http or https URL; got ${JSON.stringify(String(webhook).slice(0, 100))}`);
     }
+    // fetch() refuses URLs with credentials, so every delivery would fail: refuse the request instead.
+    if (url.username !== '' || url.password !== '') throw new ZerveError('BAD_REQUEST', 'notify.webhook must not carry user:password');
     target.webhook = url.href;
   }
   if (email !== undefined) {

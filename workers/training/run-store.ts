@@ -77,9 +77,14 @@ export class RunStore {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
       this.db.exec(SCHEMA);
-      // Stores written before experiments recorded their worker.
-      const columns = new Set((this.db.prepare(`PRAGMA table_info(experiments)`).all() as { name: string }[]).map((c) => c.name));
-      if (!columns.has('host')) this.db.exec(`ALTER TABLE experiments ADD COLUMN host TEXT; ALTER TABLE experiments ADD COLUMN pid INTEGER;`);
+      // Stores written before experiments recorded their worker. Checked under the write lock: the
+      // training workers of one host (`zerve up`) open the same file at once.
+      this.db
+        .transaction(() => {
+          const columns = new Set((this.db.prepare(`PRAGMA table_info(experiments)`).all() as { name: string }[]).map((c) => c.name));
+          if (!columns.has('host')) this.db.exec(`ALTER TABLE experiments ADD COLUMN host TEXT; ALTER TABLE experiments ADD COLUMN pid INTEGER;`);
+        })
+        .immediate();
     }
     this.db.pragma('busy_timeout = 5000');
   }

@@ -338,7 +338,7 @@ export async function finishTraining(
     ...(context.onRefitEpoch ? { onEpoch: context.onRefitEpoch(bestIndex, refitConfig) } : {}),
   });
   const test = gather(prepared.features, prepared.dataset.labels, prepared.testRows);
-  const proba = model.predictProba(test.x, test.rows);
+  const proba = await model.predictProba(test.x, test.rows, options.yieldIntervalMs);
   const testPredictions = new Int32Array(test.rows);
   const classes = prepared.dataset.classes.length;
   for (let r = 0; r < test.rows; r++) {

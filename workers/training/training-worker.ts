@@ -83,6 +83,8 @@ export class TrainingWorker {
   /** Datasets whose fetch service this worker offers. */
   private readonly offered = new Set<string>();
   private readonly active = new Map<string, AbortController>();
+  /** Removes the listener `track` put on the connection's signal, which outlives every request. */
+  private readonly detach = new Map<string, () => void>();
   /** Prepared data by request key: features are computed once per process for a whole search. */
   private readonly prepared = new Map<string, Promise<PreparedTraining>>();
   private closing?: Promise<void>;
@@ -145,20 +147,22 @@ export class TrainingWorker {
     const { notify, ...request } = await this.validRequest(fields);
     const experimentId = `e${randomBytes(4).toString('hex')}`;
     const send = (message: TrainProgressMessage) => ctx.partial([encodeJson(message)]);
-    const controller = this.track(experimentId, ctx.signal);
     const started = performance.now();
     const log = this.log.child({ experimentId, datasetId: request.datasetId });
     const seed = request.seed ?? 1;
     const points = expandSearch(request.search, seed);
     const configs = points.map((point) => runConfigFor(request, point));
     const runIds = points.map((_, i) => `${experimentId}-${i + 1}`);
-    this.store.startExperiment({ id: experimentId, ...(request.export ? { name: request.export.name } : {}), datasetId: request.datasetId, request, seed, host: HOSTNAME, pid: process.pid });
-    send({ type: 'started', experimentId, cancelService: this.cancelService, host: HOSTNAME, pid: process.pid, runs: points.length });
-    log.info({ runs: points.length, fanOut: this.fansOut(points.length) }, 'experiment started');
+    // Before the experiment is recorded: nothing may throw between that and the try that finishes it.
     const datasetName = this.store.datasetName(request.datasetId) ?? (request.datasetId === MNIST_DATASET_ID ? 'mnist' : null);
     const outcome = { experimentId, datasetId: request.datasetId, datasetName, name: request.export?.name ?? null, runs: points.length, startedAt: new Date() };
+    this.store.startExperiment({ id: experimentId, ...(request.export ? { name: request.export.name } : {}), datasetId: request.datasetId, request, seed, host: HOSTNAME, pid: process.pid });
+    const controller = this.track(experimentId, ctx.signal);
+    send({ type: 'started', experimentId, cancelService: this.cancelService, host: HOSTNAME, pid: process.pid, runs: points.length });
+    log.info({ runs: points.length, fanOut: this.fansOut(points.length) }, 'experiment started');
     try {
-      // Progress of a long fetch is logged (DatasetTransfer), not streamed: TrainProgressMessage has no such type yet.
+      // Progress of a long fetch is logged (DatasetTransfer), not streamed: the CLI and the page take
+      // any PARTIAL other than started and features for an epoch (TrainDatasetFetch is train.run's only).
       await this.ensureDataset(request.datasetId, controller.signal);
       let lastFeatures = 0;
       const prepared = await this.prepare(request, controller.signal, (done, total) => {
@@ -219,7 +223,7 @@ export class TrainingWorker {
       void this.notifier.notify(notify, { ...outcome, durationMs: performance.now() - started, error });
       throw error;
     } finally {
-      this.active.delete(experimentId);
+      this.untrack(experimentId);
     }
   }
 
@@ -328,7 +332,7 @@ export class TrainingWorker {
       });
       return [encodeJson({ ...result, host: HOSTNAME, pid: process.pid })];
     } finally {
-      this.active.delete(run.runId);
+      this.untrack(run.runId);
     }
   }
 
@@ -452,9 +456,18 @@ export class TrainingWorker {
   /** An abort controller for `id`, aborted too when the connection's own signal aborts (close). */
   private track(id: string, outer: AbortSignal): AbortController {
     const controller = new AbortController();
-    outer.addEventListener('abort', () => controller.abort(outer.reason), { once: true });
+    const onAbort = () => controller.abort(outer.reason);
+    outer.addEventListener('abort', onAbort, { once: true });
     this.active.set(id, controller);
+    this.detach.set(id, () => outer.removeEventListener('abort', onAbort));
     return controller;
+  }
+
+  /** Ends what `track` started; once per tracked request, in its `finally`. */
+  private untrack(id: string): void {
+    this.active.delete(id);
+    this.detach.get(id)?.();
+    this.detach.delete(id);
   }
 
   /** The backbone a transfer request names: the latest version of that model in the repository (squeezenet layouts). */
