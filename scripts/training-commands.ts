@@ -358,7 +358,8 @@ export async function trainDefaultDigits(broker: string): Promise<TrainResultMes
   const view = new TrainingProgressView();
   try {
     // A durable job: it shows on the web page's runs and survives this command's end.
-    const ticket = await submitJob(client, trainingJobFrames(DIGITS_REQUEST));
+    // Keyed: a `zerve up` restarted while digits trains follows that job instead of queuing another.
+    const ticket = await submitJob(client, trainingJobFrames(DIGITS_REQUEST, { key: 'zerve-up:digits' }));
     process.stderr.write(`zerve: empty model repository: training the built-in \`digits\` model from mnist as the first job (${ticket.id})\n`);
     const status = await watchJob(client, ticket.id, { onProgress: (p) => view.update(p.data as TrainProgressMessage) });
     const result = jobResult<TrainResultMessage>(status);

@@ -37,6 +37,17 @@ export interface JobSubmitRequest {
    * option. Only TIMEOUT, NO_WORKERS, OVERLOADED and WORKER_LOST are retried.
    */
   maxAttempts?: number;
+  /**
+   * While a queued or running job was submitted with this key, submitting the same key again
+   * answers that job's ticket instead of queuing another (1 to 128 characters).
+   */
+  key?: string;
+  /**
+   * The target announces a `CancelHandle` in its first PARTIAL (training does). A cancel that comes
+   * before it keeps the reply stream open until it arrives and then forwards the cancel, so a request
+   * still queued at the broker never runs unwatched later.
+   */
+  announcesCancel?: boolean;
 }
 
 /**

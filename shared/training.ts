@@ -50,8 +50,14 @@ export const TRAIN_SILENCE_TIMEOUT_MS = 30 * 60 * 1000;
  * JSON train header]`). `maxAttempts` 1 (the default) fails the job with WORKER_LOST when its
  * training worker dies; 2 trains again once on another worker.
  */
-export function trainingJobFrames(header: TrainHeader, options: { maxAttempts?: number } = {}): Buffer[] {
-  const submit: JobSubmitRequest = { service: TRAIN_SERVICE, timeoutMs: TRAIN_SILENCE_TIMEOUT_MS, maxAttempts: options.maxAttempts ?? 1 };
+export function trainingJobFrames(header: TrainHeader, options: { maxAttempts?: number; key?: string } = {}): Buffer[] {
+  const submit: JobSubmitRequest = {
+    service: TRAIN_SERVICE,
+    timeoutMs: TRAIN_SILENCE_TIMEOUT_MS,
+    maxAttempts: options.maxAttempts ?? 1,
+    announcesCancel: true,
+    ...(options.key ? { key: options.key } : {}),
+  };
   return [encodeJson(submit), encodeJson({ deadlineMs: DEFAULT_TRAIN_DEADLINE_MS, ...header })];
 }
 

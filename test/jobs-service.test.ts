@@ -172,6 +172,49 @@ describe('jobs service', () => {
     assert.equal((await submit([{ id: ticket.id }], JOBS_STATUS)).failure?.code, 'CANCELED');
   });
 
+  it('waits for the cancel handle of a job canceled before its target announced one, then forwards the cancel', async () => {
+    let announce!: () => void;
+    const queuedAtBroker = new Promise<void>((resolve) => (announce = resolve));
+    let started!: () => void;
+    const isRunning = new Promise<void>((resolve) => (started = resolve));
+    const cancels: unknown[] = [];
+    let stopped!: () => void;
+    const stop = new Promise<void>((resolve) => (stopped = resolve));
+    target.scripts.set('train', async function* () {
+      started();
+      await queuedAtBroker; // the request waits at the broker behind another training
+      yield { final: false, body: [json({ type: 'started', cancelService: 'train.cancel.w1', experimentId: 'e1' })] };
+      await stop;
+      throw new ZerveError('CANCELED');
+    });
+    target.scripts.set('train.cancel.w1', async function* (body) {
+      cancels.push(JSON.parse(body[0]!.toString()));
+      stopped();
+      yield final({ canceled: true });
+    });
+    service.start();
+    const ticket = await submit([{ service: 'train', announcesCancel: true }]);
+    await isRunning;
+    const done = settled(ticket.id);
+    assert.equal((await submit([{ id: ticket.id }], JOBS_CANCEL)).state, 'canceled');
+    announce();
+    assert.equal(await done, 'canceled');
+    assert.deepEqual(cancels, [{ experimentId: 'e1' }]);
+  });
+
+  it('answers the queued job again for a repeated key, and queues a new one once it has finished', async () => {
+    target.scripts.set('work', async function* () {
+      yield final({ ok: true });
+    });
+    const first = await submit([{ service: 'work', key: 'digits' }]);
+    assert.equal((await submit([{ service: 'work', key: 'digits' }])).id, first.id);
+    assert.notEqual((await submit([{ service: 'work', key: 'other' }])).id, first.id);
+    const done = settled(first.id);
+    service.start();
+    assert.equal(await done, 'succeeded');
+    assert.notEqual((await submit([{ service: 'work', key: 'digits' }])).id, first.id);
+  });
+
   it('runs at most `concurrency` jobs at once', async () => {
     target.scripts.set('work', async function* () {
       await new Promise((resolve) => setImmediate(resolve));
@@ -192,6 +235,9 @@ describe('jobs service', () => {
     assert.equal(await code(submit([Buffer.from('not json')])), 'BAD_REQUEST');
     assert.equal(await code(submit([{ service: 'jobs.submit' }])), 'BAD_REQUEST');
     assert.equal(await code(submit([{ service: 'x', timeoutMs: -1 }])), 'BAD_REQUEST');
+    assert.equal(await code(submit([{ service: 'x', maxAttempts: 11 }])), 'BAD_REQUEST');
+    assert.equal(await code(submit([{ service: 'x', key: '' }])), 'BAD_REQUEST');
+    assert.equal(await code(submit([{ service: 'x', announcesCancel: 'yes' }])), 'BAD_REQUEST');
     assert.equal(await code(submit([{ service: 'x' }, Buffer.alloc(2048)])), 'IMAGE_TOO_LARGE');
   });
 

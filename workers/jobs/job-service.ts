@@ -71,6 +71,9 @@ export class JobService extends EventEmitter {
   private readonly running = new Map<string, AbortController>();
   /** Where to send a cancel for running jobs whose target announced one. */
   private readonly cancelHandles = new Map<string, CancelHandle>();
+  /** Jobs canceled before their target announced its cancel handle (`announcesCancel`). */
+  private readonly cancelOnHandle = new Set<string>();
+  private readonly announcing = new Set<string>();
   private readonly inFlight = new Set<Promise<void>>();
   private pumpTimer: NodeJS.Timeout | undefined;
   private purgeTimer: NodeJS.Timeout | undefined;
@@ -134,7 +137,7 @@ export class JobService extends EventEmitter {
 
   submit(request: Record<string, unknown>, targetBody: Buffer[]): JobTicket {
     if (this.closing) throw new ZerveError('OVERLOADED', 'the jobs service is stopping');
-    const { service, timeoutMs, maxAttempts } = request as Partial<JobSubmitRequest>;
+    const { service, timeoutMs, maxAttempts, key, announcesCancel } = request as Partial<JobSubmitRequest>;
     if (typeof service !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(service)) {
       throw new ZerveError('BAD_REQUEST', 'service must be a service name such as "classify.squeezenet"');
     }
@@ -154,7 +157,16 @@ export class JobService extends EventEmitter {
     if (maxAttempts !== undefined && !(Number.isInteger(maxAttempts) && maxAttempts >= 1 && maxAttempts <= 10)) {
       throw new ZerveError('BAD_REQUEST', 'maxAttempts must be an integer from 1 to 10');
     }
-    const runOptions: JobRunOptions = { ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(maxAttempts !== undefined ? { maxAttempts } : {}) };
+    if (key !== undefined && !(typeof key === 'string' && key.length >= 1 && key.length <= 128)) {
+      throw new ZerveError('BAD_REQUEST', 'key must be a string of 1 to 128 characters');
+    }
+    if (announcesCancel !== undefined && typeof announcesCancel !== 'boolean') throw new ZerveError('BAD_REQUEST', 'announcesCancel must be a boolean');
+    const runOptions: JobRunOptions = {
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+      ...(maxAttempts !== undefined ? { maxAttempts } : {}),
+      ...(key !== undefined ? { key } : {}),
+      ...(announcesCancel ? { announcesCancel } : {}),
+    };
     const ticket = this.store.submit(service, targetBody, runOptions);
     this.log.debug({ job: ticket.id, service }, 'job queued');
     this.pump();
@@ -172,13 +184,19 @@ export class JobService extends EventEmitter {
     if (!status) throw new ZerveError('UNKNOWN_JOB', `no job ${id}`);
     const controller = this.running.get(id);
     if (controller && !controller.signal.aborted) {
-      controller.abort(new ZerveError('CANCELED', 'the job was canceled'));
-      // Tracked, so close() waits for it before the target client closes under it.
-      const cancel = this.cancelAtTarget(id);
-      this.inFlight.add(cancel);
-      void cancel.finally(() => this.inFlight.delete(cancel));
+      // Still queued at the broker: stopping to listen now would let it run unwatched later.
+      if (this.announcing.has(id)) this.cancelOnHandle.add(id);
+      else this.stopRunning(id, controller);
     }
     return status;
+  }
+
+  private stopRunning(id: string, controller: AbortController): void {
+    controller.abort(new ZerveError('CANCELED', 'the job was canceled'));
+    // Tracked, so close() waits for it before the target client closes under it.
+    const cancel = this.cancelAtTarget(id);
+    this.inFlight.add(cancel);
+    void cancel.finally(() => this.inFlight.delete(cancel));
   }
 
   /** Stops dispatching, aborts running jobs and puts them back in the queue for the next start. */
@@ -254,6 +272,7 @@ export class JobService extends EventEmitter {
     this.running.set(job.id, controller);
     const log = this.log.child({ job: job.id, service: job.service, attempt: job.attempts });
     log.debug('job running');
+    if (job.options.announcesCancel) this.announcing.add(job.id);
     try {
       let final: Buffer[] | undefined;
       const timeoutMs = job.options.timeoutMs ?? this.options.requestTimeoutMs;
@@ -263,7 +282,11 @@ export class JobService extends EventEmitter {
           continue;
         }
         const handle = cancelHandleOf(chunk.body[0]);
-        if (handle) this.cancelHandles.set(job.id, handle);
+        if (handle) {
+          this.cancelHandles.set(job.id, handle);
+          this.announcing.delete(job.id);
+          if (this.cancelOnHandle.delete(job.id)) this.stopRunning(job.id, controller);
+        }
         const seq = this.store.addProgress(job.id, chunk.body);
         if (seq !== undefined) this.emit('progress', job.id, seq);
       }
@@ -281,6 +304,8 @@ export class JobService extends EventEmitter {
     } finally {
       this.running.delete(job.id);
       this.cancelHandles.delete(job.id);
+      this.announcing.delete(job.id);
+      this.cancelOnHandle.delete(job.id);
       this.emit('settled', job.id, this.stateOf(job.id));
     }
   }

@@ -18,6 +18,8 @@ export interface JobStoreOptions {
 export interface JobRunOptions {
   timeoutMs?: number;
   maxAttempts?: number;
+  key?: string;
+  announcesCancel?: boolean;
 }
 
 /** A job taken from the queue to run. */
@@ -185,6 +187,12 @@ export class JobStore {
 
   /** Stores a new queued job; when this returns, the job is on disk. */
   submit(service: string, body: Buffer[], options: JobRunOptions = {}, now = Date.now()): JobTicket {
+    if (options.key !== undefined) {
+      const active = this.db
+        .prepare(`SELECT id, state FROM jobs WHERE state IN ('queued', 'running') AND json_extract(options, '$.key') = ? LIMIT 1`)
+        .get(options.key) as JobTicket | undefined;
+      if (active) return active;
+    }
     const id = randomUUID();
     this.statements.insert.run(id, service, JSON.stringify(options), packFrames(body), now, now);
     return { id, state: 'queued' };
