@@ -164,6 +164,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--data <dir>', 'data directory (datasets, run store)')
     .option('--models <dir>', 'model repository trained models are exported to')
     .option('--run-concurrency <n>', 'runs of one search in flight at once')
+    .option('--run-capacity <n>', 'runs of any search this worker computes at once')
     .option('--capacity <n>', 'trainings orchestrated at once')
     .option('--smtp <url>', 'SMTP server for completion emails, e.g. smtp://host:587 or smtps://user:pass@host:465 (default: no email)')
     .option('--mail-from <address>', 'sender of completion emails (default: zerve@<host name>)')
