@@ -4,14 +4,12 @@
  */
 import type { ZerveClient } from './client.ts';
 import { ZerveError, isErrorCode } from './errors.ts';
-import { JOBS_CANCEL, JOBS_STATUS, JOBS_SUBMIT, isFinishedState, type JobProgress, type JobStatus, type JobTicket } from './jobs.ts';
+import { JOBS_STATUS, JOBS_SUBMIT, isFinishedState, type JobProgress, type JobStatus, type JobTicket } from './jobs.ts';
 import { encodeJson } from './messages.ts';
 
 export interface WatchJobOptions {
   /** Called once per stored PARTIAL reply, oldest first. */
   onProgress?: (progress: JobProgress) => void;
-  /** Aborting cancels the job (`jobs.cancel`) and keeps watching until it ends. */
-  signal?: AbortSignal;
   /** Time between two `jobs.status` requests. @defaultValue 250 */
   pollMs?: number;
 }
@@ -24,12 +22,7 @@ export function submitJob(client: ZerveClient, frames: Buffer[]): Promise<JobTic
 /** Resolves with the job's final status (succeeded, failed or canceled). */
 export async function watchJob(client: ZerveClient, id: string, options: WatchJobOptions = {}): Promise<JobStatus> {
   let since = 0;
-  let cancelSent = false;
   for (;;) {
-    if (options.signal?.aborted && !cancelSent) {
-      cancelSent = true;
-      await client.requestJson<JobStatus>(JOBS_CANCEL, [encodeJson({ id })]);
-    }
     const status = await client.requestJson<JobStatus>(JOBS_STATUS, [encodeJson({ id, since })]);
     for (const entry of status.progress) options.onProgress?.(entry);
     since = status.progressSeq;

@@ -10,6 +10,8 @@ import {
   DATASETS_LIST,
   RUNS_GET,
   RUNS_LIST,
+  type RunsGetRequest,
+  type RunsListRequest,
   TRAIN_SERVICE,
   datasetFetchService,
   trainingJobFrames,
@@ -151,13 +153,13 @@ export class TrainingRoutes {
   private readonly listRuns: RequestHandler = async (_req, res) => {
     const { limit } = params(res).query as { limit?: number };
     await this.requireService(RUNS_LIST);
-    res.json(await this.ask<ExperimentSummary[]>(RUNS_LIST, [encodeJson(limit === undefined ? {} : { limit })]));
+    res.json(await this.ask<ExperimentSummary[]>(RUNS_LIST, [encodeJson((limit === undefined ? {} : { limit }) satisfies RunsListRequest)]));
   };
 
   private readonly getRun: RequestHandler = async (_req, res) => {
     const id = params(res).path.id as string;
     await this.requireService(RUNS_GET);
-    res.json(await this.ask<RunRecord | ExperimentDetail>(RUNS_GET, [encodeJson({ id })]));
+    res.json(await this.ask<RunRecord | ExperimentDetail>(RUNS_GET, [encodeJson({ id } satisfies RunsGetRequest)]));
   };
 
   /** The body checked against `TrainRequest`, with the rules a schema cannot say. */

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { ZerveError, isErrorBody, type ErrorBody, type ErrorCode } from '../../shared/errors.ts';
-import { encodeJson } from '../../shared/messages.ts';
+import { decodeHeader, encodeJson } from '../../shared/messages.ts';
 import type { JobsOptions } from '../../shared/config.ts';
 import type { Logger } from '../../shared/logger.ts';
 import {
@@ -36,20 +36,6 @@ export type JobServiceOptions = Pick<
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['TIMEOUT', 'NO_WORKERS', 'OVERLOADED', 'WORKER_LOST']);
 const MAX_RETRY_DELAY_MS = 30_000;
 const MAX_PURGE_INTERVAL_MS = 60_000;
-
-function parseRequest(frame: Buffer | undefined): Record<string, unknown> {
-  if (frame === undefined) throw new ZerveError('BAD_REQUEST', 'frame 0 must be a JSON object');
-  let value: unknown;
-  try {
-    value = JSON.parse(frame.toString('utf8'));
-  } catch (err) {
-    throw new ZerveError('BAD_REQUEST', 'frame 0 is not JSON', { cause: err });
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ZerveError('BAD_REQUEST', 'frame 0 must be a JSON object');
-  }
-  return value as Record<string, unknown>;
-}
 
 function requireId(request: Record<string, unknown>): string {
   const id = request.id;
@@ -117,7 +103,7 @@ export class JobService extends EventEmitter {
 
   /** Answers one request of a `jobs.*` service. */
   async handle(service: string, body: Buffer[]): Promise<Buffer[]> {
-    const request = parseRequest(body[0]);
+    const request = decodeHeader(body[0]) as Record<string, unknown>;
     switch (service) {
       case JOBS_SUBMIT:
         return [encodeJson(this.submit(request, body.slice(1)))];
@@ -281,7 +267,8 @@ export class JobService extends EventEmitter {
           final = chunk.body; // the last chunk: the loop ends by itself, leaving the socket reusable
           continue;
         }
-        const handle = cancelHandleOf(chunk.body[0]);
+        // Only the first announcement counts: later PARTIALs are not parsed here.
+        const handle = this.cancelHandles.has(job.id) ? undefined : cancelHandleOf(chunk.body[0]);
         if (handle) {
           this.cancelHandles.set(job.id, handle);
           this.announcing.delete(job.id);

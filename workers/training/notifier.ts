@@ -19,7 +19,7 @@ import type { TrainingNotification, TrainNotify, TrainResultMessage } from '../.
 import { codeVersion } from './run-store.ts';
 
 /** The content type of every webhook body. */
-export const WEBHOOK_CONTENT_TYPE = 'application/json';
+const WEBHOOK_CONTENT_TYPE = 'application/json';
 const MAX_RECIPIENTS = 10;
 const MAX_URL_LENGTH = 2048;
 // Deliberately plain: a local part without spaces, quotes or separators, and a dotted domain.
@@ -201,7 +201,7 @@ export class Notifier {
    * Sends the outcome to every target in the background. The promise resolves when every
    * delivery is done or has given up; it never rejects.
    */
-  notify(target: TrainNotify | undefined, outcome: ExperimentOutcome): Promise<void> {
+  notify(target: NotifyTarget | undefined, outcome: ExperimentOutcome): Promise<void> {
     if (!target || this.closing) return Promise.resolve();
     const deliveries: Promise<void>[] = [];
     try {
@@ -212,7 +212,7 @@ export class Notifier {
         deliveries.push(this.deliver('webhook', log.child({ webhook: redactUrl(url) }), (signal) => this.postWebhook(url, notification, signal)));
       }
       if (target.email && this.transport) {
-        const to = typeof target.email === 'string' ? [target.email] : target.email;
+        const to = target.email;
         const mail = notificationEmail(notification);
         const mailLog = log.child({ to });
         deliveries.push(this.deliver('email', mailLog, (signal) => this.sendEmail(to, mail, signal, mailLog)));

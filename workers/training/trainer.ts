@@ -14,7 +14,7 @@
 import { DEFAULT_TRAINING_OPTIONS, type TrainingOptions } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import type { TrainNotify } from '../../shared/training.ts';
+import type { TrainEpoch } from '../../shared/training.ts';
 import type { BackboneSpec } from './backbone.ts';
 import { DatasetStore, type Dataset } from './dataset-store.ts';
 import { FeatureExtractor, type FeatureMatrix, type FeatureSpec } from './features.ts';
@@ -51,8 +51,6 @@ export interface TrainingRequest {
   seed?: number;
   /** Export the refitted best model as the next version of `name`. */
   export?: { name: string; description?: string };
-  /** Where to report the end of the experiment (webhook, email); the `train` handler takes it off before training. */
-  notify?: TrainNotify;
 }
 
 /** One configuration: the request's fixed params overlaid with one search point. */
@@ -73,19 +71,8 @@ export interface RunResult {
 
 export type TrainingProgress =
   | { phase: 'features'; done: number; total: number }
-  | {
-      phase: 'run' | 'refit';
-      run: number;
-      runs: number;
-      params: ParamSet;
-      epoch: number;
-      epochs: number;
-      loss: number;
-      valAccuracy: number;
-      valLoss: number;
-      elapsedMs: number;
-      etaMs: number;
-    }
+  // The wire's epoch message without what only the training worker knows.
+  | Omit<TrainEpoch, 'type' | 'experimentId' | 'runId'>
   | { phase: 'export' };
 
 export interface TrainingContext {

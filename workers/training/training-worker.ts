@@ -42,9 +42,9 @@ import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
 import { squeezenetBackbone, type BackboneSpec } from './backbone.ts';
 import { loadMnist, MNIST_DATASET_ID } from './builtin-mnist.ts';
 import { DatasetStore, type DatasetManifest } from './dataset-store.ts';
-import { DatasetTransfer, type FetchProgress } from './dataset-transfer.ts';
+import { DatasetTransfer } from './dataset-transfer.ts';
 import type { EpochProgress } from './mlp.ts';
-import { Notifier, parseNotify } from './notifier.ts';
+import { Notifier, parseNotify, type NotifyTarget } from './notifier.ts';
 import { RunStore } from './run-store.ts';
 import { expandSearch, type ParamSet } from './search-space.ts';
 import { finishTraining, prepareTraining, runConfigFor, trainOne, type PreparedTraining, type RunConfig, type RunResult, type TrainingRequest } from './trainer.ts';
@@ -144,7 +144,7 @@ export class TrainingWorker {
   private async handleTrain(body: Buffer[], ctx: RequestContext): Promise<Buffer[]> {
     const { deadlineMs, ...fields } = decodeHeader(body[0]);
     // notify stays here: it is neither recorded nor sent on with train.run.
-    const { notify, ...request } = await this.validRequest(fields);
+    const { request, notify } = await this.validRequest(fields);
     const experimentId = `e${randomBytes(4).toString('hex')}`;
     const send = (message: TrainProgressMessage) => ctx.partial([encodeJson(message)]);
     const started = performance.now();
@@ -163,7 +163,7 @@ export class TrainingWorker {
     try {
       // Progress of a long fetch is logged (DatasetTransfer), not streamed: the CLI and the page take
       // any PARTIAL other than started and features for an epoch (TrainDatasetFetch is train.run's only).
-      await this.ensureDataset(request.datasetId, controller.signal);
+      await this.transfer.ensure(request.datasetId, { signal: controller.signal });
       let lastFeatures = 0;
       const prepared = await this.prepare(request, controller.signal, (done, total) => {
         const now = performance.now();
@@ -312,14 +312,15 @@ export class TrainingWorker {
     if (typeof run.runId !== 'string' || typeof run.request !== 'object' || run.request === null || typeof run.point !== 'object') {
       throw new ZerveError('BAD_REQUEST', 'train.run needs runId, request and point');
     }
-    const request = await this.validRequest(run.request as unknown as Record<string, unknown>);
+    const { request } = await this.validRequest(run.request as unknown as Record<string, unknown>);
     const controller = this.track(run.runId, ctx.signal);
     try {
       ctx.partial([encodeJson({ type: 'started', experimentId: run.runId, cancelService: this.cancelService, host: HOSTNAME, pid: process.pid } satisfies TrainStarted)]);
       // The PARTIALs also keep the orchestrator's wait for this run alive during a long fetch.
-      await this.ensureDataset(request.datasetId, controller.signal, (p) =>
-        ctx.partial([encodeJson({ type: 'dataset', experimentId: run.experimentId, ...p } satisfies TrainDatasetFetch)]),
-      );
+      await this.transfer.ensure(request.datasetId, {
+        signal: controller.signal,
+        onProgress: (p) => ctx.partial([encodeJson({ type: 'dataset', experimentId: run.experimentId, ...p } satisfies TrainDatasetFetch)]),
+      });
       const prepared = await this.prepare(request, controller.signal);
       const config = runConfigFor(request, run.point);
       const result = await trainOne(prepared, config, {
@@ -420,7 +421,7 @@ export class TrainingWorker {
     return id;
   }
 
-  private async validRequest(fields: Record<string, unknown>): Promise<TrainingRequest> {
+  private async validRequest({ notify: notifyField, ...fields }: Record<string, unknown>): Promise<{ request: TrainingRequest; notify?: NotifyTarget }> {
     if (typeof fields.datasetId !== 'string') throw new ZerveError('BAD_REQUEST', 'datasetId is required');
     const family = fields.family ?? 'mlp';
     if (family !== 'mlp' && family !== 'transfer') throw new ZerveError('BAD_REQUEST', 'family must be mlp or transfer');
@@ -428,17 +429,10 @@ export class TrainingWorker {
     if (request.export !== undefined && !(typeof request.export === 'object' && request.export !== null && /^[A-Za-z0-9._-]{1,64}$/.test(String(request.export.name)))) {
       throw new ZerveError('BAD_REQUEST', 'export.name must be a model name (letters, digits, dots, dashes, underscores)');
     }
-    const notify = parseNotify(fields.notify, { emailEnabled: this.notifier.emailEnabled });
-    if (notify) request.notify = notify;
-    else delete request.notify;
+    const notify = parseNotify(notifyField, { emailEnabled: this.notifier.emailEnabled });
     // Fails early (before any work) on a dataset neither here nor offered by another worker (mmi.service).
     if (!(await this.transfer.available(request.datasetId))) throw new ZerveError('UNKNOWN_DATASET', `no dataset ${request.datasetId}`);
-    return request;
-  }
-
-  /** Stores the dataset here first when only another worker holds it (fetched once, then offered too). */
-  private async ensureDataset(id: string, signal: AbortSignal, onProgress?: (progress: FetchProgress) => void): Promise<void> {
-    await this.transfer.ensure(id, { signal, ...(onProgress ? { onProgress } : {}) });
+    return { request, ...(notify ? { notify } : {}) };
   }
 
   /** Offers `datasets.fetch.<id>` (one READY for all), so the broker sends other workers' fetches of them here. */
