@@ -27,6 +27,7 @@ import {
   type WorkerMessage,
 } from '../shared/protocol.ts';
 import { SendQueue } from '../shared/send-queue.ts';
+import { BrokerMetrics } from './broker-metrics.ts';
 import type { PendingRequest } from './pending-request.ts';
 import { ServiceQueue } from './service-queue.ts';
 import { WorkerRegistry, type WorkerRecord } from './worker-registry.ts';
@@ -53,6 +54,8 @@ export class Broker extends EventEmitter {
   /** Bound frontend endpoint, with the real port when a wildcard port was asked for. */
   frontendEndpoint = '';
   backendEndpoint = '';
+  /** Prometheus metrics of the broker and, relayed in heartbeats, of its workers. */
+  readonly metrics: BrokerMetrics;
 
   private readonly log: Logger;
   private readonly workers = new WorkerRegistry();
@@ -81,6 +84,7 @@ export class Broker extends EventEmitter {
       throw new ZerveError('BAD_REQUEST', 'queue limits must not be negative');
     }
     this.log = log.child({ component: 'broker' });
+    this.metrics = new BrokerMetrics(() => this.serviceInfo(), this.log);
   }
 
   async start(): Promise<void> {
@@ -221,6 +225,7 @@ export class Broker extends EventEmitter {
 
   /** Answers a request with an error and forgets it. */
   private answer(request: PendingRequest, code: ErrorCode, message: string): void {
+    this.metrics.answered(request, code);
     const reply = encodeError(new ZerveError(code, message));
     request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, [reply])], true);
   }
@@ -319,6 +324,7 @@ export class Broker extends EventEmitter {
           this.log.debug({ worker: id }, 'reply for an unknown or already settled request dropped');
           return;
         }
+        if (message.final && !request.answered) this.metrics.replied(request, message.body);
         if (!request.answered && (message.final || request.clientVersion === 2)) {
           request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, message.body, message.final)], true);
         }
@@ -329,6 +335,7 @@ export class Broker extends EventEmitter {
         return;
       }
       case 'heartbeat':
+        if (worker && message.metrics) this.metrics.heartbeat(id, message.metrics);
         if (!worker) via.push([identity, ...encodeWorkerDisconnect(message.version)], true);
         return;
       case 'disconnect':
@@ -343,6 +350,7 @@ export class Broker extends EventEmitter {
     request.worker = worker;
     worker.inFlight.set(token, request);
     worker.lastDispatch = ++this.dispatchCounter;
+    this.metrics.dispatched(request);
     const body = worker.extended ? [request.serviceFrame, ...request.body] : request.body;
     worker.via.push([worker.identity, ...encodeWorkerRequest(worker.version, Buffer.from(token, 'latin1'), body)], true);
   }
@@ -403,6 +411,7 @@ export class Broker extends EventEmitter {
         this.answer(request, 'WORKER_LOST', `worker on ${worker.host} (pid ${worker.pid ?? '?'}) was lost: ${reason}`);
       }
     }
+    this.metrics.workerRemoved(worker.id, reason !== 'worker disconnected', requeued);
     const level = lost.length > 0 || reason !== 'worker disconnected' ? 'warn' : 'info';
     this.log[level]({ worker: worker.id, host: worker.host, pid: worker.pid, reason, requeued, failed: lost.length - requeued }, 'worker removed');
     this.emit('worker-removed', this.workers.info(worker, now), reason);

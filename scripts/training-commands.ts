@@ -20,6 +20,7 @@ import { jobResult, submitJob, watchJob } from '../shared/job-client.ts';
 import { encodeJson } from '../shared/messages.ts';
 import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, trainingJobFrames, type DatasetSummary, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
 import { parseInteger, reportError } from './cli-support.ts';
+import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 import { RunStore, type RunRecord } from '../workers/training/run-store.ts';
 import { TrainingWorker } from '../workers/training/training-worker.ts';
 
@@ -156,7 +157,7 @@ function runsTable(runs: RunRecord[], format: string): string {
 
 /** Adds the training commands to the CLI. */
 export function registerTrainingCommands(program: Command, worker: Command): void {
-  worker
+  const trainingCommand = worker
     .command('training')
     .description('train models: services train, train.run, datasets.*')
     .option('--connect <endpoint>', 'broker backend endpoint')
@@ -168,14 +169,16 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--capacity <n>', 'trainings orchestrated at once')
     .option('--smtp <url>', 'SMTP server for completion emails, e.g. smtp://host:587 or smtps://user:pass@host:465 (default: no email)')
     .option('--mail-from <address>', 'sender of completion emails (default: zerve@<host name>)')
-    .option('--config <file>', 'JSON config file')
+    .option('--config <file>', 'JSON config file');
+  addMetricsOptions(trainingCommand, true)
     .action(async (flags: Record<string, unknown>) => {
       const training = new TrainingWorker(resolveOptions(DEFAULT_TRAINING_WORKER_OPTIONS, flags));
+      const metrics = await serveMetrics(flags, [training.metrics.registry]);
       let stopping = false;
       const stop = () => {
         if (stopping) return;
         stopping = true;
-        training.close().then(
+        Promise.all([training.close(), metrics?.close()]).then(
           () => process.exit(0),
           () => process.exit(1),
         );

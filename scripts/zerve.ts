@@ -26,6 +26,7 @@ import { addModelVersion } from '../workers/inference/model-writer.ts';
 import { startWebApp } from '../webapp/web-app.ts';
 import { startJobsWorker } from '../workers/jobs/jobs-worker.ts';
 import { parseInteger, reportError } from './cli-support.ts';
+import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
 import { registerTrainingCommands, trainDefaultDigits } from './training-commands.ts';
 
@@ -68,6 +69,7 @@ program
   .option('--samples <dir>', 'sample images offered on the page')
   .option('--smtp <url>', "training workers' SMTP server for completion emails, e.g. smtp://host:587 (default: no email)")
   .option('--mail-from <address>', 'sender of completion emails (default: zerve@<host name>)')
+  .option('--metrics-port <port>', "serve the broker's /metrics (the whole cluster) on this port (default: off)")
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const brokerOptions = resolveOptions(DEFAULT_BROKER_OPTIONS, flags);
@@ -76,6 +78,7 @@ program
     await mkdir(models, { recursive: true });
     const broker = new Broker(brokerOptions);
     await broker.start();
+    const metrics = await serveMetrics(flags, [broker.metrics.registry]);
     // Through the environment, not argv: an smtp URL may carry a password, and argv shows in `ps`.
     const supervisor = new ProcessSupervisor(log, { ...process.env, ...(smtp !== '' ? { ZERVE_SMTP: smtp } : {}), ...(mailFrom !== '' ? { ZERVE_MAIL_FROM: mailFrom } : {}) });
     const workers = Number(flags.workers);
@@ -105,6 +108,7 @@ program
       await web.close();
       await jobs.close();
       await supervisor.close();
+      await metrics?.close();
       await broker.close();
     });
     process.stderr.write(`zerve: web app at ${web.url}\n`);
@@ -121,7 +125,7 @@ program
     }
   });
 
-program
+const brokerCommand = program
   .command('broker')
   .description('run the broker alone')
   .option('--frontend <endpoint>', 'endpoint clients connect to')
@@ -129,30 +133,38 @@ program
   .option('--heartbeat-interval-ms <ms>', 'heartbeat interval')
   .option('--default-deadline-ms <ms>', 'deadline of requests that set none')
   .option('--max-queued-per-service <n>', 'queue bound per service')
-  .option('--config <file>', 'JSON config file')
-  .action(async (flags: Record<string, unknown>) => {
-    const broker = new Broker(resolveOptions(DEFAULT_BROKER_OPTIONS, flags));
-    await broker.start();
-    onShutdown(() => broker.close());
+  .option('--config <file>', 'JSON config file');
+addMetricsOptions(brokerCommand).action(async (flags: Record<string, unknown>) => {
+  const broker = new Broker(resolveOptions(DEFAULT_BROKER_OPTIONS, flags));
+  await broker.start();
+  const metrics = await serveMetrics(flags, [broker.metrics.registry]);
+  onShutdown(async () => {
+    await metrics?.close();
+    await broker.close();
   });
+});
 
 const worker = program.command('worker').description('run a worker process');
 
-worker
+const inferenceCommand = worker
   .command('inference')
   .description('serve the models of a repository')
   .option('--connect <endpoint>', 'broker backend endpoint')
   .option('--models <dir>', 'model repository')
   .option('--capacity <n>', 'requests taken at once')
   .option('--threads <n>', 'onnxruntime intra-op threads')
-  .option('--config <file>', 'JSON config file')
-  .action(async (flags: Record<string, unknown>) => {
-    const inference = resolveOptions(DEFAULT_INFERENCE_OPTIONS, flags);
-    const connection = resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags);
-    const worker = new InferenceWorker({ ...inference, ...connection, kind: 'inference' });
-    onShutdown(() => worker.close());
-    await worker.start();
+  .option('--config <file>', 'JSON config file');
+addMetricsOptions(inferenceCommand, true).action(async (flags: Record<string, unknown>) => {
+  const inference = resolveOptions(DEFAULT_INFERENCE_OPTIONS, flags);
+  const connection = resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags);
+  const worker = new InferenceWorker({ ...inference, ...connection, kind: 'inference' });
+  const metrics = await serveMetrics(flags, [worker.metrics.registry]);
+  onShutdown(async () => {
+    await worker.close();
+    await metrics?.close();
   });
+  await worker.start();
+});
 
 worker
   .command('echo')
@@ -166,18 +178,22 @@ worker
     onShutdown(() => echo.close());
   });
 
-worker
+const jobsCommand = worker
   .command('jobs')
   .description('run the durable jobs service (job tickets in SQLite)')
   .option('--connect <endpoint>', 'broker backend endpoint')
   .option('--broker <endpoint>', 'broker frontend endpoint jobs are dispatched through')
   .option('--data <dir>', 'folder of the job store')
   .option('--concurrency <n>', 'jobs dispatched at once')
-  .option('--config <file>', 'JSON config file')
-  .action((flags: Record<string, unknown>) => {
-    const jobs = startJobsWorker(flags);
-    onShutdown(() => jobs.close());
+  .option('--config <file>', 'JSON config file');
+addMetricsOptions(jobsCommand, true).action(async (flags: Record<string, unknown>) => {
+  const jobs = startJobsWorker(flags);
+  const metrics = await serveMetrics(flags, [jobs.metrics.registry]);
+  onShutdown(async () => {
+    await jobs.close();
+    await metrics?.close();
   });
+});
 
 program
   .command('web')

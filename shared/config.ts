@@ -59,6 +59,8 @@ export interface WorkerConnectionOptions extends HeartbeatOptions {
   reconnectDelayMs: number;
   /** Worker kind reported to `mmi.workers`. @defaultValue 'worker' */
   kind: string;
+  /** How often the worker's metrics ride on a HEARTBEAT to the broker (when it has any). @defaultValue 5000 */
+  metricsIntervalMs: number;
 }
 
 export const DEFAULT_WORKER_CONNECTION_OPTIONS: WorkerConnectionOptions = {
@@ -68,6 +70,19 @@ export const DEFAULT_WORKER_CONNECTION_OPTIONS: WorkerConnectionOptions = {
   heartbeatLiveness: 3,
   reconnectDelayMs: 500,
   kind: 'worker',
+  metricsIntervalMs: 5000,
+};
+
+export interface MetricsOptions {
+  /** Port of the broker's or a worker's `/metrics` and `/healthz`; -1 is off, 0 picks a free port. @defaultValue -1 */
+  metricsPort: number;
+  /** Address the metrics server listens on (`0.0.0.0` in a container). @defaultValue '127.0.0.1' */
+  metricsHost: string;
+}
+
+export const DEFAULT_METRICS_OPTIONS: MetricsOptions = {
+  metricsPort: -1,
+  metricsHost: '127.0.0.1',
 };
 
 export interface InferenceOptions {
@@ -185,7 +200,7 @@ export function resolveOptions<T extends object>(
   return result as T;
 }
 
-export interface JobsOptions extends HeartbeatOptions {
+export interface JobsOptions extends HeartbeatOptions, Pick<WorkerConnectionOptions, 'metricsIntervalMs'> {
   /** Broker backend endpoint the jobs worker connects to. @defaultValue 'tcp://127.0.0.1:5556' */
   connect: string;
   /** Broker frontend endpoint jobs are dispatched through. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
@@ -224,6 +239,7 @@ export const DEFAULT_JOBS_OPTIONS: JobsOptions = {
   maxProgressEntries: 100,
   heartbeatIntervalMs: 1000,
   heartbeatLiveness: 3,
+  metricsIntervalMs: DEFAULT_WORKER_CONNECTION_OPTIONS.metricsIntervalMs,
 };
 
 export interface WebAppOptions {

@@ -144,7 +144,7 @@ export function parseClientReply(frames: Buffer[]): ClientReply {
 export type WorkerMessage =
   | { kind: 'ready'; version: MdpVersion; service: string; extension?: ReadyExtension }
   | { kind: 'reply'; version: MdpVersion; final: boolean; client: Buffer; body: Buffer[] }
-  | { kind: 'heartbeat'; version: MdpVersion }
+  | { kind: 'heartbeat'; version: MdpVersion; metrics?: Buffer }
   | { kind: 'disconnect'; version: MdpVersion };
 
 /** Parses a message from a worker (after the ROUTER identity frame). */
@@ -173,7 +173,7 @@ export function parseWorkerMessage(frames: Buffer[]): WorkerMessage {
       return extension ? { kind: 'ready', version, service, extension } : { kind: 'ready', version, service };
     }
     case codes.HEARTBEAT:
-      return { kind: 'heartbeat', version };
+      return rest.length >= 2 ? { kind: 'heartbeat', version, metrics: rest[1]! } : { kind: 'heartbeat', version };
     case codes.DISCONNECT:
       return { kind: 'disconnect', version };
     default: {
@@ -239,6 +239,40 @@ export function encodeReady(extension: ReadyExtension): Buffer[] {
 
 export function encodeWorkerReply(client: Buffer, body: Buffer[], final: boolean): Buffer[] {
   return [MDPW02, COMMAND_FRAMES_V2[final ? WorkerCommand.FINAL : WorkerCommand.PARTIAL]!, client, EMPTY, ...body];
+}
+
+/**
+ * Zerve's HEARTBEAT extension: a worker may add one frame of JSON after the command, `[instance,
+ * series]`, with its cumulative metrics (plain MDP brokers ignore frames after HEARTBEAT's command, and
+ * our broker ignores a frame it cannot read). Sent at most every `metricsIntervalMs`, so it costs the
+ * hot path nothing. `instance` names the worker process: the broker counts each process once, however
+ * many connections it has and however often it reconnects, and keeps a departed process's counts.
+ */
+export interface MetricsSnapshot {
+  instance: string;
+  series: MetricSeriesWire[];
+}
+
+/**
+ * One series, cumulative since the process started: `[name, labelValues, value]` for counters and
+ * gauges; histograms add `sum` and the count per bucket (not cumulative; the last one is +Inf), and
+ * `value` is their count.
+ */
+export type MetricSeriesWire = [name: string, labels: string[], value: number, sum?: number, buckets?: number[]];
+
+export function encodeMetricsHeartbeat(snapshot: MetricsSnapshot): Buffer[] {
+  return [MDPW02, COMMAND_FRAMES_V2[WorkerCommand.HEARTBEAT]!, Buffer.from(JSON.stringify([snapshot.instance, snapshot.series]))];
+}
+
+/** Reads a HEARTBEAT's metrics frame; undefined when it is not one (checking each series is the reader's job). */
+export function parseMetricsSnapshot(frame: Buffer): MetricsSnapshot | undefined {
+  try {
+    const value: unknown = JSON.parse(frame.toString());
+    if (!Array.isArray(value) || typeof value[0] !== 'string' || !Array.isArray(value[1])) return undefined;
+    return { instance: value[0], series: value[1] as MetricSeriesWire[] };
+  } catch {
+    return undefined;
+  }
 }
 
 export type BrokerMessage =

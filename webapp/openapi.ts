@@ -101,6 +101,13 @@ export const OPENAPI_DOCUMENT = {
         },
       },
     },
+    '/metrics': {
+      get: {
+        operationId: 'metrics',
+        summary: "This web app's Prometheus metrics (HTTP durations by route and status, process metrics); the broker's /metrics shows the cluster.",
+        responses: { '200': { description: 'Prometheus text format 0.0.4.', content: { 'text/plain': { schema: { type: 'string' } } } } },
+      },
+    },
     '/api/openapi.json': {
       get: {
         operationId: 'openapi',

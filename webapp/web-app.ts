@@ -21,6 +21,7 @@ import {
 import { logger as rootLogger, type Logger } from '../shared/logger.ts';
 import { encodeHeader, encodeJson, type ClassifyReply, type RequestHeader } from '../shared/messages.ts';
 import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
+import { HttpMetrics } from './http-metrics.ts';
 import { HTTP_STATUS_OF } from './http-status.ts';
 import { ModelCatalog } from './model-catalog.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
@@ -72,6 +73,8 @@ export class WebApp {
   private readonly catalog: ModelCatalog;
   private readonly gallery: SampleGallery;
   private readonly validator = new RequestValidator(OPENAPI_DOCUMENT);
+  /** `/metrics`: HTTP durations by route and status, and the process's default metrics. */
+  readonly metrics = new HttpMetrics();
   private readonly log: Logger;
   private readonly streams = new Set<AbortController>();
   private server: Server | undefined;
@@ -142,11 +145,13 @@ export class WebApp {
     const app = express();
     const check = (operationId: string) => this.validator.middleware(operationId);
     app.disable('x-powered-by');
+    app.use(this.metrics.middleware);
     app.use(this.securityHeaders);
     app.get('/healthz', (_req, res) => {
       res.json({ status: 'ok' });
     });
     app.get('/readyz', this.ready);
+    app.get('/metrics', this.metrics.handler);
     app.get('/api/openapi.json', (_req, res) => {
       res.json(OPENAPI_DOCUMENT);
     });

@@ -10,12 +10,14 @@ import {
   MDPW02,
   ProtocolError,
   WorkerCommand,
+  encodeMetricsHeartbeat,
   encodeReady,
   encodeWorkerReply,
   parseBrokerMessage,
   type ReadyExtension,
 } from '../shared/protocol.ts';
 import { SendQueue } from '../shared/send-queue.ts';
+import type { WorkerMetrics } from './worker-metrics.ts';
 
 const HEARTBEAT = [MDPW02, Buffer.from([WorkerCommand.HEARTBEAT])];
 const DISCONNECT = [MDPW02, Buffer.from([WorkerCommand.DISCONNECT])];
@@ -53,6 +55,8 @@ export class WorkerConnection extends EventEmitter {
   private readonly abort = new AbortController();
   private closing?: Promise<void>;
   private generation = 0;
+  private metrics?: WorkerMetrics;
+  private lastMetrics = -Infinity;
 
   constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> = {}, log: Logger = logger) {
     super();
@@ -79,6 +83,11 @@ export class WorkerConnection extends EventEmitter {
   setServices(services: string[]): void {
     this.services = [...services];
     this.ready();
+  }
+
+  /** Carries these metrics to the broker on a HEARTBEAT every `metricsIntervalMs` (Zerve's extension). */
+  reportMetrics(metrics: WorkerMetrics): void {
+    this.metrics = metrics;
   }
 
   /** Stops taking work, finishes in-flight requests, then sends DISCONNECT and closes; idempotent. */
@@ -110,6 +119,7 @@ export class WorkerConnection extends EventEmitter {
     this.socket = socket;
     this.sends = new SendQueue(socket, this.log);
     this.brokerExpiry = performance.now() + this.livenessMs();
+    this.lastMetrics = -Infinity; // a new broker gets the metrics at the next tick
     this.ready();
     void this.receive(socket, generation);
   }
@@ -155,6 +165,11 @@ export class WorkerConnection extends EventEmitter {
   private tick(): void {
     const now = performance.now();
     if (now > this.brokerExpiry) return this.reconnect('broker silent for the liveness period');
+    // Sent even while replies flow (they stand in for heartbeats then), so a busy worker reports too.
+    if (this.metrics && now - this.lastMetrics >= this.options.metricsIntervalMs) {
+      this.lastMetrics = now;
+      return this.send(encodeMetricsHeartbeat(this.metrics.snapshot()));
+    }
     if (now - this.lastSend >= this.options.heartbeatIntervalMs * 0.9) this.send(HEARTBEAT);
   }
 

@@ -4,7 +4,9 @@ import { logger, type Logger } from '../../shared/logger.ts';
 import { decodeHeader, encodeJson } from '../../shared/messages.ts';
 import { CLASSIFY_PREFIX, MODELS_DESCRIBE } from '../../shared/protocol.ts';
 import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
+import { WorkerMetrics } from '../worker-metrics.ts';
 import { InferenceEngine } from './inference-engine.ts';
+import { InferenceMetrics } from './inference-metrics.ts';
 
 export type InferenceWorkerOptions = InferenceOptions & Partial<WorkerConnectionOptions>;
 
@@ -16,6 +18,8 @@ export type InferenceWorkerOptions = InferenceOptions & Partial<WorkerConnection
 export class InferenceWorker {
   readonly engine: InferenceEngine;
   readonly connection: WorkerConnection;
+  readonly metrics = new WorkerMetrics();
+  private readonly inferenceMetrics = new InferenceMetrics(this.metrics);
   private readonly log: Logger;
   private closing?: Promise<void>;
 
@@ -24,6 +28,7 @@ export class InferenceWorker {
     this.log = log.child({ component: 'inference-worker' });
     this.engine = new InferenceEngine(merged);
     this.connection = new WorkerConnection([], (body, ctx) => this.handle(body, ctx), { kind: 'inference', ...options }, log);
+    this.connection.reportMetrics(this.metrics);
   }
 
   /** Loads and warms every model, then registers with the broker. */
@@ -56,6 +61,7 @@ export class InferenceWorker {
     if (image === undefined) throw new ZerveError('BAD_REQUEST', 'missing image frame: the body is [header, image]');
     if (body.length > 2) throw new ZerveError('BAD_REQUEST', `expected 2 body frames (header, image), got ${body.length}`);
     const reply = await this.engine.classify(ctx.service.slice(CLASSIFY_PREFIX.length), header, image, ctx.signal);
+    this.inferenceMetrics.classified(reply);
     return [encodeJson(reply)];
   }
 }

@@ -2,9 +2,11 @@ import { join } from 'node:path';
 import { DEFAULT_JOBS_OPTIONS, resolveOptions, type JobsOptions } from '../../shared/config.ts';
 import { ZerveClient } from '../../shared/client.ts';
 import { ZerveError } from '../../shared/errors.ts';
-import { JOBS_SERVICES } from '../../shared/jobs.ts';
+import { JOBS_SERVICES, JOB_STATES } from '../../shared/jobs.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
+import { METRICS } from '../../shared/metrics.ts';
 import { WorkerConnection } from '../worker-connection.ts';
+import { WorkerMetrics } from '../worker-metrics.ts';
 import { JobService } from './job-service.ts';
 import { JobStore } from './job-store.ts';
 
@@ -24,6 +26,8 @@ export const JOBS_DB_FILE = 'jobs.sqlite';
 export class JobsWorker {
   readonly options: JobsOptions;
   readonly store: JobStore;
+  /** `zerve_jobs{state}`, counted in the store when read. */
+  readonly metrics = new WorkerMetrics();
   private readonly client: ZerveClient;
   private readonly service: JobService;
   private readonly connection: WorkerConnection;
@@ -59,9 +63,14 @@ export class JobsWorker {
         capacity: 16,
         heartbeatIntervalMs: this.options.heartbeatIntervalMs,
         heartbeatLiveness: this.options.heartbeatLiveness,
+        metricsIntervalMs: this.options.metricsIntervalMs,
       },
       log,
     );
+    this.metrics.table(METRICS.jobs, (table) => {
+      for (const state of JOB_STATES) table.child(state).set(this.store.count(state));
+    });
+    this.connection.reportMetrics(this.metrics);
   }
 
   /** Re-queues jobs left running by a previous process, registers with the broker and starts dispatching. */

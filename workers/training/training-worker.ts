@@ -38,7 +38,9 @@ import {
   type TrainResultMessage,
   type TrainStarted,
 } from '../../shared/training.ts';
+import { METRICS } from '../../shared/metrics.ts';
 import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
+import { WorkerMetrics } from '../worker-metrics.ts';
 import { squeezenetBackbone, type BackboneSpec } from './backbone.ts';
 import { loadMnist, MNIST_DATASET_ID } from './builtin-mnist.ts';
 import { DatasetStore, type DatasetManifest } from './dataset-store.ts';
@@ -68,6 +70,9 @@ export class TrainingWorker {
   readonly options: TrainingWorkerOptions;
   /** Service that cancels this worker's experiments and runs. */
   readonly cancelService: string;
+  /** `zerve_training_experiments_total{state}`; relayed to the broker by the control connection. */
+  readonly metrics = new WorkerMetrics();
+  private readonly experiments = this.metrics.table(METRICS.trainingExperiments);
   private readonly log: Logger;
   private readonly train: WorkerConnection;
   private readonly run: WorkerConnection;
@@ -113,6 +118,7 @@ export class TrainingWorker {
       { ...connection, capacity: 4 },
       this.log,
     );
+    this.control.reportMetrics(this.metrics);
   }
 
   start(): void {
@@ -205,6 +211,7 @@ export class TrainingWorker {
         ...(finished.exported ? { model: { name: finished.exported.name, version: finished.exported.version } } : {}),
         elapsedMs,
       };
+      this.experiments.child('succeeded').inc();
       this.store.finishExperiment(experimentId, {
         status: 'succeeded',
         durationMs: elapsedMs,
@@ -218,6 +225,7 @@ export class TrainingWorker {
       return [encodeJson(result)];
     } catch (err) {
       const error = controller.signal.aborted ? new ZerveError('CANCELED', 'the training was canceled', { cause: err }) : ZerveError.from(err);
+      this.experiments.child(error.code === 'CANCELED' ? 'canceled' : 'failed').inc();
       this.store.finishExperiment(experimentId, { status: error.code === 'CANCELED' ? 'canceled' : 'failed', durationMs: performance.now() - started, error: `${error.code}: ${error.message}` });
       log.warn({ code: error.code, err: error.message }, 'experiment ended without a model');
       void this.notifier.notify(notify, { ...outcome, durationMs: performance.now() - started, error });

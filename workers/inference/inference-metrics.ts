@@ -1,0 +1,25 @@
+import type { ClassifyReply } from '../../shared/messages.ts';
+import type { MetricTable } from '../../shared/metric-table.ts';
+import { METRICS } from '../../shared/metrics.ts';
+import type { WorkerMetrics } from '../worker-metrics.ts';
+
+/** An inference worker's metrics by model and version: decode and inference time, successful inferences. */
+export class InferenceMetrics {
+  private readonly inference: MetricTable;
+  private readonly decode: MetricTable;
+  private readonly total: MetricTable;
+
+  constructor(metrics: WorkerMetrics) {
+    this.inference = metrics.table(METRICS.inferenceDuration);
+    this.decode = metrics.table(METRICS.decodeDuration);
+    this.total = metrics.table(METRICS.inferenceTotal);
+  }
+
+  /** Records one successful classification from the timings of its reply. */
+  classified(reply: ClassifyReply): void {
+    const { model, version, timings } = reply;
+    this.total.child(model, version).inc();
+    if (timings.inferenceMs !== undefined) this.inference.child(model, version).observe(timings.inferenceMs / 1000);
+    if (timings.decodeMs !== undefined) this.decode.child(model, version).observe(timings.decodeMs / 1000);
+  }
+}
