@@ -34,8 +34,9 @@ import { withProcessCpu } from './bench/process-cpu.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
 import { ReportTable } from './bench/report-table.ts';
 import { benchTraining, trainingReport, type TrainingSection } from './bench/training-section.ts';
+import { benchMetricsOverhead, metricsOverheadTable } from './bench/metrics-overhead.ts';
 
-const SECTIONS = ['inference', 'broker', 'training'] as const;
+const SECTIONS = ['inference', 'broker', 'metrics', 'training'] as const;
 type Section = (typeof SECTIONS)[number];
 const ARGS = parseArgs({ allowPositionals: true, options: { quick: { type: 'boolean', default: false } } });
 const QUICK = ARGS.values.quick === true;
@@ -450,6 +451,7 @@ async function main(): Promise<void> {
       await repository?.remove();
     }
   }
+  const metrics = SELECTED.has('metrics') ? await benchMetricsOverhead({ warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, window: ECHO_WINDOW, progress }) : undefined;
   addRatios(inferenceRows);
   const saturated = SELECTED.has('inference') ? saturation(inferenceRows) : [];
   // Last, on a machine the other sections no longer load.
@@ -464,6 +466,7 @@ async function main(): Promise<void> {
     settings: { model: MODEL, images: IMAGES, concurrencies: CONCURRENCIES, threadBudget: THREAD_BUDGET, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, echoWindow: ECHO_WINDOW, echoRoundTrips: ECHO_ROUND_TRIPS, rawSetups: RAW_SETUPS, clusterSetups: CLUSTER_SETUPS },
     ...(SELECTED.has('inference') ? { inference: { rows: inferenceRows, saturation: saturated }, http } : {}),
     ...(SELECTED.has('broker') ? { broker: { rows: brokerRows } } : {}),
+    ...(metrics ? { metrics } : {}),
     ...(training ? { training } : {}),
   };
   await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
@@ -505,6 +508,11 @@ async function main(): Promise<void> {
     out.push('');
     out.push(`3. HTTP: ${HTTP_IMAGE}, on the last inference setup's workers (${CLUSTER_SETUPS.at(-1)!.name})`);
     out.push(http.result ? httpTable(http.result) : `skipped: ${http.skipped ?? 'not run'}`);
+  }
+  if (metrics) {
+    out.push('');
+    out.push(`Metrics: the broker's metrics hooks, on and off alternately (A B A B), same broker and echo worker; the hooks alone cost ${metrics.hooksNsPerRequest.toFixed(0)} ns per request`);
+    out.push(metricsOverheadTable(metrics));
   }
   if (training) {
     out.push('');
