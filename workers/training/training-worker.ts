@@ -70,7 +70,7 @@ export class TrainingWorker {
   readonly options: TrainingWorkerOptions;
   /** Service that cancels this worker's experiments and runs. */
   readonly cancelService: string;
-  /** `zerve_training_experiments_total{state}`; relayed to the broker by the control connection. */
+  /** `zerve_training_experiments_total{state}`; relayed to the broker by the `train` connection, which answers experiments. */
   readonly metrics = new WorkerMetrics();
   private readonly experiments = this.metrics.table(METRICS.trainingExperiments);
   private readonly log: Logger;
@@ -118,7 +118,7 @@ export class TrainingWorker {
       { ...connection, capacity: 4 },
       this.log,
     );
-    this.control.reportMetrics(this.metrics);
+    this.train.reportMetrics(this.metrics);
   }
 
   start(): void {
