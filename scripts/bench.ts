@@ -511,7 +511,7 @@ async function main(): Promise<void> {
   }
   if (metrics) {
     out.push('');
-    out.push(`Metrics: the broker's metrics hooks, on and off alternately (A B A B), same broker and echo worker; the hooks alone cost ${metrics.hooksNsPerRequest.toFixed(0)} ns per request`);
+    out.push(`Metrics: the broker's metrics hooks, on then off in ${metrics.runs.length / 2} pairs (medians), same broker and echo worker; the hooks alone cost ${metrics.hooksNsPerRequest.toFixed(0)} ns per request`);
     out.push(metricsOverheadTable(metrics));
   }
   if (training) {

@@ -1,7 +1,8 @@
 /**
  * What the broker's metrics hooks cost: the same broker (in this process) and echo worker process,
- * measured alternately with its `BrokerMetrics` hooks live and turned into no-ops, A B A B, so a
- * change in the machine's load hits both alike. Also the hooks alone, per request, in a tight loop.
+ * measured in pairs, its `BrokerMetrics` hooks live then turned into no-ops, so a change in the
+ * machine's load hits both alike; the ratio is the median of the pairs'. Also the hooks alone, per
+ * request, in a tight loop.
  */
 import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
@@ -19,13 +20,14 @@ export interface MetricsOverhead {
   runs: { hooks: boolean; perSecond: number }[];
   withHooksPerSecond: number;
   withoutHooksPerSecond: number;
-  /** with / without: 1 means the hooks cost nothing measurable. */
+  /** Median over the pairs of with / without: 1 means the hooks cost nothing measurable. */
   ratio: number;
   /** The hooks of one request (dispatch and final reply), alone, in nanoseconds. */
   hooksNsPerRequest: number;
 }
 
 const HOOKS = ['answered', 'replied', 'dispatched'] as const;
+const PAIRS = 5;
 
 export async function benchMetricsOverhead(options: { warmUpMs: number; durationMs: number; window: number; progress: (m: string) => void }): Promise<MetricsOverhead> {
   const quiet = logger.child({ component: 'bench' });
@@ -43,10 +45,12 @@ export async function benchMetricsOverhead(options: { warmUpMs: number; duration
   try {
     await registered;
     await load.pipelined(options.window, 0, options.warmUpMs);
-    for (const hooks of [true, false, true, false]) {
-      setHooks(hooks);
-      options.progress(`metrics overhead: echo through the broker, hooks ${hooks ? 'on' : 'off'}`);
-      runs.push({ hooks, perSecond: (await load.pipelined(options.window, 0, options.durationMs)).perSecond });
+    for (let pair = 1; pair <= PAIRS; pair++) {
+      options.progress(`metrics overhead: echo through the broker, hooks on then off, pair ${pair}/${PAIRS}`);
+      for (const hooks of [true, false]) {
+        setHooks(hooks);
+        runs.push({ hooks, perSecond: (await load.pipelined(options.window, 0, options.durationMs / 2)).perSecond });
+      }
     }
   } finally {
     setHooks(true);
@@ -54,10 +58,16 @@ export async function benchMetricsOverhead(options: { warmUpMs: number; duration
     await worker.stop();
     await broker.close();
   }
-  const mean = (hooks: boolean) => runs.filter((r) => r.hooks === hooks).reduce((s, r) => s + r.perSecond, 0) / 2;
-  const withHooksPerSecond = mean(true);
-  const withoutHooksPerSecond = mean(false);
-  return { runs, withHooksPerSecond, withoutHooksPerSecond, ratio: withHooksPerSecond / withoutHooksPerSecond, hooksNsPerRequest: hooksAlone(broker) };
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const rate = (hooks: boolean) => runs.filter((r) => r.hooks === hooks).map((r) => r.perSecond);
+  const ratios = rate(true).map((on, i) => on / rate(false)[i]!);
+  return {
+    runs,
+    withHooksPerSecond: median(rate(true)),
+    withoutHooksPerSecond: median(rate(false)),
+    ratio: median(ratios),
+    hooksNsPerRequest: hooksAlone(broker),
+  };
 }
 
 /** `dispatched` + `replied` of one request on a warm service, in ns (what the broker adds per request). */
@@ -75,7 +85,7 @@ function hooksAlone(broker: Broker): number {
 }
 
 export function metricsOverheadTable(result: MetricsOverhead): ReportTable {
-  const table = new ReportTable(['broker echo (pipelined)', 'requests/s', 'vs hooks off']);
+  const table = new ReportTable(['broker echo (pipelined)', 'requests/s (median)', 'vs hooks off (median of pairs)']);
   table.push(['metrics hooks on', Math.round(result.withHooksPerSecond), `${result.ratio.toFixed(3)}x`]);
   table.push(['metrics hooks off (baseline)', Math.round(result.withoutHooksPerSecond), '1.000x']);
   return table;
