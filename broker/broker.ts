@@ -91,6 +91,7 @@ export class Broker extends EventEmitter {
     const o = this.options;
     const socketOptions = {
       mandatory: true, // never drop a reply silently: unroutable sends fail with EHOSTUNREACH
+      sendTimeout: 0, // sends complete at once (see SendQueue): no readiness check or queue per message
       sendHighWaterMark: o.highWaterMark,
       receiveHighWaterMark: o.highWaterMark,
       maxMessageSize: o.maxMessageBytes,

@@ -14,7 +14,7 @@ const GREEDY = 100_000;
 const tick = () => new Promise((r) => setImmediate(r));
 
 /** A capacity-1 worker whose requests stay open until released one at a time; `log` is the dispatch order. */
-async function gatedWorker(broker: Broker, service: string) {
+async function gatedWorker(broker: Broker, service: string, heartbeatIntervalMs = 200) {
   const log: string[] = [];
   const waiting: Array<() => void> = [];
   const handler: RequestHandler = async (body) => {
@@ -22,7 +22,7 @@ async function gatedWorker(broker: Broker, service: string) {
     await new Promise<void>((resolve) => waiting.push(resolve));
     return body;
   };
-  const worker = new WorkerConnection([service], handler, { connect: broker.backendEndpoint, capacity: 1, heartbeatIntervalMs: 200 });
+  const worker = new WorkerConnection([service], handler, { connect: broker.backendEndpoint, capacity: 1, heartbeatIntervalMs });
   const ready = nextWorker(broker, (w) => w.services.includes(service));
   worker.start();
   await ready;
@@ -48,7 +48,8 @@ async function gatedWorker(broker: Broker, service: string) {
   };
 }
 
-describe('broker overload and hostile bounds', () => {
+describe('broker overload and hostile bounds', function () {
+  this.timeout(60_000);
   let broker: Broker;
   let client: ZerveClient;
   const closers: Array<() => unknown> = [];
@@ -70,8 +71,9 @@ describe('broker overload and hostile bounds', () => {
 
   it('dispatches a second client\'s single request within 2 turns while another client has 100,000 queued', async function () {
     this.timeout(60_000);
-    await start();
-    const gate = await gatedWorker(broker, 'fair');
+    // Slow heartbeats: broker, worker and the flood share this process's event loop.
+    await start({ heartbeatIntervalMs: 2000 });
+    const gate = await gatedWorker(broker, 'fair', 2000);
     closers.push(() => gate.close());
     const greedy = new zmq.Dealer({ linger: 0, sendHighWaterMark: 200_000 });
     closers.push(() => greedy.close());
