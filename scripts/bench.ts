@@ -288,7 +288,7 @@ async function benchBroker(cluster: BenchCluster): Promise<BrokerRow[]> {
         pipelined,
         roundTrip,
         cpuUsPerRequest: cpu,
-        note: 'targets >= 25,000/s, p50 <= 250 us; Guide C broker ~7,500/s (1 worker), 200 us',
+        note: 'targets >= 25,000/s, p50 <= 250 us; the Guide C broker: table 2b, same run',
       });
     } finally {
       viaBroker.close();
