@@ -35,6 +35,8 @@ import { WorkerRegistry, type WorkerRecord } from './worker-registry.ts';
 /** Services whose requests may be sent to another worker when theirs dies. */
 const IDEMPOTENT_PREFIXES = [CLASSIFY_PREFIX, 'models.', ECHO_SERVICE];
 const SWEEP_INTERVAL_MS = 50;
+/** Longest retry hint an OVERLOADED answer gives (also the hint when the queue has not drained lately). */
+const RETRY_AFTER_CEILING_MS = 60_000;
 
 /**
  * The Majordomo broker: a ROUTER frontend for clients and a ROUTER backend for workers (either socket
@@ -60,6 +62,8 @@ export class Broker extends EventEmitter {
   private readonly log: Logger;
   private readonly workers = new WorkerRegistry();
   private readonly queues = new Map<string, ServiceQueue>();
+  /** Queues of services no worker offers, and their bytes; recounted by every sweep. */
+  private unserved = { services: 0, bytes: 0 };
   private frontend?: zmq.Router;
   private backend?: zmq.Router;
   private frontendSends?: SendQueue;
@@ -91,6 +95,7 @@ export class Broker extends EventEmitter {
     const o = this.options;
     const socketOptions = {
       mandatory: true, // never drop a reply silently: unroutable sends fail with EHOSTUNREACH
+      sendTimeout: 0, // sends complete at once (see SendQueue): no readiness check or queue per message
       sendHighWaterMark: o.highWaterMark,
       receiveHighWaterMark: o.highWaterMark,
       maxMessageSize: o.maxMessageBytes,
@@ -191,30 +196,70 @@ export class Broker extends EventEmitter {
       return;
     }
     const now = performance.now();
+    let bytes = 0;
+    for (const frame of body) bytes += frame.length;
     const request: PendingRequest = {
       client: identity,
+      clientKey: identity.toString('latin1'),
       via,
       clientVersion: version,
       service,
       serviceFrame,
       body,
-      deadline: now + (headerDeadlineMs(body[0]) ?? this.options.defaultDeadlineMs),
+      bytes,
+      deadline: now + this.deadlineMs(service, headerDeadlineMs(body[0])),
       receivedAt: now,
       requeues: 0,
     };
-    if (service.length === 0) return this.answer(request, 'BAD_REQUEST', 'empty service name');
+    const nameProblem = serviceNameProblem(serviceFrame, this.options.maxServiceNameBytes);
+    if (nameProblem) return this.answer(request, 'BAD_REQUEST', nameProblem);
     if (via.full || this.backendSends!.full) {
       return this.answer(request, 'OVERLOADED', 'broker send queues are full');
     }
-    const queue = this.queueFor(service);
-    if (queue.length === 0) {
+    const queue = this.queues.get(service);
+    if (!queue || queue.length === 0) {
       const worker = this.workers.pick(service);
       if (worker) return this.dispatch(request, worker);
     }
-    if (queue.length >= this.options.maxQueuedPerService) {
-      return this.answer(request, 'OVERLOADED', `queue of ${service} is full (${queue.length} waiting)`);
+    if (!this.workers.forService(service)) return this.queueUnserved(request, queue);
+    const target = queue ?? this.queueFor(service);
+    if (target.length >= this.options.maxQueuedPerService || target.bytes + bytes > this.options.maxQueuedBytesPerService) {
+      const full = target.length >= this.options.maxQueuedPerService ? `${target.length} waiting` : `${target.bytes + bytes} bytes would be waiting`;
+      const retryAfterMs = target.drainMs(now, RETRY_AFTER_CEILING_MS);
+      return this.answer(request, 'OVERLOADED', `queue of ${service} is full (${full}); retry in ${Math.ceil(retryAfterMs / 1000)} s`, { retryAfterMs });
     }
-    queue.push(request);
+    target.push(request);
+  }
+
+  /** The request's deadline, lowered to the longest its service's prefix allows. */
+  private deadlineMs(service: string, asked: number | undefined): number {
+    const wanted = asked ?? this.options.defaultDeadlineMs;
+    let prefixLength = -1;
+    let cap = Infinity;
+    for (const [prefix, max] of Object.entries(this.options.maxDeadlineMs)) {
+      if (prefix.length > prefixLength && service.startsWith(prefix)) {
+        prefixLength = prefix.length;
+        cap = max;
+      }
+    }
+    return Math.min(wanted, cap);
+  }
+
+  /**
+   * Queues a request for a service no worker offers (one may register before the deadline), within
+   * the bounds on such services and their bytes: a flood of made-up names must not fill memory.
+   */
+  private queueUnserved(request: PendingRequest, queue: ServiceQueue | undefined): void {
+    const o = this.options;
+    if (!queue && this.unserved.services >= o.maxUnservedServices) {
+      return this.answer(request, 'NO_WORKERS', `no worker offers ${request.service}, and ${this.unserved.services} other services without a worker have requests waiting`);
+    }
+    if (this.unserved.bytes + request.bytes > o.maxUnservedBytes || (queue?.length ?? 0) >= o.maxQueuedPerService) {
+      return this.answer(request, 'NO_WORKERS', `no worker offers ${request.service}, and the requests waiting for services without a worker are at their bound`);
+    }
+    if (!queue) this.unserved.services++;
+    this.unserved.bytes += request.bytes;
+    this.queueFor(request.service).push(request);
   }
 
   private queueFor(service: string): ServiceQueue {
@@ -224,9 +269,9 @@ export class Broker extends EventEmitter {
   }
 
   /** Answers a request with an error and forgets it. */
-  private answer(request: PendingRequest, code: ErrorCode, message: string): void {
+  private answer(request: PendingRequest, code: ErrorCode, message: string, details?: Record<string, unknown>): void {
     this.metrics.answered(request, code);
-    const reply = encodeError(new ZerveError(code, message));
+    const reply = encodeError(new ZerveError(code, message, details ? { details } : undefined));
     request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, [reply])], true);
   }
 
@@ -275,6 +320,9 @@ export class Broker extends EventEmitter {
     }
     switch (message.kind) {
       case 'ready': {
+        const names = message.extension?.services ?? [message.service];
+        const bad = names.map((n) => serviceNameProblem(Buffer.from(n), this.options.maxServiceNameBytes)).find(Boolean);
+        if (bad) return this.dropMalformed(`READY: ${bad}`, identity);
         if (worker) {
           if (!message.extension) return this.disconnect(worker, 'second READY without extension');
           this.workers.updateServices(worker, message.extension);
@@ -366,7 +414,7 @@ export class Broker extends EventEmitter {
         if (head && (!oldest || head.receivedAt < oldest.peek()!.receivedAt)) oldest = queue;
       }
       if (!oldest) return;
-      const request = oldest.shift()!;
+      const request = oldest.shift(now)!;
       if (request.deadline <= now) this.answer(request, 'TIMEOUT', 'deadline passed while queued');
       else this.dispatch(request, worker);
     }
@@ -379,7 +427,7 @@ export class Broker extends EventEmitter {
     const now = performance.now();
     let worker: WorkerRecord | undefined;
     while (queue.length > 0 && (worker = this.workers.pick(service))) {
-      const request = queue.shift()!;
+      const request = queue.shift(now)!;
       if (request.deadline <= now) this.answer(request, 'TIMEOUT', 'deadline passed while queued');
       else this.dispatch(request, worker);
     }
@@ -436,19 +484,25 @@ export class Broker extends EventEmitter {
   /** Answers requests whose deadline passed: queued ones TIMEOUT (or NO_WORKERS), in-flight ones TIMEOUT. */
   private sweep(): void {
     const now = performance.now();
+    const unserved = { services: 0, bytes: 0 };
     for (const [service, queue] of this.queues) {
-      if (queue.length === 0) {
-        if (!this.workers.forService(service)) this.queues.delete(service);
-        continue;
-      }
+      const served = this.workers.forService(service) !== undefined;
       for (const request of queue.takeExpired(now)) {
-        if (this.workers.forService(service)) {
+        if (served) {
           this.answer(request, 'TIMEOUT', `no free worker for ${service} before the deadline`);
         } else {
           this.answer(request, 'NO_WORKERS', `no worker offers ${service}`);
         }
       }
+      if (queue.length === 0) {
+        // An idle entry goes: junk service names must not pile up.
+        if (!served) this.queues.delete(service);
+      } else if (!served) {
+        unserved.services++;
+        unserved.bytes += queue.bytes;
+      }
     }
+    this.unserved = unserved;
     for (const worker of this.workers.all()) {
       for (const request of worker.inFlight.values()) {
         if (!request.answered && request.deadline <= now) {
@@ -479,6 +533,17 @@ async function bindWithRetry(socket: zmq.Router, endpoint: string, log: Logger):
 /** ZeroMQ binds a random port with `*`; accept the common `:0` spelling too. */
 function wildcardPort(endpoint: string): string {
   return endpoint.replace(/^(tcp:\/\/[^/]+):0$/, '$1:*');
+}
+
+/** Why a service name is refused (not printable ASCII without spaces, or too long), or undefined. */
+function serviceNameProblem(name: Buffer, maxBytes: number): string | undefined {
+  if (name.length === 0) return 'empty service name';
+  if (name.length > maxBytes) return `service name of ${name.length} bytes; at most ${maxBytes}`;
+  for (let i = 0; i < name.length; i++) {
+    const byte = name[i]!;
+    if (byte < 0x21 || byte > 0x7e) return `service name must be printable ASCII without spaces (byte 0x${byte.toString(16)} at ${i})`;
+  }
+  return undefined;
 }
 
 /** Reads `deadlineMs` from a JSON or msgpack header frame without rejecting anything (workers validate). */

@@ -6,12 +6,16 @@ import type { WorkerRecord } from './worker-registry.ts';
 export interface PendingRequest {
   /** ROUTER identity of the client. */
   client: Buffer;
+  /** The identity as a map key (latin1), for the per-client fairness of `ServiceQueue`. */
+  clientKey: string;
   /** Socket the client is on (frontend, or backend for a single-socket setup). */
   via: SendQueue;
   clientVersion: MdpVersion;
   service: string;
   serviceFrame: Buffer;
   body: Buffer[];
+  /** Body bytes, counted against the queue's byte bound. */
+  bytes: number;
   /** `performance.now()` after which the request is answered TIMEOUT (or NO_WORKERS). */
   deadline: number;
   receivedAt: number;

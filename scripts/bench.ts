@@ -32,6 +32,7 @@ import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/ec
 import { runLoad, type LoadResult } from './bench/load-runner.ts';
 import { withProcessCpu } from './bench/process-cpu.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
+import { benchReference, referenceReport, type ReferenceSection } from './bench/reference-section.ts';
 import { ReportTable } from './bench/report-table.ts';
 import { benchTraining, trainingReport, type TrainingSection } from './bench/training-section.ts';
 import { benchMetricsOverhead, metricsOverheadTable } from './bench/metrics-overhead.ts';
@@ -288,7 +289,7 @@ async function benchBroker(cluster: BenchCluster): Promise<BrokerRow[]> {
         pipelined,
         roundTrip,
         cpuUsPerRequest: cpu,
-        note: 'targets >= 25,000/s, p50 <= 250 us; Guide C broker ~7,500/s (1 worker), 200 us',
+        note: 'targets >= 25,000/s, p50 <= 250 us; the Guide C broker: table 2b, same run',
       });
     } finally {
       viaBroker.close();
@@ -422,6 +423,7 @@ async function main(): Promise<void> {
   const inferenceRows: InferenceRow[] = [];
   let http: HttpSection = {};
   let brokerRows: BrokerRow[] = [];
+  let reference: ReferenceSection | undefined;
   if (SELECTED.has('inference') || SELECTED.has('broker')) {
     if (SELECTED.has('inference')) inferenceRows.push(...(await benchRaw(images)));
     const repository = SELECTED.has('inference') ? await makeBenchRepository(MODEL, MODEL_DIR) : undefined;
@@ -444,7 +446,10 @@ async function main(): Promise<void> {
             : undefined;
         inferenceRows.push(...(await benchClusterSetup(cluster, setup, repository!.path, images, whileRunning)));
       }
-      if (SELECTED.has('broker')) brokerRows = await benchBroker(cluster);
+      if (SELECTED.has('broker')) {
+        brokerRows = await benchBroker(cluster);
+        reference = await benchReference(cluster, { warmUpMs: Math.min(WARM_UP_MS, 500), durationMs: DURATION_MS, progress });
+      }
     } finally {
       progress('stopping the cluster');
       await cluster.close();
@@ -465,7 +470,7 @@ async function main(): Promise<void> {
     quick: QUICK,
     settings: { model: MODEL, images: IMAGES, concurrencies: CONCURRENCIES, threadBudget: THREAD_BUDGET, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, echoWindow: ECHO_WINDOW, echoRoundTrips: ECHO_ROUND_TRIPS, rawSetups: RAW_SETUPS, clusterSetups: CLUSTER_SETUPS },
     ...(SELECTED.has('inference') ? { inference: { rows: inferenceRows, saturation: saturated }, http } : {}),
-    ...(SELECTED.has('broker') ? { broker: { rows: brokerRows } } : {}),
+    ...(SELECTED.has('broker') ? { broker: { rows: brokerRows, reference } } : {}),
     ...(metrics ? { metrics } : {}),
     ...(training ? { training } : {}),
   };
@@ -503,6 +508,12 @@ async function main(): Promise<void> {
         'CPU per request: CPU time (user + system, all threads, from /proc) of each process during the requests/s run over the requests answered.',
     );
     out.push(brokerTable(brokerRows));
+    out.push('');
+    out.push(
+      "2b. Against the ZeroMQ Guide's C broker (../shared/reference/zguide-mdp), same run: one MDP/0.1 DEALER client echoing 64 bytes with N in flight, " +
+        'two client processes, and sync round trips (one at a time). Every reply is checked to be the echo.',
+    );
+    out.push(...referenceReport(reference!));
   }
   if (SELECTED.has('inference')) {
     out.push('');

@@ -133,6 +133,8 @@ const brokerCommand = program
   .option('--heartbeat-interval-ms <ms>', 'heartbeat interval')
   .option('--default-deadline-ms <ms>', 'deadline of requests that set none')
   .option('--max-queued-per-service <n>', 'queue bound per service')
+  .option('--max-queued-bytes-per-service <bytes>', 'queued body bytes per service')
+  .option('--max-deadline-ms <prefix=ms,...>', 'longest deadline by service-name prefix')
   .option('--config <file>', 'JSON config file');
 addMetricsOptions(brokerCommand).action(async (flags: Record<string, unknown>) => {
   const broker = new Broker(resolveOptions(DEFAULT_BROKER_OPTIONS, flags));

@@ -25,8 +25,22 @@ export interface BrokerOptions extends HeartbeatOptions {
   backend: string;
   /** Deadline of a request whose header sets none. @defaultValue 30000 */
   defaultDeadlineMs: number;
-  /** Requests waiting per service; past it a request is answered OVERLOADED. @defaultValue 1000 */
+  /** Requests waiting per service; past it a request is answered OVERLOADED. @defaultValue 200000 */
   maxQueuedPerService: number;
+  /** Body bytes waiting per service; past it a request is answered OVERLOADED. @defaultValue 268435456 */
+  maxQueuedBytesPerService: number;
+  /**
+   * Longest deadline a request may ask for, by service-name prefix (the longest matching prefix wins,
+   * `''` matches every service); a larger `deadlineMs` is lowered to it. As a flag or variable:
+   * `train=86400000,=3600000`. @defaultValue { '': 3600000, train: 86400000 }
+   */
+  maxDeadlineMs: Readonly<Record<string, number>>;
+  /** Longest service name, in bytes; names must also be printable ASCII without spaces. @defaultValue 255 */
+  maxServiceNameBytes: number;
+  /** Services with requests waiting and no worker; a request for one more is answered NO_WORKERS at once. @defaultValue 1000 */
+  maxUnservedServices: number;
+  /** Body bytes waiting for services with no worker, all together; past it, NO_WORKERS at once. @defaultValue 67108864 */
+  maxUnservedBytes: number;
   /** Times a request whose worker died is sent to another worker before WORKER_LOST. @defaultValue 2 */
   maxRequeues: number;
   /** Largest message accepted on either socket, in bytes; larger ones are dropped by ZeroMQ. @defaultValue 67108864 */
@@ -43,7 +57,12 @@ export const DEFAULT_BROKER_OPTIONS: BrokerOptions = {
   heartbeatIntervalMs: 1000,
   heartbeatLiveness: 3,
   defaultDeadlineMs: 30_000,
-  maxQueuedPerService: 1000,
+  maxQueuedPerService: 200_000,
+  maxQueuedBytesPerService: 256 * 1024 * 1024,
+  maxDeadlineMs: { '': 3_600_000, train: 86_400_000 },
+  maxServiceNameBytes: 255,
+  maxUnservedServices: 1000,
+  maxUnservedBytes: 64 * 1024 * 1024,
   maxRequeues: 2,
   maxMessageBytes: 64 * 1024 * 1024,
   highWaterMark: 100_000,
@@ -171,7 +190,25 @@ function coerce(key: string, value: unknown, like: unknown): unknown {
     return n;
   }
   if (typeof like === 'boolean') return value === true || value === 'true' || value === '1';
+  if (typeof like === 'object' && like !== null) return coerceNumberMap(key, value);
   return String(value);
+}
+
+/** A map of numbers: an object (config file) or `key=number,key=number` (flag, variable). */
+function coerceNumberMap(key: string, value: unknown): Record<string, number> {
+  const entries =
+    typeof value === 'string'
+      ? value.split(',').filter(Boolean).map((pair) => {
+          const at = pair.lastIndexOf('=');
+          return [at < 0 ? pair : pair.slice(0, at), at < 0 ? Number.NaN : Number(pair.slice(at + 1))] as const;
+        })
+      : typeof value === 'object' && value !== null
+        ? Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, Number(v)] as const)
+        : [];
+  if (entries.length === 0 || entries.some(([, n]) => !(Number.isFinite(n) && n > 0))) {
+    throw new ZerveError('BAD_REQUEST', `option ${key} must be prefix=number pairs separated by commas, got ${String(value)}`);
+  }
+  return Object.fromEntries(entries);
 }
 
 /**
@@ -263,7 +300,7 @@ export interface WebAppOptions {
   probeTimeoutMs: number;
   /** How often an SSE stream polls the jobs service for news. @defaultValue 250 */
   eventsPollMs: number;
-  /** Seconds sent in `Retry-After` with 503 answers. @defaultValue 1 */
+  /** Seconds sent in `Retry-After` with 503 answers that carry no retry hint from the broker. @defaultValue 1 */
   retryAfterSeconds: number;
 }
 

@@ -18,3 +18,12 @@ export const HTTP_STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   CANCELED: 409,
   INTERNAL: 500,
 };
+
+/**
+ * Seconds for `Retry-After`: the broker's hint when it gave one (an OVERLOADED answer carries
+ * `details.retryAfterMs`, computed from how fast the service's queue drains), else `fallbackSeconds`.
+ */
+export function retryAfterSeconds(error: { details?: Record<string, unknown> }, fallbackSeconds: number): number {
+  const hint = error.details?.retryAfterMs;
+  return typeof hint === 'number' && Number.isFinite(hint) && hint > 0 ? Math.ceil(hint / 1000) : fallbackSeconds;
+}

@@ -22,7 +22,7 @@ import { logger as rootLogger, type Logger } from '../shared/logger.ts';
 import { encodeHeader, encodeJson, type ClassifyReply, type RequestHeader } from '../shared/messages.ts';
 import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
 import { HttpMetrics } from './http-metrics.ts';
-import { HTTP_STATUS_OF } from './http-status.ts';
+import { HTTP_STATUS_OF, retryAfterSeconds } from './http-status.ts';
 import { ModelCatalog } from './model-catalog.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
 import { readUpload } from './read-upload.ts';
@@ -339,7 +339,7 @@ export class WebApp {
       return;
     }
     const status = HTTP_STATUS_OF[error.code];
-    if (status === 503) res.set('Retry-After', String(this.options.retryAfterSeconds));
+    if (status === 503) res.set('Retry-After', String(retryAfterSeconds(error, this.options.retryAfterSeconds)));
     res.status(status).json(error.toJSON());
   };
 

@@ -6,8 +6,9 @@ import { CLI_PATH } from '../process-supervisor.ts';
 export const CHILD_ENV: NodeJS.ProcessEnv = { ...process.env, ZERVE_LOG_LEVEL: 'warn' };
 
 /**
- * A child process of the benchmark: `zerve <args>` by default, or any TypeScript file run with
- * `node --import tsx`. Keeps the last few KB of its output for error messages.
+ * A child process of the benchmark: `zerve <args>` by default, any TypeScript file run with
+ * `node --import tsx`, or (`CliChild.program`) any executable. Keeps the last few KB of its output
+ * for error messages.
  */
 export class CliChild {
   readonly child: ChildProcess;
@@ -18,14 +19,20 @@ export class CliChild {
     readonly args: string[],
     script: string = CLI_PATH,
     env: NodeJS.ProcessEnv = CHILD_ENV,
+    command: string[] = [process.execPath, '--import', 'tsx', script],
   ) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(command[0]!, [...command.slice(1), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (chunk: Buffer) => {
       this.output = (this.output + chunk.toString()).slice(-8192);
     };
     this.child.stdout!.on('data', keep);
     this.child.stderr!.on('data', keep);
     this.exited = once(this.child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  }
+
+  /** An executable that is not a TypeScript file, such as the Guide's C broker. */
+  static program(executable: string, args: string[], env: NodeJS.ProcessEnv = CHILD_ENV): CliChild {
+    return new CliChild(args, executable, env, [executable]);
   }
 
   get pid(): number {

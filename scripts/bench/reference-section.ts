@@ -1,0 +1,213 @@
+/**
+ * The broker side by side with the ZeroMQ Guide's reference C broker (`../shared/reference/zguide-mdp`),
+ * in the same run: the same load generator (one MDP/0.1 DEALER client, the only client protocol the C
+ * broker speaks) against the C broker with C `mdworker`s and against Zerve with the same C workers and
+ * with Zerve's credit-based echo worker. Each setup gets N requests in flight for N = 1, 16, 256, 1000,
+ * two client processes, and sync round trips; Zerve's rows are printed as ratios of the C broker's.
+ */
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ECHO_SERVICE } from '../../shared/protocol.ts';
+import { buildZguideReference } from '../zguide-reference.ts';
+import type { BenchCluster } from './bench-cluster.ts';
+import { CliChild, CHILD_ENV } from './cli-child.ts';
+import { EchoLoad, type PipelinedResult, type RoundTripResult } from './echo-load.ts';
+import { freePort } from './bench-cluster.ts';
+import { withProcessCpu } from './process-cpu.ts';
+import { ReportTable } from './report-table.ts';
+
+export const REFERENCE_WINDOWS = [1, 16, 256, 1000];
+/** Window of each of the two client processes. */
+const MULTI_CLIENT_WINDOW = 256;
+const MULTI_CLIENTS = 2;
+const ROUND_TRIPS = 3000;
+const LOAD_CHILD = fileURLToPath(new URL('./echo-load-child.ts', import.meta.url));
+
+export interface ReferenceRow {
+  setup: string;
+  broker: 'C' | 'Zerve';
+  /** The C setup this row is compared with (its own name for C rows). */
+  baseline: string;
+  pipelined: PipelinedResult[];
+  /** Both client processes together. */
+  multiClient: { clients: number; window: number; perSecond: number; unexpected: number };
+  roundTrip: RoundTripResult;
+  /** Broker CPU (user + system) per request at the largest window, from /proc. */
+  brokerCpuUsPerRequest?: number;
+}
+
+export interface ReferenceSection {
+  skipped?: string;
+  rows: ReferenceRow[];
+}
+
+export interface ReferenceBenchOptions {
+  warmUpMs: number;
+  durationMs: number;
+  progress(message: string): void;
+}
+
+/** Runs every setup; Zerve's broker is `cluster`'s (no other `echo` workers may be attached). */
+export async function benchReference(cluster: BenchCluster, options: ReferenceBenchOptions): Promise<ReferenceSection> {
+  const build = await buildZguideReference();
+  if ('missing' in build) {
+    options.progress(`reference C broker skipped: ${build.missing}`);
+    return { skipped: build.missing, rows: [] };
+  }
+  const rows: ReferenceRow[] = [];
+  const cWorkers = (endpoint: string, count: number) =>
+    Array.from({ length: count }, () => CliChild.program(build.path('mdworker'), [], { ...CHILD_ENV, MDP_ENDPOINT: endpoint }));
+
+  // A fresh C broker per setup: it keeps sending to a stopped worker until that worker's heartbeat expires.
+  for (const count of [1, 2]) {
+    const name = `C mdbroker + ${count} C mdworker${count > 1 ? 's' : ''}`;
+    const cEndpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const cBroker = CliChild.program(build.path('mdbroker'), [], { ...CHILD_ENV, MDP_ENDPOINT: cEndpoint });
+    const workers = cWorkers(cEndpoint, count);
+    try {
+      rows.push(await measureSetup(name, 'C', name, cEndpoint, cBroker.pid, options));
+    } finally {
+      await Promise.all([...workers, cBroker].map((c) => c.stop()));
+    }
+  }
+
+  for (const count of [1, 2]) {
+    const name = `Zerve + ${count} C mdworker${count > 1 ? 's' : ''} (MDP/0.1, capacity 1)`;
+    const workers = cWorkers(cluster.backend, count);
+    try {
+      await until(async () => (await cluster.workerCount(ECHO_SERVICE)) >= count, `${count} C mdworker(s) at Zerve`);
+      rows.push(await measureSetup(name, 'Zerve', `C mdbroker + ${count} C mdworker${count > 1 ? 's' : ''}`, cluster.frontend, cluster.broker.pid, options));
+    } finally {
+      await Promise.all(workers.map((w) => w.stop()));
+      await until(async () => (await cluster.workerCount(ECHO_SERVICE)) === 0, 'C mdworkers to leave Zerve');
+    }
+  }
+  options.progress('reference: starting a Zerve echo worker (capacity 64)');
+  const echo = await cluster.addWorkers(['echo', '--capacity', '64'], 1, ECHO_SERVICE);
+  try {
+    rows.push(await measureSetup('Zerve + 1 Zerve echo worker (capacity 64)', 'Zerve', 'C mdbroker + 1 C mdworker', cluster.frontend, cluster.broker.pid, options));
+  } finally {
+    await cluster.stopWorkers(echo);
+  }
+  return { rows };
+}
+
+async function measureSetup(
+  setup: string,
+  broker: ReferenceRow['broker'],
+  baseline: string,
+  endpoint: string,
+  brokerPid: number,
+  options: ReferenceBenchOptions,
+): Promise<ReferenceRow> {
+  const load = new EchoLoad({ endpoint, version: 1 });
+  try {
+    await load.waitForEchoWorker();
+    await sleep(300); // a second worker registers right after the first
+    const pipelined: PipelinedResult[] = [];
+    let brokerCpuUsPerRequest: number | undefined;
+    for (const window of REFERENCE_WINDOWS) {
+      options.progress(`reference: ${setup}: ${window} in flight`);
+      await load.pipelined(window, 0, options.warmUpMs);
+      const { result, cpuUs } = await withProcessCpu({ broker: brokerPid }, () => load.pipelined(window, 0, options.durationMs));
+      pipelined.push(result);
+      if (cpuUs.broker !== undefined && result.completed > 0) brokerCpuUsPerRequest = cpuUs.broker / result.completed;
+    }
+    options.progress(`reference: ${setup}: ${MULTI_CLIENTS} client processes, ${MULTI_CLIENT_WINDOW} in flight each`);
+    const multiClient = await multiClientLoad(endpoint, options);
+    options.progress(`reference: ${setup}: sync round trips`);
+    const roundTrip = await load.roundTrips(ROUND_TRIPS, 500);
+    return { setup, broker, baseline, pipelined, multiClient, roundTrip, brokerCpuUsPerRequest };
+  } finally {
+    load.close();
+  }
+}
+
+async function multiClientLoad(endpoint: string, options: ReferenceBenchOptions): Promise<ReferenceRow['multiClient']> {
+  const clients = Array.from(
+    { length: MULTI_CLIENTS },
+    () => new CliChild([endpoint, '1', String(MULTI_CLIENT_WINDOW), String(options.warmUpMs), String(options.durationMs)], LOAD_CHILD),
+  );
+  try {
+    await Promise.all(clients.map((c) => c.waitForLine(/^ready$/m)));
+    const results = clients.map((c) => c.waitForLine(/^result (.+)$/m, 60_000));
+    for (const c of clients) c.child.kill('SIGUSR2');
+    const parsed = (await Promise.all(results)).map((m) => JSON.parse(m[1]!) as PipelinedResult);
+    return {
+      clients: MULTI_CLIENTS,
+      window: MULTI_CLIENT_WINDOW,
+      perSecond: parsed.reduce((sum, r) => sum + r.perSecond, 0),
+      unexpected: parsed.reduce((sum, r) => sum + r.unexpected, 0),
+    };
+  } finally {
+    await Promise.all(clients.map((c) => c.stop()));
+  }
+}
+
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+
+const thousands = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '-' : Math.round(n).toLocaleString('en-US'));
+const ratio = (n: number, d: number | undefined) => (d === undefined || d === 0 || Number.isNaN(n) ? '-' : `${(n / d).toFixed(2)}x`);
+
+/** The table of absolute numbers, the table of Zerve/C ratios and a line per target. */
+export function referenceReport(section: ReferenceSection): Array<string | ReportTable> {
+  if (section.skipped) return [`skipped: ${section.skipped}`];
+  const windows = REFERENCE_WINDOWS.map((n) => `N=${n} req/s`);
+  const numbers = new ReportTable(['setup', ...windows, `${MULTI_CLIENTS} clients x ${MULTI_CLIENT_WINDOW}`, 'sync p50 us', 'sync p99 us', 'broker CPU us/req', 'not echoed']);
+  for (const row of section.rows) {
+    numbers.push([
+      row.setup,
+      ...row.pipelined.map((p) => thousands(p.perSecond)),
+      thousands(row.multiClient.perSecond),
+      thousands(row.roundTrip.p50Us),
+      thousands(row.roundTrip.p99Us),
+      row.brokerCpuUsPerRequest === undefined ? '-' : row.brokerCpuUsPerRequest.toFixed(1),
+      row.pipelined.reduce((sum, p) => sum + p.unexpected, row.multiClient.unexpected),
+    ]);
+  }
+  const ratios = new ReportTable(['Zerve setup', 'against', ...REFERENCE_WINDOWS.map((n) => `N=${n}`), `${MULTI_CLIENTS} clients`, 'sync p50 (lower is better)']);
+  const byName = new Map(section.rows.map((r) => [r.setup, r]));
+  for (const row of section.rows.filter((r) => r.broker === 'Zerve')) {
+    const base = byName.get(row.baseline);
+    ratios.push([
+      row.setup,
+      row.baseline,
+      ...row.pipelined.map((p, i) => ratio(p.perSecond, base?.pipelined[i]?.perSecond)),
+      ratio(row.multiClient.perSecond, base?.multiClient.perSecond),
+      ratio(row.roundTrip.p50Us, base?.roundTrip.p50Us),
+    ]);
+  }
+  return [numbers, '', 'Zerve over the C broker, same run:', ratios, '', ...targets(section.rows)];
+}
+
+/** The issue's three targets, each judged on this run's ratios (N = 1000 for throughput). */
+function targets(rows: ReferenceRow[]): string[] {
+  const find = (prefix: string) => rows.find((r) => r.setup.startsWith(prefix));
+  const c1 = find('C mdbroker + 1 ');
+  const zC1 = find('Zerve + 1 C mdworker');
+  const zEcho = find('Zerve + 1 Zerve echo');
+  if (!c1 || !zC1 || !zEcho) return [];
+  const at1000 = (r: ReferenceRow) => r.pipelined.at(-1)!.perSecond;
+  const line = (what: string, value: number, target: string, met: boolean) => `- ${what}: ${value.toFixed(2)}x, target ${target}: ${met ? 'met' : 'NOT met'}`;
+  const p50 = zEcho.roundTrip.p50Us / c1.roundTrip.p50Us;
+  const p50C = zC1.roundTrip.p50Us / c1.roundTrip.p50Us;
+  const echo = at1000(zEcho) / at1000(c1);
+  const plain = at1000(zC1) / at1000(c1);
+  return [
+    'Targets:',
+    line('sync p50, Zerve (echo worker) over C', p50, '<= 1.0x', p50 <= 1),
+    line('sync p50, Zerve (C mdworker) over C', p50C, '<= 1.0x', p50C <= 1),
+    line('req/s at N=1000, Zerve + Zerve echo worker over C + 1 C mdworker', echo, '>= 3x', echo >= 3),
+    line('req/s at N=1000, Zerve + 1 C mdworker over C + 1 C mdworker', plain, '>= 1.0x', plain >= 1),
+  ];
+}
