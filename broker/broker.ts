@@ -180,10 +180,9 @@ export class Broker extends EventEmitter {
   // -------------------------------------------------------------------------------------------
 
   private onClient(identity: Buffer, frames: Buffer[], via: SendQueue): void {
-    const { version, service, body } = parseClientRequest(frames);
-    const serviceFrame = frames[2]!;
+    const { version, service, serviceFrame, body, tag } = parseClientRequest(frames);
     if (service.startsWith(MMI_PREFIX)) {
-      via.push([identity, ...encodeClientReply(version, serviceFrame, [this.mmi(service, body)])], true);
+      via.push([identity, ...encodeClientReply(version, serviceFrame, [this.mmi(service, body)], true, tag)], true);
       return;
     }
     const now = performance.now();
@@ -197,6 +196,7 @@ export class Broker extends EventEmitter {
       deadline: now + (headerDeadlineMs(body[0]) ?? this.options.defaultDeadlineMs),
       receivedAt: now,
       requeues: 0,
+      tag,
     };
     if (service.length === 0) return this.answer(request, 'BAD_REQUEST', 'empty service name');
     if (via.full || this.backendSends!.full) {
@@ -222,7 +222,7 @@ export class Broker extends EventEmitter {
   /** Answers a request with an error and forgets it. */
   private answer(request: PendingRequest, code: ErrorCode, message: string): void {
     const reply = encodeError(new ZerveError(code, message));
-    request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, [reply])], true);
+    request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, [reply], true, request.tag)], true);
   }
 
   private mmi(service: string, body: Buffer[]): Buffer {
@@ -320,7 +320,7 @@ export class Broker extends EventEmitter {
           return;
         }
         if (!request.answered && (message.final || request.clientVersion === 2)) {
-          request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, message.body, message.final)], true);
+          request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, message.body, message.final, request.tag)], true);
         }
         if (message.final) {
           worker.inFlight.delete(token);

@@ -12,6 +12,8 @@ export interface PendingRequest {
   service: string;
   serviceFrame: Buffer;
   body: Buffer[];
+  /** Correlation tag of a tagged client request, returned in every reply (never sent to workers). */
+  tag: Buffer | undefined;
   /** `performance.now()` after which the request is answered TIMEOUT (or NO_WORKERS). */
   deadline: number;
   receivedAt: number;

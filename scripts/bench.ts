@@ -172,7 +172,7 @@ async function benchClusterSetup(
   progress(`${setup.name}: starting ${setup.workers} worker process(es)`);
   const args = ['inference', '--models', repository, '--threads', String(setup.threads), '--capacity', String(setup.capacity)];
   const workers = await cluster.addWorkers(args, setup.workers, classifyService(MODEL));
-  const client = new ZerveClient({ broker: cluster.frontend, maxSockets: 64 });
+  const client = new ZerveClient({ broker: cluster.frontend });
   const rows: InferenceRow[] = [];
   try {
     for (const [image, bytes] of images) {
@@ -294,7 +294,7 @@ async function benchBroker(cluster: BenchCluster): Promise<BrokerRow[]> {
     }
 
     // The same path through the client library, as applications use it: its own cost shows here.
-    const client = new ZerveClient({ broker: cluster.frontend, maxSockets: 64 });
+    const client = new ZerveClient({ broker: cluster.frontend });
     const payload = Buffer.alloc(64, 0x61);
     const echo = () => client.request(ECHO_SERVICE, [payload]);
     try {

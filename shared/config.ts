@@ -130,19 +130,19 @@ export const DEFAULT_TRAINING_OPTIONS: TrainingOptions = {
 export interface ClientOptions {
   /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
-  /** Time to wait for a reply before retrying on a fresh socket. @defaultValue 30000 */
+  /** Time to wait for a reply before resending under a new tag. @defaultValue 30000 */
   timeoutMs: number;
-  /** Retries after a timeout (Lazy Pirate) before failing with TIMEOUT. @defaultValue 0 */
+  /** Resends after a timeout (Lazy Pirate) before failing with TIMEOUT. @defaultValue 0 */
   retries: number;
-  /** Sockets kept for concurrent requests (one request in flight per socket). @defaultValue 64 */
-  maxSockets: number;
+  /** Requests in flight at once on the client's one socket; past it a request is refused OVERLOADED. @defaultValue 100000 */
+  maxInFlight: number;
 }
 
 export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
   broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
   timeoutMs: 30_000,
   retries: 0,
-  maxSockets: 64,
+  maxInFlight: 100_000,
 };
 
 function envName(key: string): string {

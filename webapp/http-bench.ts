@@ -87,7 +87,7 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpBenchRes
   const log = options.log ?? pino({ level: 'warn' });
   const image = await readFile(options.image);
   const maxConcurrency = Math.max(...concurrencies);
-  const client = new ZerveClient({ broker: options.broker, maxSockets: maxConcurrency });
+  const client = new ZerveClient({ broker: options.broker });
   const web = new WebApp({ broker: options.broker, http: 0, maxInFlight: Math.max(256, maxConcurrency) }, log);
   const agent = new Agent({ keepAlive: true, maxSockets: maxConcurrency });
   try {
