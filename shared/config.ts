@@ -239,7 +239,11 @@ export interface WebAppOptions {
   maxUploadBytes: number;
   /** Time a classification may take before the answer is TIMEOUT (504). @defaultValue 30000 */
   requestTimeoutMs: number;
-  /** Classifications in flight at once; past it requests are answered OVERLOADED (503). @defaultValue 256 */
+  /**
+   * Classifications and submissions in flight at once, uploads included; past it requests are answered
+   * OVERLOADED (503). A guard against a flood of slow uploads only: the working limit is the broker's
+   * bounded queue (`maxQueuedPerService`), whose OVERLOADED the web app passes on. @defaultValue 10000
+   */
   maxInFlight: number;
   /** How long the model list behind `/api/info` and model checks is cached. @defaultValue 2000 */
   infoCacheMs: number;
@@ -258,7 +262,7 @@ export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   samples: '',
   maxUploadBytes: 20 * 1024 * 1024,
   requestTimeoutMs: 30_000,
-  maxInFlight: 256,
+  maxInFlight: 10_000,
   infoCacheMs: 2000,
   probeTimeoutMs: 2000,
   eventsPollMs: 250,

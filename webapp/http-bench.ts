@@ -88,7 +88,7 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpBenchRes
   const image = await readFile(options.image);
   const maxConcurrency = Math.max(...concurrencies);
   const client = new ZerveClient({ broker: options.broker });
-  const web = new WebApp({ broker: options.broker, http: 0, maxInFlight: Math.max(256, maxConcurrency) }, log);
+  const web = new WebApp({ broker: options.broker, http: 0 }, log);
   const agent = new Agent({ keepAlive: true, maxSockets: maxConcurrency });
   try {
     const url = new URL(`/api/classify?model=${encodeURIComponent(options.model)}`, await web.start());
