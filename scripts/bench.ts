@@ -32,6 +32,7 @@ import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/ec
 import { runLoad, type LoadResult } from './bench/load-runner.ts';
 import { withProcessCpu } from './bench/process-cpu.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
+import { benchClients, clientCpuSummary } from './bench/client-section.ts';
 import { ReportTable } from './bench/report-table.ts';
 import { benchTraining, trainingReport, type TrainingSection } from './bench/training-section.ts';
 
@@ -69,7 +70,7 @@ const RESULTS_FILE = path.join(REPO_ROOT, 'bench-results', `${RESULTS_NAME}.json
 const MARKDOWN_FILE = path.join(REPO_ROOT, 'bench-results', `${RESULTS_NAME}.md`);
 const HTTP_BENCH = path.join(REPO_ROOT, 'webapp', 'http-bench.ts');
 const HTTP_IMAGE = 'kitten-1600.jpg';
-const HTTP_CONCURRENCIES = [1, 16];
+const HTTP_CONCURRENCIES = [1, 16, 1000];
 
 interface RawSetup {
   name: string;
@@ -293,26 +294,7 @@ async function benchBroker(cluster: BenchCluster): Promise<BrokerRow[]> {
       viaBroker.close();
     }
 
-    // The same path through the client library, as applications use it: its own cost shows here.
-    const client = new ZerveClient({ broker: cluster.frontend });
-    const payload = Buffer.alloc(64, 0x61);
-    const echo = () => client.request(ECHO_SERVICE, [payload]);
-    try {
-      progress('broker echo through ZerveClient: concurrency 1');
-      const one = await runLoad(echo, { concurrency: 1, warmUpMs, durationMs: DURATION_MS });
-      progress('broker echo through ZerveClient: concurrency 16');
-      await runLoad(echo, { concurrency: 16, warmUpMs: 0, durationMs: warmUpMs });
-      const { result: sixteen, cpuUs } = await withProcessCpu(pids, () => runLoad(echo, { concurrency: 16, warmUpMs: 0, durationMs: DURATION_MS }));
-      rows.push({
-        path: 'ZerveClient.request -> broker -> echo worker (16 concurrent; round trip at 1)',
-        pipelined: sixteen,
-        roundTrip: { count: one.completed, p50Us: one.p50Ms * 1000, p99Us: one.p99Ms * 1000, perSecond: one.perSecond },
-        cpuUsPerRequest: cpuPerRequest(cpuUs, sixteen.completed),
-        note: 'one DEALER socket per request in flight',
-      });
-    } finally {
-      await client.close();
-    }
+    rows.push(...(await benchClients({ endpoint: cluster.frontend, pids, warmUpMs, durationMs: DURATION_MS, progress })));
   } finally {
     await cluster.stopWorkers(workers);
   }
@@ -500,6 +482,7 @@ async function main(): Promise<void> {
         'CPU per request: CPU time (user + system, all threads, from /proc) of each process during the requests/s run over the requests answered.',
     );
     out.push(brokerTable(brokerRows));
+    out.push(...clientCpuSummary(brokerRows));
   }
   if (SELECTED.has('inference')) {
     out.push('');

@@ -71,12 +71,23 @@ export class ZerveClient {
     return this.calls.size;
   }
 
-  /** Sends a request and resolves with the FINAL reply's body frames. */
+  /** Sends a request and resolves with the FINAL reply's body frames (PARTIALs are skipped). */
   async request(service: string, body: Buffer[], options: RequestOptions = {}): Promise<Buffer[]> {
-    for await (const chunk of this.stream(service, body, options)) {
-      if (chunk.final) return chunk.body;
+    // The loop of `stream` without an async generator: this is every request's hot path.
+    const { timeoutMs, retries, signal, serviceFrame } = this.settle(service, options);
+    for (let attempt = 0; ; attempt++) {
+      const call = this.send(serviceFrame, body, timeoutMs, signal);
+      try {
+        for (;;) {
+          const chunk = await call.next();
+          if (chunk.final) return chunk.body;
+        }
+      } catch (err) {
+        this.rethrowUnlessRetry(err, service, timeoutMs, attempt, retries);
+      } finally {
+        this.forget(call);
+      }
     }
-    throw new ZerveError('INTERNAL', 'reply stream ended without a FINAL');
   }
 
   /** Sends a request and parses the FINAL reply as JSON; an error reply throws its ZerveError. */
@@ -108,12 +119,8 @@ export class ZerveClient {
 
   /** Sends a request and yields each PARTIAL reply, then the FINAL one. */
   async *stream(service: string, body: Buffer[], options: RequestOptions = {}): AsyncGenerator<ReplyChunk> {
-    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
-    const retries = options.retries ?? this.options.retries;
-    const { signal } = options;
-    const serviceFrame = Buffer.from(service);
+    const { timeoutMs, retries, signal, serviceFrame } = this.settle(service, options);
     for (let attempt = 0; ; attempt++) {
-      if (signal?.aborted) throw canceled(signal);
       const call = this.send(serviceFrame, body, timeoutMs, signal);
       try {
         for (;;) {
@@ -122,14 +129,28 @@ export class ZerveClient {
           if (chunk.final) return;
         }
       } catch (err) {
-        if (!(err instanceof TimeoutSignal)) throw err;
-        if (attempt >= retries) {
-          throw new ZerveError('TIMEOUT', `no reply from ${service} within ${timeoutMs} ms (${attempt + 1} attempt(s))`);
-        }
+        this.rethrowUnlessRetry(err, service, timeoutMs, attempt, retries);
       } finally {
         // Also when the consumer stops early: the tag is forgotten, so a late reply is dropped.
         this.forget(call);
       }
+    }
+  }
+
+  private settle(service: string, options: RequestOptions) {
+    return {
+      timeoutMs: options.timeoutMs ?? this.options.timeoutMs,
+      retries: options.retries ?? this.options.retries,
+      signal: options.signal,
+      serviceFrame: Buffer.from(service),
+    };
+  }
+
+  /** A timeout with attempts left returns (the caller sends again); anything else is thrown. */
+  private rethrowUnlessRetry(err: unknown, service: string, timeoutMs: number, attempt: number, retries: number): void {
+    if (!(err instanceof TimeoutSignal)) throw err;
+    if (attempt >= retries) {
+      throw new ZerveError('TIMEOUT', `no reply from ${service} within ${timeoutMs} ms (${attempt + 1} attempt(s))`);
     }
   }
 
@@ -148,6 +169,7 @@ export class ZerveClient {
 
   /** Registers a call under a new tag and queues its tagged REQUEST. */
   private send(serviceFrame: Buffer, body: Buffer[], timeoutMs: number, signal: AbortSignal | undefined): PendingCall {
+    if (signal?.aborted) throw canceled(signal);
     if (this.closing) throw new ZerveError('CANCELED', 'client closed');
     if (this.calls.size >= this.options.maxInFlight) {
       throw new ZerveError('OVERLOADED', `${this.calls.size} requests are in flight on this client; retry later`);
