@@ -81,6 +81,8 @@ export interface InferenceOptions {
   maxImageBytes: number;
   /** Largest decoded image, in pixels (width × height); guards against decompression bombs. @defaultValue 50000000 */
   maxInputPixels: number;
+  /** Bytes of answers the worker's result cache keeps (LRU; same image, model, version, topk); 0 turns it off. @defaultValue 67108864 */
+  resultCacheBytes: number;
 }
 
 export const DEFAULT_INFERENCE_OPTIONS: InferenceOptions = {
@@ -89,6 +91,7 @@ export const DEFAULT_INFERENCE_OPTIONS: InferenceOptions = {
   pollIntervalMs: 2000,
   maxImageBytes: 20 * 1024 * 1024,
   maxInputPixels: 50_000_000,
+  resultCacheBytes: 64 * 1024 * 1024,
 };
 
 export interface TrainingOptions {

@@ -39,6 +39,7 @@ interface ImageQuery {
   model: string;
   topk?: number;
   version?: string;
+  cache?: boolean;
   sample?: string;
 }
 
@@ -368,6 +369,7 @@ export class WebApp {
     const header: RequestHeader = { deadlineMs: this.options.requestTimeoutMs };
     if (query.topk !== undefined) header.topk = query.topk;
     if (query.version !== undefined) header.version = query.version;
+    if (query.cache === false) header.cache = false;
     return header;
   }
 

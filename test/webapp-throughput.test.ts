@@ -25,16 +25,16 @@ function post(url: URL, agent: Agent, body: Buffer, type: string): Promise<{ sta
   });
 }
 
-describe('web app under 1,000 concurrent uploads', function () {
+describe('web app throughput: queueing at the broker, the result cache', function () {
   this.timeout(240_000);
   let cluster: WebCluster;
 
-  beforeEach(async () => {
+  before(async () => {
     // A deadline of 2 minutes: 1,000 classifications on one single-threaded worker take about 30 s on a
     // busy 2-core machine; the point here is that they are queued and answered, not how fast.
     cluster = await startWebCluster({ requestTimeoutMs: 120_000 });
   });
-  afterEach(async () => {
+  after(async () => {
     await cluster?.close();
   });
 
@@ -61,5 +61,37 @@ describe('web app under 1,000 concurrent uploads', function () {
     } finally {
       agent.destroy();
     }
+  });
+
+  it('answers a repeated upload from the result cache with cached: true, and afresh with cache=false', async () => {
+    const fish = IMAGES[1]!;
+    const post = (query: string) =>
+      fetch(new URL(`/api/classify?model=squeezenet&topk=2${query}`, cluster.url), {
+        method: 'POST',
+        body: new Uint8Array(fish.bytes),
+        headers: { 'content-type': fish.type },
+      }).then(async (res) => ({ status: res.status, body: (await res.json()) as any }));
+    const first = await post('');
+    const second = await post('');
+    const skipped = await post('&cache=false');
+    assert.deepEqual([first.status, second.status, skipped.status], [200, 200, 200]);
+    assert.equal(second.body.cached, true);
+    assert.deepEqual(second.body.predictions, first.body.predictions);
+    assert.equal(second.body.predictions[0].label, fish.label);
+    assert.equal(second.body.timings.inferenceMs, undefined, 'no inference for a cached answer');
+    assert.ok(second.body.timings.hashMs >= 0 && second.body.timings.httpMs >= second.body.timings.totalMs);
+    assert.equal(skipped.body.cached, undefined);
+    assert.ok(skipped.body.timings.inferenceMs > 0);
+    assert.deepEqual(skipped.body.predictions.map((p: { index: number }) => p.index), first.body.predictions.map((p: { index: number }) => p.index));
+  });
+
+  it('refuses a cache option that is not a boolean with 400 BAD_REQUEST', async () => {
+    const res = await fetch(new URL('/api/classify?model=squeezenet&cache=maybe', cluster.url), {
+      method: 'POST',
+      body: new Uint8Array(IMAGES[0]!.bytes),
+      headers: { 'content-type': 'image/png' },
+    });
+    assert.equal(res.status, 400);
+    assert.equal(((await res.json()) as any).error.code, 'BAD_REQUEST');
   });
 });
