@@ -34,6 +34,11 @@ export const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'public'
 
 const SSE_PING_MS = 15_000;
 const CLOSE_GRACE_MS = 2000;
+/**
+ * Connections waiting to be accepted. Node's default of 511 overflows when 1,000 uploads connect at
+ * once, and the kernel then drops or resets some of them; Linux caps this at net.core.somaxconn.
+ */
+const LISTEN_BACKLOG = 4096;
 
 interface ImageQuery {
   model: string;
@@ -105,7 +110,7 @@ export class WebApp {
   /** Listens on `host:http`; resolves with the page's URL. */
   start(): Promise<string> {
     this.starting ??= (async () => {
-      const server = this.app.listen(this.options.http, this.options.host);
+      const server = this.app.listen(this.options.http, this.options.host, LISTEN_BACKLOG);
       this.server = server;
       await once(server, 'listening');
       const { port } = server.address() as AddressInfo;
