@@ -189,10 +189,9 @@ export class Broker extends EventEmitter {
   // -------------------------------------------------------------------------------------------
 
   private onClient(identity: Buffer, frames: Buffer[], via: SendQueue): void {
-    const { version, service, body } = parseClientRequest(frames);
-    const serviceFrame = frames[2]!;
+    const { version, service, serviceFrame, body, tag } = parseClientRequest(frames);
     if (service.startsWith(MMI_PREFIX)) {
-      via.push([identity, ...encodeClientReply(version, serviceFrame, [this.mmi(service, body)])], true);
+      via.push([identity, ...encodeClientReply(version, serviceFrame, [this.mmi(service, body)], true, tag)], true);
       return;
     }
     const now = performance.now();
@@ -210,6 +209,7 @@ export class Broker extends EventEmitter {
       deadline: now + this.deadlineMs(service, headerDeadlineMs(body[0])),
       receivedAt: now,
       requeues: 0,
+      tag,
     };
     const nameProblem = serviceNameProblem(serviceFrame, this.options.maxServiceNameBytes);
     if (nameProblem) return this.answer(request, 'BAD_REQUEST', nameProblem);
@@ -272,7 +272,7 @@ export class Broker extends EventEmitter {
   private answer(request: PendingRequest, code: ErrorCode, message: string, details?: Record<string, unknown>): void {
     this.metrics.answered(request, code);
     const reply = encodeError(new ZerveError(code, message, details ? { details } : undefined));
-    request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, [reply])], true);
+    request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, [reply], true, request.tag)], true);
   }
 
   private mmi(service: string, body: Buffer[]): Buffer {
@@ -374,7 +374,7 @@ export class Broker extends EventEmitter {
         }
         if (message.final && !request.answered) this.metrics.replied(request, message.body);
         if (!request.answered && (message.final || request.clientVersion === 2)) {
-          request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, message.body, message.final)], true);
+          request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, message.body, message.final, request.tag)], true);
         }
         if (message.final) {
           worker.inFlight.delete(token);

@@ -16,6 +16,8 @@ export interface PendingRequest {
   body: Buffer[];
   /** Body bytes, counted against the queue's byte bound. */
   bytes: number;
+  /** Correlation tag of a tagged client request, returned in every reply (never sent to workers). */
+  tag: Buffer | undefined;
   /** `performance.now()` after which the request is answered TIMEOUT (or NO_WORKERS). */
   deadline: number;
   receivedAt: number;

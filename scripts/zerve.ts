@@ -155,6 +155,7 @@ const inferenceCommand = worker
   .option('--models <dir>', 'model repository')
   .option('--capacity <n>', 'requests taken at once')
   .option('--threads <n>', 'onnxruntime intra-op threads')
+  .option('--result-cache-bytes <n>', 'bytes of answers kept in the result cache; 0 turns it off')
   .option('--config <file>', 'JSON config file');
 addMetricsOptions(inferenceCommand, true).action(async (flags: Record<string, unknown>) => {
   const inference = resolveOptions(DEFAULT_INFERENCE_OPTIONS, flags);

@@ -1,7 +1,7 @@
-import { performance } from 'node:perf_hooks';
 import * as zmq from 'zeromq';
 import { DEFAULT_CLIENT_OPTIONS, type ClientOptions } from './config.ts';
 import { ZerveError } from './errors.ts';
+import { logger, type Logger } from './logger.ts';
 import {
   decodeReply,
   encodeHeader,
@@ -14,18 +14,18 @@ import {
   MMI_SERVICE,
   MMI_SERVICES,
   MMI_WORKERS,
-  ProtocolError,
   classifyService,
   encodeClientRequest,
   parseClientReply,
 } from './protocol.ts';
+import { SendQueue } from './send-queue.ts';
 
 export interface RequestOptions {
   /** Time to wait for the next reply (a PARTIAL restarts it). @defaultValue the client's timeoutMs */
   timeoutMs?: number;
-  /** Retries on a fresh socket after a timeout. @defaultValue the client's retries */
+  /** Resends after a timeout, each with a new tag, before failing with TIMEOUT. @defaultValue the client's retries */
   retries?: number;
-  /** Aborts the request: the socket is dropped and the call rejects with CANCELED. */
+  /** Aborts the request: the call rejects with CANCELED and a late reply is dropped. */
   signal?: AbortSignal;
 }
 
@@ -35,9 +35,11 @@ export interface ReplyChunk {
 }
 
 /**
- * A Majordomo (MDP/0.2) client. Each request in flight has a DEALER socket of its own from a pool, so
- * replies never need matching; a request that times out closes its socket and retries on a fresh one
- * (the Guide's Lazy Pirate), so a late reply can never be taken for another request's.
+ * A Majordomo (MDP/0.2) client with one DEALER socket for any number of requests in flight. Each
+ * request carries a correlation tag in Zerve's tagged REQUEST (`shared/protocol.ts`), which the broker
+ * returns with every reply, so replies are matched to their requests by tag. A request that times out
+ * is sent again under a new tag (the Guide's Lazy Pirate, without the fresh socket a REQ needs), so a
+ * late reply can never be taken for another request's: its tag is forgotten.
  *
  * @example
  * const client = new ZerveClient({ broker: 'tcp://127.0.0.1:5555' });
@@ -46,24 +48,46 @@ export interface ReplyChunk {
  */
 export class ZerveClient {
   readonly options: ClientOptions;
-  private readonly idle: zmq.Dealer[] = [];
-  private readonly sockets = new Set<zmq.Dealer>();
-  private readonly waiters: Array<{ resolve: (s: zmq.Dealer) => void; reject: (e: unknown) => void }> = [];
-  private closed = false;
+  private readonly log: Logger;
+  private socket?: zmq.Dealer;
+  private sends?: SendQueue;
+  private loop?: Promise<void>;
+  /** Requests waiting for replies, by tag. */
+  private readonly calls = new Map<number, PendingCall>();
+  private nextTag = 0;
+  private closing?: Promise<void>;
 
-  constructor(options: Partial<ClientOptions> = {}) {
+  constructor(options: Partial<ClientOptions> = {}, log: Logger = logger) {
     this.options = { ...DEFAULT_CLIENT_OPTIONS, ...options };
-    if (!(this.options.maxSockets >= 1 && this.options.timeoutMs > 0 && this.options.retries >= 0)) {
-      throw new ZerveError('BAD_REQUEST', 'maxSockets and timeoutMs must be positive, retries not negative');
+    const o = this.options;
+    if (!(o.timeoutMs > 0 && o.retries >= 0 && o.maxInFlight >= 1)) {
+      throw new ZerveError('BAD_REQUEST', 'timeoutMs and maxInFlight must be positive, retries not negative');
     }
+    this.log = log.child({ component: 'client' });
   }
 
-  /** Sends a request and resolves with the FINAL reply's body frames. */
+  /** Requests waiting for their FINAL reply. */
+  get inFlight(): number {
+    return this.calls.size;
+  }
+
+  /** Sends a request and resolves with the FINAL reply's body frames (PARTIALs are skipped). */
   async request(service: string, body: Buffer[], options: RequestOptions = {}): Promise<Buffer[]> {
-    for await (const chunk of this.stream(service, body, options)) {
-      if (chunk.final) return chunk.body;
+    // The loop of `stream` without an async generator: this is every request's hot path.
+    const { timeoutMs, retries, signal, serviceFrame } = this.settle(service, options);
+    for (let attempt = 0; ; attempt++) {
+      const call = this.send(serviceFrame, body, timeoutMs, signal);
+      try {
+        for (;;) {
+          const chunk = await call.next();
+          if (chunk.final) return chunk.body;
+        }
+      } catch (err) {
+        this.rethrowUnlessRetry(err, service, timeoutMs, attempt, retries);
+      } finally {
+        this.forget(call);
+      }
     }
-    throw new ZerveError('INTERNAL', 'reply stream ended without a FINAL');
   }
 
   /** Sends a request and parses the FINAL reply as JSON; an error reply throws its ZerveError. */
@@ -95,93 +119,183 @@ export class ZerveClient {
 
   /** Sends a request and yields each PARTIAL reply, then the FINAL one. */
   async *stream(service: string, body: Buffer[], options: RequestOptions = {}): AsyncGenerator<ReplyChunk> {
-    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
-    const retries = options.retries ?? this.options.retries;
-    const { signal } = options;
-    const message = encodeClientRequest(service, body);
+    const { timeoutMs, retries, signal, serviceFrame } = this.settle(service, options);
     for (let attempt = 0; ; attempt++) {
-      if (signal?.aborted) throw canceled(signal);
-      const socket = await this.acquire();
-      let healthy = false;
-      const onAbort = () => socket.close();
-      signal?.addEventListener('abort', onAbort, { once: true });
+      const call = this.send(serviceFrame, body, timeoutMs, signal);
       try {
-        await socket.send(message);
-        let deadline = performance.now() + timeoutMs;
         for (;;) {
-          const remaining = Math.ceil(deadline - performance.now());
-          if (remaining <= 0) throw new TimeoutSignal();
-          socket.receiveTimeout = remaining;
-          let reply;
-          try {
-            reply = parseClientReply(await socket.receive());
-          } catch (err) {
-            if (err instanceof ProtocolError) continue; // not for us: ignore, as the Guide's client does
-            throw err;
-          }
-          if (reply.service !== service) continue;
-          if (reply.final) {
-            // Before the yield: a consumer that stops at the FINAL (as `request` does) ends this
-            // generator at the yield, and the socket must still go back to the pool, not be replaced.
-            healthy = true;
-            yield { final: true, body: reply.body };
-            return;
-          }
-          yield { final: false, body: reply.body };
-          deadline = performance.now() + timeoutMs;
+          const chunk = await call.next();
+          yield chunk;
+          if (chunk.final) return;
         }
       } catch (err) {
-        if (signal?.aborted) throw canceled(signal);
-        if (this.closed) throw new ZerveError('CANCELED', 'client closed');
-        const timedOut = err instanceof TimeoutSignal || (err as { code?: string }).code === 'EAGAIN';
-        if (!timedOut) throw ZerveError.from(err);
-        if (attempt >= retries) {
-          throw new ZerveError('TIMEOUT', `no reply from ${service} within ${timeoutMs} ms (${attempt + 1} attempt(s))`);
-        }
+        this.rethrowUnlessRetry(err, service, timeoutMs, attempt, retries);
       } finally {
-        signal?.removeEventListener('abort', onAbort);
-        this.release(socket, healthy);
+        // Also when the consumer stops early: the tag is forgotten, so a late reply is dropped.
+        this.forget(call);
       }
     }
   }
 
-  /** Closes every socket; requests in flight reject with CANCELED. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    for (const waiter of this.waiters.splice(0)) waiter.reject(new ZerveError('CANCELED', 'client closed'));
-    for (const socket of this.sockets) socket.close();
-    this.sockets.clear();
-    this.idle.length = 0;
+  private settle(service: string, options: RequestOptions) {
+    return {
+      timeoutMs: options.timeoutMs ?? this.options.timeoutMs,
+      retries: options.retries ?? this.options.retries,
+      signal: options.signal,
+      serviceFrame: Buffer.from(service),
+    };
   }
 
-  private acquire(): Promise<zmq.Dealer> {
-    if (this.closed) return Promise.reject(new ZerveError('CANCELED', 'client closed'));
-    const socket = this.idle.pop();
-    if (socket) return Promise.resolve(socket);
-    if (this.sockets.size < this.options.maxSockets) return Promise.resolve(this.open());
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
-  }
-
-  private open(): zmq.Dealer {
-    const socket = new zmq.Dealer({ linger: 0 });
-    socket.connect(this.options.broker);
-    this.sockets.add(socket);
-    return socket;
-  }
-
-  /** Returns a socket to the pool, or replaces it when its last request did not end cleanly. */
-  private release(socket: zmq.Dealer, healthy: boolean): void {
-    if (!healthy || this.closed) {
-      socket.close();
-      this.sockets.delete(socket);
-      if (this.closed) return;
+  /** A timeout with attempts left returns (the caller sends again); anything else is thrown. */
+  private rethrowUnlessRetry(err: unknown, service: string, timeoutMs: number, attempt: number, retries: number): void {
+    if (!(err instanceof TimeoutSignal)) throw err;
+    if (attempt >= retries) {
+      throw new ZerveError('TIMEOUT', `no reply from ${service} within ${timeoutMs} ms (${attempt + 1} attempt(s))`);
     }
-    const waiter = this.waiters.shift();
-    if (waiter) waiter.resolve(healthy ? socket : this.open());
-    else if (healthy) this.idle.push(socket);
+  }
+
+  /** Closes the socket; requests in flight reject with CANCELED. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const error = new ZerveError('CANCELED', 'client closed');
+      for (const call of [...this.calls.values()]) call.fail(error);
+      this.calls.clear();
+      this.sends?.close();
+      this.socket?.close();
+      await this.loop;
+    })();
+    return this.closing;
+  }
+
+  /** Registers a call under a new tag and queues its tagged REQUEST. */
+  private send(serviceFrame: Buffer, body: Buffer[], timeoutMs: number, signal: AbortSignal | undefined): PendingCall {
+    if (signal?.aborted) throw canceled(signal);
+    if (this.closing) throw new ZerveError('CANCELED', 'client closed');
+    if (this.calls.size >= this.options.maxInFlight) {
+      throw new ZerveError('OVERLOADED', `${this.calls.size} requests are in flight on this client; retry later`);
+    }
+    const sends = this.sends ?? this.open();
+    // A 32-bit counter: it would take 4 billion requests for a tag to come back while its call is waiting.
+    this.nextTag = (this.nextTag + 1) >>> 0;
+    const tag = Buffer.allocUnsafe(4);
+    tag.writeUInt32BE(this.nextTag);
+    const call = new PendingCall(this.nextTag, serviceFrame, timeoutMs, signal);
+    if (!sends.push(encodeClientRequest(serviceFrame, body, tag))) {
+      call.dispose();
+      throw new ZerveError('OVERLOADED', `the client's send queue is full (${sends.size} messages); retry later`);
+    }
+    this.calls.set(call.tag, call);
+    return call;
+  }
+
+  private forget(call: PendingCall): void {
+    call.dispose();
+    if (this.calls.get(call.tag) === call) this.calls.delete(call.tag);
+  }
+
+  private open(): SendQueue {
+    // High-water marks well above any window in flight: the broker's ROUTER drops a reply it cannot
+    // queue for us (mandatory routing answers EAGAIN), so our receive side must not be what refuses.
+    const socket = new zmq.Dealer({ linger: 0, sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000 });
+    socket.connect(this.options.broker);
+    this.socket = socket;
+    this.sends = new SendQueue(socket, this.log, this.options.maxInFlight);
+    this.loop = this.receive(socket);
+    return this.sends;
+  }
+
+  /** The socket's one reading loop: hands each reply to the call its tag names; anything else is ignored. */
+  private async receive(socket: zmq.Dealer): Promise<void> {
+    try {
+      for await (const frames of socket) {
+        let reply;
+        try {
+          reply = parseClientReply(frames);
+        } catch {
+          continue; // not for us: ignore, as the Guide's client does
+        }
+        if (reply.tag?.length !== 4) continue;
+        const call = this.calls.get(reply.tag.readUInt32BE(0));
+        if (!call?.serviceFrame.equals(frames[3]!)) continue;
+        if (reply.final) this.calls.delete(call.tag);
+        call.deliver({ final: reply.final, body: reply.body });
+      }
+    } catch (err) {
+      if (this.closing) return;
+      this.log.error({ err }, 'client receive loop failed');
+      const error = new ZerveError('INTERNAL', 'the client socket failed', { cause: err });
+      for (const call of this.calls.values()) call.fail(error);
+      this.calls.clear();
+    }
   }
 }
+
+/**
+ * One request's replies as they arrive: a short FIFO the stream reads from, a timer for the next
+ * reply (restarted by each reply) and the abort listener. Bounded: a PARTIAL arriving while more than
+ * {@link MAX_BUFFERED_REPLIES} wait unread fails the call instead of growing the buffer.
+ */
+class PendingCall {
+  private readonly buffered: ReplyChunk[] = [];
+  private waiter?: { resolve: (chunk: ReplyChunk) => void; reject: (err: unknown) => void };
+  private error?: unknown;
+  private readonly timer: NodeJS.Timeout;
+  private readonly onAbort?: () => void;
+
+  constructor(
+    readonly tag: number,
+    readonly serviceFrame: Buffer,
+    timeoutMs: number,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.timer = setTimeout(() => this.fail(new TimeoutSignal()), timeoutMs);
+    if (signal) {
+      this.onAbort = () => this.fail(canceled(signal));
+      signal.addEventListener('abort', this.onAbort, { once: true });
+    }
+  }
+
+  deliver(chunk: ReplyChunk): void {
+    if (this.error !== undefined) return;
+    if (chunk.final) clearTimeout(this.timer);
+    else this.timer.refresh();
+    if (this.waiter) {
+      const { resolve } = this.waiter;
+      this.waiter = undefined;
+      resolve(chunk);
+    } else if (this.buffered.length >= MAX_BUFFERED_REPLIES) {
+      this.fail(new ZerveError('OVERLOADED', `more than ${MAX_BUFFERED_REPLIES} replies were not read`));
+    } else {
+      this.buffered.push(chunk);
+    }
+  }
+
+  /** Fails the call: the reader gets `err` once the replies before it are read. */
+  fail(err: unknown): void {
+    if (this.error !== undefined) return;
+    this.error = err;
+    clearTimeout(this.timer);
+    if (this.waiter) {
+      const { reject } = this.waiter;
+      this.waiter = undefined;
+      reject(err);
+    }
+  }
+
+  next(): Promise<ReplyChunk> {
+    const chunk = this.buffered.shift();
+    if (chunk) return Promise.resolve(chunk);
+    if (this.error !== undefined) return Promise.reject(this.error);
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    if (this.onAbort) this.signal?.removeEventListener('abort', this.onAbort);
+  }
+}
+
+const MAX_BUFFERED_REPLIES = 1024;
 
 class TimeoutSignal extends Error {}
 

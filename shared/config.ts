@@ -115,6 +115,8 @@ export interface InferenceOptions {
   maxImageBytes: number;
   /** Largest decoded image, in pixels (width × height); guards against decompression bombs. @defaultValue 50000000 */
   maxInputPixels: number;
+  /** Bytes of answers the worker's result cache keeps (LRU; same image, model, version, topk); 0 turns it off. @defaultValue 67108864 */
+  resultCacheBytes: number;
 }
 
 export const DEFAULT_INFERENCE_OPTIONS: InferenceOptions = {
@@ -123,6 +125,7 @@ export const DEFAULT_INFERENCE_OPTIONS: InferenceOptions = {
   pollIntervalMs: 2000,
   maxImageBytes: 20 * 1024 * 1024,
   maxInputPixels: 50_000_000,
+  resultCacheBytes: 64 * 1024 * 1024,
 };
 
 export interface TrainingOptions {
@@ -164,19 +167,19 @@ export const DEFAULT_TRAINING_OPTIONS: TrainingOptions = {
 export interface ClientOptions {
   /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
-  /** Time to wait for a reply before retrying on a fresh socket. @defaultValue 30000 */
+  /** Time to wait for a reply before resending under a new tag. @defaultValue 30000 */
   timeoutMs: number;
-  /** Retries after a timeout (Lazy Pirate) before failing with TIMEOUT. @defaultValue 0 */
+  /** Resends after a timeout (Lazy Pirate) before failing with TIMEOUT. @defaultValue 0 */
   retries: number;
-  /** Sockets kept for concurrent requests (one request in flight per socket). @defaultValue 64 */
-  maxSockets: number;
+  /** Requests in flight at once on the client's one socket; past it a request is refused OVERLOADED. @defaultValue 100000 */
+  maxInFlight: number;
 }
 
 export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
   broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
   timeoutMs: 30_000,
   retries: 0,
-  maxSockets: 64,
+  maxInFlight: 100_000,
 };
 
 function envName(key: string): string {
@@ -292,7 +295,11 @@ export interface WebAppOptions {
   maxUploadBytes: number;
   /** Time a classification may take before the answer is TIMEOUT (504). @defaultValue 30000 */
   requestTimeoutMs: number;
-  /** Classifications in flight at once; past it requests are answered OVERLOADED (503). @defaultValue 256 */
+  /**
+   * Classifications and submissions in flight at once, uploads included; past it requests are answered
+   * OVERLOADED (503). A guard against a flood of slow uploads only: the working limit is the broker's
+   * bounded queue (`maxQueuedPerService`), whose OVERLOADED the web app passes on. @defaultValue 10000
+   */
   maxInFlight: number;
   /** How long the model list behind `/api/info` and model checks is cached. @defaultValue 2000 */
   infoCacheMs: number;
@@ -311,7 +318,7 @@ export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   samples: '',
   maxUploadBytes: 20 * 1024 * 1024,
   requestTimeoutMs: 30_000,
-  maxInFlight: 256,
+  maxInFlight: 10_000,
   infoCacheMs: 2000,
   probeTimeoutMs: 2000,
   eventsPollMs: 250,

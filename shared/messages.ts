@@ -16,6 +16,8 @@ export interface RequestHeader {
   version?: string;
   /** Time budget in milliseconds from when the broker receives the request. */
   deadlineMs?: number;
+  /** `false` skips the inference worker's result cache: the image is classified, and the answer not stored. */
+  cache?: boolean;
   [key: string]: unknown;
 }
 
@@ -29,8 +31,10 @@ export interface ClassifyReply {
   model: string;
   version: string;
   predictions: Prediction[];
-  /** Milliseconds spent per stage: `decodeMs`, `inferenceMs`, `totalMs`, ... */
+  /** Milliseconds spent per stage: `decodeMs`, `inferenceMs`, `hashMs`, `totalMs`, ... (a cached answer has no decode or inference). */
   timings: Record<string, number>;
+  /** Set when the answer came from the worker's result cache, without inference. */
+  cached?: true;
 }
 
 /** A worker as `mmi.workers` lists it. */
@@ -96,6 +100,9 @@ export function decodeHeader(frame: Buffer | undefined): RequestHeader {
   }
   if (header.deadlineMs !== undefined && !(typeof header.deadlineMs === 'number' && header.deadlineMs > 0)) {
     throw new ZerveError('BAD_REQUEST', 'deadlineMs must be a positive number of milliseconds');
+  }
+  if (header.cache !== undefined && typeof header.cache !== 'boolean') {
+    throw new ZerveError('BAD_REQUEST', 'cache must be true or false');
   }
   return header;
 }

@@ -3,6 +3,7 @@
  * extension. Frames shown here exclude the identity frame a ROUTER socket prepends.
  *
  * MDP/0.2 client:  ["MDPC02", cmd, service, ...body]            cmd: REQUEST | PARTIAL | FINAL
+ * tagged client:   ["MDPC02", cmd | 0x80, tag, service, ...body] Zerve's correlation extension (below)
  * MDP/0.1 client:  ["", "MDPC01", service, ...body]             (REQ sockets add the empty frame)
  * MDP/0.2 worker:  ["MDPW02", cmd, ...]                          READY service [ext] | REQUEST/PARTIAL/FINAL client "" ...body
  * MDP/0.1 worker:  ["", "MDPW01", cmd, ...]                      READY service [ext] | REQUEST/REPLY client "" ...body
@@ -20,6 +21,19 @@ const EMPTY = Buffer.alloc(0);
 
 /** MDP/0.2 client command codes. */
 export const ClientCommand = { REQUEST: 0x01, PARTIAL: 0x02, FINAL: 0x03 } as const;
+
+/**
+ * Zerve's correlation extension, so one client socket can have any number of requests in flight: a
+ * client command with this bit set carries a tag frame (1 to {@link MAX_TAG_BYTES} bytes, chosen by
+ * the client) before the service frame, and the broker returns the same tag in every reply to it.
+ * The broker keeps the tag with the request and never sends it to workers; a plain MDP client never
+ * sets the bit, so it never sees a tag.
+ *
+ * tagged REQUEST:          ["MDPC02", 0x81, tag, service, ...body]
+ * tagged PARTIAL / FINAL:  ["MDPC02", 0x82 | 0x83, tag, service, ...body]
+ */
+export const CLIENT_TAGGED = 0x80;
+export const MAX_TAG_BYTES = 255;
 
 /** MDP/0.2 worker command codes. */
 export const WorkerCommand = {
@@ -41,7 +55,10 @@ const COMMAND_FRAMES_V1 = Object.fromEntries(
   Object.values(WorkerCommandV1).map((code) => [code, Buffer.from([code])]),
 ) as Record<number, Buffer>;
 const CLIENT_FRAMES = Object.fromEntries(
-  Object.values(ClientCommand).map((code) => [code, Buffer.from([code])]),
+  Object.values(ClientCommand).flatMap((code) => [
+    [code, Buffer.from([code])],
+    [code | CLIENT_TAGGED, Buffer.from([code | CLIENT_TAGGED])],
+  ]),
 ) as Record<number, Buffer>;
 
 /** Prefix of the broker's own services (RFC 8). */
@@ -90,51 +107,71 @@ export class ProtocolError extends Error {
 export interface ClientRequest {
   version: MdpVersion;
   service: string;
+  /** The service frame as received, echoed in replies. */
+  serviceFrame: Buffer;
   body: Buffer[];
+  /** Correlation tag of a tagged request (Zerve's extension), returned in every reply. */
+  tag?: Buffer;
 }
 
 /** Parses a message from a client (after the ROUTER identity frame). */
 export function parseClientRequest(frames: Buffer[]): ClientRequest {
   if (frames.length >= 3 && frames[0]!.length === 0 && frames[1]!.equals(MDPC01)) {
-    return { version: 1, service: frames[2]!.toString(), body: frames.slice(3) };
+    return { version: 1, service: frames[2]!.toString(), serviceFrame: frames[2]!, body: frames.slice(3) };
   }
   if (frames.length >= 3 && frames[0]!.equals(MDPC02)) {
     const command = frames[1]!;
-    if (command.length !== 1 || command[0] !== ClientCommand.REQUEST) {
-      throw new ProtocolError('MDP/0.2 client sent a command other than REQUEST');
+    if (command.length === 1 && command[0] === ClientCommand.REQUEST) {
+      return { version: 2, service: frames[2]!.toString(), serviceFrame: frames[2]!, body: frames.slice(3) };
     }
-    return { version: 2, service: frames[2]!.toString(), body: frames.slice(3) };
+    if (command.length === 1 && command[0] === (ClientCommand.REQUEST | CLIENT_TAGGED)) {
+      const tag = frames[2]!;
+      if (frames.length < 4) throw new ProtocolError('tagged REQUEST without a service frame');
+      if (tag.length === 0 || tag.length > MAX_TAG_BYTES) throw new ProtocolError(`tag must be 1 to ${MAX_TAG_BYTES} bytes`);
+      return { version: 2, service: frames[3]!.toString(), serviceFrame: frames[3]!, body: frames.slice(4), tag };
+    }
+    throw new ProtocolError('MDP/0.2 client sent a command other than REQUEST');
   }
   throw new ProtocolError('not an MDP client request');
 }
 
-/** Encodes a reply to a client; MDP/0.1 clients only ever get the final reply. */
-export function encodeClientReply(version: MdpVersion, service: Buffer, body: Buffer[], final = true): Buffer[] {
+/** Encodes a reply to a client; MDP/0.1 clients only ever get the final reply; a tagged request gets its tag back. */
+export function encodeClientReply(version: MdpVersion, service: Buffer, body: Buffer[], final = true, tag?: Buffer): Buffer[] {
   if (version === 1) return [EMPTY, MDPC01, service, ...body];
-  return [MDPC02, CLIENT_FRAMES[final ? ClientCommand.FINAL : ClientCommand.PARTIAL]!, service, ...body];
+  const command = final ? ClientCommand.FINAL : ClientCommand.PARTIAL;
+  if (tag) return [MDPC02, CLIENT_FRAMES[command | CLIENT_TAGGED]!, tag, service, ...body];
+  return [MDPC02, CLIENT_FRAMES[command]!, service, ...body];
 }
 
-/** Encodes an MDP/0.2 REQUEST as a client sends it. */
-export function encodeClientRequest(service: string, body: Buffer[]): Buffer[] {
-  return [MDPC02, CLIENT_FRAMES[ClientCommand.REQUEST]!, Buffer.from(service), ...body];
+/** Encodes an MDP/0.2 REQUEST as a client sends it; with a tag, Zerve's tagged REQUEST. */
+export function encodeClientRequest(service: string | Buffer, body: Buffer[], tag?: Buffer): Buffer[] {
+  const serviceFrame = typeof service === 'string' ? Buffer.from(service) : service;
+  if (tag) return [MDPC02, CLIENT_FRAMES[ClientCommand.REQUEST | CLIENT_TAGGED]!, tag, serviceFrame, ...body];
+  return [MDPC02, CLIENT_FRAMES[ClientCommand.REQUEST]!, serviceFrame, ...body];
 }
 
 export interface ClientReply {
   final: boolean;
   service: string;
   body: Buffer[];
+  /** The request's tag, for a reply to a tagged request. */
+  tag?: Buffer;
 }
 
-/** Parses a reply as an MDP/0.2 client receives it. */
+/** Parses a reply as an MDP/0.2 client receives it, tagged or not. */
 export function parseClientReply(frames: Buffer[]): ClientReply {
   if (frames.length < 3 || !frames[0]!.equals(MDPC02) || frames[1]!.length !== 1) {
     throw new ProtocolError('not an MDP/0.2 reply');
   }
-  const command = frames[1]![0];
-  if (command !== ClientCommand.PARTIAL && command !== ClientCommand.FINAL) {
-    throw new ProtocolError(`unexpected client command 0x${command?.toString(16)}`);
+  const command = frames[1]![0]!;
+  const plain = command & ~CLIENT_TAGGED;
+  if (plain !== ClientCommand.PARTIAL && plain !== ClientCommand.FINAL) {
+    throw new ProtocolError(`unexpected client command 0x${command.toString(16)}`);
   }
-  return { final: command === ClientCommand.FINAL, service: frames[2]!.toString(), body: frames.slice(3) };
+  const final = plain === ClientCommand.FINAL;
+  if (command === plain) return { final, service: frames[2]!.toString(), body: frames.slice(3) };
+  if (frames.length < 4) throw new ProtocolError('tagged reply without a service frame');
+  return { final, service: frames[3]!.toString(), body: frames.slice(4), tag: frames[2]! };
 }
 
 // ---------------------------------------------------------------------------------------------

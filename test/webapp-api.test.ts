@@ -117,11 +117,12 @@ describe('web app HTTP API', function () {
     });
 
     it('answers the same JSON as the ZeroMQ reply, but for the HTTP timing', async () => {
-      const { body } = await call(url, '/api/classify?model=squeezenet&topk=5', png(kitten));
+      // Both classified (no result cache), so the two answers have the same fields.
+      const { body } = await call(url, '/api/classify?model=squeezenet&topk=5&cache=false', png(kitten));
       const { ZerveClient } = await import('../shared/client.ts');
       const client = new ZerveClient({ broker: cluster.broker.frontendEndpoint });
       try {
-        const direct = await client.classify('squeezenet', kitten, { topk: 5 });
+        const direct = await client.classify('squeezenet', kitten, { topk: 5, cache: false });
         assert.deepEqual(Object.keys(body).sort(), Object.keys(direct).sort());
         assert.deepEqual(body.predictions, direct.predictions);
       } finally {

@@ -39,7 +39,17 @@ export interface HttpBenchResult {
   rows: HttpBenchRow[];
   /** HTTP throughput over ZeroMQ-client throughput per concurrency (1 = the HTTP layer costs nothing). */
   ratios: { concurrency: number; httpToZeromq: number }[];
+  /** Concurrency from which a run is one burst ({@link BURST_FROM}). */
+  burstFrom: number;
 }
+
+/**
+ * From this concurrency on, a run is one burst: that many requests sent at once, each answered once
+ * (every one must succeed within the deadline), instead of closed loops for `durationMs`.
+ */
+export const BURST_FROM = 256;
+/** Deadline of the requests of a run: a burst of 1,000 waits in the broker's queue for many seconds. */
+const DEADLINE_MS = 120_000;
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -53,17 +63,18 @@ async function run(
   warmupRequests: number,
   once: () => Promise<void>,
 ): Promise<HttpBenchRow> {
-  for (let i = 0; i < warmupRequests; i += concurrency) await Promise.all(Array.from({ length: concurrency }, once));
+  const burst = concurrency >= BURST_FROM;
+  if (!burst) for (let i = 0; i < warmupRequests; i += concurrency) await Promise.all(Array.from({ length: concurrency }, once));
   const latencies: number[] = [];
   const started = performance.now();
   const end = started + durationMs;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end) {
+      do {
         const t0 = performance.now();
         await once();
         latencies.push(performance.now() - t0);
-      }
+      } while (!burst && performance.now() < end);
     }),
   );
   const elapsedS = (performance.now() - started) / 1000;
@@ -87,11 +98,12 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpBenchRes
   const log = options.log ?? pino({ level: 'warn' });
   const image = await readFile(options.image);
   const maxConcurrency = Math.max(...concurrencies);
-  const client = new ZerveClient({ broker: options.broker, maxSockets: maxConcurrency });
-  const web = new WebApp({ broker: options.broker, http: 0, maxInFlight: Math.max(256, maxConcurrency) }, log);
+  const client = new ZerveClient({ broker: options.broker, timeoutMs: DEADLINE_MS });
+  const web = new WebApp({ broker: options.broker, http: 0, requestTimeoutMs: DEADLINE_MS }, log);
   const agent = new Agent({ keepAlive: true, maxSockets: maxConcurrency });
   try {
-    const url = new URL(`/api/classify?model=${encodeURIComponent(options.model)}`, await web.start());
+    // The result cache is skipped on both paths: the same image every time would be answered from it.
+    const url = new URL(`/api/classify?model=${encodeURIComponent(options.model)}&cache=false`, await web.start());
     const viaHttp = () =>
       new Promise<void>((resolve, reject) => {
         const req = request(
@@ -106,7 +118,7 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpBenchRes
         req.end(image);
       });
     const viaZeromq = async () => {
-      await client.classify(options.model, image);
+      await client.classify(options.model, image, { cache: false });
     };
     const rows: HttpBenchRow[] = [];
     for (const concurrency of concurrencies) {
@@ -117,7 +129,7 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpBenchRes
       const of = (path: HttpBenchRow['path']) => rows.find((r) => r.path === path && r.concurrency === concurrency)!;
       return { concurrency, httpToZeromq: Math.round((of('http').imagesPerSec / of('zeromq').imagesPerSec) * 1000) / 1000 };
     });
-    return { rows, ratios };
+    return { rows, ratios, burstFrom: BURST_FROM };
   } finally {
     agent.destroy();
     await web.close();

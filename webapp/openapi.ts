@@ -40,6 +40,13 @@ const imageParameters = [
     schema: { type: 'string', pattern: MODEL_NAME },
   },
   {
+    name: 'cache',
+    in: 'query',
+    required: false,
+    description: "`false` skips the inference worker's result cache: the image is classified, and the answer not stored.",
+    schema: { type: 'boolean' },
+  },
+  {
     name: 'sample',
     in: 'query',
     required: false,
@@ -258,9 +265,10 @@ export const OPENAPI_DOCUMENT = {
           model: { type: 'string' },
           version: { type: 'string' },
           predictions: { type: 'array', items: { $ref: '#/components/schemas/Prediction' } },
+          cached: { type: 'boolean', enum: [true], description: "Present when the answer came from the worker's result cache, without inference." },
           timings: {
             type: 'object',
-            description: 'Milliseconds per stage (decodeMs, inferenceMs, totalMs, ...); the web app adds httpMs.',
+            description: 'Milliseconds per stage (decodeMs, inferenceMs, hashMs, totalMs; a cached answer has only hashMs and totalMs); the web app adds httpMs.',
             additionalProperties: { type: 'number' },
           },
         },

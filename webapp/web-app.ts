@@ -35,11 +35,17 @@ export const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'public'
 
 const SSE_PING_MS = 15_000;
 const CLOSE_GRACE_MS = 2000;
+/**
+ * Connections waiting to be accepted. Node's default of 511 overflows when 1,000 uploads connect at
+ * once, and the kernel then drops or resets some of them; Linux caps this at net.core.somaxconn.
+ */
+const LISTEN_BACKLOG = 4096;
 
 interface ImageQuery {
   model: string;
   topk?: number;
   version?: string;
+  cache?: boolean;
   sample?: string;
 }
 
@@ -93,7 +99,7 @@ export class WebApp {
       if (!(o[key] > 0)) throw new ZerveError('BAD_REQUEST', `${key} must be positive, got ${o[key]}`);
     }
     this.log = log.child({ component: 'webapp' });
-    this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, maxSockets: o.maxInFlight });
+    this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0 }, log);
     this.catalog = new ModelCatalog(this.client, o);
     this.gallery = new SampleGallery(o.samples);
     this.app = this.routes();
@@ -107,7 +113,7 @@ export class WebApp {
   /** Listens on `host:http`; resolves with the page's URL. */
   start(): Promise<string> {
     this.starting ??= (async () => {
-      const server = this.app.listen(this.options.http, this.options.host);
+      const server = this.app.listen(this.options.http, this.options.host, LISTEN_BACKLOG);
       this.server = server;
       await once(server, 'listening');
       const { port } = server.address() as AddressInfo;
@@ -373,6 +379,7 @@ export class WebApp {
     const header: RequestHeader = { deadlineMs: this.options.requestTimeoutMs };
     if (query.topk !== undefined) header.topk = query.topk;
     if (query.version !== undefined) header.version = query.version;
+    if (query.cache === false) header.cache = false;
     return header;
   }
 

@@ -99,7 +99,8 @@ export class WorkerConnection extends EventEmitter {
   private async shutdown(): Promise<void> {
     this.draining = true;
     this.ready(); // tells the broker to send nothing new
-    await Promise.allSettled([...this.inFlight]);
+    // Requests the broker sent before it read the draining READY arrive while others finish: wait for those too.
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     clearInterval(this.heartbeatTimer);
     if (this.socket && this.sends) {
       await this.sends.flush();

@@ -67,6 +67,17 @@ export class RawClassifier {
     return results[this.outputName]!.data as Float32Array;
   }
 
+  /** Runs `tensors` as one batch (the model's batch dimension must be dynamic); resolves with the top-1 class of each. */
+  async runBatch(tensors: Float32Array[]): Promise<number[]> {
+    const size = 3 * this.size * this.size;
+    const batch = new Float32Array(size * tensors.length);
+    tensors.forEach((t, i) => batch.set(t, i * size));
+    const feed = new ort.Tensor('float32', batch, [tensors.length, 3, this.size, this.size]);
+    const scores = (await this.session.run({ [this.inputName]: feed }, [this.outputName]))[this.outputName]!.data as Float32Array;
+    const classes = scores.length / tensors.length;
+    return tensors.map((_, i) => argmax(scores.subarray(i * classes, (i + 1) * classes)));
+  }
+
   release(): Promise<void> {
     return this.session.release();
   }

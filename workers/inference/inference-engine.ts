@@ -9,6 +9,7 @@ import { ImageDecoder } from './image-decoder.ts';
 import { MAX_TOPK, MODEL_FILE, readLabels, readModelConfig, type ChannelOrder, type OutputKind, type TensorLayout } from './model-config.ts';
 import { ModelRepository, compareVersions, type ModelEntry, type VersionEntry } from './model-repository.ts';
 import { ModelSession, type TensorType } from './model-session.ts';
+import { ResultCache, type ResultCacheStats } from './result-cache.ts';
 
 /** A servable model as `models()` describes it (for `/api/info` and `zerve models`). */
 export interface ModelInfo {
@@ -143,6 +144,7 @@ export class InferenceEngine extends EventEmitter {
   private readonly log: Logger;
   private readonly repository: ModelRepository;
   private readonly decoder: ImageDecoder;
+  private readonly results: ResultCache;
   private readonly served = new Map<string, ServedModel>();
   /** Failed loads by `model/version`, kept until the files change (the stamp). */
   private readonly failures = new Map<string, { stamp: string; error: ZerveError }>();
@@ -167,6 +169,9 @@ export class InferenceEngine extends EventEmitter {
     }
     this.log = rootLogger.child({ component: 'inference-engine' });
     this.decoder = new ImageDecoder(this.options);
+    this.results = new ResultCache(this.options.resultCacheBytes);
+    // A version's answers go with its session (replaced by a new latest version, or removed).
+    this.on('unloaded', (event: VersionEvent) => this.results.dropVersion(event.model, event.version));
     this.repository = new ModelRepository({ ...this.options, logger: this.log });
     this.repository.on('change', () => this.enqueueReconcile());
   }
@@ -243,15 +248,23 @@ export class InferenceEngine extends EventEmitter {
     const handle = await this.acquire(model, version);
     try {
       const session = handle.session;
+      const k = topk ?? session.config.topk;
+      const hashStarted = performance.now();
+      const cacheKey =
+        header.cache === false || !this.results.enabled
+          ? undefined
+          : await this.results.key({ model, version: handle.version, stamp: handle.entry.stamp, topk: k, image });
+      const hashMs = performance.now() - hashStarted;
+      const hit = cacheKey === undefined ? undefined : this.results.get(cacheKey);
+      if (hit) return { model, version: handle.version, predictions: hit, cached: true, timings: { hashMs, totalMs: performance.now() - started } };
       const decoded = await this.decoder.decode(image, session.decodeSpec, signal);
       throwIfAborted(signal);
-      const { predictions, inferenceMs } = await session.classify(decoded.data, topk ?? session.config.topk);
-      return {
-        model,
-        version: handle.version,
-        predictions,
-        timings: { decodeMs: decoded.decodeMs, inferenceMs, totalMs: performance.now() - started },
-      };
+      const { predictions, inferenceMs } = await session.classify(decoded.data, k);
+      if (cacheKey !== undefined) this.results.set(cacheKey, predictions);
+      const timings: Record<string, number> = { decodeMs: decoded.decodeMs, inferenceMs };
+      if (cacheKey !== undefined) timings.hashMs = hashMs;
+      timings.totalMs = performance.now() - started;
+      return { model, version: handle.version, predictions, timings };
     } catch (err) {
       if (err instanceof ZerveError) throw err;
       this.log.error({ err, model, version: handle.version }, 'classification failed');
@@ -259,6 +272,11 @@ export class InferenceEngine extends EventEmitter {
     } finally {
       handle.release();
     }
+  }
+
+  /** Result cache counters (hits, misses) and size. */
+  cacheStats(): ResultCacheStats {
+    return this.results.stats();
   }
 
   /** Stops polling, lets running requests finish, then frees every session. Idempotent. */

@@ -50,7 +50,6 @@ export class JobsWorker {
       broker: this.options.broker,
       timeoutMs: this.options.requestTimeoutMs,
       retries: 0,
-      maxSockets: this.options.concurrency,
     });
     this.service = new JobService(this.store, this.client, this.options, this.log);
     // Status and cancel must be answered while every dispatch slot is busy: capacity is independent.

@@ -105,7 +105,7 @@ export class TrainingWorker {
     this.datasets = new DatasetStore(this.options, this.log);
     this.store = new RunStore(this.options.data);
     this.notifier = new Notifier(this.options, this.log);
-    if (this.options.broker !== '') this.client = new ZerveClient({ broker: this.options.broker, maxSockets: runConcurrency + 4 });
+    if (this.options.broker !== '') this.client = new ZerveClient({ broker: this.options.broker });
     const connection = { ...this.options, kind: 'training' };
     this.train = new WorkerConnection([TRAIN_SERVICE], (body, ctx) => this.handleTrain(body, ctx), connection, this.log);
     this.run = new WorkerConnection([TRAIN_RUN_SERVICE], (body, ctx) => this.handleRun(body, ctx), { ...connection, capacity: runCapacity }, this.log);
