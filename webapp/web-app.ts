@@ -21,8 +21,10 @@ import {
 import { logger as rootLogger, type Logger } from '../shared/logger.ts';
 import { encodeHeader, encodeJson, type ClassifyReply, type RequestHeader } from '../shared/messages.ts';
 import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
+import { toZerveError } from './http-error.ts';
 import { HTTP_STATUS_OF } from './http-status.ts';
 import { ModelCatalog } from './model-catalog.ts';
+import { OipRoutes } from './oip-routes.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
 import { readUpload } from './read-upload.ts';
 import { RequestValidator, type CheckedParameters } from './request-validator.ts';
@@ -40,17 +42,6 @@ interface ImageQuery {
   topk?: number;
   version?: string;
   sample?: string;
-}
-
-/** Wraps anything thrown while handling a request: errors from express itself keep their 4xx meaning. */
-function toZerveError(err: unknown): ZerveError {
-  if (err instanceof ZerveError) return err;
-  const status = (err as { status?: unknown; statusCode?: unknown }).status ?? (err as { statusCode?: unknown }).statusCode;
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    const code = status === 413 ? 'IMAGE_TOO_LARGE' : 'BAD_REQUEST';
-    return new ZerveError(code, err instanceof Error ? err.message : String(err), { cause: err });
-  }
-  return ZerveError.from(err);
 }
 
 function params(res: Response): CheckedParameters {
@@ -158,6 +149,14 @@ export class WebApp {
     app.delete('/api/jobs/:id', check('cancelJob'), this.cancelJob);
     app.get('/api/jobs/:id/events', check('jobEvents'), this.jobEvents);
     new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work) }).register(app, check);
+    new OipRoutes({
+      client: this.client,
+      catalog: this.catalog,
+      options: this.options,
+      withSlot: (work) => this.withSlot(work),
+      signalOf: (res) => this.abortOnDisconnect(res).signal,
+      logger: this.log,
+    }).register(app, check);
     app.use('/api', this.notFound);
     app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: 0 }));
     app.use(this.notFound);
