@@ -30,6 +30,7 @@ import { CliChild } from './bench/cli-child.ts';
 import type { HttpBenchOptions, HttpBenchResult } from '../webapp/http-bench.ts';
 import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/echo-load.ts';
 import { runLoad, type LoadResult } from './bench/load-runner.ts';
+import { benchOip, type OipBenchRow } from './bench/oip-section.ts';
 import { withProcessCpu } from './bench/process-cpu.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
 import { ReportTable } from './bench/report-table.ts';
@@ -401,6 +402,14 @@ function httpTable(result: HttpBenchResult): ReportTable {
   return table;
 }
 
+function oipTable(rows: OipBenchRow[]): ReportTable {
+  const table = new ReportTable(['path', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'x ZerveClient.classify', 'x /api/classify', 'errors']);
+  for (const row of rows) {
+    table.push([row.path, row.concurrency, fixed(row.perSecond), fixed(row.p50Ms), fixed(row.p99Ms), fixed(row.toZeromq, 2), fixed(row.toClassify, 2), row.errors]);
+  }
+  return table;
+}
+
 /** The report: lines of text and tables, rendered for the terminal and as Markdown. */
 type ReportPart = string | ReportTable;
 
@@ -420,6 +429,7 @@ async function main(): Promise<void> {
 
   const inferenceRows: InferenceRow[] = [];
   let http: HttpSection = {};
+  let oip: OipBenchRow[] = [];
   let brokerRows: BrokerRow[] = [];
   if (SELECTED.has('inference') || SELECTED.has('broker')) {
     if (SELECTED.has('inference')) inferenceRows.push(...(await benchRaw(images)));
@@ -438,6 +448,16 @@ async function main(): Promise<void> {
                   image: path.join(FIXTURES, 'images', HTTP_IMAGE),
                   concurrency: HTTP_CONCURRENCIES,
                   durationMs: DURATION_MS,
+                });
+                oip = await benchOip({
+                  broker: cluster.frontend,
+                  model: MODEL,
+                  image: images.get(HTTP_IMAGE)!,
+                  expectedClass: TABBY,
+                  concurrency: HTTP_CONCURRENCIES,
+                  warmUpMs: WARM_UP_MS,
+                  durationMs: DURATION_MS,
+                  progress,
                 });
               }
             : undefined;
@@ -462,7 +482,7 @@ async function main(): Promise<void> {
     sections: [...SELECTED],
     quick: QUICK,
     settings: { model: MODEL, images: IMAGES, concurrencies: CONCURRENCIES, threadBudget: THREAD_BUDGET, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, echoWindow: ECHO_WINDOW, echoRoundTrips: ECHO_ROUND_TRIPS, rawSetups: RAW_SETUPS, clusterSetups: CLUSTER_SETUPS },
-    ...(SELECTED.has('inference') ? { inference: { rows: inferenceRows, saturation: saturated }, http } : {}),
+    ...(SELECTED.has('inference') ? { inference: { rows: inferenceRows, saturation: saturated }, http, oip } : {}),
     ...(SELECTED.has('broker') ? { broker: { rows: brokerRows } } : {}),
     ...(training ? { training } : {}),
   };
@@ -505,6 +525,12 @@ async function main(): Promise<void> {
     out.push('');
     out.push(`3. HTTP: ${HTTP_IMAGE}, on the last inference setup's workers (${CLUSTER_SETUPS.at(-1)!.name})`);
     out.push(http.result ? httpTable(http.result) : `skipped: ${http.skipped ?? 'not run'}`);
+    out.push('');
+    out.push(
+      `3b. Open Inference Protocol: ${HTTP_IMAGE} on the same workers, web app in this process; /v2 sends the image as a BYTES element ` +
+        '(binary data extension) or a ready FP32 tensor preprocessed once by the client, and asks classification: 1',
+    );
+    out.push(oipTable(oip));
   }
   if (training) {
     out.push('');
