@@ -40,7 +40,7 @@ export class TensorInference {
    * @throws ZerveError BAD_REQUEST (malformed, wrong datatype or shape), BAD_IMAGE, IMAGE_TOO_LARGE,
    *   UNKNOWN_MODEL, CANCELED, INTERNAL
    */
-  handle(model: string, body: Buffer[], signal?: AbortSignal): Promise<Buffer[]> {
+  async handle(model: string, body: Buffer[], signal?: AbortSignal): Promise<Buffer[]> {
     const started = performance.now();
     const { header, frames } = decodeInferRequest(body);
     return this.engine.withSession(model, header.version, async (session, versions) => {
