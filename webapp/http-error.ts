@@ -1,4 +1,7 @@
+import type { ErrorRequestHandler } from 'express';
 import { ZerveError } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import { HTTP_STATUS_OF } from './http-status.ts';
 
 /** Wraps anything thrown while handling a request: errors from express itself keep their 4xx meaning. */
 export function toZerveError(err: unknown): ZerveError {
@@ -9,4 +12,23 @@ export function toZerveError(err: unknown): ZerveError {
     return new ZerveError(code, err instanceof Error ? err.message : String(err), { cause: err });
   }
   return ZerveError.from(err);
+}
+
+/**
+ * The last express error handler of a group of routes: logs (INTERNAL as an error, the rest at
+ * debug), answers the catalog's status with `body(error)`, and `Retry-After` with a 503.
+ */
+export function httpErrorHandler(log: Logger, retryAfterSeconds: number, body: (error: ZerveError) => unknown): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const error = toZerveError(err);
+    if (error.code === 'INTERNAL') log.error({ err, method: req.method, url: req.originalUrl }, 'request failed');
+    else log.debug({ code: error.code, method: req.method, url: req.originalUrl }, 'request refused');
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    const status = HTTP_STATUS_OF[error.code];
+    if (status === 503) res.set('Retry-After', String(retryAfterSeconds));
+    res.status(status).json(body(error));
+  };
 }

@@ -1,13 +1,12 @@
 import { createRequire } from 'node:module';
-import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { ZerveClient } from '../shared/client.ts';
 import type { WebAppOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { decodeInferRequest, inferService, INFER_PREFIX, type InferHeader, type InferReplyHeader, type ModelMetadata } from '../shared/infer-messages.ts';
 import { logger as rootLogger, type Logger } from '../shared/logger.ts';
 import { decodeReply, encodeHeader } from '../shared/messages.ts';
-import { toZerveError } from './http-error.ts';
-import { HTTP_STATUS_OF } from './http-status.ts';
+import { httpErrorHandler, toZerveError } from './http-error.ts';
 import type { ModelCatalog } from './model-catalog.ts';
 import { encodeInferResponse, parseInferBody, toWorkerRequest } from './oip-codec.ts';
 import type { CheckedParameters } from './request-validator.ts';
@@ -63,7 +62,8 @@ export class OipRoutes {
     app.post('/v2/models/:model/infer', check('oipInfer'), body, this.infer);
     app.post('/v2/models/:model/versions/:version/infer', check('oipVersionInfer'), body, this.infer);
     app.use('/v2', this.notFound);
-    app.use('/v2', this.errorHandler);
+    // The protocol's error body, `{"error": "message"}`, plus our stable `code`.
+    app.use('/v2', httpErrorHandler(this.log, this.context.options.retryAfterSeconds, (error) => ({ error: error.message, code: error.code })));
   }
 
   private readonly serverReady: RequestHandler = async (_req, res) => {
@@ -138,17 +138,4 @@ export class OipRoutes {
     throw new ZerveError('UNKNOWN_SERVICE', `no route ${req.method} ${req.originalUrl.split('?')[0]}`);
   };
 
-  /** The protocol's error body, `{"error": "message"}`, plus our stable `code`. */
-  private readonly errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
-    const error = toZerveError(err);
-    if (error.code === 'INTERNAL') this.log.error({ err, method: req.method, url: req.originalUrl }, 'request failed');
-    else this.log.debug({ code: error.code, method: req.method, url: req.originalUrl }, 'request refused');
-    if (res.headersSent) {
-      res.end();
-      return;
-    }
-    const status = HTTP_STATUS_OF[error.code];
-    if (status === 503) res.set('Retry-After', String(this.context.options.retryAfterSeconds));
-    res.status(status).json({ error: error.message, code: error.code });
-  };
 }

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_WEB_APP_OPTIONS, resolveOptions, type WebAppOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
@@ -21,8 +21,7 @@ import {
 import { logger as rootLogger, type Logger } from '../shared/logger.ts';
 import { encodeHeader, encodeJson, type ClassifyReply, type RequestHeader } from '../shared/messages.ts';
 import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
-import { toZerveError } from './http-error.ts';
-import { HTTP_STATUS_OF } from './http-status.ts';
+import { httpErrorHandler, toZerveError } from './http-error.ts';
 import { ModelCatalog } from './model-catalog.ts';
 import { OipRoutes } from './oip-routes.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
@@ -160,7 +159,7 @@ export class WebApp {
     app.use('/api', this.notFound);
     app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: 0 }));
     app.use(this.notFound);
-    app.use(this.errorHandler);
+    app.use(httpErrorHandler(this.log, this.options.retryAfterSeconds, (error) => error.toJSON()));
     return app;
   }
 
@@ -322,19 +321,6 @@ export class WebApp {
 
   private readonly notFound: RequestHandler = (req) => {
     throw new ZerveError('UNKNOWN_SERVICE', `no route ${req.method} ${req.path}`);
-  };
-
-  private readonly errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
-    const error = toZerveError(err);
-    if (error.code === 'INTERNAL') this.log.error({ err, method: req.method, url: req.originalUrl }, 'request failed');
-    else this.log.debug({ code: error.code, method: req.method, url: req.originalUrl }, 'request refused');
-    if (res.headersSent) {
-      res.end();
-      return;
-    }
-    const status = HTTP_STATUS_OF[error.code];
-    if (status === 503) res.set('Retry-After', String(this.options.retryAfterSeconds));
-    res.status(status).json(error.toJSON());
   };
 
   /** Runs a classification or submission within the bound of requests in flight. */
