@@ -6,6 +6,7 @@ import type { Broker } from '../broker/broker.ts';
 import type { ErrorCode } from '../shared/errors.ts';
 import { decodeHeader } from '../shared/messages.ts';
 import { WebApp } from '../webapp/web-app.ts';
+import { float32ToFloat16 } from '../workers/inference/float16.ts';
 import { WorkerConnection } from '../workers/worker-connection.ts';
 import { fixtureImage, nextWorker, startBroker, TEST_HEARTBEAT_MS } from './helpers/cluster.ts';
 import { squeezenetTensor, startOipCluster, type OipCluster } from './fixtures/oip-cluster.ts';
@@ -264,7 +265,6 @@ describe('Open Inference Protocol (v2) REST', function () {
     });
 
     it('runs an FP16 tensor of batch 2 on a model whose batch is fixed to 1, one run per row', async () => {
-      const { float32ToFloat16 } = await import('../workers/inference/float16.ts');
       const tensor = new Float32Array(2 * kittenTensor.length);
       tensor.set(fishTensor);
       tensor.set(kittenTensor, kittenTensor.length);
