@@ -5,7 +5,7 @@
  * training section 1 to 1.5 of them; BENCH_DURATION_MS and BENCH_WARMUP_MS (per measurement) make the
  * other sections shorter or longer.
  *
- * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP, `broker`,
+ * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP and /v2, `broker`,
  * `training`) and writes bench-results/bench-SECTION....json and .md instead; `--quick` shrinks the
  * training sizes and the default warm-up and duration, to check the benchmark end to end in under a
  * minute (its files end in `-quick`; the training targets are not judged).
