@@ -1,20 +1,24 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import type { Broker } from '../broker/broker.ts';
+import { ZerveClient } from '../shared/client.ts';
 import type { ErrorCode } from '../shared/errors.ts';
-import { decodeHeader } from '../shared/messages.ts';
+import type { InferReplyHeader } from '../shared/infer-messages.ts';
+import { decodeHeader, decodeReply, encodeHeader, type WorkerInfo } from '../shared/messages.ts';
 import { WebApp } from '../webapp/web-app.ts';
 import { float32ToFloat16 } from '../workers/inference/float16.ts';
 import { WorkerConnection } from '../workers/worker-connection.ts';
-import { fixtureImage, nextWorker, startBroker, TEST_HEARTBEAT_MS } from './helpers/cluster.ts';
-import { squeezenetTensor, startOipCluster, type OipCluster } from './fixtures/oip-cluster.ts';
+import { CliProcess, fixtureImage, nextWorker, spawnWorker, startBroker, TEST_ENV, TEST_HEARTBEAT_MS } from './helpers/cluster.ts';
+import { squeezenetPairRepository, squeezenetTensor, startOipCluster, type OipCluster } from './fixtures/oip-cluster.ts';
 import { call, checkResponse } from './fixtures/webapp-openapi-check.ts';
 import { testLogger } from './fixtures/webapp-cluster.ts';
 
 const kitten = readFileSync(fixtureImage('kitten.png'));
 const fish = readFileSync(fixtureImage('fish.png'));
+const bigKitten = readFileSync(fixtureImage('kitten-1600.jpg'));
 const TABBY = 281;
 const TENCH = 0;
 
@@ -289,6 +293,44 @@ describe('Open Inference Protocol (v2) REST', function () {
       });
       assert.equal(answer.status, 200, JSON.stringify(answer.json));
       assert.equal(argmax(answer.json.outputs[0].data), TABBY);
+    });
+  });
+
+  describe('worker faults', () => {
+    it('sends an infer request whose worker is SIGKILLed mid-batch to another worker (infer.* is idempotent)', async () => {
+      // Heartbeats at 1 s, not the tests' 200 ms: a busy worker on a loaded machine must not count as lost.
+      extraBroker = await startBroker({ defaultDeadlineMs: 60_000, heartbeatIntervalMs: 1000 });
+      const broker = extraBroker;
+      const env = { ...TEST_ENV, ZERVE_HEARTBEAT_INTERVAL_MS: '1000' };
+      const models = await squeezenetPairRepository();
+      const args = ['inference', '--models', models, '--threads', '1'];
+      const ROWS = 16;
+      const serves = (w: WorkerInfo) => w.services.includes('infer.squeezenet-fp32');
+      const victim = await spawnWorker(broker, args, serves, env);
+      const client = new ZerveClient({ broker: broker.frontendEndpoint, timeoutMs: 60_000 });
+      let survivor: CliProcess | undefined;
+      try {
+        // Long enough to be still running when the kill comes: 16 phone-sized JPEGs to decode.
+        const images = Array.from({ length: ROWS }, () => bigKitten);
+        const reply = client.request('infer.squeezenet-fp32', [encodeHeader({ op: 'images' }), ...images]);
+        const service = () => client.services().then((list) => list.find((x) => x.name === 'infer.squeezenet-fp32'));
+        // In flight on the only worker: the answer can then only come from the survivor, through the broker's requeue.
+        while (((await service())?.inFlight ?? 0) < 1) await sleep(10);
+        const removed = once(broker, 'worker-removed');
+        await victim.kill('SIGKILL');
+        survivor = await spawnWorker(broker, args, serves, env);
+        await removed;
+        const [header, output] = await reply;
+        const parsed = decodeReply<InferReplyHeader>(header);
+        assert.deepEqual(parsed.output.shape, [ROWS, 1000, 1, 1]);
+        const scores = new Float32Array(output!.buffer.slice(output!.byteOffset, output!.byteOffset + output!.length));
+        assert.equal(argmax(scores, 0, 1000), TABBY);
+        assert.equal(argmax(scores, (ROWS - 1) * 1000, ROWS * 1000), TABBY);
+      } finally {
+        await client.close();
+        await victim.kill();
+        await survivor?.kill();
+      }
     });
   });
 
