@@ -11,8 +11,8 @@ import { decodeHeader, decodeReply, encodeHeader, type WorkerInfo } from '../sha
 import { WebApp } from '../webapp/web-app.ts';
 import { float32ToFloat16 } from '../workers/inference/float16.ts';
 import { WorkerConnection } from '../workers/worker-connection.ts';
-import { CliProcess, fixtureImage, nextWorker, spawnWorker, startBroker, TEST_ENV, TEST_HEARTBEAT_MS } from './helpers/cluster.ts';
-import { squeezenetPairRepository, squeezenetTensor, startOipCluster, type OipCluster } from './fixtures/oip-cluster.ts';
+import { CliProcess, fixtureImage, nextWorker, spawnWorker, startBroker } from './helpers/cluster.ts';
+import { OIP_ENV, OIP_HEARTBEAT_MS, squeezenetPairRepository, squeezenetTensor, startOipCluster, type OipCluster } from './fixtures/oip-cluster.ts';
 import { call, checkResponse } from './fixtures/webapp-openapi-check.ts';
 import { testLogger } from './fixtures/webapp-cluster.ts';
 
@@ -129,7 +129,7 @@ describe('Open Inference Protocol (v2) REST', function () {
     });
 
     it('is not ready (503, Retry-After) while the broker answers but no worker serves a model', async () => {
-      extraBroker = await startBroker();
+      extraBroker = await startBroker({ heartbeatIntervalMs: OIP_HEARTBEAT_MS });
       extra = new WebApp({ broker: extraBroker.frontendEndpoint, http: 0, probeTimeoutMs: 2000 }, testLogger);
       const base = await extra.start();
       const ready = await call(base, '/v2/health/ready');
@@ -298,10 +298,9 @@ describe('Open Inference Protocol (v2) REST', function () {
 
   describe('worker faults', () => {
     it('sends an infer request whose worker is SIGKILLed mid-batch to another worker (infer.* is idempotent)', async () => {
-      // Heartbeats at 1 s, not the tests' 200 ms: a busy worker on a loaded machine must not count as lost.
-      extraBroker = await startBroker({ defaultDeadlineMs: 60_000, heartbeatIntervalMs: 1000 });
+      extraBroker = await startBroker({ defaultDeadlineMs: 60_000, heartbeatIntervalMs: OIP_HEARTBEAT_MS });
       const broker = extraBroker;
-      const env = { ...TEST_ENV, ZERVE_HEARTBEAT_INTERVAL_MS: '1000' };
+      const env = OIP_ENV;
       const models = await squeezenetPairRepository();
       const args = ['inference', '--models', models, '--threads', '1'];
       const ROWS = 16;
@@ -418,7 +417,7 @@ describe('Open Inference Protocol (v2) REST', function () {
           await sleep(1500, undefined, { signal: ctx.signal }).catch(() => undefined);
           return [Buffer.from('{}')];
         },
-        { connect: cluster.broker.backendEndpoint, heartbeatIntervalMs: TEST_HEARTBEAT_MS, capacity: 4, kind: 'stuck' },
+        { connect: cluster.broker.backendEndpoint, heartbeatIntervalMs: OIP_HEARTBEAT_MS, capacity: 4, kind: 'stuck' },
         testLogger,
       );
       extraWorker.start();
