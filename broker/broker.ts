@@ -6,6 +6,7 @@ import { DEFAULT_BROKER_OPTIONS, type BrokerOptions } from '../shared/config.ts'
 import { ZerveError, type ErrorCode } from '../shared/errors.ts';
 import { logger, type Logger } from '../shared/logger.ts';
 import { encodeError, encodeJson, isMsgpackMap, type ServiceInfo } from '../shared/messages.ts';
+import { INFER_PREFIX } from '../shared/infer-messages.ts';
 import {
   CLASSIFY_PREFIX,
   ECHO_SERVICE,
@@ -33,7 +34,7 @@ import { ServiceQueue } from './service-queue.ts';
 import { WorkerRegistry, type WorkerRecord } from './worker-registry.ts';
 
 /** Services whose requests may be sent to another worker when theirs dies. */
-const IDEMPOTENT_PREFIXES = [CLASSIFY_PREFIX, 'models.', ECHO_SERVICE];
+const IDEMPOTENT_PREFIXES = [CLASSIFY_PREFIX, INFER_PREFIX, 'models.', ECHO_SERVICE];
 const SWEEP_INTERVAL_MS = 50;
 /** Longest retry hint an OVERLOADED answer gives (also the hint when the queue has not drained lately). */
 const RETRY_AFTER_CEILING_MS = 60_000;

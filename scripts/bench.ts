@@ -5,7 +5,7 @@
  * training section 1 to 1.5 of them; BENCH_DURATION_MS and BENCH_WARMUP_MS (per measurement) make the
  * other sections shorter or longer.
  *
- * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP, `broker`,
+ * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP and /v2, `broker`,
  * `training`) and writes bench-results/bench-SECTION....json and .md instead; `--quick` shrinks the
  * training sizes and the default warm-up and duration, to check the benchmark end to end in under a
  * minute (its files end in `-quick`; the training targets are not judged).
@@ -30,6 +30,7 @@ import { CliChild } from './bench/cli-child.ts';
 import type { HttpBenchOptions, HttpBenchResult } from '../webapp/http-bench.ts';
 import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/echo-load.ts';
 import { runLoad, type LoadResult } from './bench/load-runner.ts';
+import { benchOip, type OipBenchRow } from './bench/oip-section.ts';
 import { withProcessCpu } from './bench/process-cpu.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
 import { benchBatching, type BatchRow } from './bench/batching-section.ts';
@@ -404,6 +405,14 @@ function cacheTable(rows: CacheRow[]): ReportTable {
   );
   for (const row of rows) {
     table.push([row.image, CACHE_MODES[row.mode], fixed(row.perSecond), fixed(row.p50Ms), fixed(row.p99Ms), fixed(row.ratioToOff, 2), row.cachedAnswers, row.errors]);
+}
+  return table;
+}
+
+function oipTable(rows: OipBenchRow[]): ReportTable {
+  const table = new ReportTable(['path', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'x ZerveClient.classify', 'x /api/classify', 'errors']);
+  for (const row of rows) {
+    table.push([row.path, row.concurrency, fixed(row.perSecond), fixed(row.p50Ms), fixed(row.p99Ms), fixed(row.toZeromq, 2), fixed(row.toClassify, 2), row.errors]);
   }
   return table;
 }
@@ -429,6 +438,7 @@ async function main(): Promise<void> {
   let http: HttpSection = {};
   let cacheRows: CacheRow[] = [];
   let batchRows: BatchRow[] = [];
+  let oip: OipBenchRow[] = [];
   let brokerRows: BrokerRow[] = [];
   let reference: ReferenceSection | undefined;
   if (SELECTED.has('inference') || SELECTED.has('broker')) {
@@ -458,6 +468,16 @@ async function main(): Promise<void> {
                 } finally {
                   await client.close();
                 }
+                oip = await benchOip({
+                  broker: cluster.frontend,
+                  model: MODEL,
+                  image: images.get(HTTP_IMAGE)!,
+                  expectedClass: TABBY,
+                  concurrency: HTTP_CONCURRENCIES,
+                  warmUpMs: WARM_UP_MS,
+                  durationMs: DURATION_MS,
+                  progress,
+                });
               }
             : undefined;
         inferenceRows.push(...(await benchClusterSetup(cluster, setup, repository!.path, images, whileRunning)));
@@ -485,7 +505,7 @@ async function main(): Promise<void> {
     sections: [...SELECTED],
     quick: QUICK,
     settings: { model: MODEL, images: IMAGES, concurrencies: CONCURRENCIES, threadBudget: THREAD_BUDGET, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, echoWindow: ECHO_WINDOW, echoRoundTrips: ECHO_ROUND_TRIPS, rawSetups: RAW_SETUPS, clusterSetups: CLUSTER_SETUPS },
-    ...(SELECTED.has('inference') ? { inference: { rows: inferenceRows, saturation: saturated }, http, resultCache: { rows: cacheRows }, batching: { rows: batchRows } } : {}),
+    ...(SELECTED.has('inference') ? { inference: { rows: inferenceRows, saturation: saturated }, http, oip, resultCache: { rows: cacheRows }, batching: { rows: batchRows } } : {}),
     ...(SELECTED.has('broker') ? { broker: { rows: brokerRows, reference } } : {}),
     ...(metrics ? { metrics } : {}),
     ...(training ? { training } : {}),
@@ -544,6 +564,12 @@ async function main(): Promise<void> {
         `from concurrency ${http.result?.burstFrom ?? '-'} on, one burst of that many requests at once (queued at the broker), each answered once`,
     );
     out.push(http.result ? httpTable(http.result) : `skipped: ${http.skipped ?? 'not run'}`);
+    out.push('');
+    out.push(
+      `3b. Open Inference Protocol: ${HTTP_IMAGE} on the same workers, web app in this process; /v2 sends the image as a BYTES element ` +
+        '(binary data extension) or a ready FP32 tensor preprocessed once by the client, and asks classification: 1',
+    );
+    out.push(oipTable(oip));
     out.push('');
     out.push(`3b. Result cache: ${MODEL} on the same workers (${CLUSTER_SETUPS.at(-1)!.name}), ZerveClient.classify, concurrency ${CACHE_CONCURRENCY}`);
     out.push(cacheTable(cacheRows));

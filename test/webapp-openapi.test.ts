@@ -108,6 +108,29 @@ describe('web app OpenAPI document', () => {
         assert.ok(operation.responses[status], `${method} ${path} documents ${status}`);
       }
     }
+    const v2 = operations.filter((o) => o.path.startsWith('/v2'));
+    assert.deepEqual(
+      v2.map((o) => `${o.method} ${o.path}`).sort(),
+      [
+        'get /v2',
+        'get /v2/health/live',
+        'get /v2/health/ready',
+        'get /v2/models/{model}',
+        'get /v2/models/{model}/ready',
+        'get /v2/models/{model}/versions/{version}',
+        'get /v2/models/{model}/versions/{version}/ready',
+        'post /v2/models/{model}/infer',
+        'post /v2/models/{model}/versions/{version}/infer',
+      ],
+    );
+    for (const { path, method, operation } of v2) {
+      const statuses = path.endsWith('/infer') ? ['200', '400', '404', '413', '503', '504'] : path.includes('/models/') ? ['200', '404', '503', '504'] : ['200'];
+      for (const status of statuses) assert.ok(operation.responses[status], `${method} ${path} documents ${status}`);
+      for (const [status, response] of Object.entries(operation.responses).filter(([s]) => s >= '400')) {
+        const schema = (response.content?.['application/json']?.schema ?? {}) as { $ref?: string };
+        if (path !== '/v2/health/ready') assert.equal(schema.$ref, '#/components/schemas/OipError', `${method} ${path} ${status}: the protocol's error body`);
+      }
+    }
   });
 
   it('documents exactly the routes the app serves, and serves itself at /api/openapi.json', async () => {

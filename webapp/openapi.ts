@@ -5,6 +5,7 @@
  */
 import { ERROR_CODES } from '../shared/errors.ts';
 import { JOB_STATES } from '../shared/jobs.ts';
+import { OIP_PATHS, OIP_SCHEMAS } from './oip-openapi.ts';
 import { TRAINING_PATHS, TRAINING_SCHEMAS } from './training-openapi.ts';
 
 const MODEL_NAME = '^[A-Za-z0-9._-]{1,64}$';
@@ -87,7 +88,8 @@ export const OPENAPI_DOCUMENT = {
     description:
       'Image classification over HTTP in front of the Zerve cluster (a Majordomo broker and ONNX inference ' +
       'workers), with durable job tickets, and training: datasets, trainings run as jobs, and the tracked experiments ' +
-      'and runs. Every error answers `{"error":{"code","message"}}` with a stable code.',
+      'and runs; and the Open Inference Protocol (KServe v2) under `/v2`. Every error answers `{"error":{"code","message"}}` with a ' +
+      'stable code; under `/v2` it answers `{"error":"message","code"}`, as the protocol says.',
     license: { name: 'MIT' },
   },
   paths: {
@@ -219,10 +221,12 @@ export const OPENAPI_DOCUMENT = {
       },
     },
     ...TRAINING_PATHS,
+    ...OIP_PATHS,
   },
   components: {
     schemas: {
       ...TRAINING_SCHEMAS,
+      ...OIP_SCHEMAS,
       Error: {
         type: 'object',
         required: ['error'],

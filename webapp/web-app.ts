@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_WEB_APP_OPTIONS, resolveOptions, type WebAppOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
@@ -22,8 +22,10 @@ import { logger as rootLogger, type Logger } from '../shared/logger.ts';
 import { encodeHeader, encodeJson, type ClassifyReply, type RequestHeader } from '../shared/messages.ts';
 import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
 import { HttpMetrics } from './http-metrics.ts';
-import { HTTP_STATUS_OF, retryAfterSeconds } from './http-status.ts';
+import { HTTP_STATUS_OF } from './http-status.ts';
+import { httpErrorHandler, toZerveError } from './http-error.ts';
 import { ModelCatalog } from './model-catalog.ts';
+import { OipRoutes } from './oip-routes.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
 import { readUpload } from './read-upload.ts';
 import { RequestValidator, type CheckedParameters } from './request-validator.ts';
@@ -47,17 +49,6 @@ interface ImageQuery {
   version?: string;
   cache?: boolean;
   sample?: string;
-}
-
-/** Wraps anything thrown while handling a request: errors from express itself keep their 4xx meaning. */
-function toZerveError(err: unknown): ZerveError {
-  if (err instanceof ZerveError) return err;
-  const status = (err as { status?: unknown; statusCode?: unknown }).status ?? (err as { statusCode?: unknown }).statusCode;
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    const code = status === 413 ? 'IMAGE_TOO_LARGE' : 'BAD_REQUEST';
-    return new ZerveError(code, err instanceof Error ? err.message : String(err), { cause: err });
-  }
-  return ZerveError.from(err);
 }
 
 function params(res: Response): CheckedParameters {
@@ -169,10 +160,18 @@ export class WebApp {
     app.delete('/api/jobs/:id', check('cancelJob'), this.cancelJob);
     app.get('/api/jobs/:id/events', check('jobEvents'), this.jobEvents);
     new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work) }).register(app, check);
+    new OipRoutes({
+      client: this.client,
+      catalog: this.catalog,
+      options: this.options,
+      withSlot: (work) => this.withSlot(work),
+      signalOf: (res) => this.abortOnDisconnect(res).signal,
+      logger: this.log,
+    }).register(app, check);
     app.use('/api', this.notFound);
     app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: 0 }));
     app.use(this.notFound);
-    app.use(this.errorHandler);
+    app.use(httpErrorHandler(this.log, this.options.retryAfterSeconds, (error) => error.toJSON()));
     return app;
   }
 
@@ -334,19 +333,6 @@ export class WebApp {
 
   private readonly notFound: RequestHandler = (req) => {
     throw new ZerveError('UNKNOWN_SERVICE', `no route ${req.method} ${req.path}`);
-  };
-
-  private readonly errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
-    const error = toZerveError(err);
-    if (error.code === 'INTERNAL') this.log.error({ err, method: req.method, url: req.originalUrl }, 'request failed');
-    else this.log.debug({ code: error.code, method: req.method, url: req.originalUrl }, 'request refused');
-    if (res.headersSent) {
-      res.end();
-      return;
-    }
-    const status = HTTP_STATUS_OF[error.code];
-    if (status === 503) res.set('Retry-After', String(retryAfterSeconds(error, this.options.retryAfterSeconds)));
-    res.status(status).json(error.toJSON());
   };
 
   /** Runs a classification or submission within the bound of requests in flight. */

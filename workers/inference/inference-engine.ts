@@ -279,6 +279,31 @@ export class InferenceEngine extends EventEmitter {
     return this.results.stats();
   }
 
+  /**
+   * Runs `work` on the session serving `model` at `version` (latest when undefined; a pinned version
+   * is loaded on first use) and holds it until `work` settles: the tensor path (`infer.<model>`).
+   * @throws ZerveError UNKNOWN_MODEL, and whatever `work` throws (unknown errors become INTERNAL)
+   */
+  async withSession<T>(model: string, version: string | undefined, work: (session: ModelSession, versions: string[]) => Promise<T>): Promise<T> {
+    if (this.closed) throw new ZerveError('INTERNAL', 'the inference engine is closed');
+    const handle = await this.acquire(model, version);
+    try {
+      return await work(handle.session, this.served.get(model)?.entry.versions.map((v) => v.version) ?? [handle.version]);
+    } catch (err) {
+      if (err instanceof ZerveError) throw err;
+      this.log.error({ err, model, version: handle.version }, 'tensor inference failed');
+      throw ZerveError.from(err);
+    } finally {
+      handle.release();
+    }
+  }
+
+  /** Decodes one image for `session` exactly as `classify` does (same checks, same preprocessing). */
+  async decodeImage(session: ModelSession, image: Buffer, signal?: AbortSignal): Promise<{ data: Float32Array; decodeMs: number }> {
+    this.decoder.checkBytes(image);
+    return this.decoder.decode(image, session.decodeSpec, signal);
+  }
+
   /** Stops polling, lets running requests finish, then frees every session. Idempotent. */
   close(): Promise<void> {
     this.closed ??= (async () => {

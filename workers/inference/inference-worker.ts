@@ -2,18 +2,21 @@ import { DEFAULT_INFERENCE_OPTIONS, type InferenceOptions, type WorkerConnection
 import { ZerveError } from '../../shared/errors.ts';
 import { logger, type Logger } from '../../shared/logger.ts';
 import { decodeHeader, encodeJson } from '../../shared/messages.ts';
+import { INFER_PREFIX, inferService } from '../../shared/infer-messages.ts';
 import { CLASSIFY_PREFIX, MODELS_DESCRIBE } from '../../shared/protocol.ts';
 import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
 import { WorkerMetrics } from '../worker-metrics.ts';
 import { InferenceEngine } from './inference-engine.ts';
 import { InferenceMetrics } from './inference-metrics.ts';
+import { TensorInference } from './tensor-inference.ts';
 
 export type InferenceWorkerOptions = InferenceOptions & Partial<WorkerConnectionOptions>;
 
 /**
  * An inference worker process's core: the engine (model repository, sessions, decoding) behind an MDP
- * worker connection. It registers `classify.<model>` for every model it can serve, once warmed up, plus
- * `models.describe`, and re-registers when models appear or go.
+ * worker connection. It registers `classify.<model>` and `infer.<model>` (tensors and batches, see
+ * `TensorInference`) for every model it can serve, once warmed up, plus `models.describe`, and
+ * re-registers when models appear or go.
  */
 export class InferenceWorker {
   readonly engine: InferenceEngine;
@@ -21,12 +24,14 @@ export class InferenceWorker {
   readonly metrics = new WorkerMetrics();
   private readonly inferenceMetrics = new InferenceMetrics(this.metrics);
   private readonly log: Logger;
+  private readonly tensors: TensorInference;
   private closing?: Promise<void>;
 
   constructor(options: Partial<InferenceWorkerOptions> = {}, log: Logger = logger) {
     const merged = { ...DEFAULT_INFERENCE_OPTIONS, ...options };
     this.log = log.child({ component: 'inference-worker' });
     this.engine = new InferenceEngine(merged);
+    this.tensors = new TensorInference(this.engine);
     this.connection = new WorkerConnection([], (body, ctx) => this.handle(body, ctx), { kind: 'inference', ...options }, log);
     this.connection.reportMetrics(this.metrics);
   }
@@ -36,9 +41,9 @@ export class InferenceWorker {
     await this.engine.start();
     this.engine.on('services', (services: string[]) => {
       this.log.info({ services }, 'models changed; re-registering');
-      this.connection.setServices([...services, MODELS_DESCRIBE]);
+      this.connection.setServices(withTensorServices(services));
     });
-    this.connection.setServices([...this.engine.services(), MODELS_DESCRIBE]);
+    this.connection.setServices(withTensorServices(this.engine.services()));
     this.connection.start();
   }
 
@@ -53,6 +58,7 @@ export class InferenceWorker {
 
   private async handle(body: Buffer[], ctx: RequestContext): Promise<Buffer[]> {
     if (ctx.service === MODELS_DESCRIBE) return [encodeJson({ models: this.engine.models() })];
+    if (ctx.service.startsWith(INFER_PREFIX)) return this.tensors.handle(ctx.service.slice(INFER_PREFIX.length), body, ctx.signal);
     if (!ctx.service.startsWith(CLASSIFY_PREFIX)) {
       throw new ZerveError('UNKNOWN_SERVICE', `this worker does not offer ${ctx.service}`);
     }
@@ -64,4 +70,9 @@ export class InferenceWorker {
     this.inferenceMetrics.classified(reply);
     return [encodeJson(reply)];
   }
+}
+
+/** The engine's `classify.<model>` services, each with its `infer.<model>`, plus `models.describe`. */
+function withTensorServices(classify: string[]): string[] {
+  return [...classify, ...classify.map((s) => inferService(s.slice(CLASSIFY_PREFIX.length))), MODELS_DESCRIBE];
 }

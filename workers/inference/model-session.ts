@@ -288,6 +288,32 @@ export class ModelSession {
     }));
   }
 
+  /**
+   * Runs the model on a ready tensor (`dims` as the model takes it, any batch it accepts) and answers
+   * its first output as onnxruntime gives it: no softmax, float16 as bit patterns.
+   */
+  async runTensor(data: Float32Array | Uint16Array, dims: readonly number[]): Promise<{ data: Float32Array | Uint16Array; dims: number[] }> {
+    if (this.released) throw new ZerveError('INTERNAL', `${this.name} version ${this.version} was released`);
+    const feed = data instanceof Float32Array ? new ort.Tensor('float32', data, dims) : new ort.Tensor('float16', data, dims);
+    const results = await this.session.run({ [this.input.name]: feed }, [this.output.name]);
+    const value = results[this.output.name];
+    if (!value || !('data' in value)) throw new ZerveError('INTERNAL', `model produced no ${this.output.name} tensor`);
+    const out = value.data as unknown;
+    const outDims = [...value.dims];
+    if (out instanceof Float32Array) return { data: out, dims: outDims };
+    if (this.output.type === 'float16' && ArrayBuffer.isView(out)) {
+      // A Uint16Array on Node 20, a native Float16Array on newer Node: the same bits either way.
+      return { data: new Uint16Array(out.buffer, out.byteOffset, out.byteLength / 2), dims: outDims };
+    }
+    return { data: Float32Array.from(out as ArrayLike<number>), dims: outDims };
+  }
+
+  /** One output row's class scores as `classify` reports them (softmax applied to logits), in place. */
+  rowScores(row: Float32Array): Float32Array {
+    if (this.config.output.kind === 'logits') softmax(row);
+    return row;
+  }
+
   /** Frees the onnxruntime session; later runs fail. Idempotent. */
   release(): Promise<void> {
     this.released ??= this.session.release();

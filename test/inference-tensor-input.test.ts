@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { ZerveError, type ErrorCode } from '../shared/errors.ts';
+import { MAX_INFER_BATCH, tensorView, type InferHeader, type InferReplyHeader, type ModelMetadata } from '../shared/infer-messages.ts';
+import { encodeHeader } from '../shared/messages.ts';
+import { InferenceEngine } from '../workers/inference/inference-engine.ts';
+import { ModelSession } from '../workers/inference/model-session.ts';
+import { TensorInference } from '../workers/inference/tensor-inference.ts';
+import { image, makeRepository } from './fixtures/inference-models.ts';
+import { squeezenetTensor } from './fixtures/oip-cluster.ts';
+
+const TABBY = 281;
+
+function argmax(values: ArrayLike<number>, from = 0, to = values.length): number {
+  let best = from;
+  for (let i = from; i < to; i++) if (values[i]! > values[best]!) best = i;
+  return best - from;
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof ZerveError, String(err));
+    assert.equal(err.code, code, err.message);
+    return true;
+  });
+}
+
+describe('inference worker: tensor and batch inputs (infer.<model>)', function () {
+  this.timeout(60_000);
+  let models: string;
+  let engine: InferenceEngine;
+  let tensors: TensorInference;
+  let runs: number;
+  const runTensor = ModelSession.prototype.runTensor;
+
+  before(async () => {
+    models = await makeRepository();
+    engine = new InferenceEngine({ models, pollIntervalMs: 60_000 });
+    await engine.start();
+    tensors = new TensorInference(engine);
+    // Counts session runs, to tell one batched run from one run per row; the real run still happens.
+    ModelSession.prototype.runTensor = function (...args) {
+      runs++;
+      return runTensor.apply(this, args);
+    };
+  });
+  after(async () => {
+    ModelSession.prototype.runTensor = runTensor;
+    await engine.close();
+    await rm(models, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    runs = 0;
+  });
+
+  const ask = async (model: string, header: InferHeader, frames: Buffer[] = []) => {
+    const [reply, output] = await tensors.handle(model, [encodeHeader(header), ...frames]);
+    return { header: JSON.parse(reply!.toString()) as InferReplyHeader, output: output! };
+  };
+
+  it('answers the tensors as the ONNX files declare them, a dynamic batch as -1', async () => {
+    const [reply] = await tensors.handle('squeezenet-fp32', [encodeHeader({ op: 'metadata' })]);
+    const metadata = JSON.parse(reply!.toString()) as ModelMetadata;
+    assert.deepEqual(metadata.inputs, [{ name: 'data_0', datatype: 'FP32', shape: [-1, 3, 224, 224] }]);
+    assert.deepEqual(metadata.outputs, [{ name: 'softmaxout_1', datatype: 'FP32', shape: [-1, 1000, 1, 1] }]);
+    const [mnist] = await tensors.handle('mnist', [encodeHeader({ op: 'metadata', version: '1' })]);
+    assert.deepEqual((JSON.parse(mnist!.toString()) as ModelMetadata).inputs, [{ name: 'Input3', datatype: 'FP32', shape: [1, 1, 28, 28] }]);
+  });
+
+  it('runs a raw FP32 tensor frame straight through the session and answers raw little-endian output bytes', async () => {
+    const tensor = await squeezenetTensor(image('kitten.png'));
+    const { header, output } = await ask('squeezenet-fp32', { op: 'tensor', datatype: 'FP32', shape: [1, 3, 224, 224], classification: 2 }, [
+      Buffer.from(tensor.buffer),
+    ]);
+    assert.equal(runs, 1);
+    assert.deepEqual(header.output, { name: 'softmaxout_1', datatype: 'FP32', shape: [1, 1000, 1, 1] });
+    assert.equal(header.timings.decodeMs, undefined, 'no image decode on the tensor path');
+    assert.equal(output.length, 4000);
+    const scores = tensorView(output, 'FP32');
+    assert.equal(argmax(scores), TABBY);
+    assert.deepEqual(header.classes![0]!.map((c) => c.index)[0], TABBY);
+    assert.equal(header.classes![0]![0]!.probability, scores[TABBY]);
+  });
+
+  it('decodes a batch of images as classify does: one run on a dynamic batch, one run per row on a batch fixed to 1', async () => {
+    const images = [image('kitten.png'), image('fish.png')];
+    const classified = await engine.classify('squeezenet-fp32', { topk: 1 }, images[0]!);
+    runs = 0;
+    const dynamic = await ask('squeezenet-fp32', { op: 'images' }, images);
+    assert.equal(runs, 1, 'squeezenet-fp32 takes the whole batch in one run');
+    assert.deepEqual(dynamic.header.output.shape, [2, 1000, 1, 1]);
+    const scores = tensorView(dynamic.output, 'FP32');
+    assert.deepEqual([argmax(scores, 0, 1000), argmax(scores, 1000, 2000)], [TABBY, 0]);
+    assert.ok(Math.abs(scores[TABBY]! - classified.predictions[0]!.probability) < 1e-5, 'the same preprocessing as classify');
+    runs = 0;
+    const fixed = await ask('squeezenet', { op: 'images' }, images);
+    assert.equal(runs, 2, 'squeezenet (batch fixed to 1) runs once per image');
+    assert.deepEqual(fixed.header.output, { name: 'softmaxout_1', datatype: 'FP16', shape: [2, 1000, 1, 1] });
+    assert.equal(fixed.output.length, 2 * 1000 * 2, 'float16 output stays float16 on the wire');
+  });
+
+  it('refuses what does not fit: wrong datatype, shape, size, names, op, batch, and bad images', async () => {
+    const fp32 = Buffer.alloc(4 * 150528);
+    await rejectsWith(ask('squeezenet', { op: 'tensor', datatype: 'FP32', shape: [1, 3, 224, 224] }, [fp32]), 'BAD_REQUEST');
+    await rejectsWith(ask('squeezenet-fp32', { op: 'tensor', datatype: 'FP32', shape: [1, 3, 112, 448] }, [fp32]), 'BAD_REQUEST');
+    await rejectsWith(ask('squeezenet-fp32', { op: 'tensor', datatype: 'FP32', shape: [1, 3, 224, 224] }, [fp32.subarray(4)]), 'BAD_REQUEST');
+    await rejectsWith(ask('squeezenet-fp32', { op: 'tensor', datatype: 'FP32', shape: [1, 3, 224, 224], input: 'pixels' }, [fp32]), 'BAD_REQUEST');
+    await rejectsWith(ask('squeezenet-fp32', { op: 'tensor', datatype: 'INT8' as 'FP32', shape: [1] }, [Buffer.alloc(1)]), 'BAD_REQUEST');
+    await rejectsWith(ask('squeezenet-fp32', { op: 'classify' as 'tensor' }), 'BAD_REQUEST');
+    await rejectsWith(ask('squeezenet-fp32', { op: 'images' }, Array.from({ length: MAX_INFER_BATCH + 1 }, () => image('kitten.png'))), 'BAD_REQUEST');
+    await rejectsWith(ask('squeezenet-fp32', { op: 'images' }, [image('kitten.png'), Buffer.from('not an image')]), 'BAD_IMAGE');
+    await rejectsWith(ask('nosuch', { op: 'metadata' }), 'UNKNOWN_MODEL');
+    await rejectsWith(ask('squeezenet', { op: 'metadata', version: '9' }), 'UNKNOWN_MODEL');
+    const after = await ask('squeezenet-fp32', { op: 'images' }, [image('kitten.png')]);
+    assert.equal(argmax(tensorView(after.output, 'FP32')), TABBY, 'still serving after each refusal');
+  });
+});
