@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import * as zmq from 'zeromq';
 import { DEFAULT_CLIENT_OPTIONS, type ClientOptions } from './config.ts';
+import { clientCurveSocketOptions } from './curve-socket-options.ts';
 import { ZerveError } from './errors.ts';
 import {
   decodeReply,
@@ -50,12 +51,14 @@ export class ZerveClient {
   private readonly sockets = new Set<zmq.Dealer>();
   private readonly waiters: Array<{ resolve: (s: zmq.Dealer) => void; reject: (e: unknown) => void }> = [];
   private closed = false;
+  private readonly curve: ReturnType<typeof clientCurveSocketOptions>;
 
   constructor(options: Partial<ClientOptions> = {}) {
     this.options = { ...DEFAULT_CLIENT_OPTIONS, ...options };
     if (!(this.options.maxSockets >= 1 && this.options.timeoutMs > 0 && this.options.retries >= 0)) {
       throw new ZerveError('BAD_REQUEST', 'maxSockets and timeoutMs must be positive, retries not negative');
     }
+    this.curve = clientCurveSocketOptions(this.options);
   }
 
   /** Sends a request and resolves with the FINAL reply's body frames. */
@@ -164,7 +167,7 @@ export class ZerveClient {
   }
 
   private open(): zmq.Dealer {
-    const socket = new zmq.Dealer({ linger: 0 });
+    const socket = new zmq.Dealer({ linger: 0, ...this.curve });
     socket.connect(this.options.broker);
     this.sockets.add(socket);
     return socket;
