@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { curveOptionsOf } from '../../shared/curve-socket-options.ts';
 import { DEFAULT_JOBS_OPTIONS, resolveOptions, type JobsOptions } from '../../shared/config.ts';
 import { ZerveClient } from '../../shared/client.ts';
 import { ZerveError } from '../../shared/errors.ts';
@@ -47,6 +48,7 @@ export class JobsWorker {
       timeoutMs: this.options.requestTimeoutMs,
       retries: 0,
       maxSockets: this.options.concurrency,
+      ...curveOptionsOf(this.options),
     });
     this.service = new JobService(this.store, this.client, this.options, this.log);
     // Status and cancel must be answered while every dispatch slot is busy: capacity is independent.
@@ -59,6 +61,7 @@ export class JobsWorker {
         capacity: 16,
         heartbeatIntervalMs: this.options.heartbeatIntervalMs,
         heartbeatLiveness: this.options.heartbeatLiveness,
+        ...curveOptionsOf(this.options),
       },
       log,
     );
