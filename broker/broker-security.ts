@@ -122,8 +122,8 @@ export class BrokerSecurity extends EventEmitter {
       try {
         for await (const event of observer) {
           if (event.type === 'handshake:error:protocol' || event.type === 'handshake:error:other') {
-            const reason = `handshake failed (${event.error.code}): no CURVE, or the wrong broker key`;
-            this.refusals.refused({ socket: domain, reason, address: event.address });
+            const reason = 'handshake failed: no CURVE, or the wrong broker key';
+            this.refusals.refused({ socket: domain, reason, address: event.address, detail: `${event.type} ${event.error.code}` });
           }
         }
       } catch (err) {

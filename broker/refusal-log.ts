@@ -6,6 +6,8 @@ export interface Refusal {
   /** `workers` or `clients`: the broker socket it tried. */
   socket: string;
   reason: string;
+  /** What ZeroMQ said, logged but not part of what makes a peer "the same" (it varies per attempt). */
+  detail?: string;
   /** CURVE public key (Z85), when the handshake got that far. */
   publicKey?: string;
   /** Peer IP address (from ZAP), or the broker endpoint (from a failed handshake, whose peer ZeroMQ does not name). */
