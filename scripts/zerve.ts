@@ -84,7 +84,12 @@ const up = program
     const curveArgs = curveKey === '' ? [] : ['--curve-key', curveKey, '--broker-key', curveKey, '--client-auth', curve.clientAuth];
     const models = resolve(String(flags.models));
     await mkdir(models, { recursive: true });
-    const broker = new Broker(brokerOptions);
+    let broker: Broker;
+    try {
+      broker = new Broker(brokerOptions);
+    } catch (err) {
+      return reportError(err);
+    }
     await broker.start();
     // Through the environment, not argv: an smtp URL may carry a password, and argv shows in `ps`.
     const supervisor = new ProcessSupervisor(log, { ...process.env, ...(smtp !== '' ? { ZERVE_SMTP: smtp } : {}), ...(mailFrom !== '' ? { ZERVE_MAIL_FROM: mailFrom } : {}) });
@@ -143,7 +148,12 @@ const brokerCommand = program
   .option('--max-queued-per-service <n>', 'queue bound per service')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
-    const broker = new Broker(resolveOptions(DEFAULT_BROKER_OPTIONS, flags));
+    let broker: Broker;
+    try {
+      broker = new Broker(resolveOptions(DEFAULT_BROKER_OPTIONS, flags));
+    } catch (err) {
+      return reportError(err); // e.g. secure by default: says why it will not start
+    }
     await broker.start();
     onShutdown(() => broker.close());
   });
