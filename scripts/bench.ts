@@ -34,8 +34,9 @@ import { withProcessCpu } from './bench/process-cpu.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
 import { ReportTable } from './bench/report-table.ts';
 import { benchTraining, trainingReport, type TrainingSection } from './bench/training-section.ts';
+import { benchCurve, curveReport, type CurveSection } from './bench/curve-section.ts';
 
-const SECTIONS = ['inference', 'broker', 'training'] as const;
+const SECTIONS = ['inference', 'broker', 'curve', 'training'] as const;
 type Section = (typeof SECTIONS)[number];
 const ARGS = parseArgs({ allowPositionals: true, options: { quick: { type: 'boolean', default: false } } });
 const QUICK = ARGS.values.quick === true;
@@ -452,6 +453,9 @@ async function main(): Promise<void> {
   }
   addRatios(inferenceRows);
   const saturated = SELECTED.has('inference') ? saturation(inferenceRows) : [];
+  const curve: CurveSection | undefined = SELECTED.has('curve')
+    ? await benchCurve({ fixtures: FIXTURES, model: MODEL, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, progress })
+    : undefined;
   // Last, on a machine the other sections no longer load.
   const training: TrainingSection | undefined = SELECTED.has('training') ? await benchTraining({ fixtures: FIXTURES, quick: QUICK, progress }) : undefined;
   const loadAfter = loadavg();
@@ -464,6 +468,7 @@ async function main(): Promise<void> {
     settings: { model: MODEL, images: IMAGES, concurrencies: CONCURRENCIES, threadBudget: THREAD_BUDGET, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, echoWindow: ECHO_WINDOW, echoRoundTrips: ECHO_ROUND_TRIPS, rawSetups: RAW_SETUPS, clusterSetups: CLUSTER_SETUPS },
     ...(SELECTED.has('inference') ? { inference: { rows: inferenceRows, saturation: saturated }, http } : {}),
     ...(SELECTED.has('broker') ? { broker: { rows: brokerRows } } : {}),
+    ...(curve ? { curve } : {}),
     ...(training ? { training } : {}),
   };
   await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
@@ -510,6 +515,11 @@ async function main(): Promise<void> {
     out.push('');
     out.push('4. Training: each entry alone on the machine, after the other sections');
     out.push(...trainingReport(training));
+  }
+  if (curve) {
+    out.push('');
+    out.push('5. CURVE cost: a plain broker and a CURVE broker (both sockets, allowlisted worker key) side by side, each with an echo and an inference worker; runs alternate plain, CURVE, plain, CURVE');
+    out.push(...curveReport(curve));
   }
   await writeFile(MARKDOWN_FILE, `${render(out, true)}\n`);
   out.push('');
