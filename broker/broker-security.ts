@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import * as zmq from 'zeromq';
 import type { BrokerSecurityOptions } from '../shared/config.ts';
 import { readKeyPair, type CurveKeyPair } from '../shared/curve-keys.ts';
-import { parseClientAuth, type ClientAuth } from '../shared/curve-socket-options.ts';
+import { assertCurveAvailable, parseClientAuth, type ClientAuth } from '../shared/curve-socket-options.ts';
 import { ZerveError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { SecurityInfo } from '../shared/messages.ts';
@@ -70,6 +70,7 @@ export class BrokerSecurity extends EventEmitter {
       }
       return;
     }
+    assertCurveAvailable();
     this.keyPair = readKeyPair(o.curveKey);
     if (o.authorizedWorkers !== '') this.workerKeys = new KeyAllowlist(o.authorizedWorkers, log.child({ allowlist: WORKERS_DOMAIN }));
     if (this.clientAuth === 'allowlist') {

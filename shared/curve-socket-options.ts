@@ -10,6 +10,11 @@ import { ZerveError } from './errors.ts';
 export type ClientAuth = 'plain' | 'curve' | 'allowlist';
 export const CLIENT_AUTH_MODES: readonly ClientAuth[] = ['plain', 'curve', 'allowlist'];
 
+/** Fails clearly when this zeromq build has no CURVE (libzmq without libsodium). */
+export function assertCurveAvailable(): void {
+  if (!zmq.capability.curve) throw new ZerveError('BAD_REQUEST', 'this zeromq build has no CURVE support (zmq.capability.curve is false); run without CURVE keys');
+}
+
 /** Checks a `--client-auth` value. */
 export function parseClientAuth(value: string): ClientAuth {
   if ((CLIENT_AUTH_MODES as readonly string[]).includes(value)) return value as ClientAuth;
@@ -36,6 +41,7 @@ export function workerCurve(o: CurveOptions): WorkerCurve | undefined {
   if (o.curveKey === '') {
     throw new ZerveError('BAD_REQUEST', '--broker-key needs --curve-key too: a worker authenticates with its own key pair (zerve keys generate NAME)');
   }
+  assertCurveAvailable();
   const keyPair = readKeyPair(o.curveKey);
   const brokerPublicKey = readPublicKey(o.brokerKey);
   return { keyPair, brokerPublicKey, socketOptions: { curveServerKey: brokerPublicKey, curvePublicKey: keyPair.publicKey, curveSecretKey: keyPair.secretKey } };
@@ -47,6 +53,7 @@ export function workerCurve(o: CurveOptions): WorkerCurve | undefined {
  */
 export function clientCurveSocketOptions(o: CurveOptions): CurveClientSocketOptions | Record<string, never> {
   if (o.brokerKey === '' || parseClientAuth(o.clientAuth) === 'plain') return {};
+  assertCurveAvailable();
   const keyPair = o.curveKey !== '' ? readKeyPair(o.curveKey) : zmq.curveKeyPair();
   return { curveServerKey: readPublicKey(o.brokerKey), curvePublicKey: keyPair.publicKey, curveSecretKey: keyPair.secretKey };
 }
