@@ -15,7 +15,7 @@ import { proveKey } from '../shared/key-proof.ts';
 import type { SecurityInfo, WorkerInfo } from '../shared/messages.ts';
 import { MMI_SECURITY, encodeReady } from '../shared/protocol.ts';
 import { WorkerConnection } from '../workers/worker-connection.ts';
-import { CliProcess, REPO_ROOT, TEST_ENV, TEST_HEARTBEAT_MS, runCli, spawnWorker, tempDir } from './helpers/cluster.ts';
+import { CliProcess, REPO_ROOT, TEST_ENV, TEST_HEARTBEAT_MS, runCli, spawnWorker, tempDir, until } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
 
 const run = promisify(execFile);
@@ -43,18 +43,11 @@ function capturedLogger(): { log: pino.Logger; lines: LogLine[] } {
   return { log: pino({ level: 'info' }, stream), lines };
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
 describe('CURVE keys and authentication (ZAP)', function () {
-  this.timeout(60_000);
+  this.timeout(120_000);
   let dir: { path: string; remove: () => Promise<void> };
   let keys: string;
   let allowed: string;
@@ -284,10 +277,10 @@ describe('CURVE keys and authentication (ZAP)', function () {
 
   it('shows --insecure in zerve status', async () => {
     const { broker } = await curveBroker({ curveKey: '', authorizedWorkers: '', insecure: true });
-    const status = await runCli(['status', '--broker', broker.frontendEndpoint], TEST_ENV);
+    const status = await runCli(['status', '--broker', broker.frontendEndpoint, '--timeout-ms', '20000'], TEST_ENV);
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /WARNING: the broker runs with --insecure/);
-    const json = JSON.parse((await runCli(['status', '--json', '--broker', broker.frontendEndpoint])).stdout) as { security: SecurityInfo };
+    const json = JSON.parse((await runCli(['status', '--json', '--broker', broker.frontendEndpoint, '--timeout-ms', '20000'])).stdout) as { security: SecurityInfo };
     assert.deepEqual(json.security, { workers: 'plain', clients: 'plain', insecure: true });
   });
 });

@@ -16,15 +16,15 @@ import type { JobSubmitRequest } from '../shared/jobs.ts';
 import { encodeHeader, encodeJson, type ClassifyReply, type WorkerInfo } from '../shared/messages.ts';
 import { addModelVersion } from '../workers/inference/model-writer.ts';
 import { image, modelFile } from './fixtures/inference-models.ts';
-import { TEST_ENV, TEST_HEARTBEAT_MS, runCli, type CliProcess } from './helpers/cluster.ts';
+import { TEST_ENV, runCli, until, type CliProcess } from './helpers/cluster.ts';
 import { NetnsLab, skipUnlessNetns, type NetnsHost } from './helpers/netns.ts';
 
 const BACKEND_PORT = 5556;
 /**
- * Heartbeats of the lab's processes: fast, as in the other cluster tests, but not so fast that a
- * worker busy loading a model on a loaded 2-core machine counts as dead.
+ * Heartbeats of the lab's processes: fast, but slower than the other cluster tests' 200 ms, so that a
+ * worker on a 2-core machine loaded by other work is not taken for dead.
  */
-const LAB_HEARTBEAT_MS = TEST_HEARTBEAT_MS * 2;
+const LAB_HEARTBEAT_MS = 500;
 const LAB_ENV: NodeJS.ProcessEnv = { ...TEST_ENV, ZERVE_HEARTBEAT_INTERVAL_MS: String(LAB_HEARTBEAT_MS) };
 
 interface LogLine {
@@ -39,13 +39,6 @@ function logLines(process: CliProcess): LogLine[] {
     .map((l) => JSON.parse(l) as LogLine);
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('multi-host cluster (network namespaces, CURVE)', function () {
   this.timeout(180_000);
@@ -224,7 +217,7 @@ describe('multi-host cluster (network namespaces, CURVE)', function () {
 
     const open = spawn(lab.broker, [...args, '--insecure']);
     await until('the insecure warning', () => logLines(open).some((l) => /^INSECURE/.test(l.msg)));
-    const status = await runCli(['status', '--broker', lab.ipc('open-frontend')]);
+    const status = await runCli(['status', '--broker', lab.ipc('open-frontend'), '--timeout-ms', '20000']);
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /WARNING: the broker runs with --insecure/);
   });

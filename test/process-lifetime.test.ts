@@ -4,7 +4,7 @@ import { ZerveClient } from '../shared/client.ts';
 import type { WorkerInfo } from '../shared/messages.ts';
 import { addModelVersion } from '../workers/inference/model-writer.ts';
 import { modelFile } from './fixtures/inference-models.ts';
-import { CliProcess, startBroker, spawnWorker, tempDir } from './helpers/cluster.ts';
+import { CliProcess, startBroker, spawnWorker, tempDir, until } from './helpers/cluster.ts';
 
 function alive(pid: number): boolean {
   try {
@@ -15,13 +15,6 @@ function alive(pid: number): boolean {
   }
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('process lifetime', function () {
   this.timeout(90_000);

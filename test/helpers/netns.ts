@@ -15,8 +15,10 @@
  * - `netnsUnavailable(): string | undefined` — why namespaces cannot be built here (not root, no
  *   `ip netns`), or undefined. `skipUnlessNetns(this)` in a mocha `before` skips the suite with it.
  * - `await NetnsLab.create(['a', 'b'])` — a broker host (`lab.broker`) and one worker host per name
- *   (`lab.host('a')`); each `NetnsHost` has `name`, `ns`, `address` (its IPv4 on the lab's /24),
- *   `models/` and `data/` (its own temp folders) and `link` (the veth end in the broker namespace).
+ *   (`lab.host('a')`, all of them: `lab.workerHosts()`); each `NetnsHost` has `name`, `ns` (also its
+ *   host name), `address` (its IPv4 on the lab's /24), `models/` and `data/` (its own, empty, temp
+ *   folders) and `link` (the veth end in the broker namespace). `lab.dir` is the lab's temp folder
+ *   (put keys and the like there; removed at close), `lab.subnet` its /24 as `10.231.<n>`.
  * - `lab.spawn(host, args, env?)` — starts `zerve <args>` inside the host's namespace with
  *   `ip netns exec` (and its own UTS namespace: `os.hostname()` is the host's `ns`); returns a `CliProcess` (test/helpers/cluster.ts), killed at `close()`.
  *   `lab.run(host, args, env?)` runs one to completion.
