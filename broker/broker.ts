@@ -15,6 +15,7 @@ import {
   MDPW01,
   MDPW02,
   MMI_PREFIX,
+  MMI_SECURITY,
   MMI_SERVICE,
   MMI_SERVICES,
   MMI_WORKERS,
@@ -29,6 +30,7 @@ import {
 } from '../shared/protocol.ts';
 import { SendQueue } from '../shared/send-queue.ts';
 import { BrokerMetrics } from './broker-metrics.ts';
+import { BrokerSecurity } from './broker-security.ts';
 import type { PendingRequest } from './pending-request.ts';
 import { ServiceQueue } from './service-queue.ts';
 import { WorkerRegistry, type WorkerRecord } from './worker-registry.ts';
@@ -77,6 +79,11 @@ export class Broker extends EventEmitter {
   private malformed = 0;
   private lastMalformedLog = 0;
   private closing?: Promise<void>;
+  private readonly security: BrokerSecurity;
+  /** Whether worker READY is taken on the frontend socket too (see BrokerSecurity.workersOnFrontend). */
+  private workersOnFrontend = true;
+  /** Whether the frontend socket is also the worker socket (same endpoint). */
+  private sharedSocket = false;
 
   constructor(options: Partial<BrokerOptions> = {}, log: Logger = logger) {
     super();
@@ -90,6 +97,8 @@ export class Broker extends EventEmitter {
     }
     this.log = log.child({ component: 'broker' });
     this.metrics = new BrokerMetrics(() => this.serviceInfo(), this.log);
+    this.security = new BrokerSecurity(o, this.log);
+    this.security.on('revoked', (ids: string[]) => this.revoke(ids));
   }
 
   async start(): Promise<void> {
@@ -102,8 +111,14 @@ export class Broker extends EventEmitter {
       maxMessageSize: o.maxMessageBytes,
       linger: 0,
     };
-    this.frontend = new zmq.Router(socketOptions);
-    this.backend = new zmq.Router(socketOptions);
+    // One socket serves both roles when frontend and backend are the same endpoint: it is then the worker socket.
+    const shared = (this.sharedSocket = o.backend === o.frontend && !/:(0|\*)$/.test(o.backend));
+    await this.security.start();
+    this.workersOnFrontend = this.security.workersOnFrontend(shared);
+    this.frontend = new zmq.Router({ ...socketOptions, ...this.security.socketOptions(shared ? 'backend' : 'frontend') });
+    this.backend = new zmq.Router({ ...socketOptions, ...this.security.socketOptions('backend') });
+    this.security.observe(this.frontend, shared ? 'backend' : 'frontend');
+    this.security.observe(this.backend, 'backend');
     this.frontendSends = new SendQueue(this.frontend, this.log.child({ socket: 'frontend' }), o.maxPendingSends);
     this.backendSends = new SendQueue(this.backend, this.log.child({ socket: 'backend' }), o.maxPendingSends);
     await bindWithRetry(this.frontend, wildcardPort(o.frontend), this.log);
@@ -134,6 +149,7 @@ export class Broker extends EventEmitter {
     this.frontend?.close();
     this.backend?.close();
     await Promise.allSettled(this.loops);
+    await this.security.close();
     this.log.info('broker closed');
   }
 
@@ -160,10 +176,12 @@ export class Broker extends EventEmitter {
     const first = frames[1];
     const second = frames[2];
     if (first === undefined) return this.dropMalformed('no frames after identity', identity);
+    if (this.security.isBanned(identity)) return; // a revoked or refused worker's connection: never reaches MDP
     try {
       if (first.equals(MDPC02) || (first.length === 0 && second?.equals(MDPC01))) {
         this.onClient(identity, frames.slice(1), via);
       } else if (first.equals(MDPW02) || (first.length === 0 && second?.equals(MDPW01))) {
+        if (via === this.frontendSends && !this.workersOnFrontend) return this.dropMalformed('worker message on the client socket', identity);
         this.onWorker(identity, parseWorkerMessage(frames.slice(1)), via);
       } else {
         this.dropMalformed('unknown protocol header', identity);
@@ -284,6 +302,8 @@ export class Broker extends EventEmitter {
       }
       case MMI_SERVICES:
         return encodeJson(this.serviceInfo());
+      case MMI_SECURITY:
+        return encodeJson(this.security.info());
       case MMI_WORKERS: {
         const now = performance.now();
         return encodeJson([...this.workers.all()].map((w) => this.workers.info(w, now)));
@@ -336,6 +356,11 @@ export class Broker extends EventEmitter {
           return;
         }
         const ext = message.extension;
+        const admission = via === this.backendSends || this.sharedSocket ? this.security.admitWorker(identity, ext) : { ok: true as const };
+        if (!admission.ok) {
+          // Dropped, not told DISCONNECT: an honest worker with a bad proof would only retry in a loop.
+          return this.security.refuseWorker(identity, admission.reason, ext?.keyProof?.publicKey);
+        }
         const record: WorkerRecord = {
           identity,
           id,
@@ -434,6 +459,19 @@ export class Broker extends EventEmitter {
     }
   }
 
+  /** Workers whose key left the allowlist: told DISCONNECT, their routing ids ignored from now on, their requests requeued. */
+  private revoke(ids: string[]): void {
+    for (const id of ids) {
+      const worker = this.workers.get(id);
+      const publicKey = this.security.keyOfWorker(id);
+      this.security.ban(Buffer.from(id, 'hex'));
+      if (worker) {
+        this.log.warn({ worker: id, host: worker.host, pid: worker.pid, publicKey }, 'worker key revoked');
+        this.disconnect(worker, 'key revoked');
+      }
+    }
+  }
+
   private disconnect(worker: WorkerRecord, reason: string): void {
     worker.via.push([worker.identity, ...encodeWorkerDisconnect(worker.version)], true);
     this.removeWorker(worker, reason);
@@ -442,6 +480,7 @@ export class Broker extends EventEmitter {
   /** Forgets a worker; its idempotent in-flight requests go to other workers, the rest fail WORKER_LOST. */
   private removeWorker(worker: WorkerRecord, reason: string): void {
     this.workers.remove(worker);
+    this.security.forget(worker.id);
     const now = performance.now();
     const lost = [...worker.inFlight.values()].filter((r) => !r.answered).sort((a, b) => b.receivedAt - a.receivedAt);
     worker.inFlight.clear();

@@ -40,8 +40,9 @@ import { benchReference, referenceReport, type ReferenceSection } from './bench/
 import { ReportTable } from './bench/report-table.ts';
 import { benchTraining, trainingReport, type TrainingSection } from './bench/training-section.ts';
 import { benchMetricsOverhead, metricsOverheadTable } from './bench/metrics-overhead.ts';
+import { benchCurve, curveReport, type CurveSection } from './bench/curve-section.ts';
 
-const SECTIONS = ['inference', 'broker', 'metrics', 'training'] as const;
+const SECTIONS = ['inference', 'broker', 'metrics', 'curve', 'training'] as const;
 type Section = (typeof SECTIONS)[number];
 const ARGS = parseArgs({ allowPositionals: true, options: { quick: { type: 'boolean', default: false } } });
 const QUICK = ARGS.values.quick === true;
@@ -495,6 +496,9 @@ async function main(): Promise<void> {
   const metrics = SELECTED.has('metrics') ? await benchMetricsOverhead({ warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, window: ECHO_WINDOW, progress }) : undefined;
   addRatios(inferenceRows);
   const saturated = SELECTED.has('inference') ? saturation(inferenceRows) : [];
+  const curve: CurveSection | undefined = SELECTED.has('curve')
+    ? await benchCurve({ fixtures: FIXTURES, model: MODEL, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, progress })
+    : undefined;
   // Last, on a machine the other sections no longer load.
   const training: TrainingSection | undefined = SELECTED.has('training') ? await benchTraining({ fixtures: FIXTURES, quick: QUICK, progress }) : undefined;
   const loadAfter = loadavg();
@@ -508,6 +512,7 @@ async function main(): Promise<void> {
     ...(SELECTED.has('inference') ? { inference: { rows: inferenceRows, saturation: saturated }, http, oip, resultCache: { rows: cacheRows }, batching: { rows: batchRows } } : {}),
     ...(SELECTED.has('broker') ? { broker: { rows: brokerRows, reference } } : {}),
     ...(metrics ? { metrics } : {}),
+    ...(curve ? { curve } : {}),
     ...(training ? { training } : {}),
   };
   await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
@@ -583,6 +588,11 @@ async function main(): Promise<void> {
     out.push('');
     out.push('4. Training: each entry alone on the machine, after the other sections');
     out.push(...trainingReport(training));
+  }
+  if (curve) {
+    out.push('');
+    out.push('5. CURVE cost: a plain broker and a CURVE broker (both sockets, allowlisted worker key) side by side, each with an echo and an inference worker; runs alternate plain, CURVE, plain, CURVE');
+    out.push(...curveReport(curve));
   }
   await writeFile(MARKDOWN_FILE, `${render(out, true)}\n`);
   out.push('');

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../shared/logger.ts';
+import { SUPERVISED_ENV } from './supervisor-watch.ts';
 
 /** The CLI entry point, run by children as `node --import tsx scripts/zerve.ts ...`. */
 export const CLI_PATH = fileURLToPath(new URL('./zerve.ts', import.meta.url));
@@ -16,6 +17,7 @@ export interface SupervisedProcess {
 /**
  * Runs CLI subcommands as child processes (`zerve up`'s workers) and restarts one that dies, with a
  * growing delay, until `close()`, which sends SIGTERM (graceful stop) and waits for every child.
+ * Children stop by themselves when this process dies (scripts/supervisor-watch.ts).
  */
 export class ProcessSupervisor {
   private readonly processes: SupervisedProcess[] = [];
@@ -48,9 +50,10 @@ export class ProcessSupervisor {
   }
 
   private launch(entry: SupervisedProcess): void {
+    // The stdin pipe is the child's lifeline: it closes when this process dies, however it dies.
     const child = spawn(process.execPath, ['--import', 'tsx', CLI_PATH, ...entry.args], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-      env: this.env,
+      stdio: ['pipe', 'inherit', 'inherit'],
+      env: { ...this.env, [SUPERVISED_ENV]: '1' },
     });
     entry.child = child;
     child.on('exit', (code, signal) => {

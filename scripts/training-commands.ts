@@ -14,7 +14,8 @@ import Table from 'cli-table3';
 import { Option, type Command } from 'commander';
 import tar from 'tar-stream';
 import { ZerveClient } from '../shared/client.ts';
-import { DEFAULT_CLIENT_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions } from '../shared/config.ts';
+import { watchSupervisor } from './supervisor-watch.ts';
+import { DEFAULT_CLIENT_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions, type CurveOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { jobResult, submitJob, watchJob } from '../shared/job-client.ts';
 import { encodeJson } from '../shared/messages.ts';
@@ -185,6 +186,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
+      watchSupervisor(stop);
       training.start();
     });
 
@@ -357,8 +359,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
  * `zerve up` on an empty repository: trains `digits` from the built-in mnist as a job through the
  * cluster, with progress on stderr; inference workers then serve it by hot reload.
  */
-export async function trainDefaultDigits(broker: string): Promise<TrainResultMessage | undefined> {
-  const client = new ZerveClient({ broker });
+export async function trainDefaultDigits(broker: string, curve: Partial<CurveOptions> = {}): Promise<TrainResultMessage | undefined> {
+  const client = new ZerveClient({ ...curve, broker });
   const view = new TrainingProgressView();
   try {
     // A durable job: it shows on the web page's runs and survives this command's end.

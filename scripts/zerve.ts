@@ -29,6 +29,11 @@ import { parseInteger, reportError } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
 import { registerTrainingCommands, trainDefaultDigits } from './training-commands.ts';
+import { addBrokerCurveFlags, addConnectCurveFlags } from './curve-flags.ts';
+import { watchSupervisor } from './supervisor-watch.ts';
+import { generateKeyFiles } from '../shared/curve-keys.ts';
+import type { SecurityInfo } from '../shared/messages.ts';
+import { MMI_SECURITY } from '../shared/protocol.ts';
 
 const log = logger.child({ component: 'cli' });
 /** The provided sample images beside the checkout, offered on the page when present. */
@@ -52,9 +57,10 @@ function onShutdown(close: () => Promise<void>): void {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  watchSupervisor(stop);
 }
 
-program
+const up = program
   .command('up')
   .description('run a whole cluster here: broker, inference and training worker processes, jobs service and web app')
   .option('--models <dir>', 'model repository', DEFAULT_INFERENCE_OPTIONS.models)
@@ -74,9 +80,18 @@ program
   .action(async (flags: Record<string, unknown>) => {
     const brokerOptions = resolveOptions(DEFAULT_BROKER_OPTIONS, flags);
     const { smtp, mailFrom } = resolveOptions(DEFAULT_NOTIFIER_OPTIONS, flags);
+    // Local processes authenticate with the broker's own key pair (always admitted); its .key holds the public key too.
+    const curveKey = brokerOptions.curveKey === '' ? '' : resolve(brokerOptions.curveKey);
+    const curve = { curveKey, brokerKey: curveKey, clientAuth: brokerOptions.clientAuth };
+    const curveArgs = curveKey === '' ? [] : ['--curve-key', curveKey, '--broker-key', curveKey, '--client-auth', curve.clientAuth];
     const models = resolve(String(flags.models));
     await mkdir(models, { recursive: true });
-    const broker = new Broker(brokerOptions);
+    let broker: Broker;
+    try {
+      broker = new Broker(brokerOptions);
+    } catch (err) {
+      return reportError(err);
+    }
     await broker.start();
     const metrics = await serveMetrics(flags, [broker.metrics.registry]);
     // Through the environment, not argv: an smtp URL may carry a password, and argv shows in `ps`.
@@ -89,7 +104,7 @@ program
       if (registered <= workers) process.stderr.write(`workers ready: ${registered}/${workers}\n`);
     });
     for (let i = 0; i < workers; i++) {
-      const args = ['worker', 'inference', '--connect', broker.backendEndpoint, '--models', models];
+      const args = ['worker', 'inference', '--connect', broker.backendEndpoint, '--models', models, ...curveArgs];
       if (flags.capacity !== undefined) args.push('--capacity', String(flags.capacity));
       if (flags.threads !== undefined) args.push('--threads', String(flags.threads));
       supervisor.add(`inference-${i + 1}`, args);
@@ -97,13 +112,13 @@ program
     const trainingWorkers = Number(flags.trainingWorkers);
     for (let i = 0; i < trainingWorkers; i++) {
       // --broker lets each worker fan a search's runs out to every training worker.
-      const args = ['worker', 'training', '--connect', broker.backendEndpoint, '--broker', broker.frontendEndpoint, '--models', models];
+      const args = ['worker', 'training', '--connect', broker.backendEndpoint, '--broker', broker.frontendEndpoint, '--models', models, ...curveArgs];
       if (flags.data !== undefined) args.push('--data', resolve(String(flags.data)));
       supervisor.add(`training-${i + 1}`, args);
     }
-    const jobs = startJobsWorker({ ...flags, connect: broker.backendEndpoint, broker: broker.frontendEndpoint });
+    const jobs = startJobsWorker({ ...flags, ...curve, connect: broker.backendEndpoint, broker: broker.frontendEndpoint });
     const samples = flags.samples ?? (existsSync(DEFAULT_SAMPLES) ? DEFAULT_SAMPLES : undefined);
-    const web = await startWebApp({ ...flags, broker: broker.frontendEndpoint, ...(samples ? { samples } : {}) });
+    const web = await startWebApp({ ...flags, ...curve, broker: broker.frontendEndpoint, ...(samples ? { samples } : {}) });
     onShutdown(async () => {
       await web.close();
       await jobs.close();
@@ -116,7 +131,7 @@ program
     process.stderr.write(`zerve: broker ${broker.frontendEndpoint} (workers on ${broker.backendEndpoint}), ${workers} inference worker(s), models in ${models}\n`);
     if (entries.length === 0 && trainingWorkers > 0) {
       // The built-in default: a fresh machine gets a served model (classify.digits) with no network.
-      void trainDefaultDigits(broker.frontendEndpoint);
+      void trainDefaultDigits(broker.frontendEndpoint, curve);
     } else if (entries.length === 0) {
       process.stderr.write(
         `zerve: no models in ${models} yet. Add one and it is served without a restart, for example:\n` +
@@ -124,6 +139,8 @@ program
       );
     }
   });
+
+addBrokerCurveFlags(up);
 
 const brokerCommand = program
   .command('broker')
@@ -137,7 +154,12 @@ const brokerCommand = program
   .option('--max-deadline-ms <prefix=ms,...>', 'longest deadline by service-name prefix')
   .option('--config <file>', 'JSON config file');
 addMetricsOptions(brokerCommand).action(async (flags: Record<string, unknown>) => {
-  const broker = new Broker(resolveOptions(DEFAULT_BROKER_OPTIONS, flags));
+  let broker: Broker;
+  try {
+    broker = new Broker(resolveOptions(DEFAULT_BROKER_OPTIONS, flags));
+  } catch (err) {
+    return reportError(err); // e.g. secure by default: says why it will not start
+  }
   await broker.start();
   const metrics = await serveMetrics(flags, [broker.metrics.registry]);
   onShutdown(async () => {
@@ -145,6 +167,23 @@ addMetricsOptions(brokerCommand).action(async (flags: Record<string, unknown>) =
     await broker.close();
   });
 });
+addBrokerCurveFlags(brokerCommand);
+
+program
+  .command('keys')
+  .description('CURVE keys')
+  .command('generate')
+  .description('write a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub (public key, to copy to the hosts that trust it)')
+  .argument('<name>', 'key name, e.g. the host name or broker')
+  .option('--dir <dir>', 'folder to write the files to', '.')
+  .action(async (name: string, flags: { dir: string }) => {
+    try {
+      const { keyFile, pubFile, publicKey } = await generateKeyFiles(name, resolve(flags.dir));
+      process.stdout.write(`wrote ${keyFile} (secret, mode 0600) and ${pubFile}\npublic key: ${publicKey}\n`);
+    } catch (err) {
+      reportError(err);
+    }
+  });
 
 const worker = program.command('worker').description('run a worker process');
 
@@ -281,11 +320,12 @@ program
   .option('--json', 'print JSON')
   .action(async (flags: Record<string, unknown>) => {
     await withClient(flags, async (client) => {
-      const [services, workers] = await Promise.all([client.services(), client.workers()]);
+      const [services, workers, security] = await Promise.all([client.services(), client.workers(), client.requestJson<SecurityInfo>(MMI_SECURITY, [])]);
       if (flags.json) {
-        process.stdout.write(JSON.stringify({ services, workers }, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ services, workers, security }, null, 2) + '\n');
         return;
       }
+      if (security.insecure) process.stdout.write('WARNING: the broker runs with --insecure: a worker socket without CURVE is open to anyone who reaches it\n');
       const serviceTable = new Table({ head: ['service', 'workers', 'capacity', 'in flight', 'queued'] });
       for (const s of services) serviceTable.push([s.name, s.workers, s.capacity, s.inFlight, s.queued]);
       const workerTable = new Table({ head: ['worker', 'kind', 'host', 'pid', 'protocol', 'capacity', 'in flight', 'services'] });
@@ -318,5 +358,6 @@ models
   });
 
 registerTrainingCommands(program, worker);
+addConnectCurveFlags(program);
 
 await program.parseAsync(process.argv);

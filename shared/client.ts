@@ -1,5 +1,6 @@
 import * as zmq from 'zeromq';
 import { DEFAULT_CLIENT_OPTIONS, type ClientOptions } from './config.ts';
+import { clientCurveSocketOptions } from './curve-socket-options.ts';
 import { ZerveError } from './errors.ts';
 import { logger, type Logger } from './logger.ts';
 import {
@@ -56,6 +57,7 @@ export class ZerveClient {
   private readonly calls = new Map<number, PendingCall>();
   private nextTag = 0;
   private closing?: Promise<void>;
+  private readonly curve: ReturnType<typeof clientCurveSocketOptions>;
 
   constructor(options: Partial<ClientOptions> = {}, log: Logger = logger) {
     this.options = { ...DEFAULT_CLIENT_OPTIONS, ...options };
@@ -64,6 +66,7 @@ export class ZerveClient {
       throw new ZerveError('BAD_REQUEST', 'timeoutMs and maxInFlight must be positive, retries not negative');
     }
     this.log = log.child({ component: 'client' });
+    this.curve = clientCurveSocketOptions(this.options);
   }
 
   /** Requests waiting for their FINAL reply. */
@@ -196,7 +199,7 @@ export class ZerveClient {
   private open(): SendQueue {
     // High-water marks well above any window in flight: the broker's ROUTER drops a reply it cannot
     // queue for us (mandatory routing answers EAGAIN), so our receive side must not be what refuses.
-    const socket = new zmq.Dealer({ linger: 0, sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000 });
+    const socket = new zmq.Dealer({ linger: 0, sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000, ...this.curve });
     socket.connect(this.options.broker);
     this.socket = socket;
     this.sends = new SendQueue(socket, this.log, this.options.maxInFlight);

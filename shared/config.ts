@@ -18,7 +18,43 @@ export interface HeartbeatOptions {
   heartbeatLiveness: number;
 }
 
-export interface BrokerOptions extends HeartbeatOptions {
+/** CURVE on connections to the broker; every process that connects takes these (README "Keys and authentication"). */
+export interface CurveOptions {
+  /** This process's own CURVE secret key file (`NAME.key`, `NAME.pub` beside it); '' for none. @defaultValue '' */
+  curveKey: string;
+  /** The broker's CURVE public key file (`.pub`); '' connects without CURVE. @defaultValue '' */
+  brokerKey: string;
+  /**
+   * The broker's client socket: `plain` (no CURVE), `curve` (CURVE, any client key) or `allowlist`
+   * (CURVE, keys in `authorizedClients` only). Connecting processes read it to know whether their
+   * client sockets need CURVE, so one config file serves the whole cluster. @defaultValue 'plain'
+   */
+  clientAuth: string;
+  /** Lets a broker bind a non-loopback worker socket without CURVE (logged as a warning, shown by `zerve status`). @defaultValue false */
+  insecure: boolean;
+}
+
+export const DEFAULT_CURVE_OPTIONS: CurveOptions = {
+  curveKey: '',
+  brokerKey: '',
+  clientAuth: 'plain',
+  insecure: false,
+};
+
+export interface BrokerSecurityOptions extends CurveOptions {
+  /** Worker public keys admitted on the worker socket: a file of keys or a folder of `.pub` files; reloaded on SIGHUP and change. @defaultValue '' */
+  authorizedWorkers: string;
+  /** Client public keys admitted when `clientAuth` is `allowlist`: a file or a folder of `.pub` files. @defaultValue '' */
+  authorizedClients: string;
+}
+
+export const DEFAULT_BROKER_SECURITY_OPTIONS: BrokerSecurityOptions = {
+  ...DEFAULT_CURVE_OPTIONS,
+  authorizedWorkers: '',
+  authorizedClients: '',
+};
+
+export interface BrokerOptions extends HeartbeatOptions, BrokerSecurityOptions {
   /** Endpoint clients connect to (ROUTER, bound). @defaultValue 'tcp://127.0.0.1:5555' */
   frontend: string;
   /** Endpoint workers connect to (ROUTER, bound). @defaultValue 'tcp://127.0.0.1:5556' */
@@ -52,6 +88,7 @@ export interface BrokerOptions extends HeartbeatOptions {
 }
 
 export const DEFAULT_BROKER_OPTIONS: BrokerOptions = {
+  ...DEFAULT_BROKER_SECURITY_OPTIONS,
   frontend: DEFAULT_FRONTEND,
   backend: DEFAULT_BACKEND,
   heartbeatIntervalMs: 1000,
@@ -69,7 +106,7 @@ export const DEFAULT_BROKER_OPTIONS: BrokerOptions = {
   maxPendingSends: 10_000,
 };
 
-export interface WorkerConnectionOptions extends HeartbeatOptions {
+export interface WorkerConnectionOptions extends HeartbeatOptions, CurveOptions {
   /** Broker backend endpoint. @defaultValue 'tcp://127.0.0.1:5556' */
   connect: string;
   /** Requests handled at once (credit announced in READY). @defaultValue 2 */
@@ -83,6 +120,7 @@ export interface WorkerConnectionOptions extends HeartbeatOptions {
 }
 
 export const DEFAULT_WORKER_CONNECTION_OPTIONS: WorkerConnectionOptions = {
+  ...DEFAULT_CURVE_OPTIONS,
   connect: DEFAULT_BACKEND,
   capacity: 2,
   heartbeatIntervalMs: 1000,
@@ -164,7 +202,7 @@ export const DEFAULT_TRAINING_OPTIONS: TrainingOptions = {
   yieldIntervalMs: 20,
 };
 
-export interface ClientOptions {
+export interface ClientOptions extends CurveOptions {
   /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
   /** Time to wait for a reply before resending under a new tag. @defaultValue 30000 */
@@ -176,6 +214,7 @@ export interface ClientOptions {
 }
 
 export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
+  ...DEFAULT_CURVE_OPTIONS,
   broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
   timeoutMs: 30_000,
   retries: 0,
@@ -240,7 +279,7 @@ export function resolveOptions<T extends object>(
   return result as T;
 }
 
-export interface JobsOptions extends HeartbeatOptions, Pick<WorkerConnectionOptions, 'metricsIntervalMs'> {
+export interface JobsOptions extends HeartbeatOptions, CurveOptions, Pick<WorkerConnectionOptions, 'metricsIntervalMs'> {
   /** Broker backend endpoint the jobs worker connects to. @defaultValue 'tcp://127.0.0.1:5556' */
   connect: string;
   /** Broker frontend endpoint jobs are dispatched through. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
@@ -266,6 +305,7 @@ export interface JobsOptions extends HeartbeatOptions, Pick<WorkerConnectionOpti
 }
 
 export const DEFAULT_JOBS_OPTIONS: JobsOptions = {
+  ...DEFAULT_CURVE_OPTIONS,
   connect: DEFAULT_BACKEND,
   broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
   data: './data',
@@ -282,7 +322,7 @@ export const DEFAULT_JOBS_OPTIONS: JobsOptions = {
   metricsIntervalMs: DEFAULT_WORKER_CONNECTION_OPTIONS.metricsIntervalMs,
 };
 
-export interface WebAppOptions {
+export interface WebAppOptions extends CurveOptions {
   /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
   /** TCP port of the HTTP server; 0 picks a free one. @defaultValue 8080 */
@@ -312,6 +352,7 @@ export interface WebAppOptions {
 }
 
 export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
+  ...DEFAULT_CURVE_OPTIONS,
   broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
   http: 8080,
   host: '127.0.0.1',

@@ -60,6 +60,16 @@ export interface ServiceInfo {
   queued: number;
 }
 
+/** How the broker's sockets authenticate, as `mmi.security` tells it. */
+export interface SecurityInfo {
+  /** The worker socket: `curve` (allowlisted keys only) or `plain`. */
+  workers: 'curve' | 'plain';
+  /** The client socket: `plain`, `curve` (any key) or `allowlist`. */
+  clients: 'plain' | 'curve' | 'allowlist';
+  /** Whether the broker runs with `--insecure`: its worker socket may be open to anyone who reaches it. */
+  insecure: boolean;
+}
+
 const MAX_HEADER_BYTES = 64 * 1024;
 
 /** True when the first byte starts a msgpack map (fixmap, map16, map32). */

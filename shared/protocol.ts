@@ -9,6 +9,7 @@
  * MDP/0.1 worker:  ["", "MDPW01", cmd, ...]                      READY service [ext] | REQUEST/REPLY client "" ...body
  */
 import { hostname } from 'node:os';
+import type { KeyProof } from './key-proof.ts';
 
 export type MdpVersion = 1 | 2;
 
@@ -66,6 +67,8 @@ export const MMI_PREFIX = 'mmi.';
 export const MMI_SERVICE = 'mmi.service';
 export const MMI_SERVICES = 'mmi.services';
 export const MMI_WORKERS = 'mmi.workers';
+/** How the broker's sockets authenticate (`SecurityInfo`): `zerve status` shows an open worker socket. */
+export const MMI_SECURITY = 'mmi.security';
 
 /** Service of a model: one service per model, so a worker may host any subset of models. */
 export function classifyService(model: string): string {
@@ -93,6 +96,8 @@ export interface ReadyExtension {
   pid?: number;
   /** Set when the worker is stopping: it finishes what it has and takes nothing new. */
   draining?: boolean;
+  /** On a CURVE worker socket: the worker's public key and its proof (shared/key-proof.ts). */
+  keyProof?: KeyProof;
 }
 
 /** A message violated the protocol; the broker logs it and drops it. */
@@ -240,6 +245,8 @@ function parseReadyExtension(frame: Buffer): ReadyExtension | undefined {
     if (typeof value.host === 'string') extension.host = value.host;
     if (typeof value.pid === 'number') extension.pid = value.pid;
     if (value.draining === true) extension.draining = true;
+    const proof = value.keyProof;
+    if (proof && typeof proof.publicKey === 'string' && typeof proof.mac === 'string') extension.keyProof = { publicKey: proof.publicKey, mac: proof.mac };
     return extension;
   } catch {
     return undefined; // an unknown extension is ignored, as a plain MDP broker would

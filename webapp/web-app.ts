@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_WEB_APP_OPTIONS, resolveOptions, type WebAppOptions } from '../shared/config.ts';
+import { curveOptionsOf } from '../shared/curve-socket-options.ts';
 import { ZerveError } from '../shared/errors.ts';
 import {
   JOBS_CANCEL,
@@ -90,7 +91,7 @@ export class WebApp {
       if (!(o[key] > 0)) throw new ZerveError('BAD_REQUEST', `${key} must be positive, got ${o[key]}`);
     }
     this.log = log.child({ component: 'webapp' });
-    this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0 }, log);
+    this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, ...curveOptionsOf(o) }, log);
     this.catalog = new ModelCatalog(this.client, o);
     this.gallery = new SampleGallery(o.samples);
     this.app = this.routes();

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import * as zmq from 'zeromq';
@@ -18,6 +19,8 @@ import {
 } from '../shared/protocol.ts';
 import { SendQueue } from '../shared/send-queue.ts';
 import type { WorkerMetrics } from './worker-metrics.ts';
+import { workerCurve, type WorkerCurve } from '../shared/curve-socket-options.ts';
+import { proveKey } from '../shared/key-proof.ts';
 
 const HEARTBEAT = [MDPW02, Buffer.from([WorkerCommand.HEARTBEAT])];
 const DISCONNECT = [MDPW02, Buffer.from([WorkerCommand.DISCONNECT])];
@@ -57,6 +60,9 @@ export class WorkerConnection extends EventEmitter {
   private generation = 0;
   private metrics?: WorkerMetrics;
   private lastMetrics = -Infinity;
+  private readonly curve?: WorkerCurve;
+  /** This connection's routing id: chosen here, so the READY key proof can bind to it. */
+  private routingId = '';
 
   constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> = {}, log: Logger = logger) {
     super();
@@ -66,6 +72,7 @@ export class WorkerConnection extends EventEmitter {
     }
     this.services = [...services];
     this.log = log.child({ component: 'worker', kind: this.options.kind });
+    this.curve = workerCurve(this.options);
   }
 
   /** Requests being handled now. */
@@ -115,7 +122,15 @@ export class WorkerConnection extends EventEmitter {
 
   private connect(): void {
     const generation = ++this.generation;
-    const socket = new zmq.Dealer({ linger: 0, sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000 });
+    // A fresh routing id per connection: a broker that revoked the last one's key ignores it for good.
+    this.routingId = `w${randomBytes(12).toString('hex')}`;
+    const socket = new zmq.Dealer({
+      linger: 0,
+      sendHighWaterMark: 100_000,
+      receiveHighWaterMark: 100_000,
+      routingId: this.routingId,
+      ...this.curve?.socketOptions,
+    });
     socket.connect(this.options.connect);
     this.socket = socket;
     this.sends = new SendQueue(socket, this.log);
@@ -155,6 +170,7 @@ export class WorkerConnection extends EventEmitter {
       pid: process.pid,
     };
     if (this.draining) extension.draining = true;
+    if (this.curve) extension.keyProof = proveKey(this.curve.keyPair, this.curve.brokerPublicKey, Buffer.from(this.routingId));
     this.send(encodeReady(extension));
     this.emit('connected', this.services);
   }

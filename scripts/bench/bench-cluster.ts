@@ -1,6 +1,7 @@
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ZerveClient } from '../../shared/client.ts';
+import type { ClientOptions } from '../../shared/config.ts';
 import { CliChild } from './cli-child.ts';
 
 /** A free TCP port on 127.0.0.1, found by binding port 0 and releasing it. */
@@ -29,15 +30,18 @@ export class BenchCluster {
     readonly broker: CliChild,
     readonly frontend: string,
     readonly backend: string,
+    /** Options benchmark clients of this broker need (CURVE keys when its client socket wants them). */
+    readonly clientOptions: Partial<ClientOptions> = {},
   ) {
-    this.control = new ZerveClient({ broker: frontend, timeoutMs: 2000 });
+    this.control = new ZerveClient({ ...clientOptions, broker: frontend, timeoutMs: 2000 });
   }
 
-  static async start(): Promise<BenchCluster> {
+  /** @param brokerArgs more `zerve broker` flags (e.g. CURVE keys), with the client options they call for */
+  static async start(brokerArgs: string[] = [], clientOptions: Partial<ClientOptions> = {}): Promise<BenchCluster> {
     const frontend = `tcp://127.0.0.1:${await freePort()}`;
     const backend = `tcp://127.0.0.1:${await freePort()}`;
-    const broker = new CliChild(['broker', '--frontend', frontend, '--backend', backend]);
-    const cluster = new BenchCluster(broker, frontend, backend);
+    const broker = new CliChild(['broker', '--frontend', frontend, '--backend', backend, ...brokerArgs]);
+    const cluster = new BenchCluster(broker, frontend, backend, clientOptions);
     // mmi.services answers once the broker listens; retry while it starts (a refused connect is retried by ZeroMQ).
     try {
       await cluster.until(async () => (await cluster.control.services({ timeoutMs: 1000 }), true), 30_000, 'broker start');

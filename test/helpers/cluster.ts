@@ -58,8 +58,11 @@ export class CliProcess {
   stdout = '';
   stderr = '';
 
-  constructor(args: string[], env: NodeJS.ProcessEnv = TEST_ENV) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', CLI_PATH, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** @param wrapper command the CLI runs under, e.g. `['ip', 'netns', 'exec', NS]` (it must exec, not fork) */
+  constructor(args: string[], env: NodeJS.ProcessEnv = TEST_ENV, wrapper: string[] = []) {
+    const argv = [process.execPath, '--import', 'tsx', CLI_PATH, ...args];
+    const [command, ...rest] = [...wrapper, ...argv];
+    this.child = spawn(command!, rest, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
     this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
     this.exited = once(this.child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
@@ -98,6 +101,15 @@ export async function spawnWorker(
   exitedEarly.catch(() => undefined);
   await Promise.race([ready, exitedEarly]);
   return cli;
+}
+
+/** Polls `check` every 50 ms until it holds; fails after `timeoutMs` (a hang guard, not a speed check). */
+export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 export async function tempDir(prefix = 'zerve-test-'): Promise<{ path: string; remove: () => Promise<void> }> {

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { curveOptionsOf } from '../../shared/curve-socket-options.ts';
 import { DEFAULT_JOBS_OPTIONS, resolveOptions, type JobsOptions } from '../../shared/config.ts';
 import { ZerveClient } from '../../shared/client.ts';
 import { ZerveError } from '../../shared/errors.ts';
@@ -50,6 +51,7 @@ export class JobsWorker {
       broker: this.options.broker,
       timeoutMs: this.options.requestTimeoutMs,
       retries: 0,
+      ...curveOptionsOf(this.options),
     });
     this.service = new JobService(this.store, this.client, this.options, this.log);
     // Status and cancel must be answered while every dispatch slot is busy: capacity is independent.
@@ -63,6 +65,7 @@ export class JobsWorker {
         heartbeatIntervalMs: this.options.heartbeatIntervalMs,
         heartbeatLiveness: this.options.heartbeatLiveness,
         metricsIntervalMs: this.options.metricsIntervalMs,
+        ...curveOptionsOf(this.options),
       },
       log,
     );

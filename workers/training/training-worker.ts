@@ -16,6 +16,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ZerveClient } from '../../shared/client.ts';
 import { DEFAULT_TRAINING_WORKER_OPTIONS, type TrainingOptions, type TrainingWorkerOptions } from '../../shared/config.ts';
+import { curveOptionsOf } from '../../shared/curve-socket-options.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
 import { decodeHeader, decodeReply, encodeJson } from '../../shared/messages.ts';
@@ -105,7 +106,7 @@ export class TrainingWorker {
     this.datasets = new DatasetStore(this.options, this.log);
     this.store = new RunStore(this.options.data);
     this.notifier = new Notifier(this.options, this.log);
-    if (this.options.broker !== '') this.client = new ZerveClient({ broker: this.options.broker });
+    if (this.options.broker !== '') this.client = new ZerveClient({ broker: this.options.broker, ...curveOptionsOf(this.options) });
     const connection = { ...this.options, kind: 'training' };
     this.train = new WorkerConnection([TRAIN_SERVICE], (body, ctx) => this.handleTrain(body, ctx), connection, this.log);
     this.run = new WorkerConnection([TRAIN_RUN_SERVICE], (body, ctx) => this.handleRun(body, ctx), { ...connection, capacity: runCapacity }, this.log);
