@@ -81,6 +81,8 @@ export interface InferenceOptions {
   maxImageBytes: number;
   /** Largest decoded image, in pixels (width × height); guards against decompression bombs. @defaultValue 50000000 */
   maxInputPixels: number;
+  /** Models this worker serves and fetches, comma-separated (`squeezenet,digits`); '' serves all. @defaultValue '' */
+  serve: string;
 }
 
 export const DEFAULT_INFERENCE_OPTIONS: InferenceOptions = {
@@ -89,6 +91,38 @@ export const DEFAULT_INFERENCE_OPTIONS: InferenceOptions = {
   pollIntervalMs: 2000,
   maxImageBytes: 20 * 1024 * 1024,
   maxInputPixels: 50_000_000,
+  serve: '',
+};
+
+/** Models through the cluster (shared/models.ts): holders, fetchers and publishers. */
+export interface ModelSyncOptions {
+  /** Broker frontend: the cluster's catalog (`mmi.services`) and fetches; '' uses the worker's `connect` endpoint. @defaultValue '' */
+  broker: string;
+  /** Bytes asked for per chunk of a model file; kept well under `maxMessageBytes`. @defaultValue 8388608 */
+  modelChunkBytes: number;
+  /** Largest chunk a holder serves, whatever a request asks. @defaultValue 33554432 */
+  modelMaxChunkBytes: number;
+  /** Wait for one chunk; also its broker deadline. @defaultValue 60000 */
+  modelChunkTimeoutMs: number;
+  /** Times a chunk lost with its holder is asked again (of another holder, or the same one back). @defaultValue 3 */
+  modelChunkRetries: number;
+  /** How often the cluster's catalog is read for versions this worker lacks. @defaultValue 2000 */
+  modelSyncIntervalMs: number;
+  /** How long a version number must stand unchallenged in the catalog before it is fetched or kept. @defaultValue 1000 */
+  modelSettleMs: number;
+  /** How long `zerve models add` and the web app wait for an inference worker to take a new version. @defaultValue 120000 */
+  modelHandoffTimeoutMs: number;
+}
+
+export const DEFAULT_MODEL_SYNC_OPTIONS: ModelSyncOptions = {
+  broker: '',
+  modelChunkBytes: 8 * 1024 * 1024,
+  modelMaxChunkBytes: 32 * 1024 * 1024,
+  modelChunkTimeoutMs: 60_000,
+  modelChunkRetries: 3,
+  modelSyncIntervalMs: 2000,
+  modelSettleMs: 1000,
+  modelHandoffTimeoutMs: 120_000,
 };
 
 export interface TrainingOptions {

@@ -8,6 +8,7 @@
  * MDP/0.1 worker:  ["", "MDPW01", cmd, ...]                      READY service [ext] | REQUEST/REPLY client "" ...body
  */
 import { hostname } from 'node:os';
+import type { ServedModelVersions } from './models.ts';
 
 export type MdpVersion = 1 | 2;
 
@@ -76,6 +77,8 @@ export interface ReadyExtension {
   pid?: number;
   /** Set when the worker is stopping: it finishes what it has and takes nothing new. */
   draining?: boolean;
+  /** The models it serves with their versions (inference workers), shown by `mmi.workers` and `zerve status`. */
+  models?: ServedModelVersions[];
 }
 
 /** A message violated the protocol; the broker logs it and drops it. */
@@ -203,6 +206,11 @@ function parseReadyExtension(frame: Buffer): ReadyExtension | undefined {
     if (typeof value.host === 'string') extension.host = value.host;
     if (typeof value.pid === 'number') extension.pid = value.pid;
     if (value.draining === true) extension.draining = true;
+    if (Array.isArray(value.models)) {
+      const strings = (list: unknown) => Array.isArray(list) && list.every((v) => typeof v === 'string');
+      const models = value.models.filter((m) => typeof m?.name === 'string' && typeof m.latest === 'string' && strings(m.versions));
+      extension.models = models.map((m) => ({ name: m.name, versions: [...m.versions], latest: m.latest }));
+    }
     return extension;
   } catch {
     return undefined; // an unknown extension is ignored, as a plain MDP broker would

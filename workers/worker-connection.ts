@@ -5,6 +5,7 @@ import { DEFAULT_WORKER_CONNECTION_OPTIONS, type WorkerConnectionOptions } from 
 import { ZerveError } from '../shared/errors.ts';
 import { logger, type Logger } from '../shared/logger.ts';
 import { encodeError } from '../shared/messages.ts';
+import type { ServedModelVersions } from '../shared/models.ts';
 import {
   HOSTNAME,
   MDPW02,
@@ -42,6 +43,7 @@ export type RequestHandler = (body: Buffer[], ctx: RequestContext) => Promise<Bu
 export class WorkerConnection extends EventEmitter {
   readonly options: WorkerConnectionOptions;
   private services: string[];
+  private models?: ServedModelVersions[];
   private socket?: zmq.Dealer;
   private sends?: SendQueue;
   private readonly log: Logger;
@@ -75,9 +77,10 @@ export class WorkerConnection extends EventEmitter {
     this.heartbeatTimer = setInterval(() => this.tick(), this.options.heartbeatIntervalMs);
   }
 
-  /** Changes the services offered (for example when a model is added), re-sending READY. */
-  setServices(services: string[]): void {
+  /** Changes the services offered (for example when a model is added), re-sending READY; `models` describes them for `mmi.workers`. */
+  setServices(services: string[], models?: ServedModelVersions[]): void {
     this.services = [...services];
+    this.models = models;
     this.ready();
   }
 
@@ -144,6 +147,7 @@ export class WorkerConnection extends EventEmitter {
       pid: process.pid,
     };
     if (this.draining) extension.draining = true;
+    if (this.models) extension.models = this.models;
     this.send(encodeReady(extension));
     this.emit('connected', this.services);
   }

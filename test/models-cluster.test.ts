@@ -1,0 +1,146 @@
+/**
+ * Models through the cluster, with real processes on loopback: every worker has its own temporary
+ * models folder, standing for a host of its own, and nothing is shared but the broker.
+ */
+import assert from 'node:assert/strict';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Broker } from '../broker/broker.ts';
+import { ZerveClient } from '../shared/client.ts';
+import type { WorkerInfo } from '../shared/messages.ts';
+import { readModelCatalog, type CatalogEntry } from '../shared/models.ts';
+import { CliProcess, TEST_ENV, fixtureModel, runCli, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
+import { image } from './fixtures/inference-models.ts';
+
+const SQUEEZENET = ['squeezenet', join(fixtureModel('squeezenet'), 'model.onnx'), '--labels', join(fixtureModel('squeezenet'), 'labels.txt'), '--channels', 'bgr'];
+const MNIST = ['mnist', join(fixtureModel('mnist'), 'model.onnx'), '--channels', 'grey', '--logits'];
+const ENV = { ...TEST_ENV, ZERVE_MODEL_SYNC_INTERVAL_MS: '300', ZERVE_MODEL_SETTLE_MS: '300', ZERVE_POLL_INTERVAL_MS: '300' };
+
+/** Polls `check` until it returns something truthy, or fails after `ms`. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, ms = 60_000): Promise<T> {
+  const until = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('models through the cluster (processes with separate models folders on loopback)', function () {
+  this.timeout(120_000);
+  let broker: Broker;
+  let client: ZerveClient;
+  const processes: CliProcess[] = [];
+  const folders: { path: string; remove: () => Promise<void> }[] = [];
+
+  beforeEach(async () => {
+    broker = await startBroker({ defaultDeadlineMs: 20_000 });
+    client = new ZerveClient({ broker: broker.frontendEndpoint, timeoutMs: 20_000 });
+  });
+
+  afterEach(async () => {
+    await client.close();
+    await Promise.all(processes.splice(0).map((p) => p.kill()));
+    await broker.close();
+    await Promise.all(folders.splice(0).map((f) => f.remove()));
+  });
+
+  async function folder(): Promise<string> {
+    const dir = await tempDir('zerve-host-');
+    folders.push(dir);
+    return dir.path;
+  }
+
+  /** An inference worker process over a fresh, empty folder of its own (another host). */
+  async function inferenceHost(extra: string[] = [], env = ENV): Promise<{ worker: CliProcess; models: string }> {
+    const models = await folder();
+    const worker = await spawnWorker(broker, ['inference', '--models', models, '--broker', broker.frontendEndpoint, ...extra], (w) => w.kind === 'inference', env);
+    processes.push(worker);
+    return { worker, models };
+  }
+
+  async function addModel(args: string[], env = ENV) {
+    const result = await runCli(['models', 'add', ...args, '--broker', broker.frontendEndpoint], env);
+    assert.equal(result.code, 0, result.stderr);
+    return result;
+  }
+
+  const inferenceWorkers = async (): Promise<WorkerInfo[]> => (await client.workers()).filter((w) => w.kind === 'inference');
+  const servedBy = async (pid: number, model: string, version: string) =>
+    (await inferenceWorkers()).find((w) => w.pid === pid)?.models?.some((m) => m.name === model && m.versions.includes(version));
+
+  it('serves a model added with `zerve models add --broker` on a worker whose models folder was empty, with no restart', async () => {
+    const host = await inferenceHost();
+    const added = await addModel(SQUEEZENET);
+    assert.match(added.stdout, /added squeezenet version 1 to the cluster/);
+    await eventually('squeezenet served', () => servedBy(host.worker.pid, 'squeezenet', '1'));
+    const reply = await client.classify('squeezenet', image('kitten.png'));
+    assert.equal(reply.version, '1');
+    assert.equal(reply.predictions[0]!.index, 281);
+    assert.deepEqual(await readdir(join(host.models, 'squeezenet')), ['1']);
+  });
+
+  it('gives a fresh worker started later every model of the cluster, and keeps version numbers equal on every host', async () => {
+    const first = await inferenceHost();
+    await addModel(SQUEEZENET);
+    await addModel(SQUEEZENET);
+    await addModel(MNIST);
+    await eventually('first host has both models', async () => (await servedBy(first.worker.pid, 'squeezenet', '2')) && servedBy(first.worker.pid, 'mnist', '1'));
+    const fresh = await inferenceHost();
+    await eventually('fresh host has both models', async () => (await servedBy(fresh.worker.pid, 'squeezenet', '2')) && servedBy(fresh.worker.pid, 'mnist', '1'));
+    const catalog = await readModelCatalog(client);
+    const byNumber = new Map<string, Set<string>>();
+    for (const e of catalog) byNumber.set(`${e.name}/${e.version}`, (byNumber.get(`${e.name}/${e.version}`) ?? new Set()).add(e.hash));
+    assert.deepEqual([...byNumber.keys()].sort(), ['mnist/1', 'squeezenet/1', 'squeezenet/2']);
+    for (const [number, hashes] of byNumber) assert.equal(hashes.size, 1, `${number} has one content cluster-wide`);
+    const digit = await client.classify('mnist', image('digit.png'));
+    assert.equal(digit.predictions[0]!.label, '8');
+  });
+
+  it('numbers two versions added at the same time on two hosts differently, and every host holds the same files under each number', async () => {
+    const a = await inferenceHost();
+    const b = await inferenceHost();
+    // Different files (different labels) added at once: both publishers race for version 1.
+    const labels = join(await folder(), 'words.txt');
+    await writeFile(labels, ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'].join('\n') + '\n');
+    await Promise.all([addModel(MNIST), addModel([...MNIST, '--labels', labels])]);
+    await eventually('both hosts serve versions 1 and 2', async () => (await servedBy(a.worker.pid, 'mnist', '2')) && servedBy(b.worker.pid, 'mnist', '2'));
+    const catalog = (await readModelCatalog(client)).filter((e) => e.name === 'mnist');
+    const versions = new Map<string, CatalogEntry[]>();
+    for (const e of catalog) versions.set(e.version, [...(versions.get(e.version) ?? []), e]);
+    assert.deepEqual([...versions.keys()].sort(), ['1', '2']);
+    for (const [version, entries] of versions) assert.equal(new Set(entries.map((e) => e.hash)).size, 1, `version ${version} stands for one content`);
+  });
+
+  it('serves only the models of --serve and fetches no other', async () => {
+    const only = await inferenceHost(['--serve', 'mnist']);
+    const all = await inferenceHost();
+    await addModel(SQUEEZENET);
+    await addModel(MNIST);
+    await eventually('the unfiltered host serves both', async () => (await servedBy(all.worker.pid, 'squeezenet', '1')) && servedBy(all.worker.pid, 'mnist', '1'));
+    await eventually('the filtered host serves mnist', () => servedBy(only.worker.pid, 'mnist', '1'));
+    // Several sync rounds later, still nothing of squeezenet on the filtered host.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual((await readdir(only.models)).filter((f) => !f.startsWith('.')), ['mnist']);
+    const info = (await inferenceWorkers()).find((w) => w.pid === only.worker.pid)!;
+    assert.deepEqual(info.models?.map((m) => m.name), ['mnist']);
+    assert.ok(!info.services.includes('classify.squeezenet'));
+  });
+
+  it('catches up a worker that was down while a model was added', async () => {
+    const holder = await inferenceHost();
+    const returning = await inferenceHost();
+    await returning.worker.kill('SIGTERM');
+    await addModel(MNIST);
+    await eventually('the running host serves mnist', () => servedBy(holder.worker.pid, 'mnist', '1'));
+    const back = await spawnWorker(broker, ['inference', '--models', returning.models, '--broker', broker.frontendEndpoint], (w) => w.kind === 'inference', ENV);
+    processes.push(back);
+    await eventually('the returning host serves mnist', () => servedBy(back.pid, 'mnist', '1'));
+  });
+});
