@@ -11,26 +11,11 @@ import type { WorkerInfo } from '../shared/messages.ts';
 import { readModelCatalog, type CatalogEntry } from '../shared/models.ts';
 import { CliProcess, TEST_ENV, fixtureModel, runCli, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
 import { image } from './fixtures/inference-models.ts';
+import { eventually } from './helpers/eventually.ts';
 
 const SQUEEZENET = ['squeezenet', join(fixtureModel('squeezenet'), 'model.onnx'), '--labels', join(fixtureModel('squeezenet'), 'labels.txt'), '--channels', 'bgr'];
 const MNIST = ['mnist', join(fixtureModel('mnist'), 'model.onnx'), '--channels', 'grey', '--logits'];
 const ENV = { ...TEST_ENV, ZERVE_MODEL_SYNC_INTERVAL_MS: '300', ZERVE_MODEL_SETTLE_MS: '300', ZERVE_POLL_INTERVAL_MS: '300' };
-
-/** Polls `check` until it returns something truthy, or fails after `ms`. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, ms = 60_000): Promise<T> {
-  const until = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('models through the cluster (processes with separate models folders on loopback)', function () {
   this.timeout(120_000);

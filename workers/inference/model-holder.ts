@@ -25,7 +25,7 @@ import { WorkerConnection } from '../worker-connection.ts';
 import { manifestHash, readManifest } from './model-manifest.ts';
 import { ModelRepository, type VersionEntry } from './model-repository.ts';
 import { INCOMING_FOLDER, serveModelChunk } from './model-transfer.ts';
-import { addModelVersion, type AddModelVersionOptions } from './model-writer.ts';
+import { addModelVersion, type AddedModelVersion, type AddModelVersionOptions } from './model-writer.ts';
 
 export interface ModelHolderOptions extends ModelSyncOptions, WorkerConnectionOptions {
   /** Repository folder held. @defaultValue './models' */
@@ -40,11 +40,8 @@ interface Held extends ModelVersionRef {
   stamp?: string;
 }
 
-/** A version published into the cluster. */
-export interface PublishedVersion extends ModelVersionRef {
-  /** The version folder in this holder's repository. */
-  path: string;
-}
+/** A version published into the cluster, in this holder's repository at `path`. */
+export type PublishedVersion = ModelVersionRef & AddedModelVersion;
 
 /**
  * @example
@@ -145,7 +142,7 @@ export class ModelHolder {
         const rivals = conflictingHashes(await readModelCatalog(this.client), ref.name, ref.version);
         if (rivals.length <= 1 || rivals[0] === ref.hash) {
           this.#log.info({ model: ref.name, version: ref.version, hash: ref.hash.slice(0, 12) }, 'model version published');
-          return { ...ref, path: dir };
+          return { ...ref, path: dir, config: added.config };
         }
         this.#log.warn({ model: ref.name, version: ref.version, rivals }, 'another publisher claimed this version number; renumbering');
         this.#held.delete(`${ref.name}/${ref.version}`);
