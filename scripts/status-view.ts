@@ -21,7 +21,9 @@ export function workersByHost(workers: readonly WorkerInfo[]): Map<string, Worke
 function describe(w: WorkerInfo): string {
   if (w.models && w.models.length > 0) return w.models.map((m) => `${m.name} ${m.versions.map((v) => (v === m.latest ? `${v}*` : v)).join(',')}`).join('; ');
   const held = w.services.filter((s) => s.startsWith(MODELS_FETCH_PREFIX)).length;
-  const others = w.services.filter((s) => !s.startsWith(MODELS_FETCH_PREFIX) && !s.startsWith(CLASSIFY_PREFIX) && s !== MODELS_DESCRIBE);
+  // A worker's own per-worker names (`runs.list.<host>-<pid>-<tag>`, `train.cancel.…`) only repeat what it offers.
+  const own = `${w.host}-${w.pid ?? ''}-`;
+  const others = w.services.filter((s) => !s.startsWith(MODELS_FETCH_PREFIX) && !s.startsWith(CLASSIFY_PREFIX) && s !== MODELS_DESCRIBE && !s.includes(own));
   return [...others, ...(held > 0 ? [`holds ${held} model version(s)`] : [])].join(', ');
 }
 
