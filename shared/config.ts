@@ -271,6 +271,10 @@ export interface WebAppOptions {
   samples: string;
   /** Largest upload accepted, in bytes; enforced while the upload streams in. @defaultValue 20971520 */
   maxUploadBytes: number;
+  /** Largest model file `POST /api/models` accepts, in bytes. @defaultValue 268435456 */
+  maxModelBytes: number;
+  /** How long `POST /api/models` waits for an inference worker to take the new version. @defaultValue 120000 */
+  modelHandoffTimeoutMs: number;
   /** Time a classification may take before the answer is TIMEOUT (504). @defaultValue 30000 */
   requestTimeoutMs: number;
   /** Classifications in flight at once; past it requests are answered OVERLOADED (503). @defaultValue 256 */
@@ -291,6 +295,8 @@ export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   host: '127.0.0.1',
   samples: '',
   maxUploadBytes: 20 * 1024 * 1024,
+  maxModelBytes: 256 * 1024 * 1024,
+  modelHandoffTimeoutMs: 120_000,
   requestTimeoutMs: 30_000,
   maxInFlight: 256,
   infoCacheMs: 2000,

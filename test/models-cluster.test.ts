@@ -3,12 +3,13 @@
  * models folder, standing for a host of its own, and nothing is shared but the broker.
  */
 import assert from 'node:assert/strict';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import type { WorkerInfo } from '../shared/messages.ts';
 import { readModelCatalog, type CatalogEntry } from '../shared/models.ts';
+import { WebApp } from '../webapp/web-app.ts';
 import { CliProcess, TEST_ENV, fixtureModel, runCli, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
 import { image } from './fixtures/inference-models.ts';
 import { eventually } from './helpers/eventually.ts';
@@ -116,6 +117,31 @@ describe('models through the cluster (processes with separate models folders on 
     const info = (await inferenceWorkers()).find((w) => w.pid === only.worker.pid)!;
     assert.deepEqual(info.models?.map((m) => m.name), ['mnist']);
     assert.ok(!info.services.includes('classify.squeezenet'));
+  });
+
+  it('adds a model uploaded to the web app (POST /api/models) to the cluster, and refuses a file that is not a model', async () => {
+    const host = await inferenceHost();
+    const web = new WebApp({ broker: broker.frontendEndpoint, http: 0 });
+    const url = await web.start();
+    try {
+      const body = await readFile(join(fixtureModel('mnist'), 'model.onnx'));
+      const res = await fetch(`${url}api/models?name=digits&channels=grey&logits=true`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
+      assert.equal(res.status, 201, await res.clone().text());
+      const added = (await res.json()) as { name: string; version: string; sha256: string };
+      assert.equal(added.name, 'digits');
+      assert.equal(added.version, '1');
+      assert.match(added.sha256, /^[0-9a-f]{64}$/);
+      await eventually('digits served', () => servedBy(host.worker.pid, 'digits', '1'));
+      assert.equal((await client.classify('digits', image('digit.png'))).predictions[0]!.label, '8');
+      const bad = await fetch(`${url}api/models?name=junk`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from('not an onnx file') });
+      assert.equal(bad.status, 400);
+      assert.equal(((await bad.json()) as { error: { code: string } }).error.code, 'BAD_REQUEST');
+      const unnamed = await fetch(`${url}api/models`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
+      assert.equal(unnamed.status, 400);
+      assert.ok(!(await readModelCatalog(client)).some((e) => e.name === 'junk'));
+    } finally {
+      await web.close();
+    }
   });
 
   it('catches up a worker that was down while a model was added', async () => {

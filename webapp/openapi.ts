@@ -5,6 +5,7 @@
  */
 import { ERROR_CODES } from '../shared/errors.ts';
 import { JOB_STATES } from '../shared/jobs.ts';
+import { MODEL_PATHS, MODEL_SCHEMAS } from './model-openapi.ts';
 import { TRAINING_PATHS, TRAINING_SCHEMAS } from './training-openapi.ts';
 
 const MODEL_NAME = '^[A-Za-z0-9._-]{1,64}$';
@@ -205,10 +206,12 @@ export const OPENAPI_DOCUMENT = {
       },
     },
     ...TRAINING_PATHS,
+    ...MODEL_PATHS,
   },
   components: {
     schemas: {
       ...TRAINING_SCHEMAS,
+      ...MODEL_SCHEMAS,
       Error: {
         type: 'object',
         required: ['error'],
