@@ -58,8 +58,11 @@ export class CliProcess {
   stdout = '';
   stderr = '';
 
-  constructor(args: string[], env: NodeJS.ProcessEnv = TEST_ENV) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', CLI_PATH, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** @param wrapper command the CLI runs under, e.g. `['ip', 'netns', 'exec', NS]` (it must exec, not fork) */
+  constructor(args: string[], env: NodeJS.ProcessEnv = TEST_ENV, wrapper: string[] = []) {
+    const argv = [process.execPath, '--import', 'tsx', CLI_PATH, ...args];
+    const [command, ...rest] = [...wrapper, ...argv];
+    this.child = spawn(command!, rest, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
     this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
     this.exited = once(this.child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
