@@ -5,7 +5,7 @@
  * training section 1 to 1.5 of them; BENCH_DURATION_MS and BENCH_WARMUP_MS (per measurement) make the
  * other sections shorter or longer.
  *
- * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP, `broker`,
+ * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP, `broker`, `models`,
  * `training`) and writes bench-results/bench-SECTION....json and .md instead; `--quick` shrinks the
  * training sizes and the default warm-up and duration, to check the benchmark end to end in under a
  * minute (its files end in `-quick`; the training targets are not judged).
@@ -33,9 +33,10 @@ import { runLoad, type LoadResult } from './bench/load-runner.ts';
 import { withProcessCpu } from './bench/process-cpu.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
 import { ReportTable } from './bench/report-table.ts';
+import { benchModels, modelsReport, type ModelsSection } from './bench/models-section.ts';
 import { benchTraining, trainingReport, type TrainingSection } from './bench/training-section.ts';
 
-const SECTIONS = ['inference', 'broker', 'training'] as const;
+const SECTIONS = ['inference', 'broker', 'training', 'models'] as const;
 type Section = (typeof SECTIONS)[number];
 const ARGS = parseArgs({ allowPositionals: true, options: { quick: { type: 'boolean', default: false } } });
 const QUICK = ARGS.values.quick === true;
@@ -452,6 +453,7 @@ async function main(): Promise<void> {
   }
   addRatios(inferenceRows);
   const saturated = SELECTED.has('inference') ? saturation(inferenceRows) : [];
+  const models: ModelsSection | undefined = SELECTED.has('models') ? await benchModels({ fixtures: FIXTURES, quick: QUICK, progress }) : undefined;
   // Last, on a machine the other sections no longer load.
   const training: TrainingSection | undefined = SELECTED.has('training') ? await benchTraining({ fixtures: FIXTURES, quick: QUICK, progress }) : undefined;
   const loadAfter = loadavg();
@@ -465,6 +467,7 @@ async function main(): Promise<void> {
     ...(SELECTED.has('inference') ? { inference: { rows: inferenceRows, saturation: saturated }, http } : {}),
     ...(SELECTED.has('broker') ? { broker: { rows: brokerRows } } : {}),
     ...(training ? { training } : {}),
+    ...(models ? { models } : {}),
   };
   await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
   await writeFile(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
@@ -510,6 +513,11 @@ async function main(): Promise<void> {
     out.push('');
     out.push('4. Training: each entry alone on the machine, after the other sections');
     out.push(...trainingReport(training));
+  }
+  if (models) {
+    out.push('');
+    out.push('5. Models between hosts: a version fetched through the broker from a holder process');
+    out.push(...modelsReport(models));
   }
   await writeFile(MARKDOWN_FILE, `${render(out, true)}\n`);
   out.push('');

@@ -55,11 +55,12 @@ export function registerModelCommands(program: Command): void {
     .option('--std <a,b,c>', 'per-channel standard deviation divided by')
     .option('--logits', 'the model outputs logits (softmax is applied)')
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
+    .option('--connect <endpoint>', 'broker worker endpoint the version is offered on while it is handed over (default: the --broker endpoint)')
     .option('--models <dir>', 'write to this local repository instead of the cluster (offline)')
     .option('--model-handoff-timeout-ms <ms>', 'time to wait for an inference worker to take the version')
     .option('--config <file>', 'JSON config file')
     .action(async (name: string, file: string, flags: Record<string, unknown>) => {
-      const { broker: _b, models: dir, config: _c, modelHandoffTimeoutMs: _t, ...rest } = flags;
+      const { broker: _b, connect: _e, models: dir, config: _c, modelHandoffTimeoutMs: _t, ...rest } = flags;
       const version = { name, file, ...rest } as Omit<AddModelVersionOptions, 'models'>;
       try {
         if (dir !== undefined) {
@@ -111,9 +112,11 @@ async function addThroughCluster(version: Omit<AddModelVersionOptions, 'models'>
   const { broker } = resolveOptions(DEFAULT_CLIENT_OPTIONS, flags);
   const sync = resolveOptions(DEFAULT_MODEL_SYNC_OPTIONS, flags);
   const connection = resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags);
+  // A plain broker takes workers on either socket, so by default the CLI holds the version on the frontend;
+  // where the worker socket alone takes workers (CURVE), --connect names it.
+  const connect = (flags.connect as string | undefined) ?? process.env.ZERVE_CONNECT ?? broker;
   const folder = await mkdtemp(join(tmpdir(), 'zerve-models-add-'));
-  // Either broker socket takes workers, so the frontend serves for the short time the CLI holds the version.
-  const holder = new ModelHolder({ ...connection, ...sync, connect: broker, broker, models: folder, kind: 'models-add' });
+  const holder = new ModelHolder({ ...connection, ...sync, connect, broker, models: folder, kind: 'models-add' });
   try {
     await holder.start();
     const published = await holder.publish(version);

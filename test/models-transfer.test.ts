@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { readModelCatalog, type CatalogEntry } from '../shared/models.ts';
-import { sha256File } from '../workers/inference/model-manifest.ts';
+import { readManifest, sha256File } from '../workers/inference/model-manifest.ts';
+import { makeBenchRepository } from '../scripts/bench/bench-repository.ts';
 import { INCOMING_FOLDER, ModelFetcher } from '../workers/inference/model-transfer.ts';
-import { CliProcess, TEST_ENV, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
+import { CliProcess, TEST_ENV, fixtureModel, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { makeRepository } from './fixtures/inference-models.ts';
 import { eventually } from './helpers/eventually.ts';
@@ -103,6 +104,16 @@ describe('model transfers between processes (corrupt, truncated, resumed)', func
     const { fetcher, models } = await receiver({ modelChunkTimeoutMs: 500 });
     await assert.rejects(fetcher.fetch({ name: 'squeezenet', version: '1', hash: 'a'.repeat(64) }), (err) => ['NO_WORKERS', 'TIMEOUT'].includes(codeOf(err) ?? ''));
     await nothingInstalled(models, 'squeezenet');
+  });
+
+  it('describes a version whose files are symbolic links by the files they point to', async () => {
+    const repo = await makeBenchRepository('squeezenet-fp32', fixtureModel('squeezenet-fp32'));
+    cleanups.push(repo.remove);
+    const manifest = await readManifest(join(repo.path, 'squeezenet-fp32', '1'), 'squeezenet-fp32', '1');
+    assert.deepEqual(manifest.files.map((f) => f.name), ['config.json', 'labels.txt', 'model.onnx']);
+    const onnx = manifest.files.find((f) => f.name === 'model.onnx')!;
+    assert.equal(onnx.bytes, 4952166);
+    assert.equal(onnx.sha256, await sha256File(join(fixtureModel('squeezenet-fp32'), 'model.onnx')));
   });
 
   it('refuses a malformed version reference with BAD_REQUEST', async () => {

@@ -76,7 +76,8 @@ export class ModelHolder {
 
   /** The client to the broker's frontend the catalog is read through (`broker`, else `connect`). */
   get client(): ZerveClient {
-    this.#client ??= new ZerveClient({ broker: this.options.broker || this.options.connect, timeoutMs: this.options.modelChunkTimeoutMs });
+    // The whole bag: whatever security options the connection takes reach the client too.
+    this.#client ??= new ZerveClient({ ...this.options, broker: this.options.broker || this.options.connect, timeoutMs: this.options.modelChunkTimeoutMs });
     return this.#client;
   }
 
@@ -134,7 +135,7 @@ export class ModelHolder {
         const manifest: ModelManifest = { name: added.name, version: String(version), files };
         const ref: ModelVersionRef = { name: added.name, version: String(version), hash: manifestHash(manifest) };
         this.#hold({ ...ref, dir, manifest });
-        await this.#offer();
+        this.#offer();
         await this.#listed(ref);
         // The claim took as long as this to reach the broker; wait as long again, at least the settle time.
         const claimMs = performance.now() - read;
@@ -221,7 +222,7 @@ export class ModelHolder {
       }
     }
     for (const key of [...this.#held.keys()]) if (!seen.has(key) && this.#held.get(key)!.stamp !== undefined) this.#held.delete(key);
-    await this.#offer();
+    this.#offer();
   }
 
   async #read(entry: VersionEntry): Promise<void> {
@@ -229,7 +230,7 @@ export class ModelHolder {
     this.#hold({ name: entry.model, version: entry.version, hash: manifestHash(manifest), dir: entry.dir, manifest, stamp: entry.stamp });
   }
 
-  async #offer(): Promise<void> {
+  #offer(): void {
     const services = [...this.#held.values()].map(modelFetchService).sort();
     const key = services.join('\n');
     if (key === this.#offered) return;

@@ -24,14 +24,14 @@ export function manifestHash(manifest: ModelManifest): string {
   return createHash('sha256').update(JSON.stringify({ name: manifest.name, version: manifest.version, files })).digest('hex');
 }
 
-/** Reads a complete version folder's manifest: every plain file in it. */
+/** Reads a complete version folder's manifest: every plain file in it (a symbolic link counts as the file it points to). */
 export async function readManifest(dir: string, name: string, version: string): Promise<ModelManifest> {
-  const entries = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile() && MANIFEST_FILE_PATTERN.test(e.name));
   const files = [];
-  for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    const file = path.join(dir, entry.name);
-    const [sha256, bytes] = await Promise.all([sha256File(file), stat(file).then((s) => s.size)]);
-    files.push({ name: entry.name, bytes, sha256 });
+  for (const entry of (await readdir(dir)).filter((n) => MANIFEST_FILE_PATTERN.test(n)).sort()) {
+    const file = path.join(dir, entry);
+    const info = await stat(file).catch(() => undefined);
+    if (!info?.isFile()) continue;
+    files.push({ name: entry, bytes: info.size, sha256: await sha256File(file) });
   }
   return { name, version, files };
 }
