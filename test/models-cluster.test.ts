@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import type { WorkerInfo } from '../shared/messages.ts';
+import * as zmq from 'zeromq';
 import { readModelCatalog, type CatalogEntry } from '../shared/models.ts';
+import { MDPW02, WorkerCommand } from '../shared/protocol.ts';
 import { WebApp } from '../webapp/web-app.ts';
 import { CliProcess, TEST_ENV, fixtureModel, runCli, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
 import { image } from './fixtures/inference-models.ts';
@@ -141,6 +143,32 @@ describe('models through the cluster (processes with separate models folders on 
       assert.ok(!(await readModelCatalog(client)).some((e) => e.name === 'junk'));
     } finally {
       await web.close();
+    }
+  });
+
+  it('refuses through the CLI a file that is not a model (BAD_REQUEST) and a model no worker takes (NO_WORKERS), leaving the catalog empty', async () => {
+    const junk = join(await folder(), 'junk.onnx');
+    await writeFile(junk, 'not an onnx file');
+    const bad = await runCli(['models', 'add', 'junk', junk, '--broker', broker.frontendEndpoint], ENV);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /BAD_REQUEST/);
+    const unwanted = await runCli(['models', 'add', ...MNIST, '--broker', broker.frontendEndpoint, '--model-handoff-timeout-ms', '1500'], ENV);
+    assert.equal(unwanted.code, 1);
+    assert.match(unwanted.stderr, /NO_WORKERS: no inference worker took mnist version 1/);
+    assert.deepEqual(await readModelCatalog(client), [], 'the CLI let go of what nobody took');
+  });
+
+  it('registers a READY whose models field is malformed, without the models (the extension stays optional)', async () => {
+    const socket = new zmq.Dealer({ linger: 0 });
+    socket.connect(broker.backendEndpoint);
+    try {
+      const extension = { services: ['classify.odd'], capacity: 1, kind: 'inference', host: 'elsewhere', pid: 4242, models: [{ name: 'odd', versions: 'not a list', latest: '1' }, 7] };
+      await socket.send([MDPW02, Buffer.from([WorkerCommand.READY]), Buffer.from('classify.odd'), Buffer.from(JSON.stringify(extension))]);
+      const info = await eventually('the odd worker', async () => (await client.workers()).find((w) => w.pid === 4242));
+      assert.deepEqual(info.models, []);
+      assert.deepEqual(info.services, ['classify.odd']);
+    } finally {
+      socket.close();
     }
   });
 
