@@ -12,7 +12,9 @@ import * as zmq from 'zeromq';
 import { readModelCatalog, type CatalogEntry } from '../shared/models.ts';
 import { MDPW02, WorkerCommand } from '../shared/protocol.ts';
 import { WebApp } from '../webapp/web-app.ts';
-import { CliProcess, TEST_ENV, fixtureModel, runCli, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
+import { ModelHolder } from '../workers/inference/model-holder.ts';
+import { manifestHash } from '../workers/inference/model-manifest.ts';
+import { CliProcess, TEST_ENV, TEST_HEARTBEAT_MS, fixtureModel, runCli, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
 import { image } from './fixtures/inference-models.ts';
 import { eventually } from './helpers/eventually.ts';
 
@@ -104,6 +106,38 @@ describe('models through the cluster (processes with separate models folders on 
     for (const e of catalog) versions.set(e.version, [...(versions.get(e.version) ?? []), e]);
     assert.deepEqual([...versions.keys()].sort(), ['1', '2']);
     for (const [version, entries] of versions) assert.equal(new Set(entries.map((e) => e.hash)).size, 1, `version ${version} stands for one content`);
+  });
+
+  it('settles two publishers that claim the same number at once: the lower hash keeps it, the other moves on, and no host serves the loser under it', async () => {
+    const watcher = await inferenceHost();
+    const labels = join(await folder(), 'words.txt');
+    await writeFile(labels, 'zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n');
+    // Two publishers in this process: both read the catalog before either claim reaches the broker.
+    const holders = await Promise.all([folder(), folder()].map(async (models) => new ModelHolder({ models: await models, connect: broker.backendEndpoint, broker: broker.frontendEndpoint, heartbeatIntervalMs: TEST_HEARTBEAT_MS, modelSettleMs: 300 })));
+    try {
+      await Promise.all(holders.map((h) => h.start()));
+      const file = join(fixtureModel('mnist'), 'model.onnx');
+      const staged = [
+        await holders[0]!.stage({ name: 'race', file, channels: 'grey', logits: true }),
+        await holders[1]!.stage({ name: 'race', file, channels: 'grey', logits: true, labels }),
+      ];
+      // Both claims start in one tick: both read an empty catalog and claim version 1.
+      const published = await Promise.all(staged.map((s, i) => holders[i]!.claim(s)));
+      assert.deepEqual(published.map((p) => p.version).sort(), ['1', '2']);
+      assert.equal(holders[0]!.renumbered + holders[1]!.renumbered, 1, 'one claim lost and moved on');
+      const winner = published.find((p) => p.version === '1')!;
+      const loser = published.findIndex((p) => p.version === '2');
+      const loserClaim = manifestHash({ name: 'race', version: '1', files: staged[loser]!.files });
+      assert.ok(winner.hash < loserClaim, 'the lower hash kept the number');
+      await eventually('the watcher serves both', () => servedBy(watcher.worker.pid, 'race', '2'));
+      await eventually('the watcher holds both', async () => (await readModelCatalog(client)).filter((e) => e.name === 'race' && e.holders === 2).length === 2);
+      const catalog = (await readModelCatalog(client)).filter((e) => e.name === 'race');
+      for (const version of ['1', '2']) {
+        assert.deepEqual(catalog.filter((e) => e.version === version).map((e) => e.hash), [published.find((p) => p.version === version)!.hash], `version ${version} stands for one content`);
+      }
+    } finally {
+      await Promise.all(holders.map((h) => h.close()));
+    }
   });
 
   it('serves only the models of --serve and fetches no other', async () => {

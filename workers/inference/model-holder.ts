@@ -19,7 +19,7 @@ import { ZerveClient } from '../../shared/client.ts';
 import { DEFAULT_INFERENCE_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, type ModelSyncOptions, type WorkerConnectionOptions } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { conflictingHashes, modelFetchService, parseModelFetchService, readModelCatalog, type ModelManifest, type ModelVersionRef } from '../../shared/models.ts';
+import { conflictingHashes, modelFetchService, parseModelFetchService, readModelCatalog, type ModelFileEntry, type ModelManifest, type ModelVersionRef } from '../../shared/models.ts';
 import { HOSTNAME } from '../../shared/protocol.ts';
 import { WorkerConnection } from '../worker-connection.ts';
 import { manifestHash, readManifest } from './model-manifest.ts';
@@ -40,6 +40,14 @@ interface Held extends ModelVersionRef {
   stamp?: string;
 }
 
+/** A version validated and written to a staging folder, not numbered yet (`ModelHolder.stage`). */
+export interface StagedVersion {
+  added: AddedModelVersion;
+  files: ModelFileEntry[];
+  /** Removed once the version is claimed. */
+  staging: string;
+}
+
 /** A version published into the cluster, in this holder's repository at `path`. */
 export type PublishedVersion = ModelVersionRef & AddedModelVersion;
 
@@ -52,6 +60,8 @@ export type PublishedVersion = ModelVersionRef & AddedModelVersion;
 export class ModelHolder {
   readonly options: ModelHolderOptions;
   readonly connection: WorkerConnection;
+  /** Claims this holder lost to another publisher's and moved to the next number. */
+  renumbered = 0;
   readonly #log: Logger;
   readonly #repository: ModelRepository;
   readonly #held = new Map<string, Held>();
@@ -107,14 +117,30 @@ export class ModelHolder {
 
   /**
    * Validates and writes a new version like `addModelVersion`, numbered so the cluster agrees, and
-   * offers it. Resolves once the number has settled.
+   * offers it. Resolves once the number has settled. `stage` then `claim`, in one call.
    */
   async publish(options: Omit<AddModelVersionOptions, 'models'>): Promise<PublishedVersion> {
-    const root = path.resolve(this.options.models);
-    const staging = path.join(root, INCOMING_FOLDER, `add-${randomUUID()}`);
+    return this.claim(await this.stage(options));
+  }
+
+  /** Validates a new version (loads it in onnxruntime) and writes it to this holder's staging folder, not numbered yet. */
+  async stage(options: Omit<AddModelVersionOptions, 'models'>): Promise<StagedVersion> {
+    const staging = path.join(path.resolve(this.options.models), INCOMING_FOLDER, `add-${randomUUID()}`);
     try {
       const added = await addModelVersion({ ...options, models: staging });
-      const files = (await readManifest(added.path, added.name, added.version)).files;
+      const { files } = await readManifest(added.path, added.name, added.version);
+      return { added, files, staging };
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Numbers a staged version one past the cluster's highest, offers it, and settles the number (see the module comment). */
+  async claim(staged: StagedVersion): Promise<PublishedVersion> {
+    const { added, files } = staged;
+    const root = path.resolve(this.options.models);
+    try {
       let dir = added.path;
       let floor = 0;
       for (;;) {
@@ -146,11 +172,12 @@ export class ModelHolder {
           return { ...ref, path: dir, config: added.config };
         }
         this.#log.warn({ model: ref.name, version: ref.version, rivals }, 'another publisher claimed this version number; renumbering');
+        this.renumbered++;
         this.#held.delete(`${ref.name}/${ref.version}`);
         floor = version;
       }
     } finally {
-      await rm(staging, { recursive: true, force: true });
+      await rm(staged.staging, { recursive: true, force: true });
     }
   }
 
