@@ -110,7 +110,8 @@ program
       await broker.close();
     });
     process.stderr.write(`zerve: web app at ${web.url}\n`);
-    const entries = await readdir(models).catch(() => []);
+    // Hidden entries (`.incoming`, where transfers are staged) are no models.
+    const entries = (await readdir(models).catch(() => [] as string[])).filter((e) => !e.startsWith('.'));
     process.stderr.write(`zerve: broker ${broker.frontendEndpoint} (workers on ${broker.backendEndpoint}), ${workers} inference worker(s), models in ${models}\n`);
     if (entries.length === 0 && trainingWorkers > 0) {
       // The built-in default: a fresh machine gets a served model (classify.digits) with no network.

@@ -24,7 +24,7 @@ import { HOSTNAME } from '../../shared/protocol.ts';
 import { WorkerConnection } from '../worker-connection.ts';
 import { manifestHash, readManifest } from './model-manifest.ts';
 import { ModelRepository, type VersionEntry } from './model-repository.ts';
-import { INCOMING_FOLDER, serveModelChunk } from './model-transfer.ts';
+import { INCOMING_FOLDER, removeIfEmpty, serveModelChunk } from './model-transfer.ts';
 import { addModelVersion, type AddedModelVersion, type AddModelVersionOptions } from './model-writer.ts';
 
 export interface ModelHolderOptions extends ModelSyncOptions, WorkerConnectionOptions {
@@ -81,6 +81,7 @@ export class ModelHolder {
     this.#log = log.child({ component: 'model-holder', models: path.resolve(this.options.models) });
     this.#repository = new ModelRepository({ models: this.options.models, pollIntervalMs: this.options.pollIntervalMs, logger: this.#log });
     this.#repository.on('change', () => this.#enqueueUpdate());
+    // At least two chunks at once, even for a training worker's holder (capacity 1): two hosts may fetch together.
     this.connection = new WorkerConnection([], (body, ctx) => this.#serve(ctx.service, body), { ...this.options, capacity: Math.max(2, this.options.capacity) }, log);
   }
 
@@ -132,6 +133,7 @@ export class ModelHolder {
       return { added, files, staging };
     } catch (err) {
       await rm(staging, { recursive: true, force: true });
+      await removeIfEmpty(path.dirname(staging));
       throw err;
     }
   }
@@ -178,6 +180,7 @@ export class ModelHolder {
       }
     } finally {
       await rm(staged.staging, { recursive: true, force: true });
+      await removeIfEmpty(path.dirname(staged.staging));
     }
   }
 

@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, truncate } from 'node:fs/promises';
+import { mkdir, open, rename, rm, rmdir, stat, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { requestChunk } from '../../shared/chunk-request.ts';
 import type { ZerveClient } from '../../shared/client.ts';
@@ -27,6 +27,11 @@ import { MODEL_NAME_PATTERN, VERSION_NAME_PATTERN } from './model-repository.ts'
 
 /** Hidden folder of a repository where transfers and new versions are staged. */
 export const INCOMING_FOLDER = '.incoming';
+
+/** Removes the staging folder once nothing is staged, so a repository holds only its models. */
+export async function removeIfEmpty(dir: string): Promise<void> {
+  await rmdir(dir).catch(() => undefined);
+}
 
 /** Answers one `models.fetch.*` request from a version folder this process holds. */
 export async function serveModelChunk(dir: string, hash: string, manifest: ModelManifest, body: Buffer[], maxChunkBytes: number): Promise<Buffer[]> {
@@ -152,11 +157,15 @@ export class ModelFetcher {
       await rename(staging, dir).catch((err: NodeJS.ErrnoException) => {
         throw new ZerveError('INTERNAL', `cannot install ${ref.name} version ${ref.version} in ${dir}: ${err.message}`, { cause: err });
       });
+      await removeIfEmpty(path.dirname(staging));
       log.info({ bytes: total, received, resumed, ms: Math.round(performance.now() - started) }, 'model version fetched');
       return { dir, received, resumed };
     } catch (err) {
       const error = ZerveError.from(err);
-      if (error.code === 'BAD_TRANSFER' || error.code === 'INTERNAL') await rm(staging, { recursive: true, force: true });
+      if (error.code === 'BAD_TRANSFER' || error.code === 'INTERNAL') {
+        await rm(staging, { recursive: true, force: true });
+        await removeIfEmpty(path.dirname(staging));
+      }
       throw error;
     }
   }
