@@ -374,6 +374,7 @@ export class Broker extends EventEmitter {
           kind: ext?.kind ?? 'mdp',
           host: ext?.host ?? 'unknown',
           pid: ext?.pid ?? null,
+          ...(ext?.models ? { models: ext.models } : {}),
           expiry: now + this.options.heartbeatIntervalMs * this.options.heartbeatLiveness,
           lastSeen: now,
           lastDispatch: 0,

@@ -1,5 +1,6 @@
 import type { MdpVersion, ReadyExtension } from '../shared/protocol.ts';
 import type { WorkerInfo } from '../shared/messages.ts';
+import type { ServedModelVersions } from '../shared/models.ts';
 import type { SendQueue } from '../shared/send-queue.ts';
 import type { PendingRequest } from './pending-request.ts';
 
@@ -21,6 +22,8 @@ export interface WorkerRecord {
   kind: string;
   host: string;
   pid: number | null;
+  /** Models with versions, from the READY extension (inference workers). */
+  models?: ServedModelVersions[];
   /** `performance.now()` after which the worker counts as gone. */
   expiry: number;
   lastSeen: number;
@@ -66,6 +69,8 @@ export class WorkerRegistry {
     record.services = new Set(extension.services);
     record.capacity = extension.capacity;
     record.draining = extension.draining === true;
+    if (extension.models) record.models = extension.models;
+    else delete record.models;
     for (const service of record.services) this.link(service, record);
   }
 
@@ -102,6 +107,7 @@ export class WorkerRegistry {
       capacity: record.capacity,
       inFlight: record.inFlight.size,
       lastSeenMs: Math.round(now - record.lastSeen),
+      ...(record.models ? { models: record.models } : {}),
     };
   }
 

@@ -5,7 +5,7 @@
  * training section 1 to 1.5 of them; BENCH_DURATION_MS and BENCH_WARMUP_MS (per measurement) make the
  * other sections shorter or longer.
  *
- * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP and /v2, `broker`,
+ * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP and /v2, `broker`, `metrics`, `curve`, `models`,
  * `training`) and writes bench-results/bench-SECTION....json and .md instead; `--quick` shrinks the
  * training sizes and the default warm-up and duration, to check the benchmark end to end in under a
  * minute (its files end in `-quick`; the training targets are not judged).
@@ -38,11 +38,12 @@ import { benchClients, clientCpuSummary } from './bench/client-section.ts';
 import { CACHE_MODES, benchResultCache, type CacheRow } from './bench/result-cache-section.ts';
 import { benchReference, referenceReport, type ReferenceSection } from './bench/reference-section.ts';
 import { ReportTable } from './bench/report-table.ts';
+import { benchModels, modelsReport, type ModelsSection } from './bench/models-section.ts';
 import { benchTraining, trainingReport, type TrainingSection } from './bench/training-section.ts';
 import { benchMetricsOverhead, metricsOverheadTable } from './bench/metrics-overhead.ts';
 import { benchCurve, curveReport, type CurveSection } from './bench/curve-section.ts';
 
-const SECTIONS = ['inference', 'broker', 'metrics', 'curve', 'training'] as const;
+const SECTIONS = ['inference', 'broker', 'metrics', 'curve', 'training', 'models'] as const;
 type Section = (typeof SECTIONS)[number];
 const ARGS = parseArgs({ allowPositionals: true, options: { quick: { type: 'boolean', default: false } } });
 const QUICK = ARGS.values.quick === true;
@@ -499,6 +500,7 @@ async function main(): Promise<void> {
   const curve: CurveSection | undefined = SELECTED.has('curve')
     ? await benchCurve({ fixtures: FIXTURES, model: MODEL, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, progress })
     : undefined;
+  const models: ModelsSection | undefined = SELECTED.has('models') ? await benchModels({ fixtures: FIXTURES, quick: QUICK, progress }) : undefined;
   // Last, on a machine the other sections no longer load.
   const training: TrainingSection | undefined = SELECTED.has('training') ? await benchTraining({ fixtures: FIXTURES, quick: QUICK, progress }) : undefined;
   const loadAfter = loadavg();
@@ -514,6 +516,7 @@ async function main(): Promise<void> {
     ...(metrics ? { metrics } : {}),
     ...(curve ? { curve } : {}),
     ...(training ? { training } : {}),
+    ...(models ? { models } : {}),
   };
   await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
   await writeFile(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
@@ -593,6 +596,11 @@ async function main(): Promise<void> {
     out.push('');
     out.push('5. CURVE cost: a plain broker and a CURVE broker (both sockets, allowlisted worker key) side by side, each with an echo and an inference worker; runs alternate plain, CURVE, plain, CURVE');
     out.push(...curveReport(curve));
+  }
+  if (models) {
+    out.push('');
+    out.push('6. Models between hosts: a version fetched through the broker from a holder process');
+    out.push(...modelsReport(models));
   }
   await writeFile(MARKDOWN_FILE, `${render(out, true)}\n`);
   out.push('');

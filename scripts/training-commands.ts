@@ -3,8 +3,8 @@
  * `runs list|show|compare`, plus the built-in `digits` model `zerve up` trains on an empty
  * repository. Registered by scripts/zerve.ts.
  *
- * `zerve runs ...` reads the run store (`<data>/runs.sqlite`) of the training worker that
- * orchestrated the experiments straight from `--data DIR` (the `train` handler's host keeps it).
+ * `zerve runs ...` asks every training worker's run store through the broker (shared/cluster-runs.ts),
+ * or reads one run store (`<data>/runs.sqlite`) straight from `--data DIR` (offline).
  */
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
@@ -15,6 +15,9 @@ import { Option, type Command } from 'commander';
 import tar from 'tar-stream';
 import { ZerveClient } from '../shared/client.ts';
 import { watchSupervisor } from './supervisor-watch.ts';
+import { ClusterRuns, experimentRuns } from '../shared/cluster-runs.ts';
+import { clusterDatasets } from '../shared/cluster-datasets.ts';
+import { DatasetStore } from '../workers/training/dataset-store.ts';
 import { DEFAULT_CLIENT_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions, type CurveOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { jobResult, submitJob, watchJob } from '../shared/job-client.ts';
@@ -156,6 +159,17 @@ function runsTable(runs: RunRecord[], format: string): string {
   return table.toString() + '\n';
 }
 
+/** The datasets stored in one data folder (names live in the training worker's run store, so none here). */
+async function localDatasets(data: string): Promise<DatasetSummary[]> {
+  const store = new DatasetStore({ ...DEFAULT_TRAINING_WORKER_OPTIONS, data });
+  const list: DatasetSummary[] = [];
+  for (const id of await store.list()) {
+    const m = await store.manifest(id);
+    list.push({ id, source: m.source, classes: m.classes, counts: m.counts, images: m.images.length, skipped: [], explicitTest: m.explicitTest });
+  }
+  return list;
+}
+
 /** Adds the training commands to the CLI. */
 export function registerTrainingCommands(program: Command, worker: Command): void {
   const trainingCommand = worker
@@ -221,13 +235,15 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     });
   datasets
     .command('list')
-    .description('datasets the training workers hold')
+    .description('datasets the training workers of every host hold (or one data folder holds, with --data)')
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
+    .option('--data <dir>', 'list this data folder instead of asking the cluster (offline)')
+    .option('--timeout-ms <ms>', 'time to wait for each training worker', '10000')
     .option('--json', 'print JSON')
     .action(async (flags: Record<string, unknown>) => {
       const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
       try {
-        const list = await client.requestJson<DatasetSummary[]>(DATASETS_LIST, []);
+        const list = flags.data !== undefined ? await localDatasets(String(flags.data)) : await clusterDatasets(client, client.options.timeoutMs);
         if (flags.json) process.stdout.write(JSON.stringify(list, null, 2) + '\n');
         else {
           const table = new Table({ head: ['id', 'name', 'source', 'images', 'classes'] });
@@ -295,59 +311,84 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
       }
     });
 
-  const runs = program.command('runs').description('tracked experiments and runs (read from the run store in --data)');
-  const openStore = (flags: Record<string, unknown>) => new RunStore(String(flags.data ?? DEFAULT_TRAINING_WORKER_OPTIONS.data), { readonly: true });
-  runs
-    .command('list')
-    .description('runs, newest experiment first')
-    .option('--data <dir>', 'data directory of the training worker', DEFAULT_TRAINING_WORKER_OPTIONS.data)
+  const runs = program.command('runs').description('tracked experiments and runs: from every training worker through the broker, or from a run store with --data (offline)');
+  const openStore = (flags: Record<string, unknown>) => new RunStore(String(flags.data), { readonly: true });
+  /** Runs `fn` with the cluster's run history, closing the client afterwards. */
+  const withCluster = async <T>(flags: Record<string, unknown>, fn: (runs: ClusterRuns) => Promise<T>): Promise<T> => {
+    const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
+    try {
+      return await fn(new ClusterRuns(client, client.options.timeoutMs));
+    } finally {
+      await client.close();
+    }
+  };
+  const clusterFlags = (command: Command) =>
+    command
+      .option('--data <dir>', 'read this run store instead of asking the cluster (offline)')
+      .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
+      .option('--timeout-ms <ms>', 'time to wait for each training worker', '10000');
+  clusterFlags(runs.command('list').description('runs, newest experiment first'))
     .option('--limit <n>', 'most runs', parseInteger, 50)
     .addOption(new Option('--format <format>', 'output').choices(['table', 'markdown', 'latex', 'json']).default('table'))
-    .action((flags: Record<string, unknown>) => {
+    .action(async (flags: Record<string, unknown>) => {
       try {
-        const store = openStore(flags);
-        const list = store.runs({ limit: Number(flags.limit) }).map((r) => store.run(r.id)!);
-        store.close();
+        const limit = Number(flags.limit);
+        let list: RunRecord[];
+        if (flags.data !== undefined) {
+          const store = openStore(flags);
+          list = store.runs({ limit }).map((r) => store.run(r.id)!);
+          store.close();
+        } else {
+          list = (await withCluster(flags, (cluster) => cluster.list(limit))).flatMap(experimentRuns).slice(0, limit);
+        }
         process.stdout.write(flags.format === 'json' ? JSON.stringify(list.map(({ epochs: _, ...r }) => r), null, 2) + '\n' : runsTable(list, String(flags.format)));
       } catch (err) {
         reportError(err);
       }
     });
-  runs
-    .command('show')
-    .description('one run (with its epochs) or one experiment (with its runs), as JSON')
+  clusterFlags(runs.command('show').description('one run (with its epochs) or one experiment (with its runs), as JSON'))
     .argument('<id>', 'run id (e1a2b3c4-1) or experiment id (e1a2b3c4)')
-    .option('--data <dir>', 'data directory of the training worker', DEFAULT_TRAINING_WORKER_OPTIONS.data)
-    .action((id: string, flags: Record<string, unknown>) => {
+    .action(async (id: string, flags: Record<string, unknown>) => {
       try {
-        const store = openStore(flags);
-        const run = store.run(id);
-        const experiment = run ? undefined : store.experiment(id);
-        const shown = run ?? (experiment ? { ...experiment, runs: store.runs({ experimentId: id }) } : undefined);
-        store.close();
-        if (!shown) throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
+        let shown: unknown;
+        if (flags.data !== undefined) {
+          const store = openStore(flags);
+          const run = store.run(id);
+          const experiment = run ? undefined : store.experiment(id);
+          shown = run ?? (experiment ? { ...experiment, runs: store.runs({ experimentId: id }) } : undefined);
+          store.close();
+          if (!shown) throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
+        } else {
+          shown = await withCluster(flags, (cluster) => cluster.get(id));
+        }
         process.stdout.write(JSON.stringify(shown, null, 2) + '\n');
       } catch (err) {
         reportError(err);
       }
     });
-  runs
-    .command('compare')
-    .description('runs side by side (an experiment id stands for all its runs)')
+  clusterFlags(runs.command('compare').description('runs side by side (an experiment id stands for all its runs)'))
     .argument('<ids...>', 'run or experiment ids')
-    .option('--data <dir>', 'data directory of the training worker', DEFAULT_TRAINING_WORKER_OPTIONS.data)
     .addOption(new Option('--format <format>', 'output').choices(['table', 'markdown', 'latex', 'json']).default('table'))
-    .action((ids: string[], flags: Record<string, unknown>) => {
+    .action(async (ids: string[], flags: Record<string, unknown>) => {
       try {
-        const store = openStore(flags);
         const list: RunRecord[] = [];
-        for (const id of ids) {
-          const run = store.run(id);
-          if (run) list.push(run);
-          else if (store.experiment(id)) list.push(...store.runs({ experimentId: id }).map((r) => store.run(r.id)!));
-          else throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
+        if (flags.data !== undefined) {
+          const store = openStore(flags);
+          for (const id of ids) {
+            const run = store.run(id);
+            if (run) list.push(run);
+            else if (store.experiment(id)) list.push(...store.runs({ experimentId: id }).map((r) => store.run(r.id)!));
+            else throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
+          }
+          store.close();
+        } else {
+          await withCluster(flags, async (cluster) => {
+            for (const found of await Promise.all(ids.map((id) => cluster.get(id)))) {
+              if ('experimentId' in found) list.push(found);
+              else list.push(...experimentRuns(found));
+            }
+          });
         }
-        store.close();
         process.stdout.write(flags.format === 'json' ? JSON.stringify(list, null, 2) + '\n' : runsTable(list, String(flags.format)));
       } catch (err) {
         reportError(err);

@@ -5,7 +5,7 @@
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { resolve, basename } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import Table from 'cli-table3';
 import { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
@@ -13,6 +13,7 @@ import {
   DEFAULT_BROKER_OPTIONS,
   DEFAULT_CLIENT_OPTIONS,
   DEFAULT_INFERENCE_OPTIONS,
+  DEFAULT_MODEL_SYNC_OPTIONS,
   DEFAULT_NOTIFIER_OPTIONS,
   DEFAULT_WORKER_CONNECTION_OPTIONS,
   resolveOptions,
@@ -22,12 +23,13 @@ import { logger } from '../shared/logger.ts';
 import type { ClassifyReply } from '../shared/messages.ts';
 import { createEchoWorker } from '../workers/echo/echo-worker.ts';
 import { InferenceWorker } from '../workers/inference/inference-worker.ts';
-import { addModelVersion } from '../workers/inference/model-writer.ts';
 import { startWebApp } from '../webapp/web-app.ts';
 import { startJobsWorker } from '../workers/jobs/jobs-worker.ts';
 import { parseInteger, reportError } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
+import { registerModelCommands } from './model-commands.ts';
+import { formatStatus } from './status-view.ts';
 import { registerTrainingCommands, trainDefaultDigits } from './training-commands.ts';
 import { addBrokerCurveFlags, addConnectCurveFlags } from './curve-flags.ts';
 import { watchSupervisor } from './supervisor-watch.ts';
@@ -104,7 +106,7 @@ const up = program
       if (registered <= workers) process.stderr.write(`workers ready: ${registered}/${workers}\n`);
     });
     for (let i = 0; i < workers; i++) {
-      const args = ['worker', 'inference', '--connect', broker.backendEndpoint, '--models', models, ...curveArgs];
+      const args = ['worker', 'inference', '--connect', broker.backendEndpoint, '--broker', broker.frontendEndpoint, '--models', models, ...curveArgs];
       if (flags.capacity !== undefined) args.push('--capacity', String(flags.capacity));
       if (flags.threads !== undefined) args.push('--threads', String(flags.threads));
       supervisor.add(`inference-${i + 1}`, args);
@@ -127,7 +129,8 @@ const up = program
       await broker.close();
     });
     process.stderr.write(`zerve: web app at ${web.url}\n`);
-    const entries = await readdir(models).catch(() => []);
+    // Hidden entries (`.incoming`, where transfers are staged) are no models.
+    const entries = (await readdir(models).catch(() => [] as string[])).filter((e) => !e.startsWith('.'));
     process.stderr.write(`zerve: broker ${broker.frontendEndpoint} (workers on ${broker.backendEndpoint}), ${workers} inference worker(s), models in ${models}\n`);
     if (entries.length === 0 && trainingWorkers > 0) {
       // The built-in default: a fresh machine gets a served model (classify.digits) with no network.
@@ -191,7 +194,9 @@ const inferenceCommand = worker
   .command('inference')
   .description('serve the models of a repository')
   .option('--connect <endpoint>', 'broker backend endpoint')
-  .option('--models <dir>', 'model repository')
+  .option('--broker <endpoint>', "broker frontend, for the cluster's models (default: the --connect endpoint)")
+  .option('--models <dir>', 'model repository (its own; the cluster\'s models are fetched into it)')
+  .option('--serve <names>', 'serve and fetch only these models, comma-separated (default: all)')
   .option('--capacity <n>', 'requests taken at once')
   .option('--threads <n>', 'onnxruntime intra-op threads')
   .option('--result-cache-bytes <n>', 'bytes of answers kept in the result cache; 0 turns it off')
@@ -199,7 +204,8 @@ const inferenceCommand = worker
 addMetricsOptions(inferenceCommand, true).action(async (flags: Record<string, unknown>) => {
   const inference = resolveOptions(DEFAULT_INFERENCE_OPTIONS, flags);
   const connection = resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags);
-  const worker = new InferenceWorker({ ...inference, ...connection, kind: 'inference' });
+  const sync = resolveOptions(DEFAULT_MODEL_SYNC_OPTIONS, flags);
+  const worker = new InferenceWorker({ ...inference, ...sync, ...connection, kind: 'inference' });
   const metrics = await serveMetrics(flags, [worker.metrics.registry]);
   onShutdown(async () => {
     await worker.close();
@@ -326,37 +332,11 @@ program
         return;
       }
       if (security.insecure) process.stdout.write('WARNING: the broker runs with --insecure: a worker socket without CURVE is open to anyone who reaches it\n');
-      const serviceTable = new Table({ head: ['service', 'workers', 'capacity', 'in flight', 'queued'] });
-      for (const s of services) serviceTable.push([s.name, s.workers, s.capacity, s.inFlight, s.queued]);
-      const workerTable = new Table({ head: ['worker', 'kind', 'host', 'pid', 'protocol', 'capacity', 'in flight', 'services'] });
-      for (const w of workers) workerTable.push([w.id, w.kind, w.host, w.pid ?? '', w.protocol, w.capacity, w.inFlight, w.services.join(', ')]);
-      process.stdout.write(`${serviceTable.toString()}\n${workerTable.toString()}\n`);
+      process.stdout.write(formatStatus(services, workers));
     });
   });
 
-const models = program.command('models').description('manage the model repository');
-models
-  .command('add')
-  .description('add an ONNX model as a new version in the repository')
-  .argument('<name>', 'model name (served as classify.<name>)')
-  .argument('<file>', 'ONNX file')
-  .option('--labels <file>', 'labels file, one label per line')
-  .addOption(new Option('--channels <order>', 'channel order').choices(['rgb', 'bgr', 'grey']))
-  .option('--size <WxH>', 'input size (default: from the model)')
-  .addOption(new Option('--range <range>', 'pixel value range').choices(['0-255', '0-1']))
-  .option('--mean <a,b,c>', 'per-channel mean subtracted after scaling')
-  .option('--std <a,b,c>', 'per-channel standard deviation divided by')
-  .option('--logits', 'the model outputs logits (softmax is applied)')
-  .option('--models <dir>', 'model repository', DEFAULT_INFERENCE_OPTIONS.models)
-  .action(async (name: string, file: string, flags: Record<string, unknown>) => {
-    try {
-      const result = await addModelVersion({ name, file, ...flags } as Parameters<typeof addModelVersion>[0]);
-      process.stdout.write(`added ${result.name} version ${result.version} at ${result.path}\n`);
-    } catch (err) {
-      reportError(err);
-    }
-  });
-
+registerModelCommands(program);
 registerTrainingCommands(program, worker);
 addConnectCurveFlags(program);
 

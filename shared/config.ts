@@ -155,6 +155,8 @@ export interface InferenceOptions {
   maxInputPixels: number;
   /** Bytes of answers the worker's result cache keeps (LRU; same image, model, version, topk); 0 turns it off. @defaultValue 67108864 */
   resultCacheBytes: number;
+  /** Models this worker serves and fetches, comma-separated (`squeezenet,digits`); '' serves all. @defaultValue '' */
+  serve: string;
 }
 
 export const DEFAULT_INFERENCE_OPTIONS: InferenceOptions = {
@@ -164,6 +166,38 @@ export const DEFAULT_INFERENCE_OPTIONS: InferenceOptions = {
   maxImageBytes: 20 * 1024 * 1024,
   maxInputPixels: 50_000_000,
   resultCacheBytes: 64 * 1024 * 1024,
+  serve: '',
+};
+
+/** Models through the cluster (shared/models.ts): holders, fetchers and publishers. */
+export interface ModelSyncOptions {
+  /** Broker frontend: the cluster's catalog (`mmi.services`) and fetches; '' uses the worker's `connect` endpoint. @defaultValue '' */
+  broker: string;
+  /** Bytes asked for per chunk of a model file; kept well under `maxMessageBytes`. @defaultValue 8388608 */
+  modelChunkBytes: number;
+  /** Largest chunk a holder serves, whatever a request asks. @defaultValue 33554432 */
+  modelMaxChunkBytes: number;
+  /** Wait for one chunk; also its broker deadline. @defaultValue 60000 */
+  modelChunkTimeoutMs: number;
+  /** Times a chunk lost with its holder is asked again (of another holder, or the same one back). @defaultValue 3 */
+  modelChunkRetries: number;
+  /** How often the cluster's catalog is read for versions this worker lacks. @defaultValue 2000 */
+  modelSyncIntervalMs: number;
+  /** How long a version number must stand unchallenged in the catalog before it is fetched or kept. @defaultValue 1000 */
+  modelSettleMs: number;
+  /** How long `zerve models add` and the web app wait for an inference worker to take a new version. @defaultValue 120000 */
+  modelHandoffTimeoutMs: number;
+}
+
+export const DEFAULT_MODEL_SYNC_OPTIONS: ModelSyncOptions = {
+  broker: '',
+  modelChunkBytes: 8 * 1024 * 1024,
+  modelMaxChunkBytes: 32 * 1024 * 1024,
+  modelChunkTimeoutMs: 60_000,
+  modelChunkRetries: 3,
+  modelSyncIntervalMs: 2000,
+  modelSettleMs: 1000,
+  modelHandoffTimeoutMs: 120_000,
 };
 
 export interface TrainingOptions {
@@ -333,6 +367,10 @@ export interface WebAppOptions extends CurveOptions {
   samples: string;
   /** Largest upload accepted, in bytes; enforced while the upload streams in. @defaultValue 20971520 */
   maxUploadBytes: number;
+  /** Largest model file `POST /api/models` accepts, in bytes. @defaultValue 268435456 */
+  maxModelBytes: number;
+  /** How long `POST /api/models` waits for an inference worker to take the new version. @defaultValue 120000 */
+  modelHandoffTimeoutMs: number;
   /** Time a classification may take before the answer is TIMEOUT (504). @defaultValue 30000 */
   requestTimeoutMs: number;
   /**
@@ -358,6 +396,8 @@ export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   host: '127.0.0.1',
   samples: '',
   maxUploadBytes: 20 * 1024 * 1024,
+  maxModelBytes: 256 * 1024 * 1024,
+  modelHandoffTimeoutMs: 120_000,
   requestTimeoutMs: 30_000,
   maxInFlight: 10_000,
   infoCacheMs: 2000,

@@ -8,6 +8,7 @@ export const ERROR_CODES = {
   IMAGE_TOO_LARGE: 'The image exceeds the byte or pixel limit.',
   BAD_DATASET: 'The dataset is unusable: a corrupt or unsafe archive, too large, or fewer than two non-empty classes.',
   UNKNOWN_DATASET: 'No such dataset.',
+  BAD_TRANSFER: 'A model file arrived corrupt or truncated (SHA-256 or size mismatch); nothing was installed.',
   UNKNOWN_MODEL: 'No such model or model version.',
   UNKNOWN_SERVICE: 'No such service.',
   UNKNOWN_JOB: 'No such job.',

@@ -7,6 +7,7 @@
  */
 import { pack, unpack } from 'msgpackr';
 import { ZerveError, isErrorBody, type ErrorBody } from './errors.ts';
+import type { ServedModelVersions } from './models.ts';
 
 /** Header of a request; every field is optional (`{}` is valid). */
 export interface RequestHeader {
@@ -49,6 +50,8 @@ export interface WorkerInfo {
   inFlight: number;
   /** Milliseconds since the broker last heard from it. */
   lastSeenMs: number;
+  /** Models it serves with their versions, when it announced them (inference workers). */
+  models?: ServedModelVersions[];
 }
 
 /** A service as `mmi.services` lists it. */

@@ -10,6 +10,7 @@
  */
 import { hostname } from 'node:os';
 import type { KeyProof } from './key-proof.ts';
+import type { ServedModelVersions } from './models.ts';
 
 export type MdpVersion = 1 | 2;
 
@@ -98,6 +99,8 @@ export interface ReadyExtension {
   draining?: boolean;
   /** On a CURVE worker socket: the worker's public key and its proof (shared/key-proof.ts). */
   keyProof?: KeyProof;
+  /** The models it serves with their versions (inference workers), shown by `mmi.workers` and `zerve status`. */
+  models?: ServedModelVersions[];
 }
 
 /** A message violated the protocol; the broker logs it and drops it. */
@@ -247,6 +250,11 @@ function parseReadyExtension(frame: Buffer): ReadyExtension | undefined {
     if (value.draining === true) extension.draining = true;
     const proof = value.keyProof;
     if (proof && typeof proof.publicKey === 'string' && typeof proof.mac === 'string') extension.keyProof = { publicKey: proof.publicKey, mac: proof.mac };
+    if (Array.isArray(value.models)) {
+      const strings = (list: unknown) => Array.isArray(list) && list.every((v) => typeof v === 'string');
+      const models = value.models.filter((m) => typeof m?.name === 'string' && typeof m.latest === 'string' && strings(m.versions));
+      extension.models = models.map((m) => ({ name: m.name, versions: [...m.versions], latest: m.latest }));
+    }
     return extension;
   } catch {
     return undefined; // an unknown extension is ignored, as a plain MDP broker would

@@ -15,6 +15,7 @@ export const HTTP_STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   OVERLOADED: 503,
   TIMEOUT: 504,
   WORKER_LOST: 502,
+  BAD_TRANSFER: 502,
   CANCELED: 409,
   INTERNAL: 500,
 };

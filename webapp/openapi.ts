@@ -6,6 +6,7 @@
 import { ERROR_CODES } from '../shared/errors.ts';
 import { JOB_STATES } from '../shared/jobs.ts';
 import { OIP_PATHS, OIP_SCHEMAS } from './oip-openapi.ts';
+import { MODEL_PATHS, MODEL_SCHEMAS } from './model-openapi.ts';
 import { TRAINING_PATHS, TRAINING_SCHEMAS } from './training-openapi.ts';
 
 const MODEL_NAME = '^[A-Za-z0-9._-]{1,64}$';
@@ -222,11 +223,13 @@ export const OPENAPI_DOCUMENT = {
     },
     ...TRAINING_PATHS,
     ...OIP_PATHS,
+    ...MODEL_PATHS,
   },
   components: {
     schemas: {
       ...TRAINING_SCHEMAS,
       ...OIP_SCHEMAS,
+      ...MODEL_SCHEMAS,
       Error: {
         type: 'object',
         required: ['error'],

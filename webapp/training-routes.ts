@@ -1,6 +1,8 @@
 import express, { type RequestHandler, type Response } from 'express';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { ZerveClient } from '../shared/client.ts';
+import { clusterDatasets } from '../shared/cluster-datasets.ts';
+import { ClusterRuns } from '../shared/cluster-runs.ts';
 import type { WebAppOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { JOBS_SUBMIT, type JobTicket } from '../shared/jobs.ts';
@@ -10,15 +12,10 @@ import {
   DATASETS_LIST,
   RUNS_GET,
   RUNS_LIST,
-  type RunsGetRequest,
-  type RunsListRequest,
   TRAIN_SERVICE,
   datasetFetchService,
   trainingJobFrames,
   type DatasetSummary,
-  type ExperimentDetail,
-  type ExperimentSummary,
-  type RunRecord,
   type TrainHeader,
 } from '../shared/training.ts';
 import { expandSearch, type ParamSet } from '../workers/training/search-space.ts';
@@ -110,7 +107,7 @@ export class TrainingRoutes {
 
   private readonly listDatasets: RequestHandler = async (_req, res) => {
     await this.requireService(DATASETS_LIST);
-    res.json(await this.ask<DatasetSummary[]>(DATASETS_LIST, []));
+    res.json(await clusterDatasets(this.context.client, this.context.options.requestTimeoutMs));
   };
 
   private readonly addDataset: RequestHandler = async (req, res) => {
@@ -153,13 +150,14 @@ export class TrainingRoutes {
   private readonly listRuns: RequestHandler = async (_req, res) => {
     const { limit } = params(res).query as { limit?: number };
     await this.requireService(RUNS_LIST);
-    res.json(await this.ask<ExperimentSummary[]>(RUNS_LIST, [encodeJson((limit === undefined ? {} : { limit }) satisfies RunsListRequest)]));
+    // Every training worker's run store, so experiments trained on any host show.
+    res.json(await new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).list(limit));
   };
 
   private readonly getRun: RequestHandler = async (_req, res) => {
     const id = params(res).path.id as string;
     await this.requireService(RUNS_GET);
-    res.json(await this.ask<RunRecord | ExperimentDetail>(RUNS_GET, [encodeJson({ id } satisfies RunsGetRequest)]));
+    res.json(await new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).get(id));
   };
 
   /** The body checked against `TrainRequest`, with the rules a schema cannot say. */

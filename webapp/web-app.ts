@@ -31,6 +31,7 @@ import { OPENAPI_DOCUMENT } from './openapi.ts';
 import { readUpload } from './read-upload.ts';
 import { RequestValidator, type CheckedParameters } from './request-validator.ts';
 import { SampleGallery } from './sample-gallery.ts';
+import { ModelRoutes } from './model-routes.ts';
 import { TrainingRoutes } from './training-routes.ts';
 
 /** Folder of the page's files (HTML, CSS, JS): served as they are, no build step, no CDN. */
@@ -160,6 +161,7 @@ export class WebApp {
     app.get('/api/jobs/:id', check('jobStatus'), this.jobStatus);
     app.delete('/api/jobs/:id', check('cancelJob'), this.cancelJob);
     app.get('/api/jobs/:id/events', check('jobEvents'), this.jobEvents);
+    new ModelRoutes({ options: this.options, withSlot: (work) => this.withSlot(work) }).register(app, check);
     new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work) }).register(app, check);
     new OipRoutes({
       client: this.client,

@@ -6,6 +6,7 @@ import { DEFAULT_WORKER_CONNECTION_OPTIONS, type WorkerConnectionOptions } from 
 import { ZerveError } from '../shared/errors.ts';
 import { logger, type Logger } from '../shared/logger.ts';
 import { encodeError } from '../shared/messages.ts';
+import type { ServedModelVersions } from '../shared/models.ts';
 import {
   HOSTNAME,
   MDPW02,
@@ -47,6 +48,7 @@ export type RequestHandler = (body: Buffer[], ctx: RequestContext) => Promise<Bu
 export class WorkerConnection extends EventEmitter {
   readonly options: WorkerConnectionOptions;
   private services: string[];
+  private models?: ServedModelVersions[];
   private socket?: zmq.Dealer;
   private sends?: SendQueue;
   private readonly log: Logger;
@@ -86,9 +88,10 @@ export class WorkerConnection extends EventEmitter {
     this.heartbeatTimer = setInterval(() => this.tick(), this.options.heartbeatIntervalMs);
   }
 
-  /** Changes the services offered (for example when a model is added), re-sending READY. */
-  setServices(services: string[]): void {
+  /** Changes the services offered (for example when a model is added), re-sending READY; `models` describes them for `mmi.workers`. */
+  setServices(services: string[], models?: ServedModelVersions[]): void {
     this.services = [...services];
+    this.models = models;
     this.ready();
   }
 
@@ -171,6 +174,7 @@ export class WorkerConnection extends EventEmitter {
     };
     if (this.draining) extension.draining = true;
     if (this.curve) extension.keyProof = proveKey(this.curve.keyPair, this.curve.brokerPublicKey, Buffer.from(this.routingId));
+    if (this.models) extension.models = this.models;
     this.send(encodeReady(extension));
     this.emit('connected', this.services);
   }

@@ -232,4 +232,24 @@ async function loadInfo() {
   }
 }
 
+/** Sends the chosen ONNX file to POST /api/models; every inference worker of the cluster then serves it. */
+$('add-model').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const status = $('add-model-status');
+  const file = $('add-model-file').files[0];
+  const query = new URLSearchParams({ name: $('add-model-name').value });
+  if ($('add-model-channels').value) query.set('channels', $('add-model-channels').value);
+  if ($('add-model-logits').checked) query.set('logits', 'true');
+  status.textContent = 'Adding… (checked, then handed to an inference worker)';
+  try {
+    const res = await fetch(`/api/models?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: file });
+    const body = await res.json();
+    if (!res.ok) throw Object.assign(new Error(body.error?.message ?? res.statusText), { code: body.error?.code });
+    status.textContent = `Added ${body.name} version ${body.version}.`;
+    await loadInfo();
+  } catch (err) {
+    status.textContent = `${err.code ?? 'INTERNAL'}: ${err.message}`;
+  }
+});
+
 void loadInfo();

@@ -26,6 +26,14 @@ export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 /** Valid version folder names (the same set a request header's `version` accepts, minus a leading dot). */
 export const VERSION_NAME_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
 
+/** `'squeezenet,digits'` as a set of model names; '' (every model) as undefined. */
+export function parseServeList(serve: string): ReadonlySet<string> | undefined {
+  const names = serve.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const bad = names.find((n) => !MODEL_NAME_PATTERN.test(n));
+  if (bad !== undefined) throw new ZerveError('BAD_REQUEST', `--serve takes model names separated by commas; ${JSON.stringify(bad)} is not one`);
+  return names.length === 0 ? undefined : new Set(names);
+}
+
 const collator = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
 
 /** Orders version names numeric-aware: '2' < '10', '1.9' < '1.10'. */
@@ -66,6 +74,8 @@ export interface ModelRepositoryOptions {
   models: string;
   /** Rescan period. @defaultValue 2000 */
   pollIntervalMs: number;
+  /** Only these models, comma-separated; '' for all. @defaultValue '' */
+  serve: string;
   /** Parent logger. @defaultValue the root logger */
   logger?: Logger;
 }
@@ -88,13 +98,17 @@ export class ModelRepository extends EventEmitter {
   private closed = false;
   /** Reasons already logged, so a broken folder is reported once rather than every poll. */
   private readonly reported = new Set<string>();
+  /** The `serve` filter; undefined serves every model. */
+  private readonly served: ReadonlySet<string> | undefined;
 
   constructor(options: Partial<ModelRepositoryOptions> = {}) {
     super();
     this.options = {
       models: path.resolve(options.models ?? DEFAULT_INFERENCE_OPTIONS.models),
       pollIntervalMs: options.pollIntervalMs ?? DEFAULT_INFERENCE_OPTIONS.pollIntervalMs,
+      serve: options.serve ?? DEFAULT_INFERENCE_OPTIONS.serve,
     };
+    this.served = parseServeList(this.options.serve);
     if (!(Number.isFinite(this.options.pollIntervalMs) && this.options.pollIntervalMs >= 10)) {
       throw new ZerveError('BAD_REQUEST', `pollIntervalMs must be at least 10; got ${this.options.pollIntervalMs}`);
     }
@@ -165,7 +179,7 @@ export class ModelRepository extends EventEmitter {
       names = [];
     }
     for (const name of names.sort()) {
-      if (name.startsWith('.')) continue;
+      if (name.startsWith('.') || (this.served && !this.served.has(name))) continue;
       if (!MODEL_NAME_PATTERN.test(name)) {
         this.report(`name:${name}`, 'warn', { folder: name }, `ignoring model folder: the name must match ${MODEL_NAME_PATTERN}`, seen);
         continue;

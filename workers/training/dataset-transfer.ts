@@ -9,6 +9,7 @@
  * dataset is renamed into `<data>/datasets/<id>/` (DatasetStore.importFetched).
  */
 import { EventEmitter } from 'node:events';
+import { requestChunk } from '../../shared/chunk-request.ts';
 import { ZerveClient } from '../../shared/client.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
@@ -207,25 +208,23 @@ export class DatasetTransfer extends EventEmitter {
   async #chunk(client: ZerveClient, id: string, from: number): Promise<{ reply: DatasetFetchReply; files: Buffer[] }> {
     const { chunkTimeoutMs, chunkBytes, chunkRetries } = this.options;
     const request: DatasetFetchRequest = { deadlineMs: chunkTimeoutMs, from, maxBytes: chunkBytes };
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const [head, ...files] = await client.request(datasetFetchService(id), [encodeJson(request)], { timeoutMs: chunkTimeoutMs });
-        const reply = decodeReply<DatasetFetchReply>(head);
-        const ok =
-          typeof reply === 'object' && reply !== null && reply.id === id && reply.from === from && reply.count === files.length &&
-          files.length > 0 && Number.isInteger(reply.total) && from + files.length <= reply.total;
-        if (!ok) throw new ZerveError('BAD_DATASET', `malformed chunk of ${id} from ${from}`, { details: { datasetId: id, from } });
-        return { reply, files };
-      } catch (err) {
-        const error = ZerveError.from(err);
-        if (error.code === 'WORKER_LOST' && attempt < chunkRetries) {
-          this.#log.warn({ datasetId: id, from, attempt: attempt + 1 }, 'dataset chunk lost with its worker; asking again');
-          continue;
-        }
-        // A holder gone since the lookup leaves the fetch service with no worker.
-        if (error.code === 'NO_WORKERS') throw new ZerveError('UNKNOWN_DATASET', `no worker holds dataset ${id} any more`, { cause: err });
-        throw error;
-      }
+    try {
+      const [head, ...files] = await requestChunk(client, datasetFetchService(id), [encodeJson(request)], {
+        timeoutMs: chunkTimeoutMs,
+        retries: chunkRetries,
+        onRetry: (attempt) => this.#log.warn({ datasetId: id, from, attempt }, 'dataset chunk lost with its worker; asking again'),
+      });
+      const reply = decodeReply<DatasetFetchReply>(head);
+      const ok =
+        typeof reply === 'object' && reply !== null && reply.id === id && reply.from === from && reply.count === files.length &&
+        files.length > 0 && Number.isInteger(reply.total) && from + files.length <= reply.total;
+      if (!ok) throw new ZerveError('BAD_DATASET', `malformed chunk of ${id} from ${from}`, { details: { datasetId: id, from } });
+      return { reply, files };
+    } catch (err) {
+      const error = ZerveError.from(err);
+      // A holder gone since the lookup leaves the fetch service with no worker.
+      if (error.code === 'NO_WORKERS') throw new ZerveError('UNKNOWN_DATASET', `no worker holds dataset ${id} any more`, { cause: err });
+      throw error;
     }
   }
 }

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ZerveError } from '../../shared/errors.ts';
 import type { ModelConfig } from '../inference/model-config.ts';
-import { addModelVersion } from '../inference/model-writer.ts';
+import { addModelVersion, type AddedModelVersion, type AddModelVersionOptions } from '../inference/model-writer.ts';
 import { buildEmbeddingModel, EMBEDDING_OUTPUT } from './backbone.ts';
 import type { FeatureSpec } from './features.ts';
 import type { MlpClassifier } from './mlp.ts';
@@ -129,7 +129,12 @@ export interface ExportOptions {
   description?: string;
   /** Where the files are staged before the repository writer copies them. @defaultValue os.tmpdir() */
   tmpDir?: string;
+  /** Writes the version. @defaultValue addModelVersion (the local repository) */
+  addVersion?: AddVersion;
 }
+
+/** Writes a model version somewhere: the local repository, or the cluster (ModelHolder.publish). */
+export type AddVersion = (options: AddModelVersionOptions) => Promise<AddedModelVersion>;
 
 export interface ExportedModel {
   name: string;
@@ -153,7 +158,7 @@ export async function exportModel(options: ExportOptions): Promise<ExportedModel
     // One label per line: line breaks inside a class name would shift every later label.
     await writeFile(labelsFile, `${classes.map((c) => c.replace(/[\r\n]+/g, ' ')).join('\n')}\n`);
     const input = modelConfigFor(features);
-    const added = await addModelVersion({
+    const added = await (options.addVersion ?? addModelVersion)({
       name: options.name,
       file: modelFile,
       labels: labelsFile,

@@ -20,7 +20,7 @@ import { DatasetStore, type Dataset } from './dataset-store.ts';
 import { FeatureExtractor, type FeatureMatrix, type FeatureSpec } from './features.ts';
 import { classificationReport, type ClassificationReport } from './metrics.ts';
 import { DEFAULT_MLP_CONFIG, MlpClassifier, type FitOptions, type LabeledMatrix, type MlpConfig } from './mlp.ts';
-import { exportModel, type ExportedModel } from './onnx-export.ts';
+import { exportModel, type AddVersion, type ExportedModel } from './onnx-export.ts';
 import { expandSearch, type ParamSet, type SearchRequest } from './search-space.ts';
 import { explicitTestSplit, stratifiedHoldout, stratifiedKFold } from './splits.ts';
 
@@ -84,6 +84,8 @@ export interface TrainingContext {
   logger?: Logger;
   /** Shared extractor (its backbone sessions are reused); closed by the caller. */
   extractor?: FeatureExtractor;
+  /** Writes the exported version (the training worker publishes it to the cluster). @defaultValue addModelVersion */
+  addVersion?: AddVersion;
 }
 
 export interface PreparedTraining {
@@ -343,6 +345,7 @@ export async function finishTraining(
       classes: prepared.dataset.classes,
       models: options.models,
       name: request.export.name,
+      ...(context.addVersion ? { addVersion: context.addVersion } : {}),
       ...(request.export.description !== undefined ? { description: request.export.description } : {}),
     });
   }

@@ -20,6 +20,7 @@ import { curveOptionsOf } from '../../shared/curve-socket-options.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
 import { decodeHeader, decodeReply, encodeJson } from '../../shared/messages.ts';
+import { basePerWorkerService, PER_WORKER_SERVICES, perWorkerService } from '../../shared/per-worker-services.ts';
 import { HOSTNAME } from '../../shared/protocol.ts';
 import {
   DATASETS_ADD,
@@ -40,6 +41,7 @@ import {
   type TrainStarted,
 } from '../../shared/training.ts';
 import { METRICS } from '../../shared/metrics.ts';
+import { ModelHolder } from '../inference/model-holder.ts';
 import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
 import { WorkerMetrics } from '../worker-metrics.ts';
 import { squeezenetBackbone, type BackboneSpec } from './backbone.ts';
@@ -82,10 +84,14 @@ export class TrainingWorker {
   private readonly store: RunStore;
   private readonly notifier: Notifier;
   private readonly client?: ZerveClient;
+  /** With a broker: holds this worker's exported models and publishes them to the cluster. */
+  private readonly models?: ModelHolder;
   /** Fetches datasets this worker lacks from the workers holding them; serves ours. */
   private readonly transfer: DatasetTransfer;
   /** Control services besides one `datasets.fetch.<id>` per dataset held. */
   private readonly controlServices: string[];
+  /** `<host>-<pid>-<tag>`: the suffix of this worker's own service names. */
+  private readonly workerName: string;
   /** Datasets whose fetch service this worker offers. */
   private readonly offered = new Set<string>();
   private readonly active = new Map<string, AbortController>();
@@ -107,12 +113,16 @@ export class TrainingWorker {
     this.store = new RunStore(this.options.data);
     this.notifier = new Notifier(this.options, this.log);
     if (this.options.broker !== '') this.client = new ZerveClient({ broker: this.options.broker, ...curveOptionsOf(this.options) });
+    if (this.options.broker !== '') this.models = new ModelHolder({ ...this.options, kind: 'models' }, this.log);
     const connection = { ...this.options, kind: 'training' };
     this.train = new WorkerConnection([TRAIN_SERVICE], (body, ctx) => this.handleTrain(body, ctx), connection, this.log);
     this.run = new WorkerConnection([TRAIN_RUN_SERVICE], (body, ctx) => this.handleRun(body, ctx), { ...connection, capacity: runCapacity }, this.log);
     this.transfer = new DatasetTransfer(this.datasets, this.client, {}, this.log);
     this.transfer.on('fetched', (id: string) => this.offerDatasets(id));
-    this.controlServices = [DATASETS_ADD, DATASETS_LIST, DATASETS_GET, RUNS_LIST, RUNS_GET, this.cancelService];
+    // Names of its own too, so a client can ask every host's run store and datasets (shared/per-worker-services.ts).
+    this.workerName = this.cancelService.slice(TRAIN_CANCEL_PREFIX.length);
+    const own = PER_WORKER_SERVICES.map((base) => perWorkerService(base, this.workerName));
+    this.controlServices = [DATASETS_ADD, DATASETS_LIST, DATASETS_GET, RUNS_LIST, RUNS_GET, ...own, this.cancelService];
     this.control = new WorkerConnection(
       this.controlServices,
       (body, ctx) => this.handleControl(body, ctx),
@@ -131,13 +141,14 @@ export class TrainingWorker {
     this.offerStoredDatasets().catch((err: unknown) => this.log.error({ err }, 'cannot list the stored datasets'));
     this.run.start();
     this.train.start();
+    this.models?.start().catch((err: unknown) => this.log.error({ err }, 'cannot offer the exported models'));
   }
 
   /** Stops taking work, finishes running requests, closes the store; idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       const results = await Promise.allSettled([this.train.close(), this.run.close()]);
-      results.push(...(await Promise.allSettled([this.control.close(), this.client?.close(), this.notifier.close()])));
+      results.push(...(await Promise.allSettled([this.control.close(), this.client?.close(), this.notifier.close(), this.models?.close()])));
       this.store.close();
       for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'error while closing');
     })();
@@ -197,6 +208,7 @@ export class TrainingWorker {
         options: this.trainingOptions(),
         signal: controller.signal,
         logger: log,
+        ...(this.models ? { addVersion: (version) => this.models!.publish(version) } : {}),
         onRefitEpoch: (bestIndex, config) => onEpoch('refit', bestIndex, config.params, config.mlp.epochs),
       });
       const bestIndex = runs.indexOf(finished.best);
@@ -351,6 +363,8 @@ export class TrainingWorker {
   // -------------------------------------------------------------------------------------------
 
   private async handleControl(body: Buffer[], ctx: RequestContext): Promise<Buffer[]> {
+    const base = basePerWorkerService(ctx.service, this.workerName);
+    if (base) return this.handleControl(body, { ...ctx, service: base });
     switch (ctx.service) {
       case DATASETS_ADD: {
         const header = decodeHeader(body[0]);

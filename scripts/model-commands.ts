@@ -1,0 +1,130 @@
+/**
+ * `zerve models add|list`. Through the cluster by default: `add` validates the file here, then holds
+ * the new version (ModelHolder, connected to the broker like a worker) until an inference worker has
+ * taken it; `list` reads the cluster's catalog. `--models DIR` works on a local repository instead
+ * (offline use).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Table from 'cli-table3';
+import { Option, type Command } from 'commander';
+import { ZerveClient } from '../shared/client.ts';
+import { DEFAULT_CLIENT_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, resolveOptions } from '../shared/config.ts';
+import { readModelCatalog } from '../shared/models.ts';
+import { ModelHolder } from '../workers/inference/model-holder.ts';
+import { ModelRepository } from '../workers/inference/model-repository.ts';
+import { addModelVersion, type AddModelVersionOptions } from '../workers/inference/model-writer.ts';
+import { reportError } from './cli-support.ts';
+
+/** A model with its versions as `zerve models list` shows it. */
+export interface ModelListing {
+  name: string;
+  versions: { version: string; hash?: string; holders?: number; servedBy?: string[] }[];
+}
+
+/** The cluster's models: versions from the catalog, and which hosts serve each (from `mmi.workers`). */
+export async function clusterModels(client: ZerveClient): Promise<ModelListing[]> {
+  const [catalog, workers] = await Promise.all([readModelCatalog(client), client.workers()]);
+  const byName = new Map<string, ModelListing>();
+  for (const entry of catalog) {
+    let model = byName.get(entry.name);
+    if (!model) byName.set(entry.name, (model = { name: entry.name, versions: [] }));
+    const servedBy = workers
+      .filter((w) => w.models?.some((m) => m.name === entry.name && m.versions.includes(entry.version)))
+      .map((w) => `${w.host}/${w.pid ?? '?'}`);
+    model.versions.push({ version: entry.version, hash: entry.hash, holders: entry.holders, servedBy });
+  }
+  const sorted = [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
+  for (const m of sorted) m.versions.sort((a, b) => a.version.localeCompare(b.version, 'en', { numeric: true }));
+  return sorted;
+}
+
+export function registerModelCommands(program: Command): void {
+  const models = program.command('models').description('model versions: added through the cluster, or to a local repository with --models');
+  models
+    .command('add')
+    .description('add an ONNX model as a new version, served by every inference worker of the cluster')
+    .argument('<name>', 'model name (served as classify.<name>)')
+    .argument('<file>', 'ONNX file')
+    .option('--labels <file>', 'labels file, one label per line')
+    .addOption(new Option('--channels <order>', 'channel order').choices(['rgb', 'bgr', 'grey']))
+    .option('--size <WxH>', 'input size (default: from the model)')
+    .addOption(new Option('--range <range>', 'pixel value range').choices(['0-255', '0-1']))
+    .option('--mean <a,b,c>', 'per-channel mean subtracted after scaling')
+    .option('--std <a,b,c>', 'per-channel standard deviation divided by')
+    .option('--logits', 'the model outputs logits (softmax is applied)')
+    .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
+    .option('--connect <endpoint>', 'broker worker endpoint the version is offered on while it is handed over (default: the --broker endpoint)')
+    .option('--models <dir>', 'write to this local repository instead of the cluster (offline)')
+    .option('--model-handoff-timeout-ms <ms>', 'time to wait for an inference worker to take the version')
+    .option('--config <file>', 'JSON config file')
+    .action(async (name: string, file: string, flags: Record<string, unknown>) => {
+      const { broker: _b, connect: _e, models: dir, config: _c, modelHandoffTimeoutMs: _t, ...rest } = flags;
+      const version = { name, file, ...rest } as Omit<AddModelVersionOptions, 'models'>;
+      try {
+        if (dir !== undefined) {
+          const result = await addModelVersion({ ...version, models: String(dir) });
+          process.stdout.write(`added ${result.name} version ${result.version} at ${result.path}\n`);
+          return;
+        }
+        await addThroughCluster(version, flags);
+      } catch (err) {
+        reportError(err);
+      }
+    });
+  models
+    .command('list')
+    .description("the cluster's models and versions, with who holds and serves each (or a local repository's with --models)")
+    .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
+    .option('--models <dir>', 'list this local repository instead (offline)')
+    .option('--timeout-ms <ms>', 'time to wait for the broker', '5000')
+    .option('--json', 'print JSON')
+    .action(async (flags: Record<string, unknown>) => {
+      const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
+      try {
+        let list: ModelListing[];
+        if (flags.models !== undefined) {
+          const repository = new ModelRepository({ models: String(flags.models) });
+          list = [...(await repository.scan()).values()].map((m) => ({ name: m.name, versions: m.versions.map((v) => ({ version: v.version })) }));
+        } else {
+          list = await clusterModels(client);
+        }
+        if (flags.json) {
+          process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+          return;
+        }
+        const table = new Table({ head: ['model', 'version', 'sha256', 'holders', 'served by'] });
+        for (const m of list) {
+          for (const v of m.versions) table.push([m.name, v.version, v.hash?.slice(0, 12) ?? '', v.holders ?? '', v.servedBy?.join(', ') ?? '']);
+        }
+        process.stdout.write(table.toString() + '\n');
+      } catch (err) {
+        reportError(err);
+      } finally {
+        await client.close();
+      }
+    });
+}
+
+/** Holds the new version in a temporary repository until an inference worker has fetched it. */
+async function addThroughCluster(version: Omit<AddModelVersionOptions, 'models'>, flags: Record<string, unknown>): Promise<void> {
+  const { broker } = resolveOptions(DEFAULT_CLIENT_OPTIONS, flags);
+  const sync = resolveOptions(DEFAULT_MODEL_SYNC_OPTIONS, flags);
+  const connection = resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags);
+  // A plain broker takes workers on either socket, so by default the CLI holds the version on the frontend;
+  // where the worker socket alone takes workers (CURVE), --connect names it.
+  const connect = (flags.connect as string | undefined) ?? process.env.ZERVE_CONNECT ?? broker;
+  const folder = await mkdtemp(join(tmpdir(), 'zerve-models-add-'));
+  const holder = new ModelHolder({ ...connection, ...sync, connect, broker, models: folder, kind: 'models-add' });
+  try {
+    await holder.start();
+    const published = await holder.publish(version);
+    process.stderr.write(`zerve: ${published.name} version ${published.version} (sha256 ${published.hash.slice(0, 12)}) offered; waiting for an inference worker to take it\n`);
+    await holder.handoff(published);
+    process.stdout.write(`added ${published.name} version ${published.version} to the cluster\n`);
+  } finally {
+    await holder.close();
+    await rm(folder, { recursive: true, force: true });
+  }
+}

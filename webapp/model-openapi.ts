@@ -1,0 +1,54 @@
+/**
+ * The model upload part of the web app's OpenAPI document (`webapp/openapi.ts` spreads these paths
+ * and schemas into `OPENAPI_DOCUMENT`).
+ */
+const errorResponse = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+});
+
+export const MODEL_PATHS = {
+  '/api/models': {
+    post: {
+      operationId: 'addModel',
+      summary:
+        'Adds an ONNX model as the next version of `name`, through the cluster: the file is checked in onnxruntime, ' +
+        'numbered so every host agrees, and answered once an inference worker has fetched it (every other one follows).',
+      parameters: [
+        { name: 'name', in: 'query', required: true, description: 'Model name, served as `classify.<name>`.', schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' } },
+        { name: 'channels', in: 'query', required: false, description: 'Tensor channel order (default: grey for 1-channel models, else rgb).', schema: { type: 'string', enum: ['rgb', 'bgr', 'grey'] } },
+        { name: 'range', in: 'query', required: false, description: 'What pixel values 0..255 map to (default 0-255).', schema: { type: 'string', enum: ['0-255', '0-1'] } },
+        { name: 'logits', in: 'query', required: false, description: 'The model outputs logits (softmax is applied).', schema: { type: 'boolean' } },
+      ],
+      requestBody: {
+        required: true,
+        description: 'The ONNX file: a multipart form with the field `model`, or the raw bytes (`application/octet-stream`). Larger than `maxModelBytes`: 413.',
+        content: {
+          'multipart/form-data': { schema: { type: 'object', properties: { model: { type: 'string', format: 'binary' } }, required: ['model'] } },
+          'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+        },
+      },
+      responses: {
+        '201': { description: 'Added and taken by an inference worker.', content: { 'application/json': { schema: { $ref: '#/components/schemas/AddedModel' } } } },
+        '400': errorResponse('BAD_REQUEST: no file, not an ONNX model onnxruntime can load, or options that do not fit it.'),
+        '413': errorResponse('IMAGE_TOO_LARGE: the upload is over `maxModelBytes`.'),
+        '503': {
+          ...errorResponse('NO_WORKERS: no inference worker took the version in time (none running, or none serves this name).'),
+          headers: { 'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } } },
+        },
+      },
+    },
+  },
+} as const;
+
+export const MODEL_SCHEMAS = {
+  AddedModel: {
+    type: 'object',
+    required: ['name', 'version', 'sha256'],
+    properties: {
+      name: { type: 'string' },
+      version: { type: 'string' },
+      sha256: { type: 'string', description: 'Hash of the version manifest: what this number stands for on every host.' },
+    },
+  },
+} as const;

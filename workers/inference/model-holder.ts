@@ -1,0 +1,281 @@
+/**
+ * A holder of model versions: offers `models.fetch.<name>.<version>.<hash>` for every complete version
+ * in its repository folder (one WorkerConnection of its own, so serving chunks never takes inference
+ * or training capacity), and publishes new versions under a number the whole cluster agrees on.
+ *
+ * Where the truth lives: in the holders. The catalog is the set of `models.fetch.*` services the
+ * broker routes (`mmi.services`); the hash in each name pins the bytes a version number stands for.
+ * A publisher numbers a new version one past the highest in the catalog and on its own disk, offers
+ * it, waits until the broker lists it, then `modelSettleMs` more, and reads the catalog again: if
+ * another publisher claimed the same number meanwhile, the lower hash keeps it and the other moves
+ * its version to the next number and tries again. Fetchers take a version only once it has stood
+ * unchallenged for `modelSettleMs` (model-sync.ts), so two hosts never serve different files under
+ * one number.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { ZerveClient } from '../../shared/client.ts';
+import { DEFAULT_INFERENCE_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, type ModelSyncOptions, type WorkerConnectionOptions } from '../../shared/config.ts';
+import { ZerveError } from '../../shared/errors.ts';
+import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
+import { conflictingHashes, modelFetchService, parseModelFetchService, readModelCatalog, type ModelFileEntry, type ModelManifest, type ModelVersionRef } from '../../shared/models.ts';
+import { HOSTNAME } from '../../shared/protocol.ts';
+import { WorkerConnection } from '../worker-connection.ts';
+import { manifestHash, readManifest } from './model-manifest.ts';
+import { ModelRepository, type VersionEntry } from './model-repository.ts';
+import { INCOMING_FOLDER, removeIfEmpty, serveModelChunk } from './model-transfer.ts';
+import { addModelVersion, type AddedModelVersion, type AddModelVersionOptions } from './model-writer.ts';
+
+export interface ModelHolderOptions extends ModelSyncOptions, WorkerConnectionOptions {
+  /** Repository folder held. @defaultValue './models' */
+  models: string;
+  /** Rescan period of the folder. @defaultValue 2000 */
+  pollIntervalMs: number;
+}
+
+interface Held extends ModelVersionRef {
+  dir: string;
+  manifest: ModelManifest;
+  stamp?: string;
+}
+
+/** A version validated and written to a staging folder, not numbered yet (`ModelHolder.stage`). */
+export interface StagedVersion {
+  added: AddedModelVersion;
+  files: ModelFileEntry[];
+  /** Removed once the version is claimed. */
+  staging: string;
+}
+
+/** A version published into the cluster, in this holder's repository at `path`. */
+export type PublishedVersion = ModelVersionRef & AddedModelVersion;
+
+/**
+ * @example
+ * const holder = new ModelHolder({ models: './models', connect: 'tcp://broker:5556', broker: 'tcp://broker:5555' });
+ * await holder.start();
+ * const { version } = await holder.publish({ name: 'squeezenet', file: 'model.onnx', channels: 'bgr' });
+ */
+export class ModelHolder {
+  readonly options: ModelHolderOptions;
+  readonly connection: WorkerConnection;
+  /** Claims this holder lost to another publisher's and moved to the next number. */
+  renumbered = 0;
+  readonly #log: Logger;
+  readonly #repository: ModelRepository;
+  readonly #held = new Map<string, Held>();
+  #client?: ZerveClient;
+  #offered = '';
+  #updating: Promise<void> = Promise.resolve();
+  #closing?: Promise<void>;
+
+  constructor(options: Partial<ModelHolderOptions> = {}, log: Logger = rootLogger) {
+    this.options = {
+      ...DEFAULT_WORKER_CONNECTION_OPTIONS,
+      ...DEFAULT_MODEL_SYNC_OPTIONS,
+      models: DEFAULT_INFERENCE_OPTIONS.models,
+      pollIntervalMs: DEFAULT_INFERENCE_OPTIONS.pollIntervalMs,
+      ...options,
+    };
+    this.#log = log.child({ component: 'model-holder', models: path.resolve(this.options.models) });
+    this.#repository = new ModelRepository({ models: this.options.models, pollIntervalMs: this.options.pollIntervalMs, logger: this.#log });
+    this.#repository.on('change', () => this.#enqueueUpdate());
+    // At least two chunks at once, even for a training worker's holder (capacity 1): two hosts may fetch together.
+    this.connection = new WorkerConnection([], (body, ctx) => this.#serve(ctx.service, body), { ...this.options, capacity: Math.max(2, this.options.capacity) }, log);
+  }
+
+  /** The client to the broker's frontend the catalog is read through (`broker`, else `connect`). */
+  get client(): ZerveClient {
+    // The whole bag: whatever security options the connection takes reach the client too.
+    this.#client ??= new ZerveClient({ ...this.options, broker: this.options.broker || this.options.connect, timeoutMs: this.options.modelChunkTimeoutMs });
+    return this.#client;
+  }
+
+  /** Versions held now. */
+  held(): ModelVersionRef[] {
+    return [...this.#held.values()].map(({ name, version, hash }) => ({ name, version, hash }));
+  }
+
+  /** The held version of `name`/`version`, if any. */
+  get(name: string, version: string): ModelVersionRef | undefined {
+    const held = this.#held.get(`${name}/${version}`);
+    return held && { name: held.name, version: held.version, hash: held.hash };
+  }
+
+  /** Scans the folder, then offers what it holds and keeps polling. */
+  async start(): Promise<void> {
+    await this.#repository.start();
+    await this.#updating;
+    this.connection.start();
+  }
+
+  /** Rescans the folder now; resolves once the offered services match it. */
+  async refresh(): Promise<void> {
+    await this.#repository.refresh();
+    await this.#updating;
+  }
+
+  /**
+   * Validates and writes a new version like `addModelVersion`, numbered so the cluster agrees, and
+   * offers it. Resolves once the number has settled. `stage` then `claim`, in one call.
+   */
+  async publish(options: Omit<AddModelVersionOptions, 'models'>): Promise<PublishedVersion> {
+    return this.claim(await this.stage(options));
+  }
+
+  /** Validates a new version (loads it in onnxruntime) and writes it to this holder's staging folder, not numbered yet. */
+  async stage(options: Omit<AddModelVersionOptions, 'models'>): Promise<StagedVersion> {
+    const staging = path.join(path.resolve(this.options.models), INCOMING_FOLDER, `add-${randomUUID()}`);
+    try {
+      const added = await addModelVersion({ ...options, models: staging });
+      const { files } = await readManifest(added.path, added.name, added.version);
+      return { added, files, staging };
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true });
+      await removeIfEmpty(path.dirname(staging));
+      throw err;
+    }
+  }
+
+  /** Numbers a staged version one past the cluster's highest, offers it, and settles the number (see the module comment). */
+  async claim(staged: StagedVersion): Promise<PublishedVersion> {
+    const { added, files } = staged;
+    const root = path.resolve(this.options.models);
+    try {
+      let dir = added.path;
+      let floor = 0;
+      for (;;) {
+        const read = performance.now();
+        const catalog = await readModelCatalog(this.client);
+        const version = await this.#nextVersion(added.name, catalog, floor);
+        const target = path.join(root, added.name, String(version));
+        await mkdir(path.dirname(target), { recursive: true });
+        try {
+          await rename(dir, target);
+        } catch (err) {
+          // Taken on this disk meanwhile (another writer): try the next number.
+          if (!['EEXIST', 'ENOTEMPTY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+          floor = version;
+          continue;
+        }
+        dir = target;
+        const manifest: ModelManifest = { name: added.name, version: String(version), files };
+        const ref: ModelVersionRef = { name: added.name, version: String(version), hash: manifestHash(manifest) };
+        this.#hold({ ...ref, dir, manifest });
+        this.#offer();
+        await this.#listed(ref);
+        // The claim took as long as this to reach the broker; wait as long again, at least the settle time.
+        const claimMs = performance.now() - read;
+        await sleep(Math.max(this.options.modelSettleMs, claimMs));
+        const rivals = conflictingHashes(await readModelCatalog(this.client), ref.name, ref.version);
+        if (rivals.length <= 1 || rivals[0] === ref.hash) {
+          this.#log.info({ model: ref.name, version: ref.version, hash: ref.hash.slice(0, 12) }, 'model version published');
+          return { ...ref, path: dir, config: added.config };
+        }
+        this.#log.warn({ model: ref.name, version: ref.version, rivals }, 'another publisher claimed this version number; renumbering');
+        this.renumbered++;
+        this.#held.delete(`${ref.name}/${ref.version}`);
+        floor = version;
+      }
+    } finally {
+      await rm(staged.staging, { recursive: true, force: true });
+      await removeIfEmpty(path.dirname(staged.staging));
+    }
+  }
+
+  /**
+   * Resolves once `count` processes other than this one hold `ref` (an inference worker fetched it):
+   * a short-lived publisher (`zerve models add`, the web app) may then let go of it.
+   */
+  async handoff(ref: ModelVersionRef, timeoutMs = this.options.modelHandoffTimeoutMs, count = 1): Promise<number> {
+    const service = modelFetchService(ref);
+    const until = performance.now() + timeoutMs;
+    for (;;) {
+      const workers = await this.client.workers();
+      const others = workers.filter((w) => w.services.includes(service) && !(w.host === HOSTNAME && w.pid === process.pid)).length;
+      if (others >= count) return others;
+      if (performance.now() > until) {
+        throw new ZerveError('NO_WORKERS', `no inference worker took ${ref.name} version ${ref.version} within ${timeoutMs} ms (is one running with this model in its --serve list?)`);
+      }
+      await sleep(250);
+    }
+  }
+
+  /** Stops offering and polling; idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#repository.close();
+      await this.#updating;
+      await this.connection.close();
+      await this.#client?.close();
+    })();
+    return this.#closing;
+  }
+
+  async #nextVersion(name: string, catalog: readonly ModelVersionRef[], floor: number): Promise<number> {
+    let highest = floor;
+    for (const entry of catalog) if (entry.name === name && /^\d+$/.test(entry.version)) highest = Math.max(highest, Number(entry.version));
+    for (const folder of await readdir(path.join(this.options.models, name)).catch(() => [] as string[])) {
+      if (/^\d+$/.test(folder)) highest = Math.max(highest, Number(folder));
+    }
+    return highest + 1;
+  }
+
+  /** Resolves once the broker lists `ref` (this holder's READY arrived). */
+  async #listed(ref: ModelVersionRef): Promise<void> {
+    const until = performance.now() + this.options.modelChunkTimeoutMs;
+    while (!(await this.client.hasService(modelFetchService(ref)))) {
+      if (performance.now() > until) throw new ZerveError('NO_WORKERS', `the broker did not list ${ref.name} version ${ref.version} in time`);
+      await sleep(50);
+    }
+  }
+
+  #hold(held: Held): void {
+    this.#held.set(`${held.name}/${held.version}`, held);
+  }
+
+  #enqueueUpdate(): void {
+    this.#updating = this.#updating.then(() => this.#update()).catch((err: unknown) => this.#log.error({ err }, 'cannot read the held model versions'));
+  }
+
+  /** Brings the held set in line with the folder as last scanned. */
+  async #update(): Promise<void> {
+    const seen = new Set<string>();
+    for (const model of this.#repository.models.values()) {
+      for (const entry of model.versions) {
+        const key = `${entry.model}/${entry.version}`;
+        seen.add(key);
+        const held = this.#held.get(key);
+        if (held && held.stamp === entry.stamp) continue;
+        await this.#read(entry);
+      }
+    }
+    for (const key of [...this.#held.keys()]) if (!seen.has(key) && this.#held.get(key)!.stamp !== undefined) this.#held.delete(key);
+    this.#offer();
+  }
+
+  async #read(entry: VersionEntry): Promise<void> {
+    const manifest = await readManifest(entry.dir, entry.model, entry.version);
+    this.#hold({ name: entry.model, version: entry.version, hash: manifestHash(manifest), dir: entry.dir, manifest, stamp: entry.stamp });
+  }
+
+  #offer(): void {
+    const services = [...this.#held.values()].map(modelFetchService).sort();
+    const key = services.join('\n');
+    if (key === this.#offered) return;
+    this.#offered = key;
+    this.connection.setServices(services);
+  }
+
+  async #serve(service: string, body: Buffer[]): Promise<Buffer[]> {
+    const ref = parseModelFetchService(service);
+    const held = ref && this.#held.get(`${ref.name}/${ref.version}`);
+    if (!held || held.hash !== ref.hash) throw new ZerveError('UNKNOWN_MODEL', `this process does not hold ${service}`);
+    return serveModelChunk(held.dir, held.hash, held.manifest, body, this.options.modelMaxChunkBytes);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
