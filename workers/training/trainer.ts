@@ -154,7 +154,7 @@ export function runConfigFor(request: TrainingRequest, point: ParamSet): RunConf
     epochs: Math.round(num('epochs', request.epochs ?? DEFAULT_MLP_CONFIG.epochs)),
     patience: Math.round(num('patience', DEFAULT_MLP_CONFIG.patience)),
     lrDecay: num('lrDecay', DEFAULT_MLP_CONFIG.lrDecay),
-    standardize: transfer,
+    standardize: true,
     seed: request.seed ?? 1,
   };
   return { params, mlp };
