@@ -160,7 +160,7 @@ describe('web app training API', function () {
       ['a k-fold split of 1', { ...base, split: { kind: 'auto', folds: 1 } }],
       ['an explicit split on a dataset without test/', { ...base, split: { kind: 'explicit' } }],
       ['transfer without a backbone', { ...base, family: 'transfer' }],
-      ['a backbone for the mlp family', { ...base, backbone: 'squeezenet' }],
+      ['a backbone for the mlp family', { ...base, family: 'mlp', backbone: 'squeezenet' }],
       ['a webhook that is not http(s)', { ...base, notify: { webhook: 'ftp://example.com/hook' } }],
       ['an unknown notify field', { ...base, notify: { sms: '+100' } }],
     ] as const) {

@@ -172,7 +172,7 @@ export class TrainingRoutes {
     if (request.family === 'transfer' && request.backbone === undefined) {
       throw new ZerveError('BAD_REQUEST', 'family transfer needs a backbone (a served squeezenet model)');
     }
-    if (request.family !== 'transfer' && (request.backbone !== undefined || request.head !== undefined)) {
+    if (request.family === 'mlp' && (request.backbone !== undefined || request.head !== undefined)) {
       throw new ZerveError('BAD_REQUEST', 'backbone and head are for family transfer');
     }
     if (request.search?.mode === 'grid' && request.search.samples !== undefined) {
