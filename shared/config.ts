@@ -59,6 +59,12 @@ export interface WorkerConnectionOptions extends HeartbeatOptions {
   reconnectDelayMs: number;
   /** Worker kind reported to `mmi.workers`. @defaultValue 'worker' */
   kind: string;
+  /**
+   * On close, how long requests in flight may run before their `signal` aborts (a training then
+   * stops at its next mini-batch and answers WORKER_LOST; a classification, which never looks at
+   * the signal, just finishes). Below the supervisor's 10 s SIGKILL. @defaultValue 5000
+   */
+  drainTimeoutMs: number;
 }
 
 export const DEFAULT_WORKER_CONNECTION_OPTIONS: WorkerConnectionOptions = {
@@ -68,6 +74,7 @@ export const DEFAULT_WORKER_CONNECTION_OPTIONS: WorkerConnectionOptions = {
   heartbeatLiveness: 3,
   reconnectDelayMs: 500,
   kind: 'worker',
+  drainTimeoutMs: 5000,
 };
 
 export interface InferenceOptions {

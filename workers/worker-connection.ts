@@ -23,7 +23,10 @@ const DISCONNECT = [MDPW02, Buffer.from([WorkerCommand.DISCONNECT])];
 export interface RequestContext {
   /** The service the request was sent to. */
   service: string;
-  /** Aborted when the worker is closed without waiting. */
+  /**
+   * Aborted, with a WORKER_LOST ZerveError as its reason, when the worker is closing and the
+   * request is still running after `drainTimeoutMs`.
+   */
   signal: AbortSignal;
   /** Sends an MDP/0.2 PARTIAL reply (progress) before the final one. */
   partial(body: Buffer[]): void;
@@ -81,7 +84,12 @@ export class WorkerConnection extends EventEmitter {
     this.ready();
   }
 
-  /** Stops taking work, finishes in-flight requests, then sends DISCONNECT and closes; idempotent. */
+  /**
+   * Stops taking work, lets in-flight requests run for up to `drainTimeoutMs`, then aborts their
+   * signal and waits for them to end, then sends DISCONNECT and closes; idempotent.
+   *
+   * Events: `'drain-timeout'` (with the count of requests still running) when it aborts them.
+   */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
     return this.closing;
@@ -90,7 +98,19 @@ export class WorkerConnection extends EventEmitter {
   private async shutdown(): Promise<void> {
     this.draining = true;
     this.ready(); // tells the broker to send nothing new
-    await Promise.allSettled([...this.inFlight]);
+    const settled = Promise.allSettled([...this.inFlight]);
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), this.options.drainTimeoutMs);
+    });
+    if (await Promise.race([settled.then(() => false), graceOver])) {
+      const running = this.inFlight.size;
+      this.log.warn({ running, drainTimeoutMs: this.options.drainTimeoutMs }, 'drain timeout: aborting the requests still running');
+      this.emit('drain-timeout', running);
+      this.abort.abort(new ZerveError('WORKER_LOST', `the ${this.options.kind} worker on ${HOSTNAME} (pid ${process.pid}) stopped before the request ended`));
+      await settled;
+    }
+    clearTimeout(timer);
     clearInterval(this.heartbeatTimer);
     if (this.socket && this.sends) {
       await this.sends.flush();
@@ -98,7 +118,6 @@ export class WorkerConnection extends EventEmitter {
       // One last direct send; the socket is idle, so no other send can be pending.
       await this.socket.send(DISCONNECT).catch(() => undefined);
     }
-    this.abort.abort();
     this.teardown();
     this.log.info('worker closed');
   }

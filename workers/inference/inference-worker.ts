@@ -55,7 +55,8 @@ export class InferenceWorker {
     const image = body[1];
     if (image === undefined) throw new ZerveError('BAD_REQUEST', 'missing image frame: the body is [header, image]');
     if (body.length > 2) throw new ZerveError('BAD_REQUEST', `expected 2 body frames (header, image), got ${body.length}`);
-    const reply = await this.engine.classify(ctx.service.slice(CLASSIFY_PREFIX.length), header, image, ctx.signal);
+    // Not ctx.signal: a classification is short, so a closing worker lets it finish past its drain timeout.
+    const reply = await this.engine.classify(ctx.service.slice(CLASSIFY_PREFIX.length), header, image);
     return [encodeJson(reply)];
   }
 }

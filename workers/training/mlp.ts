@@ -142,7 +142,10 @@ export class MlpClassifier {
     const started = performance.now();
     const yieldMs = options.yieldIntervalMs ?? 20;
     const rng = new Rng(c.seed ^ 0x5bd1e995);
-    if (c.standardize) this.#fitStandardization(train);
+    if (c.standardize) {
+      this.#fitStandardization(train);
+      await yieldToLoop(); // one pass over every feature of every row: let heartbeats through
+    }
     const trainX = train.x;
     const folded = copyLayer(this.layers[0]);
 

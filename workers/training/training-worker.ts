@@ -227,10 +227,11 @@ export class TrainingWorker {
       void this.notifier.notify(notify, { ...outcome, durationMs: elapsedMs, result });
       return [encodeJson(result)];
     } catch (err) {
-      const error = controller.signal.aborted ? new ZerveError('CANCELED', 'the training was canceled', { cause: err }) : ZerveError.from(err);
+      const error = controller.signal.aborted ? abortError(controller.signal, err) : ZerveError.from(err);
       this.store.finishExperiment(experimentId, { status: error.code === 'CANCELED' ? 'canceled' : 'failed', durationMs: performance.now() - started, error: `${error.code}: ${error.message}` });
       log.warn({ code: error.code, err: error.message }, 'experiment ended without a model');
-      void this.notifier.notify(notify, { ...outcome, durationMs: performance.now() - started, error });
+      // A worker that stops hands the training back (WORKER_LOST): it is not over, so nobody is told yet.
+      if (!stopping(controller.signal)) void this.notifier.notify(notify, { ...outcome, durationMs: performance.now() - started, error });
       throw error;
     } finally {
       this.untrack(experimentId);
@@ -342,6 +343,8 @@ export class TrainingWorker {
         },
       });
       return [encodeJson({ ...result, host: HOSTNAME, pid: process.pid })];
+    } catch (err) {
+      throw controller.signal.aborted ? abortError(controller.signal, err) : err;
     } finally {
       this.untrack(run.runId);
     }
@@ -506,6 +509,20 @@ export class TrainingWorker {
     // Prepared data is shared between requests; each keeps its own request (export, params, ...).
     return prepared.then((p) => ({ ...p, request }));
   }
+}
+
+/**
+ * The error a training aborted by `signal` answers: WORKER_LOST when this worker is closing (so
+ * the jobs service, or the orchestrator of a `train.run`, sends it to another worker), else
+ * CANCELED.
+ */
+function abortError(signal: AbortSignal, cause: unknown): ZerveError {
+  return stopping(signal) ? (signal.reason as ZerveError) : new ZerveError('CANCELED', 'the training was canceled', { cause });
+}
+
+/** Whether `signal` was aborted because the worker is closing (WorkerConnection's drain timeout). */
+function stopping(signal: AbortSignal): boolean {
+  return signal.reason instanceof ZerveError && signal.reason.code === 'WORKER_LOST';
 }
 
 /** Whether a process of this host is still running (signal 0 only checks). */
