@@ -109,7 +109,7 @@ describe('training as durable jobs', function () {
     await first.kill('SIGTERM');
     // A clean exit, not a kill: the worker stopped the training itself, then closed.
     assert.deepEqual(await first.exited, [0, null]);
-    assert.match(first.stderr, /drain timeout: aborting the requests still running/);
+    assert.match(first.stdout + first.stderr, /drain timeout: aborting the requests still running/);
     // It stopped mid-run: fewer than the 8 epochs were recorded, and the experiment says why.
     const handedBack = await client.requestJson<ExperimentDetail>(RUNS_GET, [encodeJson({ id: experimentId })]);
     assert.equal(handedBack.status, 'failed');

@@ -196,13 +196,13 @@ describe('web app training API', function () {
       extraBroker = await startBroker();
       extra = new WebApp({ broker: extraBroker.frontendEndpoint, http: 0, infoCacheMs: 100 }, testLogger);
       const lonely = await extra.start();
-      const started = Date.now();
+      // The lonely web app's client would wait its whole requestTimeoutMs (far past mocha's timeout)
+      // for a service nobody offers; a 503 at all means it asked mmi.service first.
       assertError(await call(lonely, '/api/train', json(base)), 503, 'NO_WORKERS');
       assertError(await call(lonely, '/api/datasets'), 503, 'NO_WORKERS');
       assertError(await call(lonely, '/api/datasets', raw(await halvesZip(2))), 503, 'NO_WORKERS');
       assertError(await call(lonely, '/api/runs'), 503, 'NO_WORKERS');
       assertError(await call(lonely, '/api/runs/e00000000'), 503, 'NO_WORKERS');
-      assert.ok(Date.now() - started < 5000, 'no waiting for a deadline');
     });
   });
 

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { DEFAULT_TRAINING_OPTIONS, type TrainingOptions } from '../../shared/config.ts';
@@ -137,7 +138,12 @@ export class FeatureExtractor {
     let done = 0;
     await forEachLimited(indices.length, PIXEL_CONCURRENCY, async (r) => {
       data.set(await pixelsOf(await dataset.read(indices[r]), spec, this.#options.maxInputPixels), r * cols);
-      if (++done % 256 === 0) run.onProgress?.(done, indices.length);
+      if (++done % 256 === 0) {
+        run.onProgress?.(done, indices.length);
+        // Built-in digits take the synchronous fast path: without this the whole dataset runs as one
+        // chain of microtasks and heartbeats wait for it.
+        await yieldToLoop();
+      }
     }, run.signal);
     run.onProgress?.(indices.length, indices.length);
     const seconds = (performance.now() - started) / 1000;
