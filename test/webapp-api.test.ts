@@ -275,9 +275,10 @@ describe('web app HTTP API', function () {
       assert.ok(sent < total, `answered after ${sent} of ${total} bytes`);
     });
 
-    it('maps unknown routes to 404 and malformed paths to 400, and never answers 500', async () => {
-      assert.equal((await fetch(new URL('/api/nope', url))).status, 404);
-      assert.equal((await fetch(new URL('/api/classify', url))).status, 404, 'GET on a POST route');
+    it('maps unknown routes and samples to 404 NOT_FOUND and malformed paths to 400, and never answers 500', async () => {
+      assertError(await call(url, '/api/nope'), 404, 'NOT_FOUND');
+      assertError(await call(url, '/api/classify'), 404, 'NOT_FOUND'); // GET on a POST route
+      assertError(await call(url, '/api/samples/no-such-sample.png'), 404, 'NOT_FOUND');
       assert.equal((await fetch(new URL('/api/jobs/%E0%A4%A', url))).status, 400);
       const hostile: [string, RequestInit][] = [
         ['/api/classify?model=squeezenet&topk=1&topk=2', png(kitten)],

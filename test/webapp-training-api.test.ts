@@ -134,8 +134,8 @@ describe('web app training API', function () {
     it('refuses an archive over the upload limit while it streams in: 413', async () => {
       extra = new WebApp({ broker: cluster.broker.frontendEndpoint, http: 0, maxUploadBytes: 4096 }, testLogger);
       const small = await extra.start();
-      assertError(await call(small, '/api/datasets', raw(await halvesZip())), 413, 'IMAGE_TOO_LARGE');
-      assertError(await call(small, '/api/datasets', form(await halvesZip())), 413, 'IMAGE_TOO_LARGE');
+      assertError(await call(small, '/api/datasets', raw(await halvesZip())), 413, 'PAYLOAD_TOO_LARGE');
+      assertError(await call(small, '/api/datasets', form(await halvesZip())), 413, 'PAYLOAD_TOO_LARGE');
     });
   });
 
@@ -174,7 +174,7 @@ describe('web app training API', function () {
       assertError(await call(url, '/api/train', { method: 'POST', body: '{"datasetId":', headers: { 'content-type': 'application/json' } }), 400, 'BAD_REQUEST');
       assertError(await call(url, '/api/train', { method: 'POST', body: 'datasetId=halves', headers: { 'content-type': 'application/x-www-form-urlencoded' } }), 400, 'BAD_REQUEST');
       assertError(await call(url, '/api/train', { method: 'POST' }), 400, 'BAD_REQUEST');
-      assertError(await call(url, '/api/train', json({ datasetId: 'halves', export: { name: 'x', description: 'a'.repeat(70_000) } })), 413, 'IMAGE_TOO_LARGE');
+      assertError(await call(url, '/api/train', json({ datasetId: 'halves', export: { name: 'x', description: 'a'.repeat(70_000) } })), 413, 'PAYLOAD_TOO_LARGE');
     });
 
     it('says which field is wrong', async () => {

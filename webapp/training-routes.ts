@@ -43,6 +43,7 @@ export const DATASET_UPLOAD: UploadKind = {
   hint:
     'send multipart/form-data with the field "archive", or the zip or tar.gz bytes with content type ' +
     'application/zip, application/gzip or application/octet-stream',
+  tooLarge: 'PAYLOAD_TOO_LARGE',
 };
 
 /** Time a dataset import may take: the worker decodes every image of the archive. */

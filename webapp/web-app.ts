@@ -47,7 +47,7 @@ function toZerveError(err: unknown): ZerveError {
   if (err instanceof ZerveError) return err;
   const status = (err as { status?: unknown; statusCode?: unknown }).status ?? (err as { statusCode?: unknown }).statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    const code = status === 413 ? 'IMAGE_TOO_LARGE' : 'BAD_REQUEST';
+    const code = status === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST';
     return new ZerveError(code, err instanceof Error ? err.message : String(err), { cause: err });
   }
   return ZerveError.from(err);
@@ -213,7 +213,7 @@ export class WebApp {
     try {
       bytes = await this.gallery.read(name);
     } catch {
-      throw new ZerveError('UNKNOWN_SERVICE', `no sample image named ${JSON.stringify(name)}`);
+      throw new ZerveError('NOT_FOUND', `no sample image named ${JSON.stringify(name)}`);
     }
     res.type(this.gallery.typeOf(name)).set('Cache-Control', 'public, max-age=300').send(bytes);
   };
@@ -322,7 +322,7 @@ export class WebApp {
   };
 
   private readonly notFound: RequestHandler = (req) => {
-    throw new ZerveError('UNKNOWN_SERVICE', `no route ${req.method} ${req.path}`);
+    throw new ZerveError('NOT_FOUND', `no route ${req.method} ${req.path}`);
   };
 
   private readonly errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
