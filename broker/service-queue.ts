@@ -53,12 +53,4 @@ export class ServiceQueue {
     }
     return expired;
   }
-
-  /** Removes and returns everything (broker shutdown). */
-  drain(): PendingRequest[] {
-    const all = this.items.slice(this.head);
-    this.items = [];
-    this.head = 0;
-    return all;
-  }
 }

@@ -65,22 +65,6 @@ export class ZerveError extends Error {
   }
 }
 
-/** The worker died with the request in flight: the broker may requeue it on another worker. */
-export class WorkerLostError extends ZerveError {
-  constructor(message = ERROR_CODES.WORKER_LOST, options?: { cause?: unknown }) {
-    super('WORKER_LOST', message, options);
-    this.name = 'WorkerLostError';
-  }
-}
-
-/** Retrying cannot help: the input itself is wrong. */
-export class UnrecoverableError extends ZerveError {
-  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
-    super(code, message, options);
-    this.name = 'UnrecoverableError';
-  }
-}
-
 export function isErrorBody(value: unknown): value is ErrorBody {
   if (typeof value !== 'object' || value === null || !('error' in value)) return false;
   const error = (value as { error: unknown }).error;

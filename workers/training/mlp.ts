@@ -14,6 +14,7 @@
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { ZerveError } from '../../shared/errors.ts';
+import { accuracy, argmaxRows, logLoss } from './metrics.ts';
 import { Rng } from './rng.ts';
 
 export interface MlpConfig {
@@ -220,7 +221,8 @@ export class MlpClassifier {
       let valLoss = Number.NaN;
       if (val && val.rows > 0) {
         const proba = await this.predictProba(val.x, val.rows, yieldMs);
-        ({ accuracy: valAccuracy, loss: valLoss } = accuracyAndLoss(proba, val.y, val.rows, this.classes));
+        valAccuracy = accuracy(val.y, argmaxRows(proba, val.rows, this.classes));
+        valLoss = logLoss(val.y, proba, this.classes);
       }
       const progress: EpochProgress = { loss: lossSum / train.rows, valAccuracy, valLoss, elapsedMs: performance.now() - started };
       history.push(progress);
@@ -495,27 +497,4 @@ function momentumStep(w: Float32Array, g: Float32Array, velocity: Float32Array, 
     const vi = (velocity[i] = momentum * velocity[i] + g[i]);
     w[i] -= lr * vi;
   }
-}
-
-/** Top-1 index per row of a row-major [rows, classes] matrix. */
-export function argmaxRows(values: Float32Array, rows: number, classes: number): Int32Array {
-  const out = new Int32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let best = 0;
-    const o = r * classes;
-    for (let j = 1; j < classes; j++) if (values[o + j] > values[o + best]) best = j;
-    out[r] = best;
-  }
-  return out;
-}
-
-function accuracyAndLoss(proba: Float32Array, labels: Int32Array, rows: number, classes: number): { accuracy: number; loss: number } {
-  const predicted = argmaxRows(proba, rows, classes);
-  let correct = 0;
-  let loss = 0;
-  for (let r = 0; r < rows; r++) {
-    if (predicted[r] === labels[r]) correct++;
-    loss -= Math.log(Math.max(proba[r * classes + labels[r]], 1e-12));
-  }
-  return { accuracy: correct / rows, loss: loss / rows };
 }
