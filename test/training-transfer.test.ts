@@ -10,7 +10,7 @@ import { preprocessForBackbone, squeezenetBackbone, type BackboneSpec } from '..
 import { DatasetStore } from '../workers/training/dataset-store.ts';
 import { PROBABILITIES_OUTPUT } from '../workers/training/onnx-export.ts';
 import { runTraining, type TrainingRequest, type TrainingResult } from '../workers/training/trainer.ts';
-import { photoVariants } from './fixtures/photo-variants.ts';
+import { photoVariants } from '../scripts/bench/photo-variants.ts';
 
 const FIXTURES = new URL('../../shared/fixtures/', import.meta.url).pathname;
 const log = logger.child({ test: 'training-transfer' });
