@@ -76,6 +76,11 @@ export interface ReadyExtension {
   pid?: number;
   /** Set when the worker is stopping: it finishes what it has and takes nothing new. */
   draining?: boolean;
+  /**
+   * The services (of `services`) whose requests may be sent to another worker when this one dies
+   * with them. Absent: none (so a plain MDP worker's requests are never resent).
+   */
+  idempotent?: string[];
 }
 
 /** A message violated the protocol; the broker logs it and drops it. */
@@ -203,6 +208,7 @@ function parseReadyExtension(frame: Buffer): ReadyExtension | undefined {
     if (typeof value.host === 'string') extension.host = value.host;
     if (typeof value.pid === 'number') extension.pid = value.pid;
     if (value.draining === true) extension.draining = true;
+    if (Array.isArray(value.idempotent)) extension.idempotent = value.idempotent.filter((s) => typeof s === 'string');
     return extension;
   } catch {
     return undefined; // an unknown extension is ignored, as a plain MDP broker would

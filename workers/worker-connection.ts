@@ -42,8 +42,15 @@ export type RequestHandler = (body: Buffer[], ctx: RequestContext) => Promise<Bu
  *
  * Events: `'connected'` after each READY.
  */
+/** What a worker declares about its services besides their names. */
+export interface ServiceTraits {
+  /** Whether a request to `service` may be resent to another worker if this one dies with it. @defaultValue () => false */
+  idempotent?: (service: string) => boolean;
+}
+
 export class WorkerConnection extends EventEmitter {
   readonly options: WorkerConnectionOptions;
+  private readonly isIdempotent: (service: string) => boolean;
   private services: string[];
   private socket?: zmq.Dealer;
   private sends?: SendQueue;
@@ -57,9 +64,11 @@ export class WorkerConnection extends EventEmitter {
   private closing?: Promise<void>;
   private generation = 0;
 
-  constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> = {}, log: Logger = logger) {
+  constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> & ServiceTraits = {}, log: Logger = logger) {
     super();
-    this.options = { ...DEFAULT_WORKER_CONNECTION_OPTIONS, ...options };
+    const { idempotent, ...connection } = options;
+    this.options = { ...DEFAULT_WORKER_CONNECTION_OPTIONS, ...connection };
+    this.isIdempotent = idempotent ?? (() => false);
     if (!(Number.isInteger(this.options.capacity) && this.options.capacity >= 1)) {
       throw new ZerveError('BAD_REQUEST', `capacity must be a positive integer, got ${this.options.capacity}`);
     }
@@ -162,6 +171,8 @@ export class WorkerConnection extends EventEmitter {
       host: HOSTNAME,
       pid: process.pid,
     };
+    const idempotent = this.services.filter(this.isIdempotent);
+    if (idempotent.length > 0) extension.idempotent = idempotent;
     if (this.draining) extension.draining = true;
     this.send(encodeReady(extension));
     this.emit('connected', this.services);

@@ -23,7 +23,9 @@ export class InferenceWorker {
     const merged = { ...DEFAULT_INFERENCE_OPTIONS, ...options };
     this.log = log.child({ component: 'inference-worker' });
     this.engine = new InferenceEngine(merged);
-    this.connection = new WorkerConnection([], (body, ctx) => this.handle(body, ctx), { kind: 'inference', ...options }, log);
+    // Classification and model listing change nothing: safe to resend if this worker dies.
+    const idempotent = (service: string) => service.startsWith(CLASSIFY_PREFIX) || service === MODELS_DESCRIBE;
+    this.connection = new WorkerConnection([], (body, ctx) => this.handle(body, ctx), { kind: 'inference', ...options, idempotent }, log);
   }
 
   /** Loads and warms every model, then registers with the broker. */
