@@ -8,8 +8,6 @@ import { logger, type Logger } from '../shared/logger.ts';
 import { encodeError, encodeJson, isMsgpackMap, type ServiceInfo } from '../shared/messages.ts';
 import { INFER_PREFIX } from '../shared/infer-messages.ts';
 import {
-  CLASSIFY_PREFIX,
-  ECHO_SERVICE,
   MDPC01,
   MDPC02,
   MDPW01,
@@ -36,7 +34,6 @@ import { ServiceQueue } from './service-queue.ts';
 import { WorkerRegistry, type WorkerRecord } from './worker-registry.ts';
 
 /** Services whose requests may be sent to another worker when theirs dies. */
-const IDEMPOTENT_PREFIXES = [CLASSIFY_PREFIX, INFER_PREFIX, 'models.', ECHO_SERVICE];
 const SWEEP_INTERVAL_MS = 50;
 /** Longest retry hint an OVERLOADED answer gives (also the hint when the queue has not drained lately). */
 const RETRY_AFTER_CEILING_MS = 60_000;
@@ -368,6 +365,7 @@ export class Broker extends EventEmitter {
           version: message.version,
           extended: ext !== undefined,
           services: new Set(ext ? ext.services : [message.service]),
+          idempotent: new Set(ext?.idempotent),
           capacity: ext?.capacity ?? 1,
           draining: ext?.draining === true,
           inFlight: new Map(),
@@ -488,8 +486,7 @@ export class Broker extends EventEmitter {
     const affected = new Set<string>();
     let requeued = 0;
     for (const request of lost) {
-      const idempotent = IDEMPOTENT_PREFIXES.some((p) => request.service.startsWith(p));
-      if (idempotent && request.requeues < this.options.maxRequeues && request.deadline > now) {
+      if (worker.idempotent.has(request.service) && request.requeues < this.options.maxRequeues && request.deadline > now) {
         request.requeues++;
         delete request.token;
         delete request.worker;

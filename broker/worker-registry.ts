@@ -15,6 +15,8 @@ export interface WorkerRecord {
   /** Whether it registered with Zerve's READY extension (and so gets the service frame). */
   extended: boolean;
   services: Set<string>;
+  /** Services whose in-flight requests are resent when the worker dies (declared in READY). */
+  idempotent: Set<string>;
   capacity: number;
   /** True once it announced it is stopping: it gets no new requests. */
   draining: boolean;
@@ -67,6 +69,7 @@ export class WorkerRegistry {
   updateServices(record: WorkerRecord, extension: ReadyExtension): void {
     for (const service of record.services) this.unlink(service, record);
     record.services = new Set(extension.services);
+    record.idempotent = new Set(extension.idempotent);
     record.capacity = extension.capacity;
     record.draining = extension.draining === true;
     if (extension.models) record.models = extension.models;

@@ -15,19 +15,19 @@
  * the same cores, so the cluster rows pay for the broker's and the client's CPU too. The training
  * section's digits and transfer entries call the trainer in this process (see bench/training-section.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ZerveClient } from '../shared/client.ts';
 import { classifyService, ECHO_SERVICE } from '../shared/protocol.ts';
 import { BenchCluster } from './bench/bench-cluster.ts';
 import { makeBenchRepository } from './bench/bench-repository.ts';
 import { CliChild } from './bench/cli-child.ts';
-import type { HttpBenchOptions, HttpBenchResult } from '../webapp/http-bench.ts';
+import { benchHttp, type HttpBenchOptions, type HttpBenchResult } from './bench/http-bench.ts';
 import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/echo-load.ts';
 import { runLoad, type LoadResult } from './bench/load-runner.ts';
 import { benchOip, type OipBenchRow } from './bench/oip-section.ts';
@@ -77,7 +77,6 @@ const ECHO_ROUND_TRIPS = 3000;
 const RESULTS_NAME = ['bench', ...(ALL_SECTIONS ? [] : SECTIONS.filter((s) => SELECTED.has(s))), ...(QUICK ? ['quick'] : [])].join('-');
 const RESULTS_FILE = path.join(REPO_ROOT, 'bench-results', `${RESULTS_NAME}.json`);
 const MARKDOWN_FILE = path.join(REPO_ROOT, 'bench-results', `${RESULTS_NAME}.md`);
-const HTTP_BENCH = path.join(REPO_ROOT, 'webapp', 'http-bench.ts');
 const HTTP_IMAGE = 'kitten-1600.jpg';
 const HTTP_CONCURRENCIES = [1, 16, 1000];
 const CACHE_CONCURRENCY = 16;
@@ -313,20 +312,14 @@ async function benchBroker(cluster: BenchCluster): Promise<BrokerRow[]> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. HTTP (webapp/http-bench.ts, when present)
+// 3. HTTP (scripts/bench/http-bench.ts)
 // ---------------------------------------------------------------------------------------------
 
 
-/**
- * Runs `benchHttp` from webapp/http-bench.ts (POST /api/classify against ZerveClient.classify) when
- * that file exists; imported at run time so the benchmark also runs without it.
- */
-async function benchHttpIfPresent(options: HttpBenchOptions): Promise<HttpSection> {
-  if (!existsSync(HTTP_BENCH)) return { skipped: 'webapp/http-bench.ts does not exist' };
-  const module = (await import(pathToFileURL(HTTP_BENCH).href)) as { benchHttp?: (o: HttpBenchOptions) => Promise<HttpBenchResult> };
-  if (typeof module.benchHttp !== 'function') return { skipped: 'webapp/http-bench.ts exports no benchHttp' };
+/** Runs `benchHttp` (POST /api/classify against ZerveClient.classify). */
+async function benchHttpSection(options: HttpBenchOptions): Promise<HttpSection> {
   progress(`HTTP: POST /api/classify vs ZerveClient.classify, ${path.basename(options.image)}, concurrency ${options.concurrency?.join(', ')}`);
-  return { result: await module.benchHttp(options) };
+  return { result: await benchHttp(options) };
 }
 
 interface HttpSection {
@@ -457,7 +450,7 @@ async function main(): Promise<void> {
         const whileRunning =
           i === CLUSTER_SETUPS.length - 1
             ? async () => {
-                http = await benchHttpIfPresent({
+                http = await benchHttpSection({
                   broker: cluster.frontend,
                   model: MODEL,
                   image: path.join(FIXTURES, 'images', HTTP_IMAGE),

@@ -38,7 +38,8 @@ export class TrainingProgressView {
 
   update(message: TrainProgressMessage): void {
     if (message.type === 'started') {
-      this.stream.write(`training ${message.experimentId} on ${message.host} (pid ${message.pid}), ${message.runs ?? 1} run(s)\n`);
+      const what = message.family === 'transfer' ? `transfer learning on ${message.backbone ?? 'a backbone'}` : message.family === 'mlp' ? 'an MLP on pixels' : '';
+      this.stream.write(`training ${message.experimentId} on ${message.host} (pid ${message.pid}), ${what ? `${what}, ` : ''}${message.runs ?? 1} run(s)\n`);
       return;
     }
     if (message.type === 'features') {
@@ -262,6 +263,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .description('train a model through the cluster and serve it as classify.<name>')
     .requiredOption('--dataset <id>', 'dataset id or name, or mnist')
     .requiredOption('--name <model>', 'model name to export as')
+    .addOption(new Option('--family <family>', 'model family (default: transfer for a photo dataset when a squeezenet model is served, else mlp)').choices(['mlp', 'transfer']))
     .option('--backbone <name>', 'transfer learning on embeddings of this repository model (e.g. squeezenet-fp32)')
     .addOption(new Option('--head <kind>', 'transfer head').choices(['linear', 'mlp']))
     .option('--param <key=value>', 'a fixed hyperparameter (repeatable)', collect)
@@ -286,7 +288,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
         if (grid.length > 0 && (flags.random !== undefined || ranges.length > 0)) throw new ZerveError('BAD_REQUEST', 'use either --grid or --random with --range');
         const header: TrainHeader = {
           datasetId: String(flags.dataset),
-          family: flags.backbone ? 'transfer' : 'mlp',
+          // No family: the worker picks transfer for a photo dataset when a backbone is served, else mlp.
+          ...(flags.family ? { family: flags.family as 'mlp' | 'transfer' } : flags.backbone ? { family: 'transfer' as const } : {}),
           ...(flags.backbone ? { backbone: String(flags.backbone) } : {}),
           ...(flags.head ? { head: String(flags.head) } : {}),
           ...(flags.param ? { params: parseParams(flags.param as string[]) } : {}),

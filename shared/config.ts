@@ -117,6 +117,12 @@ export interface WorkerConnectionOptions extends HeartbeatOptions, CurveOptions 
   kind: string;
   /** How often the worker's metrics ride on a HEARTBEAT to the broker (when it has any). @defaultValue 5000 */
   metricsIntervalMs: number;
+  /**
+   * On close, how long requests in flight may run before their `signal` aborts (a training then
+   * stops at its next mini-batch and answers WORKER_LOST; a classification, which never looks at
+   * the signal, just finishes). Below the supervisor's 10 s SIGKILL. @defaultValue 5000
+   */
+  drainTimeoutMs: number;
 }
 
 export const DEFAULT_WORKER_CONNECTION_OPTIONS: WorkerConnectionOptions = {
@@ -128,6 +134,7 @@ export const DEFAULT_WORKER_CONNECTION_OPTIONS: WorkerConnectionOptions = {
   reconnectDelayMs: 500,
   kind: 'worker',
   metricsIntervalMs: 5000,
+  drainTimeoutMs: 5000,
 };
 
 export interface MetricsOptions {

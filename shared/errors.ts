@@ -6,11 +6,13 @@ export const ERROR_CODES = {
   BAD_REQUEST: 'The request is malformed: a frame is missing, or the header is not valid JSON or msgpack.',
   BAD_IMAGE: 'The image bytes could not be decoded.',
   IMAGE_TOO_LARGE: 'The image exceeds the byte or pixel limit.',
+  PAYLOAD_TOO_LARGE: 'A request body other than an image exceeds its byte limit (a job body, a JSON body, a dataset upload).',
   BAD_DATASET: 'The dataset is unusable: a corrupt or unsafe archive, too large, or fewer than two non-empty classes.',
   UNKNOWN_DATASET: 'No such dataset.',
   BAD_TRANSFER: 'A model file arrived corrupt or truncated (SHA-256 or size mismatch); nothing was installed.',
   UNKNOWN_MODEL: 'No such model or model version.',
   UNKNOWN_SERVICE: 'No such service.',
+  NOT_FOUND: 'No such HTTP route or sample image.',
   UNKNOWN_JOB: 'No such job.',
   UNKNOWN_RUN: 'No such training run or experiment.',
   NO_WORKERS: 'No worker offered the service before the deadline.',
@@ -61,22 +63,6 @@ export class ZerveError extends Error {
   static fromBody(body: ErrorBody): ZerveError {
     const code = isErrorCode(body.error.code) ? body.error.code : 'INTERNAL';
     return new ZerveError(code, body.error.message, body.error.details ? { details: body.error.details } : undefined);
-  }
-}
-
-/** The worker died with the request in flight: the broker may requeue it on another worker. */
-export class WorkerLostError extends ZerveError {
-  constructor(message = ERROR_CODES.WORKER_LOST, options?: { cause?: unknown }) {
-    super('WORKER_LOST', message, options);
-    this.name = 'WorkerLostError';
-  }
-}
-
-/** Retrying cannot help: the input itself is wrong. */
-export class UnrecoverableError extends ZerveError {
-  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
-    super(code, message, options);
-    this.name = 'UnrecoverableError';
   }
 }
 

@@ -101,6 +101,11 @@ export interface ReadyExtension {
   keyProof?: KeyProof;
   /** The models it serves with their versions (inference workers), shown by `mmi.workers` and `zerve status`. */
   models?: ServedModelVersions[];
+  /**
+   * The services (of `services`) whose requests may be sent to another worker when this one dies
+   * with them. Absent: none (so a plain MDP worker's requests are never resent).
+   */
+  idempotent?: string[];
 }
 
 /** A message violated the protocol; the broker logs it and drops it. */
@@ -255,6 +260,7 @@ function parseReadyExtension(frame: Buffer): ReadyExtension | undefined {
       const models = value.models.filter((m) => typeof m?.name === 'string' && typeof m.latest === 'string' && strings(m.versions));
       extension.models = models.map((m) => ({ name: m.name, versions: [...m.versions], latest: m.latest }));
     }
+    if (Array.isArray(value.idempotent)) extension.idempotent = value.idempotent.filter((s) => typeof s === 'string');
     return extension;
   } catch {
     return undefined; // an unknown extension is ignored, as a plain MDP broker would

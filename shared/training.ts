@@ -99,6 +99,9 @@ export interface TrainStarted extends CancelHandle {
   host: string;
   pid: number;
   runs?: number;
+  /** What the worker trains, defaults applied (a photo dataset defaults to transfer when a backbone is there). */
+  family?: 'mlp' | 'transfer';
+  backbone?: string;
 }
 
 export interface TrainEpoch {

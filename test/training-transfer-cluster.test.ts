@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { encodeJson } from '../shared/messages.ts';
-import { DATASETS_ADD, requestTraining, type DatasetSummary, type TrainResultMessage } from '../shared/training.ts';
+import { DATASETS_ADD, requestTraining, type DatasetSummary, type TrainResultMessage, type TrainStarted } from '../shared/training.ts';
 import { makeRepository } from './fixtures/inference-models.ts';
-import { photoVariants } from './fixtures/photo-variants.ts';
+import { photoVariants } from '../scripts/bench/photo-variants.ts';
 import { makeZip, type ArchiveEntry } from './fixtures/training-archives.ts';
 import { fixtureImage, spawnWorker, startBroker, tempDir, type CliProcess } from './helpers/cluster.ts';
 
@@ -21,6 +21,7 @@ describe('transfer learning through the cluster', function () {
   const testImages: { label: string; bytes: Buffer }[] = [];
   let dataset: DatasetSummary;
   let result: TrainResultMessage;
+  let started: TrainStarted | undefined;
 
   before(async () => {
     dir = await tempDir('zerve-transfer-cluster-');
@@ -39,16 +40,12 @@ describe('transfer learning through the cluster', function () {
       }
     }
     dataset = await client.requestJson<DatasetSummary>(DATASETS_ADD, [encodeJson({ name: 'pets' }), makeZip(entries)]);
-    result = await requestTraining(client, {
-      datasetId: 'pets',
-      family: 'transfer',
-      backbone: 'squeezenet-fp32',
-      head: 'linear',
-      split: { kind: 'explicit' },
-      epochs: 30,
-      seed: 5,
-      export: { name: 'pets' },
-    });
+    // No family or backbone: a photo dataset defaults to transfer learning on a served squeezenet.
+    result = await requestTraining(
+      client,
+      { datasetId: 'pets', split: { kind: 'explicit' }, epochs: 30, seed: 5, export: { name: 'pets' } },
+      { onProgress: (message) => { if (message.type === 'started') started = message; } },
+    );
   });
 
   after(async () => {
@@ -59,7 +56,9 @@ describe('transfer learning through the cluster', function () {
     if (models) await rm(models, { recursive: true, force: true });
   });
 
-  it('trains a head on squeezenet embeddings of an uploaded dataset', () => {
+  it('trains an uploaded photo dataset by transfer learning on the float32 squeezenet by default', () => {
+    assert.equal(started?.family, 'transfer');
+    assert.equal(started?.backbone, 'squeezenet-fp32');
     assert.equal(dataset.explicitTest, true);
     assert.deepEqual(result.classes, ['fish', 'kitten']);
     assert.equal(result.datasetId, dataset.id);

@@ -134,8 +134,8 @@ describe('web app training API', function () {
     it('refuses an archive over the upload limit while it streams in: 413', async () => {
       extra = new WebApp({ broker: cluster.broker.frontendEndpoint, http: 0, maxUploadBytes: 4096 }, testLogger);
       const small = await extra.start();
-      assertError(await call(small, '/api/datasets', raw(await halvesZip())), 413, 'IMAGE_TOO_LARGE');
-      assertError(await call(small, '/api/datasets', form(await halvesZip())), 413, 'IMAGE_TOO_LARGE');
+      assertError(await call(small, '/api/datasets', raw(await halvesZip())), 413, 'PAYLOAD_TOO_LARGE');
+      assertError(await call(small, '/api/datasets', form(await halvesZip())), 413, 'PAYLOAD_TOO_LARGE');
     });
   });
 
@@ -160,7 +160,7 @@ describe('web app training API', function () {
       ['a k-fold split of 1', { ...base, split: { kind: 'auto', folds: 1 } }],
       ['an explicit split on a dataset without test/', { ...base, split: { kind: 'explicit' } }],
       ['transfer without a backbone', { ...base, family: 'transfer' }],
-      ['a backbone for the mlp family', { ...base, backbone: 'squeezenet' }],
+      ['a backbone for the mlp family', { ...base, family: 'mlp', backbone: 'squeezenet' }],
       ['a webhook that is not http(s)', { ...base, notify: { webhook: 'ftp://example.com/hook' } }],
       ['an unknown notify field', { ...base, notify: { sms: '+100' } }],
     ] as const) {
@@ -174,7 +174,7 @@ describe('web app training API', function () {
       assertError(await call(url, '/api/train', { method: 'POST', body: '{"datasetId":', headers: { 'content-type': 'application/json' } }), 400, 'BAD_REQUEST');
       assertError(await call(url, '/api/train', { method: 'POST', body: 'datasetId=halves', headers: { 'content-type': 'application/x-www-form-urlencoded' } }), 400, 'BAD_REQUEST');
       assertError(await call(url, '/api/train', { method: 'POST' }), 400, 'BAD_REQUEST');
-      assertError(await call(url, '/api/train', json({ datasetId: 'halves', export: { name: 'x', description: 'a'.repeat(70_000) } })), 413, 'IMAGE_TOO_LARGE');
+      assertError(await call(url, '/api/train', json({ datasetId: 'halves', export: { name: 'x', description: 'a'.repeat(70_000) } })), 413, 'PAYLOAD_TOO_LARGE');
     });
 
     it('says which field is wrong', async () => {
@@ -196,13 +196,13 @@ describe('web app training API', function () {
       extraBroker = await startBroker();
       extra = new WebApp({ broker: extraBroker.frontendEndpoint, http: 0, infoCacheMs: 100 }, testLogger);
       const lonely = await extra.start();
-      const started = Date.now();
+      // The lonely web app's client would wait its whole requestTimeoutMs (far past mocha's timeout)
+      // for a service nobody offers; a 503 at all means it asked mmi.service first.
       assertError(await call(lonely, '/api/train', json(base)), 503, 'NO_WORKERS');
       assertError(await call(lonely, '/api/datasets'), 503, 'NO_WORKERS');
       assertError(await call(lonely, '/api/datasets', raw(await halvesZip(2))), 503, 'NO_WORKERS');
       assertError(await call(lonely, '/api/runs'), 503, 'NO_WORKERS');
       assertError(await call(lonely, '/api/runs/e00000000'), 503, 'NO_WORKERS');
-      assert.ok(Date.now() - started < 5000, 'no waiting for a deadline');
     });
   });
 

@@ -18,6 +18,7 @@ export const MODEL_UPLOAD: UploadKind = {
   field: 'model',
   rawTypes: ['application/octet-stream'],
   hint: 'send multipart/form-data with the field "model", or the ONNX bytes with content type application/octet-stream',
+  tooLarge: 'PAYLOAD_TOO_LARGE',
 };
 
 export interface ModelRoutesContext {

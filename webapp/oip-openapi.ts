@@ -225,7 +225,7 @@ const inferOperation = (operationId: string, parameters: object[]) => ({
       },
       '400': error('BAD_REQUEST (malformed JSON, wrong datatype, wrong shape, binary sizes that do not match the body) or BAD_IMAGE.'),
       '404': error('UNKNOWN_MODEL: no such model or version.'),
-      '413': error('IMAGE_TOO_LARGE: the body or an image is over the limit.'),
+      '413': error('PAYLOAD_TOO_LARGE: the body is over the upload limit.'),
       '502': error('WORKER_LOST: the worker died with the request, and no other could take it.'),
       '503': unavailable,
       '504': error('TIMEOUT.'),

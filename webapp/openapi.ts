@@ -143,7 +143,7 @@ export const OPENAPI_DOCUMENT = {
         parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[^/\\\\]{1,255}$' } }],
         responses: {
           '200': { description: 'The image file.', content: { 'image/*': { schema: { type: 'string', format: 'binary' } } } },
-          '404': errorResponse('No such sample.'),
+          '404': errorResponse('NOT_FOUND: no such sample.'),
         },
       },
     },

@@ -19,12 +19,15 @@ export interface UploadKind {
   rawTypes: readonly string[];
   /** Told to a client that sent neither. */
   hint: string;
+  /** The code of an upload over the limit. */
+  tooLarge: 'IMAGE_TOO_LARGE' | 'PAYLOAD_TOO_LARGE';
 }
 
 export const IMAGE_UPLOAD: UploadKind = {
   field: IMAGE_FIELD,
   rawTypes: ['image/', 'application/octet-stream'],
   hint: 'send multipart/form-data with the field "image", or the image bytes with an image/* content type',
+  tooLarge: 'IMAGE_TOO_LARGE',
 };
 
 /** A file of any kind: `bytes` undefined when the request has no body (or no such field). */
@@ -34,8 +37,8 @@ export interface FileUpload {
   mimeType?: string;
 }
 
-function tooLarge(maxUploadBytes: number): ZerveError {
-  return new ZerveError('IMAGE_TOO_LARGE', `the upload exceeds the limit of ${maxUploadBytes} bytes`, {
+function tooLarge(maxUploadBytes: number, code: UploadKind['tooLarge']): ZerveError {
+  return new ZerveError(code, `the upload exceeds the limit of ${maxUploadBytes} bytes`, {
     details: { maxUploadBytes },
   });
 }
@@ -49,7 +52,7 @@ function hasBody(req: IncomingMessage): boolean {
 /**
  * Reads the image of a request into memory, never more than `maxUploadBytes`: a multipart form with
  * field `image`, or the raw bytes with an `image/*` (or `application/octet-stream`) content type.
- * Past the limit it rejects with IMAGE_TOO_LARGE at once, while the upload is still arriving; the
+ * Past the limit it rejects with IMAGE_TOO_LARGE (the kind's `tooLarge`) at once, while the upload is still arriving; the
  * rest of the body is read and dropped so that the answer reaches the client.
  */
 export async function readUpload(req: IncomingMessage, maxUploadBytes: number): Promise<Upload> {
@@ -66,18 +69,18 @@ export function readFileUpload(req: IncomingMessage, maxUploadBytes: number, kin
   // A multipart body has some framing around the file: allow for it before refusing on length alone.
   if (declared > maxUploadBytes + (isMultipart ? 64 * 1024 : 0)) {
     req.resume();
-    return Promise.reject(tooLarge(maxUploadBytes));
+    return Promise.reject(tooLarge(maxUploadBytes, kind.tooLarge));
   }
-  if (isMultipart) return readMultipart(req, maxUploadBytes, kind.field);
+  if (isMultipart) return readMultipart(req, maxUploadBytes, kind);
   const mimeType = type.split(';')[0]!.trim();
   if (kind.rawTypes.some((t) => (t.endsWith('/') ? mimeType.startsWith(t) : mimeType === t))) {
-    return readRaw(req, maxUploadBytes).then((bytes) => ({ bytes, mimeType }));
+    return readRaw(req, maxUploadBytes, kind.tooLarge).then((bytes) => ({ bytes, mimeType }));
   }
   req.resume();
   return Promise.reject(new ZerveError('BAD_REQUEST', kind.hint));
 }
 
-function readRaw(req: IncomingMessage, maxUploadBytes: number): Promise<Buffer> {
+function readRaw(req: IncomingMessage, maxUploadBytes: number, code: UploadKind['tooLarge']): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -87,7 +90,7 @@ function readRaw(req: IncomingMessage, maxUploadBytes: number): Promise<Buffer> 
         req.off('data', onData);
         chunks.length = 0;
         req.resume(); // drop the rest; the 413 is sent now
-        reject(tooLarge(maxUploadBytes));
+        reject(tooLarge(maxUploadBytes, code));
         return;
       }
       chunks.push(chunk);
@@ -98,7 +101,7 @@ function readRaw(req: IncomingMessage, maxUploadBytes: number): Promise<Buffer> 
   });
 }
 
-function readMultipart(req: IncomingMessage, maxUploadBytes: number, field: string): Promise<FileUpload> {
+function readMultipart(req: IncomingMessage, maxUploadBytes: number, { field, tooLarge: code }: UploadKind): Promise<FileUpload> {
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
@@ -132,7 +135,7 @@ function readMultipart(req: IncomingMessage, maxUploadBytes: number, field: stri
       });
       file.on('limit', () => {
         chunks.length = 0;
-        fail(tooLarge(maxUploadBytes)); // busboy drops the rest of the file for us
+        fail(tooLarge(maxUploadBytes, code)); // busboy drops the rest of the file for us
       });
       file.on('end', () => {
         if (failed) return;

@@ -253,7 +253,7 @@ export const TRAINING_PATHS = {
       responses: {
         '201': { description: 'Added (or already there: the id is the SHA-256 of the bytes).', content: json('DatasetSummary') },
         '400': errorResponse('BAD_REQUEST (no archive) or BAD_DATASET (corrupt or unsafe archive, fewer than two classes, ...).'),
-        '413': errorResponse('IMAGE_TOO_LARGE: the upload is over the limit.'),
+        '413': errorResponse('PAYLOAD_TOO_LARGE: the upload is over the limit.'),
         '503': unavailable,
         '504': errorResponse('TIMEOUT.'),
       },
@@ -274,7 +274,7 @@ export const TRAINING_PATHS = {
         },
         '400': errorResponse('BAD_REQUEST: the body is not a valid training request (bad search, unknown hyperparameter, ...).'),
         '404': errorResponse('UNKNOWN_DATASET, or UNKNOWN_MODEL (the backbone is not served).'),
-        '413': errorResponse('IMAGE_TOO_LARGE: the body is over 64 KiB.'),
+        '413': errorResponse('PAYLOAD_TOO_LARGE: the body is over 64 KiB.'),
         '503': unavailable,
         '504': errorResponse('TIMEOUT.'),
       },

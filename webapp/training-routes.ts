@@ -40,6 +40,7 @@ export const DATASET_UPLOAD: UploadKind = {
   hint:
     'send multipart/form-data with the field "archive", or the zip or tar.gz bytes with content type ' +
     'application/zip, application/gzip or application/octet-stream',
+  tooLarge: 'PAYLOAD_TOO_LARGE',
 };
 
 /** Time a dataset import may take: the worker decodes every image of the archive. */
@@ -170,7 +171,7 @@ export class TrainingRoutes {
     if (request.family === 'transfer' && request.backbone === undefined) {
       throw new ZerveError('BAD_REQUEST', 'family transfer needs a backbone (a served squeezenet model)');
     }
-    if (request.family !== 'transfer' && (request.backbone !== undefined || request.head !== undefined)) {
+    if (request.family === 'mlp' && (request.backbone !== undefined || request.head !== undefined)) {
       throw new ZerveError('BAD_REQUEST', 'backbone and head are for family transfer');
     }
     if (request.search?.mode === 'grid' && request.search.samples !== undefined) {

@@ -226,7 +226,7 @@ export class WebApp {
     try {
       bytes = await this.gallery.read(name);
     } catch {
-      throw new ZerveError('UNKNOWN_SERVICE', `no sample image named ${JSON.stringify(name)}`);
+      throw new ZerveError('NOT_FOUND', `no sample image named ${JSON.stringify(name)}`);
     }
     res.type(this.gallery.typeOf(name)).set('Cache-Control', 'public, max-age=300').send(bytes);
   };
@@ -335,7 +335,7 @@ export class WebApp {
   };
 
   private readonly notFound: RequestHandler = (req) => {
-    throw new ZerveError('UNKNOWN_SERVICE', `no route ${req.method} ${req.path}`);
+    throw new ZerveError('NOT_FOUND', `no route ${req.method} ${req.path}`);
   };
 
   /** Runs a classification or submission within the bound of requests in flight. */

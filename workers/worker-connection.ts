@@ -29,7 +29,10 @@ const DISCONNECT = [MDPW02, Buffer.from([WorkerCommand.DISCONNECT])];
 export interface RequestContext {
   /** The service the request was sent to. */
   service: string;
-  /** Aborted when the worker is closed without waiting. */
+  /**
+   * Aborted, with a WORKER_LOST ZerveError as its reason, when the worker is closing and the
+   * request is still running after `drainTimeoutMs`.
+   */
   signal: AbortSignal;
   /** Sends an MDP/0.2 PARTIAL reply (progress) before the final one. */
   partial(body: Buffer[]): void;
@@ -45,8 +48,15 @@ export type RequestHandler = (body: Buffer[], ctx: RequestContext) => Promise<Bu
  *
  * Events: `'connected'` after each READY.
  */
+/** What a worker declares about its services besides their names. */
+export interface ServiceTraits {
+  /** Whether a request to `service` may be resent to another worker if this one dies with it. @defaultValue () => false */
+  idempotent?: (service: string) => boolean;
+}
+
 export class WorkerConnection extends EventEmitter {
   readonly options: WorkerConnectionOptions;
+  private readonly isIdempotent: (service: string) => boolean;
   private services: string[];
   private models?: ServedModelVersions[];
   private socket?: zmq.Dealer;
@@ -66,9 +76,11 @@ export class WorkerConnection extends EventEmitter {
   /** This connection's routing id: chosen here, so the READY key proof can bind to it. */
   private routingId = '';
 
-  constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> = {}, log: Logger = logger) {
+  constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> & ServiceTraits = {}, log: Logger = logger) {
     super();
-    this.options = { ...DEFAULT_WORKER_CONNECTION_OPTIONS, ...options };
+    const { idempotent, ...connection } = options;
+    this.options = { ...DEFAULT_WORKER_CONNECTION_OPTIONS, ...connection };
+    this.isIdempotent = idempotent ?? (() => false);
     if (!(Number.isInteger(this.options.capacity) && this.options.capacity >= 1)) {
       throw new ZerveError('BAD_REQUEST', `capacity must be a positive integer, got ${this.options.capacity}`);
     }
@@ -100,7 +112,12 @@ export class WorkerConnection extends EventEmitter {
     this.metrics = metrics;
   }
 
-  /** Stops taking work, finishes in-flight requests, then sends DISCONNECT and closes; idempotent. */
+  /**
+   * Stops taking work, lets in-flight requests run for up to `drainTimeoutMs`, then aborts their
+   * signal and waits for them to end, then sends DISCONNECT and closes; idempotent.
+   *
+   * Events: `'drain-timeout'` (with the count of requests still running) when it aborts them.
+   */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
     return this.closing;
@@ -110,7 +127,21 @@ export class WorkerConnection extends EventEmitter {
     this.draining = true;
     this.ready(); // tells the broker to send nothing new
     // Requests the broker sent before it read the draining READY arrive while others finish: wait for those too.
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    const settled = (async () => {
+      while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), this.options.drainTimeoutMs);
+    });
+    if (await Promise.race([settled.then(() => false), graceOver])) {
+      const running = this.inFlight.size;
+      this.log.warn({ running, drainTimeoutMs: this.options.drainTimeoutMs }, 'drain timeout: aborting the requests still running');
+      this.emit('drain-timeout', running);
+      this.abort.abort(new ZerveError('WORKER_LOST', `the ${this.options.kind} worker on ${HOSTNAME} (pid ${process.pid}) stopped before the request ended`));
+      await settled;
+    }
+    clearTimeout(timer);
     clearInterval(this.heartbeatTimer);
     if (this.socket && this.sends) {
       await this.sends.flush();
@@ -118,7 +149,6 @@ export class WorkerConnection extends EventEmitter {
       // One last direct send; the socket is idle, so no other send can be pending.
       await this.socket.send(DISCONNECT).catch(() => undefined);
     }
-    this.abort.abort();
     this.teardown();
     this.log.info('worker closed');
   }
@@ -172,6 +202,8 @@ export class WorkerConnection extends EventEmitter {
       host: HOSTNAME,
       pid: process.pid,
     };
+    const idempotent = this.services.filter(this.isIdempotent);
+    if (idempotent.length > 0) extension.idempotent = idempotent;
     if (this.draining) extension.draining = true;
     if (this.curve) extension.keyProof = proveKey(this.curve.keyPair, this.curve.brokerPublicKey, Buffer.from(this.routingId));
     if (this.models) extension.models = this.models;

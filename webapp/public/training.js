@@ -265,6 +265,16 @@ function suggestModelName() {
   $('model-name').value = d.id === 'mnist' ? 'digits' : (d.name ?? `dataset-${d.id.slice(0, 8)}`);
 }
 
+/** Photo datasets default to transfer learning when a backbone is served (as the training worker does); digits to the MLP. */
+let familyChosen = false;
+function suggestFamily() {
+  if (familyChosen) return;
+  const d = datasets.find((x) => (x.name ?? x.id) === datasetSelect.value);
+  const served = $('backbone').value !== '';
+  $('family').value = d && d.id !== 'mnist' && served ? 'transfer' : 'mlp';
+  syncForm();
+}
+
 function showManifest(summary) {
   $('manifest-title').textContent = `${summary.name ?? summary.id.slice(0, 12)}: ${summary.images} images in ${summary.classes.length} classes (${summary.source})`;
   $('manifest-counts').tBodies[0].replaceChildren(
@@ -301,6 +311,7 @@ $('upload-form').addEventListener('submit', async (event) => {
     showManifest(summary);
     $('model-name').value = '';
     await loadDatasets(summary.name ?? summary.id);
+    suggestFamily();
   } catch (err) {
     status.textContent = 'The dataset was not added.';
     showError(error, err, 'The dataset could not be added.');
@@ -310,7 +321,10 @@ $('upload-form').addEventListener('submit', async (event) => {
   }
 });
 
-datasetSelect.addEventListener('change', suggestModelName);
+datasetSelect.addEventListener('change', () => {
+  suggestModelName();
+  suggestFamily();
+});
 
 // ---------------------------------------------------------------------------------------------
 // 2. The training form
@@ -322,6 +336,8 @@ async function loadBackbones() {
     const info = await api('/api/info');
     // The training worker reads squeezenet layouts only (workers/training/backbone.ts).
     const names = info.models.map((m) => m.name).filter((n) => n.startsWith('squeezenet'));
+    // A float32 one first: about twice as fast on a CPU.
+    names.sort((a, b) => Number(b.includes('fp32')) - Number(a.includes('fp32')) || a.localeCompare(b));
     backbone.replaceChildren(...names.map((n) => new Option(n, n)));
     if (names.length === 0) backbone.replaceChildren(new Option('No squeezenet model is served', ''));
   } catch {
@@ -337,7 +353,10 @@ function syncForm() {
   $('search-params-field').hidden = mode === 'none';
   $('samples-field').hidden = mode !== 'random';
 }
-$('family').addEventListener('change', syncForm);
+$('family').addEventListener('change', () => {
+  familyChosen = true;
+  syncForm();
+});
 $('search-mode').addEventListener('change', syncForm);
 
 function lines(text) {
@@ -403,7 +422,8 @@ function onProgress(message) {
   if (message.type === 'started') {
     job.experimentId = message.experimentId;
     job.runs = message.runs ?? job.runs;
-    progressLine.textContent = `Training ${message.experimentId} on ${message.host}: ${job.runs} run${job.runs === 1 ? '' : 's'}.`;
+    const what = message.family === 'transfer' ? `transfer learning on ${message.backbone}, ` : message.family === 'mlp' ? 'an MLP on pixels, ' : '';
+    progressLine.textContent = `Training ${message.experimentId} on ${message.host}: ${what}${job.runs} run${job.runs === 1 ? '' : 's'}.`;
     scheduleRunsRefresh();
     return;
   }
@@ -770,6 +790,7 @@ async function init() {
   syncForm();
   drawLive();
   await Promise.all([loadDatasets(), loadBackbones()]);
+  suggestFamily();
   await loadRuns();
   // A training this tab started before a reload: follow it again.
   const saved = sessionStorage.getItem(JOB_KEY);

@@ -17,7 +17,7 @@ export function createEchoWorker(options: Partial<WorkerConnectionOptions> = {},
       if (delayMs > 0) await sleep(delayMs, undefined, { signal: ctx.signal });
       return body;
     },
-    { kind: 'echo', ...options },
+    { kind: 'echo', ...options, idempotent: () => true },
   );
 }
 

@@ -3,6 +3,7 @@
  * (sharp is async), so decoding overlaps inference and never blocks the event loop.
  */
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import { throwIfAborted } from '../../shared/abort.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { DEFAULT_INFERENCE_OPTIONS } from '../../shared/config.ts';
 import { channelCount, type Background, type ChannelOrder, type ResizePolicy, type TensorLayout } from './model-config.ts';
@@ -48,10 +49,6 @@ const BACKGROUNDS = {
   white: { r: 255, g: 255, b: 255, alpha: 1 },
   black: { r: 0, g: 0, b: 0, alpha: 1 },
 } as const;
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new ZerveError('CANCELED', 'the request was canceled', { cause: signal.reason });
-}
 
 /** Decodes, orients, resizes and normalizes images into Float32 tensors. */
 export class ImageDecoder {

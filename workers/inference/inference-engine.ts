@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { DEFAULT_INFERENCE_OPTIONS, type InferenceOptions } from '../../shared/config.ts';
+import { throwIfAborted } from '../../shared/abort.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
 import type { ClassifyReply, RequestHeader } from '../../shared/messages.ts';
@@ -111,10 +112,6 @@ interface ServedModel {
   /** Other versions loaded on demand for requests pinned to them. */
   pinned: Map<string, VersionHandle>;
   loading: Map<string, Promise<VersionHandle>>;
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new ZerveError('CANCELED', 'the request was canceled', { cause: signal.reason });
 }
 
 /**

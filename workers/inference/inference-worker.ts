@@ -39,7 +39,9 @@ export class InferenceWorker {
     this.log = log.child({ component: 'inference-worker' });
     this.engine = new InferenceEngine(merged);
     this.tensors = new TensorInference(this.engine);
-    this.connection = new WorkerConnection([], (body, ctx) => this.handle(body, ctx), { kind: 'inference', ...options }, log);
+    // Classification, tensor inference and model listing change nothing: safe to resend if this worker dies.
+    const idempotent = (service: string) => service.startsWith(CLASSIFY_PREFIX) || service.startsWith(INFER_PREFIX) || service === MODELS_DESCRIBE;
+    this.connection = new WorkerConnection([], (body, ctx) => this.handle(body, ctx), { kind: 'inference', ...options, idempotent }, log);
     this.connection.reportMetrics(this.metrics);
     // Its own connection: serving chunks to other hosts never takes an inference slot.
     this.holder = new ModelHolder({ ...merged, kind: 'models' }, log);
@@ -86,7 +88,8 @@ export class InferenceWorker {
     const image = body[1];
     if (image === undefined) throw new ZerveError('BAD_REQUEST', 'missing image frame: the body is [header, image]');
     if (body.length > 2) throw new ZerveError('BAD_REQUEST', `expected 2 body frames (header, image), got ${body.length}`);
-    const reply = await this.engine.classify(ctx.service.slice(CLASSIFY_PREFIX.length), header, image, ctx.signal);
+    // Not ctx.signal: a classification is short, so a closing worker lets it finish past its drain timeout.
+    const reply = await this.engine.classify(ctx.service.slice(CLASSIFY_PREFIX.length), header, image);
     this.inferenceMetrics.classified(reply);
     return [encodeJson(reply)];
   }

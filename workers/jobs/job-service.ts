@@ -135,7 +135,7 @@ export class JobService extends EventEmitter {
     }
     const bytes = targetBody.reduce((sum, frame) => sum + frame.length, 0);
     if (bytes > this.options.maxJobBytes) {
-      throw new ZerveError('IMAGE_TOO_LARGE', `the job body is ${bytes} bytes; the limit is ${this.options.maxJobBytes}`);
+      throw new ZerveError('PAYLOAD_TOO_LARGE', `the job body is ${bytes} bytes; the limit is ${this.options.maxJobBytes}`);
     }
     if (this.store.count('queued') >= this.options.maxQueuedJobs) {
       throw new ZerveError('OVERLOADED', `${this.options.maxQueuedJobs} jobs are queued; retry later`);

@@ -6,7 +6,7 @@
 import sharp from 'sharp';
 import { ZerveError } from '../../shared/errors.ts';
 import type { ImageSource } from './dataset-store.ts';
-import { decodeModel, floatValueInfo, toInt, type OnnxModel, type OnnxNode } from './onnx-proto.ts';
+import { ATTR_INT, decodeModel, floatValueInfo, ONNX_FLOAT, ONNX_FLOAT16, toInt, type OnnxModel, type OnnxNode } from './onnx-proto.ts';
 
 /** Output name of the embedding added to a backbone graph. */
 export const EMBEDDING_OUTPUT = 'zerve_embedding';
@@ -16,7 +16,7 @@ export interface BackboneSpec {
   name: string;
   /** Path of the backbone's `model.onnx`. */
   modelPath: string;
-  /** Graph input, float32 [N, 3, height, width]. */
+  /** Graph input, float32 or float16 [N, 3, height, width] (a fixed batch of 1 is made dynamic). */
   inputName: string;
   /** Inner tensor taken as the embedding. */
   featureTensor: string;
@@ -32,7 +32,7 @@ export interface BackboneSpec {
 }
 
 /**
- * SqueezeNet 1.1 fp32 (dynamic batch): embedding = global average of `fire9/concat_2`, the
+ * SqueezeNet 1.1, float32 or float16 (either batch layout): embedding = global average of `fire9/concat_2`, the
  * 512-channel 13x13 map the classifier conv (`conv10`) reads, taken after its (inference-time
  * identity) Dropout. 224x224 BGR 0..255, no mean/std.
  */
@@ -50,10 +50,25 @@ export function squeezenetBackbone(modelPath: string): BackboneSpec {
   };
 }
 
+/** Element type of a backbone's input, which the embedding graph keeps. */
+export type BackboneInputType = 'float32' | 'float16';
+
+/** The element type of `spec.inputName` in a decoded backbone. */
+export function backboneInputType(model: OnnxModel, spec: BackboneSpec): BackboneInputType {
+  const input = model.graph.input.find((v) => v.name === spec.inputName);
+  if (!input) throw new ZerveError('BAD_REQUEST', `backbone ${spec.name} has no input ${spec.inputName}`);
+  const type = input.type?.tensor_type?.elem_type ?? ONNX_FLOAT;
+  if (type === ONNX_FLOAT) return 'float32';
+  if (type === ONNX_FLOAT16) return 'float16';
+  throw new ZerveError('BAD_REQUEST', `backbone ${spec.name}: input ${spec.inputName} has ONNX type ${type}; only float32 and float16 backbones are supported`);
+}
+
 /**
- * Rewrites a backbone so its only output is `zerve_embedding` [N, D]: keeps only the nodes the
- * feature tensor needs, turns Dropout into a pass-through, drops unused initializers and the
- * initializers listed as inputs (IR >= 4 allows that), and appends pooling.
+ * Rewrites a backbone so its only output is `zerve_embedding` [N, D] float32: keeps only the nodes
+ * the feature tensor needs, turns Dropout into a pass-through, drops unused initializers and the
+ * initializers listed as inputs (IR >= 4 allows that), makes the batch dimension dynamic, and
+ * appends pooling, then a Cast to float32 for a float16 backbone (its input stays float16; the
+ * head is float32).
  */
 export function buildEmbeddingModel(modelBytes: Uint8Array, spec: BackboneSpec): OnnxModel {
   const model = decodeModel(modelBytes);
@@ -85,17 +100,23 @@ export function buildEmbeddingModel(modelBytes: Uint8Array, spec: BackboneSpec):
   const initializerNames = new Set(graph.initializer.map((t) => t.name));
   graph.initializer = graph.initializer.filter((t) => needed.has(t.name));
   graph.input = graph.input.filter((v) => !initializerNames.has(v.name));
-  if (!graph.input.some((v) => v.name === spec.inputName)) {
-    throw new ZerveError('BAD_REQUEST', `backbone ${spec.name} has no input ${spec.inputName}`);
+  const inputType = backboneInputType(model, spec);
+  // Embeddings run in batches; squeezenet's layers up to the feature tensor are batch-agnostic.
+  const batchDim = graph.input.find((v) => v.name === spec.inputName)?.type?.tensor_type?.shape?.dim?.[0];
+  if (batchDim) {
+    delete batchDim.dim_value;
+    batchDim.dim_param = 'N';
   }
   graph.value_info = [];
+  let pooled = target;
   if (spec.pool === 'global-average') {
-    kept.push(
-      { op_type: 'GlobalAveragePool', input: [target], output: ['zerve_pooled'], name: 'zerve_pool' },
-      { op_type: 'Flatten', input: ['zerve_pooled'], output: [EMBEDDING_OUTPUT], name: 'zerve_flatten', attribute: [{ name: 'axis', type: 2, i: 1 }] },
-    );
-  } else {
-    kept.push({ op_type: 'Flatten', input: [target], output: [EMBEDDING_OUTPUT], name: 'zerve_flatten', attribute: [{ name: 'axis', type: 2, i: 1 }] });
+    kept.push({ op_type: 'GlobalAveragePool', input: [target], output: ['zerve_pooled'], name: 'zerve_pool' });
+    pooled = 'zerve_pooled';
+  }
+  const flat = inputType === 'float16' ? 'zerve_flat16' : EMBEDDING_OUTPUT;
+  kept.push({ op_type: 'Flatten', input: [pooled], output: [flat], name: 'zerve_flatten', attribute: [{ name: 'axis', type: ATTR_INT, i: 1 }] });
+  if (inputType === 'float16') {
+    kept.push({ op_type: 'Cast', input: [flat], output: [EMBEDDING_OUTPUT], name: 'zerve_cast', attribute: [{ name: 'to', type: ATTR_INT, i: ONNX_FLOAT }] });
   }
   graph.node = kept;
   graph.output = [floatValueInfo(EMBEDDING_OUTPUT, ['N', 'D'])];

@@ -8,12 +8,14 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { DEFAULT_TRAINING_OPTIONS, type TrainingOptions } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { buildEmbeddingModel, EMBEDDING_OUTPUT, preprocessForBackbone, type BackboneSpec } from './backbone.ts';
+import { float32ToFloat16 } from '../inference/float16.ts';
+import { backboneInputType, buildEmbeddingModel, EMBEDDING_OUTPUT, preprocessForBackbone, type BackboneInputType, type BackboneSpec } from './backbone.ts';
 import type { Dataset, ImageSource } from './dataset-store.ts';
 import { encodeModel } from './onnx-proto.ts';
 
@@ -50,6 +52,12 @@ export interface FeatureRunOptions {
 }
 
 const PIXEL_CONCURRENCY = 4;
+
+interface BackboneSession {
+  session: ort.InferenceSession;
+  key: string;
+  inputType: BackboneInputType;
+}
 
 async function pixelsOf(source: ImageSource, spec: PixelFeatures, maxInputPixels: number): Promise<Float32Array> {
   const area = spec.width * spec.height;
@@ -94,7 +102,7 @@ async function forEachLimited(count: number, limit: number, fn: (i: number) => P
 /** Computes features for the given dataset rows (default: every image). */
 export class FeatureExtractor {
   readonly #options: TrainingOptions;
-  readonly #sessions = new Map<string, Promise<{ session: ort.InferenceSession; key: string }>>();
+  readonly #sessions = new Map<string, Promise<BackboneSession>>();
 
   constructor(options: Partial<TrainingOptions> = {}) {
     this.#options = { ...DEFAULT_TRAINING_OPTIONS, ...options };
@@ -130,26 +138,34 @@ export class FeatureExtractor {
     let done = 0;
     await forEachLimited(indices.length, PIXEL_CONCURRENCY, async (r) => {
       data.set(await pixelsOf(await dataset.read(indices[r]), spec, this.#options.maxInputPixels), r * cols);
-      if (++done % 256 === 0) run.onProgress?.(done, indices.length);
+      if (++done % 256 === 0) {
+        run.onProgress?.(done, indices.length);
+        // Built-in digits take the synchronous fast path: without this the whole dataset runs as one
+        // chain of microtasks and heartbeats wait for it.
+        await yieldToLoop();
+      }
     }, run.signal);
     run.onProgress?.(indices.length, indices.length);
     const seconds = (performance.now() - started) / 1000;
     return { data, rows: indices.length, cols, imagesPerSecond: indices.length / Math.max(seconds, 1e-6), cacheHits: 0 };
   }
 
-  #session(spec: BackboneSpec): Promise<{ session: ort.InferenceSession; key: string }> {
+  #session(spec: BackboneSpec): Promise<BackboneSession> {
     const id = `${spec.modelPath}|${spec.featureTensor}|${spec.pool}`;
     let entry = this.#sessions.get(id);
     if (!entry) {
       entry = (async () => {
         const bytes = await readFile(spec.modelPath);
-        const model = encodeModel(buildEmbeddingModel(bytes, spec));
-        const session = await ort.InferenceSession.create(model, {
+        const embedding = buildEmbeddingModel(bytes, spec);
+        const session = await ort.InferenceSession.create(encodeModel(embedding), {
           intraOpNumThreads: this.#options.threads,
           interOpNumThreads: 1,
           graphOptimizationLevel: 'all',
+        }).catch((err: unknown) => {
+          // The user named this model as a backbone: say which, not "internal error".
+          throw new ZerveError('BAD_REQUEST', `backbone ${spec.name} cannot be used for embeddings: ${(err as Error).message}`, { cause: err });
         });
-        return { session, key: await FeatureExtractor.backboneKey(spec) };
+        return { session, key: await FeatureExtractor.backboneKey(spec), inputType: backboneInputType(embedding, spec) };
       })();
       this.#sessions.set(id, entry);
       entry.catch(() => this.#sessions.delete(id));
@@ -159,7 +175,7 @@ export class FeatureExtractor {
 
   async #embeddings(dataset: Dataset, spec: EmbeddingFeatures, indices: number[], run: FeatureRunOptions): Promise<FeatureMatrix> {
     const backbone = spec.backbone;
-    const { session, key } = await this.#session(backbone);
+    const { session, key, inputType } = await this.#session(backbone);
     const cacheDir = join(this.#options.data, 'features', key);
     await mkdir(cacheDir, { recursive: true });
     const rowsOut: (Float32Array | undefined)[] = new Array(indices.length);
@@ -192,8 +208,13 @@ export class FeatureExtractor {
       const input = await (pending as Promise<Float32Array>);
       const count = input.length / planeSize;
       pending = start + batchSize < missing.length ? prepare(start + batchSize) : undefined;
-      const tensor = new ort.Tensor('float32', input, [count, 3, backbone.height, backbone.width]);
-      const output = (await session.run({ [backbone.inputName]: tensor }))[EMBEDDING_OUTPUT];
+      const dims = [count, 3, backbone.height, backbone.width];
+      const tensor = inputType === 'float16' ? new ort.Tensor('float16', float32ToFloat16(input), dims) : new ort.Tensor('float32', input, dims);
+      const output = (
+        await session.run({ [backbone.inputName]: tensor }).catch((err: unknown) => {
+          throw new ZerveError('BAD_REQUEST', `backbone ${backbone.name} failed on a batch of this dataset: ${(err as Error).message}`, { cause: err });
+        })
+      )[EMBEDDING_OUTPUT];
       const values = output.data as Float32Array;
       const dim = values.length / count;
       await Promise.all(Array.from({ length: count }, async (_, j) => {

@@ -22,6 +22,18 @@ export interface ClassificationReport {
   logLoss?: number;
 }
 
+/** Top-1 index per row of a row-major [rows, classes] matrix. */
+export function argmaxRows(values: ArrayLike<number>, rows: number, classes: number): Int32Array {
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    const o = r * classes;
+    for (let j = 1; j < classes; j++) if (values[o + j]! > values[o + best]!) best = j;
+    out[r] = best;
+  }
+  return out;
+}
+
 export function accuracy(actual: ArrayLike<number>, predicted: ArrayLike<number>): number {
   if (actual.length === 0) return 0;
   let correct = 0;

@@ -8,11 +8,13 @@
  * heartbeats keep flowing and a cancel stops within one mini-batch.
  *
  * Weights are stored input-major, `weights[k * outputs + j]`, which is ONNX Gemm's `B` with
- * `transB = 0`. Optional input standardisation (`(x - mean) * scale`) is folded into the first
- * layer on export.
+ * `transB = 0`. Input standardisation (`(x - mean) * scale`) is folded into the first layer, in
+ * training as on export, so the first layer reads the raw features: zero pixels stay zero and are
+ * skipped, and a shift augmentation's zero fill is black, not the mean.
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { ZerveError } from '../../shared/errors.ts';
+import { accuracy, argmaxRows, logLoss } from './metrics.ts';
 import { Rng } from './rng.ts';
 
 export interface MlpConfig {
@@ -34,7 +36,11 @@ export interface MlpConfig {
   patience: number;
   /** Learning rate multiplier applied after each epoch (1 = constant). @defaultValue 1 */
   lrDecay: number;
-  /** Standardise each input feature with the training mean and standard deviation. @defaultValue false */
+  /**
+   * Standardise each input feature with the training mean and standard deviation. Without it,
+   * inputs that are all positive and nearly equal (a solid colour's pixels) move every first-layer
+   * weight of a unit the same way, and training oscillates at chance. @defaultValue true
+   */
   standardize: boolean;
   /** @defaultValue 1 */
   seed: number;
@@ -50,7 +56,7 @@ export const DEFAULT_MLP_CONFIG: MlpConfig = {
   epochs: 20,
   patience: 4,
   lrDecay: 1,
-  standardize: false,
+  standardize: true,
   seed: 1,
 };
 
@@ -93,15 +99,8 @@ export interface MlpLayer {
   bias: Float32Array;
 }
 
-/** Serialisable form of a trained classifier. */
-export interface MlpSnapshot {
-  config: MlpConfig;
-  inputSize: number;
-  classes: number;
-  layers: { inputs: number; outputs: number; weights: number[]; bias: number[] }[];
-  inputMean?: number[];
-  inputScale?: number[];
-}
+/** A feature whose training standard deviation is below this is scaled as if it were this. */
+const MIN_STD = 0.01;
 
 export class MlpClassifier {
   readonly config: MlpConfig;
@@ -144,9 +143,12 @@ export class MlpClassifier {
     const started = performance.now();
     const yieldMs = options.yieldIntervalMs ?? 20;
     const rng = new Rng(c.seed ^ 0x5bd1e995);
-    if (c.standardize) this.#fitStandardization(train);
-    const trainX = this.#normalized(train.x, train.rows);
-    const valX = val ? this.#normalized(val.x, val.rows) : undefined;
+    if (c.standardize) {
+      this.#fitStandardization(train);
+      await yieldToLoop(); // one pass over every feature of every row: let heartbeats through
+    }
+    const trainX = train.x;
+    const folded = copyLayer(this.layers[0]);
 
     const shift = options.augmentShift;
     if (shift && shift.width * shift.height * shift.channels !== this.inputSize) {
@@ -186,11 +188,13 @@ export class MlpClassifier {
           else input.set(sample, r * this.inputSize);
           labels[r] = train.y[row];
         }
-        for (let l = 0; l < L; l++) forwardLayer(this.layers[l], acts[l], acts[l + 1], size, l + 1 < L);
+        const first = this.#foldFirstLayer(folded);
+        for (let l = 0; l < L; l++) forwardLayer(l === 0 ? first : this.layers[l], acts[l], acts[l + 1], size, l + 1 < L);
         lossSum += softmaxCrossEntropyGrad(acts[L], labels, size, this.classes, grads[L - 1]) * size;
         for (let l = L - 1; l >= 0; l--) {
           backwardLayer(this.layers[l], acts[l], grads[l], size, gW[l], gB[l], l > 0 ? grads[l - 1] : undefined);
         }
+        this.#unfoldFirstGradient(gW[0], gB[0]);
         step++;
         for (let l = 0; l < L; l++) {
           const layer = this.layers[l];
@@ -215,9 +219,10 @@ export class MlpClassifier {
       if (!Number.isFinite(lossSum)) throw new ZerveError('BAD_REQUEST', 'training diverged (loss is not finite); lower the learning rate');
       let valAccuracy = Number.NaN;
       let valLoss = Number.NaN;
-      if (val && valX && val.rows > 0) {
-        const proba = await this.#predictNormalized(valX, val.rows, yieldMs);
-        ({ accuracy: valAccuracy, loss: valLoss } = accuracyAndLoss(proba, val.y, val.rows, this.classes));
+      if (val && val.rows > 0) {
+        const proba = await this.predictProba(val.x, val.rows, yieldMs);
+        valAccuracy = accuracy(val.y, argmaxRows(proba, val.rows, this.classes));
+        valLoss = logLoss(val.y, proba, this.classes);
       }
       const progress: EpochProgress = { loss: lossSum / train.rows, valAccuracy, valLoss, elapsedMs: performance.now() - started };
       history.push(progress);
@@ -243,34 +248,7 @@ export class MlpClassifier {
 
   /** Class probabilities, row-major [rows, classes]; yields to the event loop every `yieldMs`. */
   predictProba(x: Float32Array, rows: number, yieldMs = 20): Promise<Float32Array> {
-    return this.#predictNormalized(this.#normalized(x, rows), rows, yieldMs);
-  }
-
-  /** Top-1 class per row. */
-  async predict(x: Float32Array, rows: number): Promise<Int32Array> {
-    return argmaxRows(await this.predictProba(x, rows), rows, this.classes);
-  }
-
-  toJSON(): MlpSnapshot {
-    return {
-      config: this.config,
-      inputSize: this.inputSize,
-      classes: this.classes,
-      layers: this.layers.map((l) => ({ inputs: l.inputs, outputs: l.outputs, weights: Array.from(l.weights), bias: Array.from(l.bias) })),
-      ...(this.inputMean ? { inputMean: Array.from(this.inputMean) } : {}),
-      ...(this.inputScale ? { inputScale: Array.from(this.inputScale) } : {}),
-    };
-  }
-
-  static fromJSON(snapshot: MlpSnapshot): MlpClassifier {
-    const mlp = new MlpClassifier(snapshot.inputSize, snapshot.classes, snapshot.config);
-    snapshot.layers.forEach((l, i) => {
-      mlp.layers[i].weights.set(l.weights);
-      mlp.layers[i].bias.set(l.bias);
-    });
-    if (snapshot.inputMean) mlp.inputMean = Float32Array.from(snapshot.inputMean);
-    if (snapshot.inputScale) mlp.inputScale = Float32Array.from(snapshot.inputScale);
-    return mlp;
+    return this.#predict(x, rows, yieldMs);
   }
 
   #fitStandardization(train: LabeledMatrix): void {
@@ -291,26 +269,56 @@ export class MlpClassifier {
       const m = mean[k] / train.rows;
       const variance = Math.max(sq[k] / train.rows - m * m, 0);
       this.inputMean[k] = m;
-      this.inputScale[k] = 1 / Math.sqrt(variance + 1e-6);
+      this.inputScale[k] = 1 / Math.max(Math.sqrt(variance), MIN_STD);
     }
   }
 
-  #normalized(x: Float32Array, rows: number): Float32Array {
+  /**
+   * The first layer as it acts on raw features: W' = diag(scale)·W, b' = b − (mean·scale)ᵀW
+   * (written into `into`; the layer itself when there is no standardisation).
+   */
+  #foldFirstLayer(into: MlpLayer): MlpLayer {
     const mean = this.inputMean;
     const scale = this.inputScale;
-    if (!mean || !scale) return x;
-    const n = this.inputSize;
-    const out = new Float32Array(rows * n);
-    for (let r = 0; r < rows; r++) {
-      const o = r * n;
-      for (let k = 0; k < n; k++) out[o + k] = (x[o + k] - mean[k]) * scale[k];
+    const layer = this.layers[0];
+    if (!mean || !scale) return layer;
+    const { inputs, outputs, weights, bias } = layer;
+    const foldedBias = new Float64Array(bias);
+    for (let k = 0; k < inputs; k++) {
+      const s = scale[k];
+      const ms = mean[k] * s;
+      const wk = k * outputs;
+      for (let j = 0; j < outputs; j++) {
+        const w = weights[wk + j];
+        into.weights[wk + j] = w * s;
+        foldedBias[j] -= ms * w;
+      }
     }
-    return out;
+    into.bias.set(foldedBias);
+    return into;
+  }
+
+  /**
+   * Turns the gradient of the folded layer, computed on raw inputs x, into that of the
+   * standardised weights: Σ (x − mean)·scale·d = scale·(Σ x·d − mean·Σ d).
+   */
+  #unfoldFirstGradient(gW: Float32Array, gB: Float32Array): void {
+    const mean = this.inputMean;
+    const scale = this.inputScale;
+    if (!mean || !scale) return;
+    const outputs = this.layers[0].outputs;
+    for (let k = 0; k < this.inputSize; k++) {
+      const s = scale[k];
+      const m = mean[k];
+      const wk = k * outputs;
+      for (let j = 0; j < outputs; j++) gW[wk + j] = s * (gW[wk + j] - m * gB[j]);
+    }
   }
 
   /** In chunks, yielding between them: a wide model over thousands of rows would block heartbeats. */
-  async #predictNormalized(x: Float32Array, rows: number, yieldMs: number): Promise<Float32Array> {
+  async #predict(x: Float32Array, rows: number, yieldMs: number): Promise<Float32Array> {
     const chunk = 256;
+    const first = this.#foldFirstLayer(copyLayer(this.layers[0]));
     const out = new Float32Array(rows * this.classes);
     const acts = [undefined, ...this.layers.map((layer) => new Float32Array(chunk * layer.outputs))];
     let lastYield = performance.now();
@@ -323,7 +331,7 @@ export class MlpClassifier {
       let input = x.subarray(start * this.inputSize, (start + size) * this.inputSize);
       for (let l = 0; l < this.layers.length; l++) {
         const output = acts[l + 1] as Float32Array;
-        forwardLayer(this.layers[l], input, output, size, l + 1 < this.layers.length);
+        forwardLayer(l === 0 ? first : this.layers[l], input, output, size, l + 1 < this.layers.length);
         input = output;
       }
       softmaxRows(input, size, this.classes, out.subarray(start * this.classes));
@@ -489,27 +497,4 @@ function momentumStep(w: Float32Array, g: Float32Array, velocity: Float32Array, 
     const vi = (velocity[i] = momentum * velocity[i] + g[i]);
     w[i] -= lr * vi;
   }
-}
-
-/** Top-1 index per row of a row-major [rows, classes] matrix. */
-export function argmaxRows(values: Float32Array, rows: number, classes: number): Int32Array {
-  const out = new Int32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let best = 0;
-    const o = r * classes;
-    for (let j = 1; j < classes; j++) if (values[o + j] > values[o + best]) best = j;
-    out[r] = best;
-  }
-  return out;
-}
-
-function accuracyAndLoss(proba: Float32Array, labels: Int32Array, rows: number, classes: number): { accuracy: number; loss: number } {
-  const predicted = argmaxRows(proba, rows, classes);
-  let correct = 0;
-  let loss = 0;
-  for (let r = 0; r < rows; r++) {
-    if (predicted[r] === labels[r]) correct++;
-    loss -= Math.log(Math.max(proba[r * classes + labels[r]], 1e-12));
-  }
-  return { accuracy: correct / rows, loss: loss / rows };
 }

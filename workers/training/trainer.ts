@@ -18,7 +18,7 @@ import type { TrainEpoch } from '../../shared/training.ts';
 import type { BackboneSpec } from './backbone.ts';
 import { DatasetStore, type Dataset } from './dataset-store.ts';
 import { FeatureExtractor, type FeatureMatrix, type FeatureSpec } from './features.ts';
-import { classificationReport, type ClassificationReport } from './metrics.ts';
+import { argmaxRows, classificationReport, type ClassificationReport } from './metrics.ts';
 import { DEFAULT_MLP_CONFIG, MlpClassifier, type FitOptions, type LabeledMatrix, type MlpConfig } from './mlp.ts';
 import { exportModel, type AddVersion, type ExportedModel } from './onnx-export.ts';
 import { expandSearch, type ParamSet, type SearchRequest } from './search-space.ts';
@@ -156,7 +156,7 @@ export function runConfigFor(request: TrainingRequest, point: ParamSet): RunConf
     epochs: Math.round(num('epochs', request.epochs ?? DEFAULT_MLP_CONFIG.epochs)),
     patience: Math.round(num('patience', DEFAULT_MLP_CONFIG.patience)),
     lrDecay: num('lrDecay', DEFAULT_MLP_CONFIG.lrDecay),
-    standardize: transfer,
+    standardize: true,
     seed: request.seed ?? 1,
   };
   return { params, mlp };
@@ -328,13 +328,8 @@ export async function finishTraining(
   });
   const test = gather(prepared.features, prepared.dataset.labels, prepared.testRows);
   const proba = await model.predictProba(test.x, test.rows, options.yieldIntervalMs);
-  const testPredictions = new Int32Array(test.rows);
   const classes = prepared.dataset.classes.length;
-  for (let r = 0; r < test.rows; r++) {
-    let top = 0;
-    for (let j = 1; j < classes; j++) if (proba[r * classes + j] > proba[r * classes + top]) top = j;
-    testPredictions[r] = top;
-  }
+  const testPredictions = argmaxRows(proba, test.rows, classes);
   const report = classificationReport(test.y, testPredictions, classes, proba);
   let exported: ExportedModel | undefined;
   if (request.export) {

@@ -12,8 +12,6 @@
  * Message bodies: shared/training.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ZerveClient } from '../../shared/client.ts';
 import { DEFAULT_TRAINING_WORKER_OPTIONS, type TrainingOptions, type TrainingWorkerOptions } from '../../shared/config.ts';
 import { curveOptionsOf } from '../../shared/curve-socket-options.ts';
@@ -44,7 +42,8 @@ import { METRICS } from '../../shared/metrics.ts';
 import { ModelHolder } from '../inference/model-holder.ts';
 import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
 import { WorkerMetrics } from '../worker-metrics.ts';
-import { squeezenetBackbone, type BackboneSpec } from './backbone.ts';
+import type { BackboneSpec } from './backbone.ts';
+import { BackboneRepository } from './backbone-repository.ts';
 import { loadMnist, MNIST_DATASET_ID } from './builtin-mnist.ts';
 import { DatasetStore, type DatasetManifest } from './dataset-store.ts';
 import { DatasetTransfer } from './dataset-transfer.ts';
@@ -99,6 +98,7 @@ export class TrainingWorker {
   private readonly detach = new Map<string, () => void>();
   /** Prepared data by request key: features are computed once per process for a whole search. */
   private readonly prepared = new Map<string, Promise<PreparedTraining>>();
+  private readonly backboneRepository: BackboneRepository;
   private closing?: Promise<void>;
 
   constructor(options: Partial<TrainingWorkerOptions> = {}, log: Logger = rootLogger) {
@@ -110,6 +110,7 @@ export class TrainingWorker {
     this.log = log.child({ component: 'training-worker' });
     this.cancelService = `${TRAIN_CANCEL_PREFIX}${HOSTNAME}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.datasets = new DatasetStore(this.options, this.log);
+    this.backboneRepository = new BackboneRepository(this.options.models);
     this.store = new RunStore(this.options.data);
     this.notifier = new Notifier(this.options, this.log);
     if (this.options.broker !== '') this.client = new ZerveClient({ broker: this.options.broker, ...curveOptionsOf(this.options) });
@@ -176,7 +177,16 @@ export class TrainingWorker {
     const outcome = { experimentId, datasetId: request.datasetId, datasetName, name: request.export?.name ?? null, runs: points.length, startedAt: new Date() };
     this.store.startExperiment({ id: experimentId, ...(request.export ? { name: request.export.name } : {}), datasetId: request.datasetId, request, seed, host: HOSTNAME, pid: process.pid });
     const controller = this.track(experimentId, ctx.signal);
-    send({ type: 'started', experimentId, cancelService: this.cancelService, host: HOSTNAME, pid: process.pid, runs: points.length });
+    send({
+      type: 'started',
+      experimentId,
+      cancelService: this.cancelService,
+      host: HOSTNAME,
+      pid: process.pid,
+      runs: points.length,
+      family: request.family,
+      ...(request.family === 'transfer' && request.backbone !== undefined ? { backbone: request.backbone } : {}),
+    });
     log.info({ runs: points.length, fanOut: this.fansOut(points.length) }, 'experiment started');
     try {
       // Progress of a long fetch is logged (DatasetTransfer), not streamed: the CLI and the page take
@@ -237,11 +247,12 @@ export class TrainingWorker {
       void this.notifier.notify(notify, { ...outcome, durationMs: elapsedMs, result });
       return [encodeJson(result)];
     } catch (err) {
-      const error = controller.signal.aborted ? new ZerveError('CANCELED', 'the training was canceled', { cause: err }) : ZerveError.from(err);
+      const error = controller.signal.aborted ? abortError(controller.signal, err) : ZerveError.from(err);
       this.experiments.child(error.code === 'CANCELED' ? 'canceled' : 'failed').inc();
       this.store.finishExperiment(experimentId, { status: error.code === 'CANCELED' ? 'canceled' : 'failed', durationMs: performance.now() - started, error: `${error.code}: ${error.message}` });
       log.warn({ code: error.code, err: error.message }, 'experiment ended without a model');
-      void this.notifier.notify(notify, { ...outcome, durationMs: performance.now() - started, error });
+      // A worker that stops hands the training back (WORKER_LOST): it is not over, so nobody is told yet.
+      if (!stopping(controller.signal)) void this.notifier.notify(notify, { ...outcome, durationMs: performance.now() - started, error });
       throw error;
     } finally {
       this.untrack(experimentId);
@@ -353,6 +364,8 @@ export class TrainingWorker {
         },
       });
       return [encodeJson({ ...result, host: HOSTNAME, pid: process.pid })];
+    } catch (err) {
+      throw controller.signal.aborted ? abortError(controller.signal, err) : err;
     } finally {
       this.untrack(run.runId);
     }
@@ -446,9 +459,15 @@ export class TrainingWorker {
 
   private async validRequest({ notify: notifyField, ...fields }: Record<string, unknown>): Promise<{ request: TrainingRequest; notify?: NotifyTarget }> {
     if (typeof fields.datasetId !== 'string') throw new ZerveError('BAD_REQUEST', 'datasetId is required');
-    const family = fields.family ?? 'mlp';
-    if (family !== 'mlp' && family !== 'transfer') throw new ZerveError('BAD_REQUEST', 'family must be mlp or transfer');
-    const request = { ...fields, family, datasetId: this.resolveDatasetId(fields.datasetId) } as TrainingRequest;
+    const datasetId = this.resolveDatasetId(fields.datasetId);
+    const chosen = fields.family ?? (fields.backbone !== undefined ? 'transfer' : undefined);
+    if (chosen !== undefined && chosen !== 'mlp' && chosen !== 'transfer') throw new ZerveError('BAD_REQUEST', 'family must be mlp or transfer');
+    // Photos (any uploaded dataset) default to transfer learning when a backbone is there: an MLP
+    // on 28x28 grey pixels of photos cannot do well. The built-in digits default to the MLP.
+    const preferred = chosen === undefined && datasetId !== MNIST_DATASET_ID ? await this.backboneRepository.preferred() : undefined;
+    const family = chosen ?? (preferred ? 'transfer' : 'mlp');
+    const backbone = fields.backbone ?? (family === 'transfer' ? (preferred ?? (await this.backboneRepository.preferred())) : undefined);
+    const request = { ...fields, family, ...(backbone !== undefined ? { backbone } : {}), datasetId } as TrainingRequest;
     if (request.export !== undefined && !(typeof request.export === 'object' && request.export !== null && /^[A-Za-z0-9._-]{1,64}$/.test(String(request.export.name)))) {
       throw new ZerveError('BAD_REQUEST', 'export.name must be a model name (letters, digits, dots, dashes, underscores)');
     }
@@ -490,10 +509,9 @@ export class TrainingWorker {
   /** The backbone a transfer request names: the latest version of that model in the repository (squeezenet layouts). */
   private async backbones(request: TrainingRequest): Promise<Record<string, BackboneSpec>> {
     const name = request.backbone;
-    if (request.family !== 'transfer' || typeof name !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(name)) return {};
-    const versions = (await readdir(join(this.options.models, name)).catch(() => [] as string[])).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
-    if (versions.length === 0 || !name.startsWith('squeezenet')) return {};
-    return { [name]: { ...squeezenetBackbone(join(this.options.models, name, versions[0], 'model.onnx')), name } };
+    if (request.family !== 'transfer' || typeof name !== 'string') return {};
+    const spec = await this.backboneRepository.resolve(name);
+    return spec ? { [name]: spec } : {};
   }
 
   private prepare(request: TrainingRequest, signal: AbortSignal, onFeatures?: (done: number, total: number) => void): Promise<PreparedTraining> {
@@ -514,6 +532,20 @@ export class TrainingWorker {
     // Prepared data is shared between requests; each keeps its own request (export, params, ...).
     return prepared.then((p) => ({ ...p, request }));
   }
+}
+
+/**
+ * The error a training aborted by `signal` answers: WORKER_LOST when this worker is closing (so
+ * the jobs service, or the orchestrator of a `train.run`, sends it to another worker), else
+ * CANCELED.
+ */
+function abortError(signal: AbortSignal, cause: unknown): ZerveError {
+  return stopping(signal) ? (signal.reason as ZerveError) : new ZerveError('CANCELED', 'the training was canceled', { cause });
+}
+
+/** Whether `signal` was aborted because the worker is closing (WorkerConnection's drain timeout). */
+function stopping(signal: AbortSignal): boolean {
+  return signal.reason instanceof ZerveError && signal.reason.code === 'WORKER_LOST';
 }
 
 /** Whether a process of this host is still running (signal 0 only checks). */

@@ -6,9 +6,9 @@ import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
-import { ZerveClient } from '../shared/client.ts';
-import type { Logger } from '../shared/logger.ts';
-import { WebApp } from './web-app.ts';
+import { ZerveClient } from '../../shared/client.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { WebApp } from '../../webapp/web-app.ts';
 
 export interface HttpBenchOptions {
   /** Frontend endpoint of a running cluster that serves `model`. */
