@@ -19,7 +19,7 @@ import { ZerveClient } from '../../shared/client.ts';
 import { DEFAULT_INFERENCE_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, type ModelSyncOptions, type WorkerConnectionOptions } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { conflictingHashes, modelFetchService, parseModelFetchService, readModelCatalog, type ModelFileEntry, type ModelManifest, type ModelVersionRef } from '../../shared/models.ts';
+import { MODELS_FETCH_PREFIX, conflictingHashes, modelFetchService, parseModelFetchService, readModelCatalog, type ModelFileEntry, type ModelManifest, type ModelVersionRef } from '../../shared/models.ts';
 import { HOSTNAME } from '../../shared/protocol.ts';
 import { WorkerConnection } from '../worker-connection.ts';
 import { manifestHash, readManifest } from './model-manifest.ts';
@@ -82,7 +82,12 @@ export class ModelHolder {
     this.#repository = new ModelRepository({ models: this.options.models, pollIntervalMs: this.options.pollIntervalMs, logger: this.#log });
     this.#repository.on('change', () => this.#enqueueUpdate());
     // At least two chunks at once, even for a training worker's holder (capacity 1): two hosts may fetch together.
-    this.connection = new WorkerConnection([], (body, ctx) => this.#serve(ctx.service, body), { ...this.options, capacity: Math.max(2, this.options.capacity) }, log);
+    this.connection = new WorkerConnection([], (body, ctx) => this.#serve(ctx.service, body), {
+      ...this.options,
+      capacity: Math.max(2, this.options.capacity),
+      // A chunk read changes nothing: the broker may resend it to another holder when this one dies.
+      idempotent: (service) => service.startsWith(MODELS_FETCH_PREFIX),
+    }, log);
   }
 
   /** The client to the broker's frontend the catalog is read through (`broker`, else `connect`). */
