@@ -270,7 +270,10 @@ export class Broker extends EventEmitter {
     if (!queue && this.unserved.services >= o.maxUnservedServices) {
       return this.answer(request, 'NO_WORKERS', `no worker offers ${request.service}, and ${this.unserved.services} other services without a worker have requests waiting`);
     }
-    if (this.unserved.bytes + request.bytes > o.maxUnservedBytes || (queue?.length ?? 0) >= o.maxQueuedPerService) {
+    if ((queue?.length ?? 0) >= o.maxQueuedPerService) {
+      return this.answer(request, 'OVERLOADED', `${request.service} has ${queue!.length} requests queued; retry later`);
+    }
+    if (this.unserved.bytes + request.bytes > o.maxUnservedBytes) {
       return this.answer(request, 'NO_WORKERS', `no worker offers ${request.service}, and the requests waiting for services without a worker are at their bound`);
     }
     if (!queue) this.unserved.services++;

@@ -36,6 +36,7 @@ export const METRICS = {
   inferenceDuration: spec({ name: 'zerve_inference_duration_seconds', help: 'Time onnxruntime spent on a request.', type: 'histogram', labelNames: ['model', 'version'], buckets: DURATION_BUCKETS_S }),
   decodeDuration: spec({ name: 'zerve_decode_duration_seconds', help: 'Time decoding and preprocessing an image took.', type: 'histogram', labelNames: ['model', 'version'], buckets: DURATION_BUCKETS_S }),
   inferenceTotal: spec({ name: 'zerve_inference_total', help: 'Successful inferences.', type: 'counter', labelNames: ['model', 'version'] }),
+  resultCache: spec({ name: 'zerve_result_cache_total', help: "Classifications looked up in an inference worker's result cache, by result: hit or miss.", type: 'counter', labelNames: ['model', 'version', 'result'] }),
   trainingExperiments: spec({ name: 'zerve_training_experiments_total', help: 'Training experiments finished, by state: succeeded, failed or canceled.', type: 'counter', labelNames: ['state'] }),
   jobs: spec({ name: 'zerve_jobs', help: 'Durable jobs in the store, by state.', type: 'gauge', labelNames: ['state'] }),
   // The web app's own.
@@ -47,6 +48,7 @@ export const RELAYED_METRICS: readonly MetricSpec[] = [
   METRICS.inferenceDuration,
   METRICS.decodeDuration,
   METRICS.inferenceTotal,
+  METRICS.resultCache,
   METRICS.trainingExperiments,
   METRICS.jobs,
 ];

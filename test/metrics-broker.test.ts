@@ -48,7 +48,7 @@ describe('broker metrics', () => {
     sockets.push(socket);
     socket.connect(broker.backendEndpoint);
     const registered = nextWorker(broker, (w) => w.services[0] === services[0]);
-    await socket.send(encodeReady({ services, capacity: 1, kind: 'raw', host: 'test', pid: 1 }));
+    await socket.send(encodeReady({ services, capacity: 1, kind: 'raw', host: 'test', pid: 1, idempotent: services }));
     await registered;
     return socket;
   }

@@ -62,7 +62,8 @@ describe('cluster metrics (the broker shows the whole cluster, workers relayed i
 
   /** Classifies `ok` digits and `bad` undecodable images; resolves once every answer is in. */
   async function traffic(ok: number, bad: number): Promise<void> {
-    const good = Array.from({ length: ok }, () => client.classify('mnist', image('digit.png')));
+    // The same image each time: skip the result cache, so that every one is an inference.
+    const good = Array.from({ length: ok }, () => client.classify('mnist', image('digit.png'), { cache: false }));
     const broken = Array.from({ length: bad }, () => errorCode(client.classify('mnist', noiseBytes())));
     const [replies, codes] = await Promise.all([Promise.all(good), Promise.all(broken)]);
     assert.ok(replies.every((r) => r.predictions[0]!.label === '8'));
@@ -94,6 +95,14 @@ describe('cluster metrics (the broker shows the whole cluster, workers relayed i
       assert.ok(m.types.has(spec.name), `${spec.name} on the broker's /metrics`);
     }
     assert.ok(m.types.has('process_cpu_user_seconds_total'), 'default process metrics');
+
+    // Through the result cache: the first is a miss (the answers above were not stored), the second a hit.
+    for (const expected of [undefined, true]) assert.equal((await client.classify('mnist', image('digit.png'))).cached, expected);
+    await nextSnapshot();
+    const cached = await scrape(url);
+    assert.equal(cached.value(METRICS.resultCache.name, { ...MODEL, result: 'miss' }), 1);
+    assert.equal(cached.value(METRICS.resultCache.name, { ...MODEL, result: 'hit' }), 1);
+    assert.equal(cached.value(METRICS.inferenceTotal.name, MODEL), 11, 'a cached answer is not an inference');
   });
 
   it("keeps a departed worker's counters in the cluster sums", async () => {
