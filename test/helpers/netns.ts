@@ -38,6 +38,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CliProcess, TEST_ENV } from './cluster.ts';
+import { isAlive } from '../../shared/process-alive.ts';
 
 const run = promisify(execFile);
 const PREFIX = 'zt';
@@ -124,14 +125,6 @@ function removeStaleNamespaces(): void {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 let labCounter = 0;
 

@@ -52,6 +52,7 @@ import { Notifier, parseNotify, type NotifyTarget } from './notifier.ts';
 import { RunStore } from './run-store.ts';
 import { expandSearch, type ParamSet } from './search-space.ts';
 import { finishTraining, prepareTraining, runConfigFor, trainOne, type PreparedTraining, type RunConfig, type RunResult, type TrainingRequest } from './trainer.ts';
+import { isAlive } from '../../shared/process-alive.ts';
 
 /** Frame 0 of `train.run`. */
 interface TrainRunRequest {
@@ -548,12 +549,3 @@ function stopping(signal: AbortSignal): boolean {
   return signal.reason instanceof ZerveError && signal.reason.code === 'WORKER_LOST';
 }
 
-/** Whether a process of this host is still running (signal 0 only checks). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
