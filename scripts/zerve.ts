@@ -38,6 +38,8 @@ import type { SecurityInfo } from '../shared/messages.ts';
 import { MMI_SECURITY } from '../shared/protocol.ts';
 
 const log = logger.child({ component: 'cli' });
+/** `zerve classify` keeps this many files in flight: enough to keep a cluster busy, few enough to bound memory. */
+const CLASSIFY_FILES_IN_FLIGHT = 64;
 /** The provided sample images beside the checkout, offered on the page when present. */
 const DEFAULT_SAMPLES = resolve('..', 'shared', 'fixtures', 'images');
 const program = new Command('zerve').description('Zerve: a model-serving cluster on ZeroMQ').showHelpAfterError();
@@ -284,34 +286,49 @@ program
     await withClient(flags, async (client) => {
       const header = { ...(flags.topk ? { topk: flags.topk as number } : {}), ...(flags.version ? { version: String(flags.version) } : {}) };
       const table = new Table({ head: ['file', '#', 'label', 'probability', 'ms'] });
+      type Outcome = { reply: ClassifyReply } | { error: ZerveError };
+      const print = (file: string, outcome: Outcome): void => {
+        if (flags.json) {
+          process.stdout.write(JSON.stringify({ file, ...('reply' in outcome ? outcome.reply : outcome.error.toJSON()) }) + '\n');
+        } else if ('reply' in outcome) {
+          const { reply } = outcome;
+          reply.predictions.forEach((p, i) =>
+            table.push([i === 0 ? basename(file) : '', i + 1, p.label, p.probability.toFixed(4), i === 0 ? reply.timings.totalMs?.toFixed(1) ?? '' : '']),
+          );
+        } else {
+          table.push([basename(file), '-', `${outcome.error.code}: ${outcome.error.message}`, '', '']);
+        }
+      };
+      // Requests overlap on the client's one socket, but results print in the order the files were given;
+      // at most CLASSIFY_FILES_IN_FLIGHT files are read into memory at once, however many are named.
+      const outcomes: Array<Outcome | undefined> = [];
+      let printed = 0;
       let done = 0;
       let failed = 0;
+      let next = 0;
       const progress = files.length > 1 && process.stderr.isTTY;
-      await Promise.all(
-        files.map(async (file) => {
-          let reply: ClassifyReply | undefined;
-          let error: ZerveError | undefined;
+      const classifyNext = async (): Promise<void> => {
+        while (next < files.length) {
+          const index = next++;
+          const file = files[index]!;
           try {
-            reply = await client.classify(String(flags.model), await readFile(file).catch((err) => {
-              throw new ZerveError('BAD_REQUEST', `cannot read ${file}: ${(err as Error).message}`);
-            }), header);
+            const image = await readFile(file).catch((err: Error) => {
+              throw new ZerveError('BAD_REQUEST', `cannot read ${file}: ${err.message}`);
+            });
+            outcomes[index] = { reply: await client.classify(String(flags.model), image, header) };
           } catch (err) {
-            error = ZerveError.from(err);
+            outcomes[index] = { error: ZerveError.from(err) };
             failed++;
           }
           done++;
           if (progress) process.stderr.write(`\rclassified ${done}/${files.length}`);
-          if (flags.json) {
-            process.stdout.write(JSON.stringify({ file, ...(reply ?? error!.toJSON()) }) + '\n');
-          } else if (reply) {
-            reply.predictions.forEach((p, i) =>
-              table.push([i === 0 ? basename(file) : '', i + 1, p.label, p.probability.toFixed(4), i === 0 ? reply!.timings.totalMs?.toFixed(1) ?? '' : '']),
-            );
-          } else {
-            table.push([basename(file), '-', `${error!.code}: ${error!.message}`, '', '']);
+          for (; printed < files.length && outcomes[printed]; printed++) {
+            print(files[printed]!, outcomes[printed]!);
+            outcomes[printed] = undefined;
           }
-        }),
-      );
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(CLASSIFY_FILES_IN_FLIGHT, files.length) }, classifyNext));
       if (progress) process.stderr.write('\n');
       if (!flags.json) process.stdout.write(table.toString() + '\n');
       if (failed > 0) process.exitCode = 1;
