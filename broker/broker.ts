@@ -29,6 +29,7 @@ import {
 import { SendQueue } from '../shared/send-queue.ts';
 import { BrokerMetrics } from './broker-metrics.ts';
 import { BrokerSecurity } from './broker-security.ts';
+import { MemoryTrimmer } from './memory-trim.ts';
 import type { PendingRequest } from './pending-request.ts';
 import { ServiceQueue } from './service-queue.ts';
 import { WorkerRegistry, type WorkerRecord } from './worker-registry.ts';
@@ -71,6 +72,7 @@ export class Broker extends EventEmitter {
   private readonly loops: Promise<void>[] = [];
   private heartbeatTimer?: NodeJS.Timeout;
   private sweepTimer?: NodeJS.Timeout;
+  private memoryTrimmer?: MemoryTrimmer;
   private tokenCounter = 0;
   private dispatchCounter = 0;
   private malformed = 0;
@@ -129,6 +131,8 @@ export class Broker extends EventEmitter {
     this.loops.push(this.receive(this.frontend, this.frontendSends), this.receive(this.backend, this.backendSends));
     this.heartbeatTimer = setInterval(() => this.heartbeat(), o.heartbeatIntervalMs);
     this.sweepTimer = setInterval(() => this.sweep(), Math.min(SWEEP_INTERVAL_MS, o.heartbeatIntervalMs));
+    this.memoryTrimmer = new MemoryTrimmer(o.memoryTrimIntervalMs, this.log);
+    this.memoryTrimmer.start();
     this.log.info({ frontend: this.frontendEndpoint, backend: this.backendEndpoint }, 'broker listening');
   }
 
@@ -141,6 +145,7 @@ export class Broker extends EventEmitter {
   private async shutdown(): Promise<void> {
     clearInterval(this.heartbeatTimer);
     clearInterval(this.sweepTimer);
+    this.memoryTrimmer?.close();
     this.frontendSends?.close();
     this.backendSends?.close();
     this.frontend?.close();
