@@ -17,7 +17,7 @@ import { ZerveClient } from '../shared/client.ts';
 import { watchSupervisor } from './supervisor-watch.ts';
 import { ClusterRuns, experimentRuns } from '../shared/cluster-runs.ts';
 import { clusterDatasets } from '../shared/cluster-datasets.ts';
-import { DatasetStore } from '../workers/training/dataset-store.ts';
+import type { DatasetStore } from '../workers/training/dataset-store.ts';
 import { DEFAULT_CLIENT_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions, type CurveOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { jobResult, submitJob, watchJob } from '../shared/job-client.ts';
@@ -25,8 +25,8 @@ import { encodeJson } from '../shared/messages.ts';
 import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, trainingJobFrames, type DatasetSummary, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
 import { parseInteger, reportError } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
-import { RunStore, type RunRecord } from '../workers/training/run-store.ts';
-import { TrainingWorker } from '../workers/training/training-worker.ts';
+// The stores and the worker are imported when a command needs them (see scripts/zerve.ts).
+import type { RunStore, RunRecord } from '../workers/training/run-store.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -162,7 +162,8 @@ function runsTable(runs: RunRecord[], format: string): string {
 
 /** The datasets stored in one data folder (names live in the training worker's run store, so none here). */
 async function localDatasets(data: string): Promise<DatasetSummary[]> {
-  const store = new DatasetStore({ ...DEFAULT_TRAINING_WORKER_OPTIONS, data });
+  const { DatasetStore } = await import('../workers/training/dataset-store.ts');
+  const store: DatasetStore = new DatasetStore({ ...DEFAULT_TRAINING_WORKER_OPTIONS, data });
   const list: DatasetSummary[] = [];
   for (const id of await store.list()) {
     const m = await store.manifest(id);
@@ -188,6 +189,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--config <file>', 'JSON config file');
   addMetricsOptions(trainingCommand, true)
     .action(async (flags: Record<string, unknown>) => {
+      const { TrainingWorker } = await import('../workers/training/training-worker.ts');
       const training = new TrainingWorker(resolveOptions(DEFAULT_TRAINING_WORKER_OPTIONS, flags));
       const metrics = await serveMetrics(flags, [training.metrics.registry]);
       let stopping = false;
@@ -315,7 +317,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     });
 
   const runs = program.command('runs').description('tracked experiments and runs: from every training worker through the broker, or from a run store with --data (offline)');
-  const openStore = (flags: Record<string, unknown>) => new RunStore(String(flags.data), { readonly: true });
+  const openStore = async (flags: Record<string, unknown>): Promise<RunStore> => new (await import('../workers/training/run-store.ts')).RunStore(String(flags.data), { readonly: true });
   /** Runs `fn` with the cluster's run history, closing the client afterwards. */
   const withCluster = async <T>(flags: Record<string, unknown>, fn: (runs: ClusterRuns) => Promise<T>): Promise<T> => {
     const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
@@ -338,7 +340,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
         const limit = Number(flags.limit);
         let list: RunRecord[];
         if (flags.data !== undefined) {
-          const store = openStore(flags);
+          const store = await openStore(flags);
           list = store.runs({ limit }).map((r) => store.run(r.id)!);
           store.close();
         } else {
@@ -355,7 +357,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
       try {
         let shown: unknown;
         if (flags.data !== undefined) {
-          const store = openStore(flags);
+          const store = await openStore(flags);
           const run = store.run(id);
           const experiment = run ? undefined : store.experiment(id);
           shown = run ?? (experiment ? { ...experiment, runs: store.runs({ experimentId: id }) } : undefined);
@@ -376,7 +378,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
       try {
         const list: RunRecord[] = [];
         if (flags.data !== undefined) {
-          const store = openStore(flags);
+          const store = await openStore(flags);
           for (const id of ids) {
             const run = store.run(id);
             if (run) list.push(run);

@@ -7,7 +7,9 @@ import { existsSync } from 'node:fs';
 import { resolve, basename } from 'node:path';
 import { Command } from 'commander';
 import Table from 'cli-table3';
-import { Broker } from '../broker/broker.ts';
+// Each command imports what it runs when it runs (await import): a process that runs the broker or one
+// worker kind then loads only that, not onnxruntime, sharp, express and the trainer each time.
+import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import {
   DEFAULT_BROKER_OPTIONS,
@@ -21,10 +23,6 @@ import {
 import { ZerveError } from '../shared/errors.ts';
 import { logger } from '../shared/logger.ts';
 import type { ClassifyReply } from '../shared/messages.ts';
-import { createEchoWorker } from '../workers/echo/echo-worker.ts';
-import { InferenceWorker } from '../workers/inference/inference-worker.ts';
-import { startWebApp } from '../webapp/web-app.ts';
-import { startJobsWorker } from '../workers/jobs/jobs-worker.ts';
 import { parseInteger, reportError } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
@@ -90,6 +88,9 @@ const up = program
     const curveArgs = curveKey === '' ? [] : ['--curve-key', curveKey, '--broker-key', curveKey, '--client-auth', curve.clientAuth];
     const models = resolve(String(flags.models));
     await mkdir(models, { recursive: true });
+    const { Broker } = await import('../broker/broker.ts');
+    const { startJobsWorker } = await import('../workers/jobs/jobs-worker.ts');
+    const { startWebApp } = await import('../webapp/web-app.ts');
     let broker: Broker;
     try {
       broker = new Broker(brokerOptions);
@@ -159,6 +160,7 @@ const brokerCommand = program
   .option('--max-deadline-ms <prefix=ms,...>', 'longest deadline by service-name prefix')
   .option('--config <file>', 'JSON config file');
 addMetricsOptions(brokerCommand).action(async (flags: Record<string, unknown>) => {
+  const { Broker } = await import('../broker/broker.ts');
   let broker: Broker;
   try {
     broker = new Broker(resolveOptions(DEFAULT_BROKER_OPTIONS, flags));
@@ -207,6 +209,7 @@ addMetricsOptions(inferenceCommand, true).action(async (flags: Record<string, un
   const inference = resolveOptions(DEFAULT_INFERENCE_OPTIONS, flags);
   const connection = resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags);
   const sync = resolveOptions(DEFAULT_MODEL_SYNC_OPTIONS, flags);
+  const { InferenceWorker } = await import('../workers/inference/inference-worker.ts');
   const worker = new InferenceWorker({ ...inference, ...sync, ...connection, kind: 'inference' });
   const metrics = await serveMetrics(flags, [worker.metrics.registry]);
   onShutdown(async () => {
@@ -223,6 +226,7 @@ worker
   .option('--capacity <n>', 'requests taken at once')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
+    const { createEchoWorker } = await import('../workers/echo/echo-worker.ts');
     const echo = createEchoWorker(resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags));
     echo.start();
     onShutdown(() => echo.close());
@@ -237,6 +241,7 @@ const jobsCommand = worker
   .option('--concurrency <n>', 'jobs dispatched at once')
   .option('--config <file>', 'JSON config file');
 addMetricsOptions(jobsCommand, true).action(async (flags: Record<string, unknown>) => {
+  const { startJobsWorker } = await import('../workers/jobs/jobs-worker.ts');
   const jobs = startJobsWorker(flags);
   const metrics = await serveMetrics(flags, [jobs.metrics.registry]);
   onShutdown(async () => {
@@ -254,6 +259,7 @@ program
   .option('--samples <dir>', 'sample images offered on the page')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
+    const { startWebApp } = await import('../webapp/web-app.ts');
     const web = await startWebApp(flags);
     process.stderr.write(`zerve: web app at ${web.url}\n`);
     onShutdown(() => web.close());
