@@ -30,6 +30,7 @@ import { CliChild } from './bench/cli-child.ts';
 import { benchHttp, type HttpBenchOptions, type HttpBenchResult } from './bench/http-bench.ts';
 import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/echo-load.ts';
 import { runLoad, type LoadResult } from './bench/load-runner.ts';
+import { runLoadWithCpu, type LoadCpuResult } from './bench/load-cpu.ts';
 import { benchOip, type OipBenchRow } from './bench/oip-section.ts';
 import { withProcessCpu } from './bench/process-cpu.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
@@ -106,7 +107,7 @@ const CLUSTER_SETUPS: ClusterSetup[] = [
   { name: 'cluster: 2 workers x 1 thread', workers: 2, threads: 1, capacity: 2 },
 ];
 
-interface InferenceRow extends LoadResult {
+interface InferenceRow extends LoadCpuResult {
   image: string;
   setup: string;
   kind: 'raw' | 'cluster';
@@ -162,7 +163,7 @@ async function benchRaw(images: Map<string, Buffer>): Promise<InferenceRow[]> {
         if (top !== TABBY) throw new Error(`${setup.name}: ${image} classified as ${top}, expected ${TABBY}`);
         for (const concurrency of CONCURRENCIES) {
           progress(`${setup.name}, ${image}, concurrency ${concurrency}`);
-          rows.push({ image, setup: setup.name, kind: 'raw', ...(await runLoad(() => classify(bytes), loadOptions(concurrency))) });
+          rows.push({ image, setup: setup.name, kind: 'raw', ...(await runLoadWithCpu(() => classify(bytes), loadOptions(concurrency), [process.pid])) });
         }
       }
     } finally {
@@ -192,7 +193,9 @@ async function benchClusterSetup(
       if (top !== TABBY) throw new Error(`${setup.name}: ${image} classified as ${top}, expected ${TABBY}`);
       for (const concurrency of CONCURRENCIES) {
         progress(`${setup.name}, ${image}, concurrency ${concurrency}`);
-        const result = await runLoad(() => client.classify(MODEL, bytes, { topk: 1, cache: false }), loadOptions(concurrency));
+        // CPU of every process on the path: this client, the broker and the workers.
+        const pids = [process.pid, cluster.broker.pid, ...workers.map((w) => w.pid)];
+        const result = await runLoadWithCpu(() => client.classify(MODEL, bytes, { topk: 1, cache: false }), loadOptions(concurrency), pids);
         rows.push({ image, setup: setup.name, kind: 'cluster', ...result });
       }
     }
@@ -223,6 +226,11 @@ interface Saturation {
   ratio: number;
   target: number;
   met: boolean;
+  /**
+   * Least CPU per image of any raw row over that of any cluster row at the same concurrency as the
+   * throughput rows above (16): what the throughput ratio is on idle cores, where CPU is the limit.
+   */
+  cpuRatio?: number;
 }
 
 function saturation(rows: InferenceRow[]): Saturation[] {
@@ -231,7 +239,10 @@ function saturation(rows: InferenceRow[]): Saturation[] {
     const raw = best(rows.filter((r) => r.kind === 'raw' && r.image === image));
     const cluster = best(rows.filter((r) => r.kind === 'cluster' && r.image === image));
     const ratio = cluster.perSecond / raw.perSecond;
+    const leastCpu = (list: InferenceRow[]) => Math.min(...list.filter((r) => r.concurrency === CONCURRENCIES.at(-1)).map((r) => r.cpuMsPerTask ?? Infinity));
+    const cpuRatio = leastCpu(rows.filter((r) => r.kind === 'raw' && r.image === image)) / leastCpu(rows.filter((r) => r.kind === 'cluster' && r.image === image));
     return {
+      ...(Number.isFinite(cpuRatio) ? { cpuRatio } : {}),
       image,
       rawLimit: { setup: raw.setup, concurrency: raw.concurrency, perSecond: raw.perSecond },
       clusterBest: { setup: cluster.setup, concurrency: cluster.concurrency, perSecond: cluster.perSecond },
@@ -335,7 +346,7 @@ const fixed = (n: number | undefined, digits = 1) => (n === undefined || Number.
 const thousands = (n: number) => Math.round(n).toLocaleString('en-US');
 
 function inferenceTable(rows: InferenceRow[], image: string): ReportTable {
-  const table = new ReportTable(['setup', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'x raw (same conc.)', 'x raw limit', 'errors']);
+  const table = new ReportTable(['setup', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'x raw (same conc.)', 'x raw limit', 'CPU ms/image', 'errors']);
   for (const row of rows.filter((r) => r.image === image)) {
     table.push([
       row.setup,
@@ -345,6 +356,7 @@ function inferenceTable(rows: InferenceRow[], image: string): ReportTable {
       fixed(row.p99Ms),
       fixed(row.ratioToRaw, 2),
       fixed(row.ratioToRawLimit, 2),
+      fixed(row.cpuMsPerTask, 1),
       row.errors,
     ]);
   }
@@ -534,7 +546,8 @@ async function main(): Promise<void> {
     for (const s of saturated) {
       out.push(
         `${s.image}: at saturation the cluster does ${fixed(s.clusterBest.perSecond)} images/s (${s.clusterBest.setup}, conc. ${s.clusterBest.concurrency}) ` +
-          `vs raw ${fixed(s.rawLimit.perSecond)} (${s.rawLimit.setup}, conc. ${s.rawLimit.concurrency}): ${fixed(s.ratio, 2)}x raw; target >= ${s.target}x ${s.met ? 'met' : 'NOT met'}.`,
+          `vs raw ${fixed(s.rawLimit.perSecond)} (${s.rawLimit.setup}, conc. ${s.rawLimit.concurrency}): ${fixed(s.ratio, 2)}x raw; target >= ${s.target}x ${s.met ? 'met' : 'NOT met'}.` +
+          (s.cpuRatio === undefined ? '' : ` CPU per image (client + broker + workers vs raw, least at conc. ${CONCURRENCIES.at(-1)}): ${fixed(s.cpuRatio, 2)}x raw's efficiency.`),
       );
     }
   }
