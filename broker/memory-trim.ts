@@ -6,7 +6,7 @@
  * by the arenas, 9 MB of it in use). `malloc_trim` releases the free pages inside the arenas too.
  * Elsewhere than glibc (musl, macOS) there is no such call and this does nothing.
  */
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
 import type { Logger } from '../shared/logger.ts';
 
 type Trim = ((pad: number) => number) & { async: (pad: number, done: (err: unknown, released: number) => void) => void };
@@ -17,6 +17,8 @@ let trim: Trim | null | undefined;
 function mallocTrim(log: Logger): Trim | null {
   if (trim !== undefined) return trim;
   try {
+    // Loaded here, not imported: a platform without koffi's binary still runs the broker, untrimmed.
+    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
     trim = koffi.load('libc.so.6').func('int malloc_trim(size_t)') as unknown as Trim;
   } catch (err) {
     log.debug({ err }, 'no glibc malloc_trim: freed memory stays with the allocator');
