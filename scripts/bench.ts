@@ -29,7 +29,7 @@ import { makeBenchRepository } from './bench/bench-repository.ts';
 import { CliChild } from './bench/cli-child.ts';
 import { benchHttp, type HttpBenchOptions, type HttpBenchResult } from './bench/http-bench.ts';
 import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/echo-load.ts';
-import { runLoad, type LoadResult } from './bench/load-runner.ts';
+import { errorsCell, runLoad, type LoadResult } from './bench/load-runner.ts';
 import { runLoadWithCpu, type LoadCpuResult } from './bench/load-cpu.ts';
 import { benchOip, type OipBenchRow } from './bench/oip-section.ts';
 import { withProcessCpu } from './bench/process-cpu.ts';
@@ -357,7 +357,7 @@ function inferenceTable(rows: InferenceRow[], image: string): ReportTable {
       fixed(row.ratioToRaw, 2),
       fixed(row.ratioToRawLimit, 2),
       fixed(row.cpuMsPerTask, 1),
-      row.errors,
+      errorsCell(row),
     ]);
   }
   return table;
@@ -419,7 +419,7 @@ function cacheTable(rows: CacheRow[]): ReportTable {
 function oipTable(rows: OipBenchRow[]): ReportTable {
   const table = new ReportTable(['path', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'x ZerveClient.classify', 'x /api/classify', 'errors']);
   for (const row of rows) {
-    table.push([row.path, row.concurrency, fixed(row.perSecond), fixed(row.p50Ms), fixed(row.p99Ms), fixed(row.toZeromq, 2), fixed(row.toClassify, 2), row.errors]);
+    table.push([row.path, row.concurrency, fixed(row.perSecond), fixed(row.p50Ms), fixed(row.p99Ms), fixed(row.toZeromq, 2), fixed(row.toClassify, 2), errorsCell(row)]);
   }
   return table;
 }

@@ -14,6 +14,8 @@ export interface LoadResult {
   /** Requests completed inside the measured window. */
   completed: number;
   errors: number;
+  /** The first error's message, when there were errors: a row that failed says why instead of ending the bench. */
+  firstError?: string;
   /** Completed requests per second over the measured window. */
   perSecond: number;
   p50Ms: number;
@@ -55,12 +57,12 @@ export async function runLoad(task: () => Promise<unknown>, options: LoadOptions
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, loop));
-  if (firstError !== undefined && errors > 0 && completedInWindow === 0) throw firstError;
   latencies.sort((a, b) => a - b);
   return {
     concurrency: options.concurrency,
     completed: completedInWindow,
     errors,
+    ...(errors > 0 ? { firstError: firstError instanceof Error ? firstError.message : String(firstError) } : {}),
     perSecond: (completedInWindow * 1000) / durationMs,
     p50Ms: percentile(latencies, 0.5),
     p99Ms: percentile(latencies, 0.99),
@@ -73,4 +75,9 @@ export function percentile(sorted: readonly number[], q: number): number {
   if (sorted.length === 0) return Number.NaN;
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
   return sorted[rank]!;
+}
+
+/** A table's errors cell: the count, and the first error's message when there was one. */
+export function errorsCell(result: Pick<LoadResult, 'errors' | 'firstError'>): string {
+  return result.firstError ? `${result.errors} (${result.firstError.slice(0, 60)})` : String(result.errors);
 }
