@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import Table from 'cli-table3';
 import { Option, type Command } from 'commander';
 import { ZerveClient } from '../shared/client.ts';
-import { DEFAULT_CLIENT_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, resolveOptions } from '../shared/config.ts';
+import { DEFAULT_CLIENT_OPTIONS, DEFAULT_MODEL_PUBLISHER_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, resolveOptions } from '../shared/config.ts';
 import { readModelCatalog } from '../shared/models.ts';
 import { ModelHolder } from '../workers/inference/model-holder.ts';
 import { ModelRepository } from '../workers/inference/model-repository.ts';
@@ -55,7 +55,7 @@ export function registerModelCommands(program: Command): void {
     .option('--std <a,b,c>', 'per-channel standard deviation divided by')
     .option('--logits', 'the model outputs logits (softmax is applied)')
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
-    .option('--connect <endpoint>', 'broker worker endpoint the version is offered on while it is handed over (default: the --broker endpoint)')
+    .option('--connect <endpoint>', "broker worker endpoint the version is offered on while it is handed over (default: the --broker endpoint; under CURVE: the broker's worker socket)")
     .option('--models <dir>', 'write to this local repository instead of the cluster (offline)')
     .option('--model-handoff-timeout-ms <ms>', 'time to wait for an inference worker to take the version')
     .option('--config <file>', 'JSON config file')
@@ -112,9 +112,9 @@ async function addThroughCluster(version: Omit<AddModelVersionOptions, 'models'>
   const { broker } = resolveOptions(DEFAULT_CLIENT_OPTIONS, flags);
   const sync = resolveOptions(DEFAULT_MODEL_SYNC_OPTIONS, flags);
   const connection = resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags);
-  // A plain broker takes workers on either socket, so by default the CLI holds the version on the frontend;
-  // where the worker socket alone takes workers (CURVE), --connect names it.
-  const connect = (flags.connect as string | undefined) ?? process.env.ZERVE_CONNECT ?? broker;
+  // A plain broker on loopback takes workers on either socket, so by default the CLI holds the version on the
+  // frontend; where the worker socket alone takes workers (CURVE), --connect names it.
+  const connect = resolveOptions(DEFAULT_MODEL_PUBLISHER_OPTIONS, flags).connect || broker;
   const folder = await mkdtemp(join(tmpdir(), 'zerve-models-add-'));
   const holder = new ModelHolder({ ...connection, ...sync, connect, broker, models: folder, kind: 'models-add' });
   try {

@@ -123,7 +123,8 @@ const up = program
     }
     const jobs = startJobsWorker({ ...flags, ...curve, connect: broker.backendEndpoint, broker: broker.frontendEndpoint });
     const samples = flags.samples ?? (existsSync(DEFAULT_SAMPLES) ? DEFAULT_SAMPLES : undefined);
-    const web = await startWebApp({ ...flags, ...curve, broker: broker.frontendEndpoint, ...(samples ? { samples } : {}) });
+    // The page's model uploads are offered on the worker socket, the one that takes workers under CURVE.
+    const web = await startWebApp({ ...flags, ...curve, broker: broker.frontendEndpoint, connect: broker.backendEndpoint, ...(samples ? { samples } : {}) });
     onShutdown(async () => {
       await web.close();
       await jobs.close();
@@ -254,6 +255,7 @@ program
   .command('web')
   .description('run the web app (page and HTTP API) against a broker')
   .option('--broker <endpoint>', 'broker frontend endpoint')
+  .option('--connect <endpoint>', "broker worker endpoint a model uploaded on the page is offered on until an inference worker takes it (default: the --broker endpoint; under CURVE: the broker's worker socket)")
   .option('--http <port>', 'port')
   .option('--host <host>', 'address to listen on')
   .option('--samples <dir>', 'sample images offered on the page')

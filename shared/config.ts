@@ -369,7 +369,23 @@ export const DEFAULT_JOBS_OPTIONS: JobsOptions = {
   metricsIntervalMs: DEFAULT_WORKER_CONNECTION_OPTIONS.metricsIntervalMs,
 };
 
-export interface WebAppOptions extends CurveOptions {
+/** Where a short-lived model publisher (`zerve models add`, the web app's `POST /api/models`) offers the new version. */
+export interface ModelPublisherOptions {
+  /**
+   * Broker worker endpoint the new version is offered on (a worker connection of its own) until an
+   * inference worker has taken it; '' uses the `broker` endpoint, which a plain broker on loopback
+   * takes workers on. Under CURVE only the worker socket takes workers: name it here.
+   * @defaultValue ''
+   */
+  connect: string;
+}
+
+export const DEFAULT_MODEL_PUBLISHER_OPTIONS: ModelPublisherOptions = {
+  connect: '',
+};
+
+/** `HeartbeatOptions`: those of the worker connection a model upload is offered on (the broker's own). */
+export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, HeartbeatOptions {
   /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
   /** TCP port of the HTTP server; 0 picks a free one. @defaultValue 8080 */
@@ -404,6 +420,9 @@ export interface WebAppOptions extends CurveOptions {
 
 export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   ...DEFAULT_CURVE_OPTIONS,
+  ...DEFAULT_MODEL_PUBLISHER_OPTIONS,
+  heartbeatIntervalMs: 1000,
+  heartbeatLiveness: 3,
   broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
   http: 8080,
   host: '127.0.0.1',

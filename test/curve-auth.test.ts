@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import * as zmq from 'zeromq';
 import { Broker } from '../broker/broker.ts';
+import { RefusalLog } from '../broker/refusal-log.ts';
 import { ZerveClient } from '../shared/client.ts';
 import type { BrokerOptions } from '../shared/config.ts';
 import { generateKeyFiles, readKeyPair, readPublicKey } from '../shared/curve-keys.ts';
@@ -273,6 +274,23 @@ describe('CURVE keys and authentication (ZAP)', function () {
     // Secure by default: checked before anything binds.
     assert.throws(broker({ backend: 'tcp://10.231.255.1:5556' }), { code: 'BAD_REQUEST', message: /refusing to start: the worker socket tcp:\/\/10\.231\.255\.1:5556 is reachable from other hosts and has no CURVE key/ });
     assert.doesNotThrow(broker({ backend: 'tcp://10.231.255.1:5556', insecure: true }));
+  });
+
+  it('logs a flood of refused peers at most 10 lines a second, counting the ones it left out, and a retrying peer once', async () => {
+    const { log, lines } = capturedLogger();
+    const refusals = new RefusalLog(log);
+    const strangers = Array.from({ length: 50 }, () => zmq.curveKeyPair().publicKey);
+    // One burst, far quicker than a second: 50 strangers, and one of them retrying 20 times.
+    for (const publicKey of strangers) refusals.refused({ socket: 'workers', reason: 'public key not in the allowlist', publicKey, address: '10.0.0.9' });
+    for (let i = 0; i < 20; i++) refusals.refused({ socket: 'workers', reason: 'public key not in the allowlist', publicKey: strangers[0]!, address: '10.0.0.9' });
+    assert.equal(lines.length, 10);
+    assert.deepEqual(lines.map((l) => l.publicKey), strangers.slice(0, 10), 'each logged with its key');
+    await sleep(1100);
+    refusals.refused({ socket: 'workers', reason: 'public key not in the allowlist', publicKey: strangers[49]!, address: '10.0.0.9' });
+    refusals.refused({ socket: 'workers', reason: 'public key not in the allowlist', publicKey: strangers[0]!, address: '10.0.0.9' });
+    assert.equal(lines.length, 11, 'the first peer, logged a moment ago, is not logged again');
+    assert.equal(lines[10]!.publicKey, strangers[49]);
+    assert.equal(lines[10]!.suppressed, 40, 'the next line counts the 40 strangers left out of the burst (a logged peer retrying is no news)');
   });
 
   it('shows --insecure in zerve status', async () => {

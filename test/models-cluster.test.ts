@@ -155,20 +155,31 @@ describe('models through the cluster (processes with separate models folders on 
     assert.ok(!info.services.includes('classify.squeezenet'));
   });
 
-  it('adds a model uploaded to the web app (POST /api/models) to the cluster, and refuses a file that is not a model', async () => {
+  it('adds a model uploaded to the web app (POST /api/models) to the cluster, with its labels file, and refuses a file that is not a model', async () => {
     const host = await inferenceHost();
-    const web = new WebApp({ broker: broker.frontendEndpoint, http: 0 });
+    const web = new WebApp({ broker: broker.frontendEndpoint, http: 0, heartbeatIntervalMs: TEST_HEARTBEAT_MS });
     const url = await web.start();
     try {
       const body = await readFile(join(fixtureModel('mnist'), 'model.onnx'));
-      const res = await fetch(`${url}api/models?name=digits&channels=grey&logits=true`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
+      const words = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
+      const form = new FormData();
+      form.append('model', new Blob([body]), 'model.onnx');
+      form.append('labels', new Blob([words.join('\n') + '\n']), 'labels.txt');
+      const res = await fetch(`${url}api/models?name=digits&channels=grey&logits=true&size=28x28&mean=0&std=1`, { method: 'POST', body: form });
       assert.equal(res.status, 201, await res.clone().text());
       const added = (await res.json()) as { name: string; version: string; sha256: string };
       assert.equal(added.name, 'digits');
       assert.equal(added.version, '1');
       assert.match(added.sha256, /^[0-9a-f]{64}$/);
       await eventually('digits served', () => servedBy(host.worker.pid, 'digits', '1'));
-      assert.equal((await client.classify('digits', image('digit.png'))).predictions[0]!.label, '8');
+      assert.equal((await client.classify('digits', image('digit.png'))).predictions[0]!.label, 'eight', 'the uploaded labels name the classes');
+      const config = JSON.parse(await readFile(join(host.models, "digits", "1", "config.json"), "utf8")) as { input: { mean: number[]; std: number[]; width: number } };
+      assert.deepEqual([config.input.mean, config.input.std, config.input.width], [[0], [1], 28], 'the query options reach the version config');
+      const shortLabels = new FormData();
+      shortLabels.append('model', new Blob([body]), 'model.onnx');
+      shortLabels.append('labels', new Blob(['zero\none\n']), 'labels.txt');
+      const mismatch = await fetch(`${url}api/models?name=digits&channels=grey`, { method: 'POST', body: shortLabels });
+      assert.equal(mismatch.status, 400, 'a labels file whose line count does not fit the model');
       const bad = await fetch(`${url}api/models?name=junk`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from('not an onnx file') });
       assert.equal(bad.status, 400);
       assert.equal(((await bad.json()) as { error: { code: string } }).error.code, 'BAD_REQUEST');

@@ -1,11 +1,14 @@
 /**
  * Multi-host scenarios 2 and 6 of issue 8 on real hosts: network namespaces joined by veth links
  * (test/helpers/netns.ts), each host with its own empty models/ and data/ folders, and nothing shared
- * but the broker, reached over the links. Every command runs inside a host with `ip netns exec`.
+ * but the broker, reached over the links, with CURVE on its worker socket: the trained model travels
+ * from host b's training worker (its model holder) to host a under the hosts' own keys. Every command
+ * runs inside a host with `ip netns exec`.
  */
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { copyFile, mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { generateKeyFiles } from '../shared/curve-keys.ts';
 import type { ClassifyReply, WorkerInfo } from '../shared/messages.ts';
 import type { RunRecord, TrainResultMessage } from '../shared/training.ts';
 import { fixtureImage, TEST_ENV, type CliProcess } from './helpers/cluster.ts';
@@ -21,12 +24,9 @@ const LAB_ENV: NodeJS.ProcessEnv = {
   ZERVE_MODEL_SYNC_INTERVAL_MS: '500',
   ZERVE_MODEL_SETTLE_MS: '500',
   ZERVE_POLL_INTERVAL_MS: '500',
-  // The worker socket binds the broker host's address: a broker that is secure by default needs this
-  // to run without keys (this suite is about models, not keys); one without that rule ignores it.
-  ZERVE_INSECURE: '1',
 };
 
-describe('multi-host models and history (network namespaces)', function () {
+describe('multi-host models and history (network namespaces, CURVE)', function () {
   this.timeout(240_000);
   let lab: NetnsLab;
   let a: NetnsHost;
@@ -50,10 +50,16 @@ describe('multi-host models and history (network namespaces)', function () {
     [a, b] = [lab.host('a'), lab.host('b')];
     frontend = lab.tcp(lab.broker, FRONTEND_PORT);
     const backend = lab.tcp(lab.broker, BACKEND_PORT);
-    lab.spawn(lab.broker, ['broker', '--frontend', frontend, '--backend', backend], LAB_ENV);
+    const keys = join(lab.dir, 'keys');
+    const allowed = join(lab.dir, 'authorized-workers');
+    await mkdir(allowed);
+    for (const name of ['broker', 'a', 'b']) await generateKeyFiles(name, keys);
+    for (const name of ['a', 'b']) await copyFile(join(keys, `${name}.pub`), join(allowed, `${name}.pub`));
+    const curve = (host: string) => ['--curve-key', join(keys, `${host}.key`), '--broker-key', join(keys, 'broker.pub')];
+    lab.spawn(lab.broker, ['broker', '--frontend', frontend, '--backend', backend, '--curve-key', join(keys, 'broker.key'), '--authorized-workers', allowed], LAB_ENV);
     // Host a: an inference worker over its own, empty models folder. Host b: a training worker over its own folders.
-    inference = lab.spawn(a, ['worker', 'inference', '--connect', backend, '--broker', frontend, '--models', a.models], LAB_ENV);
-    lab.spawn(b, ['worker', 'training', '--connect', backend, '--broker', frontend, '--data', b.data, '--models', b.models], LAB_ENV);
+    inference = lab.spawn(a, ['worker', 'inference', '--connect', backend, '--broker', frontend, '--models', a.models, ...curve('a')], LAB_ENV);
+    lab.spawn(b, ['worker', 'training', '--connect', backend, '--broker', frontend, '--data', b.data, '--models', b.models, ...curve('b')], LAB_ENV);
     await eventually('both hosts registered', async () => {
       const list = await workers(a);
       return list.some((w) => w.host === a.ns && w.kind === 'inference') && list.some((w) => w.host === b.ns && w.services.includes('train'));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { SCREENSHOTS, launchBrowser, openPage, type Browser } from './helpers/browser.ts';
-import { fixtureImage } from './helpers/cluster.ts';
+import { fixtureImage, fixtureModel } from './helpers/cluster.ts';
 import { startWebCluster, type WebCluster } from './fixtures/webapp-cluster.ts';
 
 describe('web app page in a browser', function () {
@@ -78,5 +78,27 @@ describe('web app page in a browser', function () {
       assert.equal(await page.locator(`label[for="${id}"]`).count() > 0, true, `#${id} has a label`);
     }
     await page.screenshot({ path: join(SCREENSHOTS, 'webapp-phone.png'), fullPage: true });
+  });
+
+  // Last, so the other tests see the page as it starts. The model it adds stays in the run's shared
+  // repository (removed at exit) beside squeezenet, which keeps its place as the default.
+  it('adds a model with its labels file from the page, then classifies with it and shows its labels', async function () {
+    this.timeout(120_000);
+    await page.click('#add-model-title');
+    await page.setInputFiles('#add-model-file', join(fixtureModel('mnist'), 'model.onnx'));
+    const words = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
+    await page.setInputFiles('#add-model-labels', { name: 'labels.txt', mimeType: 'text/plain', buffer: Buffer.from(words.join('\n') + '\n') });
+    await page.fill('#add-model-name', 'page-digits');
+    await page.selectOption('#add-model-channels', 'grey');
+    await page.check('#add-model-logits');
+    await page.click('#add-model button[type="submit"]');
+    await page.waitForFunction(() => /^(Added|[A-Z_]+:)/.test(document.getElementById('add-model-status')?.textContent ?? ''), undefined, { timeout: 100_000 });
+    assert.equal(await page.textContent('#add-model-status'), 'Added page-digits version 1.');
+    assert.equal(await page.textContent('#model option[value="page-digits"]'), 'page-digits (10 classes)');
+    await page.selectOption('#model', 'page-digits');
+    await page.setInputFiles('#file', fixtureImage('digit.png'));
+    await answered();
+    assert.match((await page.textContent('#status')) ?? '', /^Most likely: eight .* by page-digits v1\./, `error shown: ${await page.textContent('#error')}`);
+    assert.equal((await labels())[0], 'eight');
   });
 });

@@ -18,6 +18,7 @@ export const HTTP_STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   TIMEOUT: 504,
   WORKER_LOST: 502,
   BAD_TRANSFER: 502,
+  NOT_ADMITTED: 502,
   CANCELED: 409,
   INTERNAL: 500,
 };

@@ -2,6 +2,8 @@
  * The model upload part of the web app's OpenAPI document (`webapp/openapi.ts` spreads these paths
  * and schemas into `OPENAPI_DOCUMENT`).
  */
+const NUMBER_LIST = '^\\s*-?[0-9.eE+-]+(\\s*,\\s*-?[0-9.eE+-]+)*\\s*$';
+
 const errorResponse = (description: string) => ({
   description,
   content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
@@ -13,25 +15,38 @@ export const MODEL_PATHS = {
       operationId: 'addModel',
       summary:
         'Adds an ONNX model as the next version of `name`, through the cluster: the file is checked in onnxruntime, ' +
-        'numbered so every host agrees, and answered once an inference worker has fetched it (every other one follows).',
+        'numbered so every host agrees, and answered once an inference worker has fetched it (every other one follows). ' +
+        'Takes the options of `zerve models add`, and a labels file in the multipart field `labels`.',
       parameters: [
         { name: 'name', in: 'query', required: true, description: 'Model name, served as `classify.<name>`.', schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' } },
         { name: 'channels', in: 'query', required: false, description: 'Tensor channel order (default: grey for 1-channel models, else rgb).', schema: { type: 'string', enum: ['rgb', 'bgr', 'grey'] } },
+        { name: 'size', in: 'query', required: false, description: 'Input size WIDTHxHEIGHT (default: from the model; required if its shape is not fixed).', schema: { type: 'string', pattern: '^\\d{1,5}[xX]\\d{1,5}$' } },
         { name: 'range', in: 'query', required: false, description: 'What pixel values 0..255 map to (default 0-255).', schema: { type: 'string', enum: ['0-255', '0-1'] } },
+        { name: 'mean', in: 'query', required: false, description: 'Per-channel mean subtracted after `range`, in tensor channel order: `a,b,c`.', schema: { type: 'string', pattern: NUMBER_LIST } },
+        { name: 'std', in: 'query', required: false, description: 'Per-channel standard deviation divided by after `mean`: `a,b,c`.', schema: { type: 'string', pattern: NUMBER_LIST } },
         { name: 'logits', in: 'query', required: false, description: 'The model outputs logits (softmax is applied).', schema: { type: 'boolean' } },
       ],
       requestBody: {
         required: true,
-        description: 'The ONNX file: a multipart form with the field `model`, or the raw bytes (`application/octet-stream`). Larger than `maxModelBytes`: 413.',
+        description:
+          'The ONNX file: a multipart form with the field `model` (and optionally `labels`: one label per line, line N naming class N), ' +
+          'or the raw bytes (`application/octet-stream`, no labels). A file larger than `maxModelBytes`: 413.',
         content: {
-          'multipart/form-data': { schema: { type: 'object', properties: { model: { type: 'string', format: 'binary' } }, required: ['model'] } },
+          'multipart/form-data': {
+            schema: {
+              type: 'object',
+              properties: { model: { type: 'string', format: 'binary' }, labels: { type: 'string', format: 'binary', description: 'Labels file, one per line (as `zerve models add --labels`).' } },
+              required: ['model'],
+            },
+          },
           'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
         },
       },
       responses: {
         '201': { description: 'Added and taken by an inference worker.', content: { 'application/json': { schema: { $ref: '#/components/schemas/AddedModel' } } } },
-        '400': errorResponse('BAD_REQUEST: no file, not an ONNX model onnxruntime can load, or options that do not fit it.'),
-        '413': errorResponse('IMAGE_TOO_LARGE: the upload is over `maxModelBytes`.'),
+        '400': errorResponse('BAD_REQUEST: no file, not an ONNX model onnxruntime can load, options or a labels file (count of lines) that do not fit it.'),
+        '413': errorResponse('PAYLOAD_TOO_LARGE: the upload is over `maxModelBytes`.'),
+        '502': errorResponse("NOT_ADMITTED: the broker refused the web app's CURVE key (not in its `--authorized-workers`), so it cannot offer the version."),
         '503': {
           ...errorResponse('NO_WORKERS: no inference worker took the version in time (none running, or none serves this name).'),
           headers: { 'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } } },

@@ -21,6 +21,8 @@ export interface UploadKind {
   hint: string;
   /** The code of an upload over the limit. */
   tooLarge: 'IMAGE_TOO_LARGE' | 'PAYLOAD_TOO_LARGE';
+  /** Other, optional file fields a multipart form may carry besides `field` (each under the same byte limit). */
+  extraFields?: readonly string[];
 }
 
 export const IMAGE_UPLOAD: UploadKind = {
@@ -35,6 +37,8 @@ export interface FileUpload {
   bytes?: Buffer;
   filename?: string;
   mimeType?: string;
+  /** The kind's `extraFields` that the form carried, by field name. */
+  extra?: Record<string, Buffer>;
 }
 
 function tooLarge(maxUploadBytes: number, code: UploadKind['tooLarge']): ZerveError {
@@ -101,13 +105,13 @@ function readRaw(req: IncomingMessage, maxUploadBytes: number, code: UploadKind[
   });
 }
 
-function readMultipart(req: IncomingMessage, maxUploadBytes: number, { field, tooLarge: code }: UploadKind): Promise<FileUpload> {
+function readMultipart(req: IncomingMessage, maxUploadBytes: number, { field, tooLarge: code, extraFields = [] }: UploadKind): Promise<FileUpload> {
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
       parser = busboy({
         headers: req.headers,
-        limits: { fileSize: maxUploadBytes, files: 1, fields: 20, fieldSize: 4096, parts: 30 },
+        limits: { fileSize: maxUploadBytes, files: 1 + extraFields.length, fields: 20, fieldSize: 4096, parts: 30 },
       });
     } catch (err) {
       req.resume();
@@ -122,7 +126,7 @@ function readMultipart(req: IncomingMessage, maxUploadBytes: number, { field, to
       reject(err);
     };
     parser.on('file', (name, file, info) => {
-      if (name !== field) {
+      if (name !== field && !extraFields.includes(name)) {
         file.resume();
         return;
       }
@@ -139,12 +143,17 @@ function readMultipart(req: IncomingMessage, maxUploadBytes: number, { field, to
       });
       file.on('end', () => {
         if (failed) return;
-        upload.bytes = Buffer.concat(chunks, size);
+        const bytes = Buffer.concat(chunks, size);
+        if (name !== field) {
+          upload.extra = { ...upload.extra, [name]: bytes };
+          return;
+        }
+        upload.bytes = bytes;
         upload.filename = info.filename;
         upload.mimeType = info.mimeType;
       });
     });
-    parser.on('filesLimit', () => fail(new ZerveError('BAD_REQUEST', 'send one file per request')));
+    parser.on('filesLimit', () => fail(new ZerveError('BAD_REQUEST', extraFields.length === 0 ? 'send one file per request' : `send at most one file per field (${[field, ...extraFields].join(', ')})`)));
     parser.on('close', () => {
       if (!failed) resolve(upload);
     });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as zmq from 'zeromq';
 import { DEFAULT_WORKER_CONNECTION_OPTIONS, type WorkerConnectionOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
@@ -46,7 +47,8 @@ export type RequestHandler = (body: Buffer[], ctx: RequestContext) => Promise<Bu
  * one capacity), heartbeats both ways, reconnection on its own when the broker goes silent or says
  * DISCONNECT (so a restarted broker gets it back), and a graceful `close()`.
  *
- * Events: `'connected'` after each READY.
+ * Events: `'connected'` after each READY; `'refused'` (a NOT_ADMITTED ZerveError) when the broker's
+ * ZAP handler turns this connection's CURVE key away.
  */
 /** What a worker declares about its services besides their names. */
 export interface ServiceTraits {
@@ -75,6 +77,12 @@ export class WorkerConnection extends EventEmitter {
   private readonly curve?: WorkerCurve;
   /** This connection's routing id: chosen here, so the READY key proof can bind to it. */
   private routingId = '';
+  private observer?: zmq.Observer;
+  /**
+   * Set while the broker refuses this connection's CURVE key (its ZAP handler answered 400: the key is
+   * not in its allowlist); cleared by the next handshake that succeeds. ZeroMQ itself retries quietly.
+   */
+  refusal?: ZerveError;
 
   constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> & ServiceTraits = {}, log: Logger = logger) {
     super();
@@ -144,10 +152,14 @@ export class WorkerConnection extends EventEmitter {
     clearTimeout(timer);
     clearInterval(this.heartbeatTimer);
     if (this.socket && this.sends) {
-      await this.sends.flush();
+      // A broker that is gone, or refuses this key, takes nothing: a DEALER with no peer would wait forever.
+      const waitMs = this.refusal ? 0 : this.livenessMs();
+      const flushed = await Promise.race([this.sends.flush().then(() => true), sleep(waitMs, false, { ref: false })]);
       this.sends.close();
-      // One last direct send; the socket is idle, so no other send can be pending.
-      await this.socket.send(DISCONNECT).catch(() => undefined);
+      if (flushed) {
+        // One last direct send; the socket is idle, so no other send can be pending.
+        await Promise.race([this.socket.send(DISCONNECT).catch(() => undefined), sleep(waitMs, undefined, { ref: false })]);
+      }
     }
     this.teardown();
     this.log.info('worker closed');
@@ -164,6 +176,7 @@ export class WorkerConnection extends EventEmitter {
       routingId: this.routingId,
       ...this.curve?.socketOptions,
     });
+    if (this.curve) this.watchHandshakes(socket, generation);
     socket.connect(this.options.connect);
     this.socket = socket;
     this.sends = new SendQueue(socket, this.log);
@@ -176,6 +189,8 @@ export class WorkerConnection extends EventEmitter {
   private teardown(): void {
     this.sends?.close();
     this.socket?.close();
+    this.observer?.close();
+    this.observer = undefined;
     this.socket = undefined;
     this.sends = undefined;
   }
@@ -187,6 +202,44 @@ export class WorkerConnection extends EventEmitter {
     setTimeout(() => {
       if (!this.closing) this.connect();
     }, this.options.reconnectDelayMs).unref();
+  }
+
+  /** Notes the broker refusing this key (see `refusal`), which would otherwise look like a broker that never answers. */
+  private watchHandshakes(socket: zmq.Dealer, generation: number): void {
+    let observer: zmq.Observer | undefined;
+    // zeromq.js names a monitor after its object's address, which a monitor just freed may still hold
+    // (EADDRINUSE): another object has another address.
+    for (let attempt = 0; !observer && attempt < 3; attempt++) {
+      try {
+        observer = new zmq.Observer(socket);
+      } catch (err) {
+        this.log.debug({ err, attempt }, "cannot watch this connection's handshakes yet");
+      }
+    }
+    if (!observer) return; // a refused key then looks like a silent broker, as without this
+    this.observer = observer;
+    void (async () => {
+      try {
+        for await (const event of observer) {
+          if (generation !== this.generation) return;
+          if (event.type === 'handshake') {
+            this.refusal = undefined;
+          } else if (event.type === 'handshake:error:auth' && !this.refusal) {
+            const key = this.curve!.keyPair.publicKey;
+            this.refusal = new ZerveError(
+              'NOT_ADMITTED',
+              `the broker at ${this.options.connect} refused this process's CURVE key ${key} (ZAP status ${event.error.status}): ` +
+                "it is not in the broker's --authorized-workers; add this key's .pub there",
+              { details: { publicKey: key, endpoint: this.options.connect } },
+            );
+            this.log.error({ broker: this.options.connect, publicKey: key }, 'the broker refused this key (not in its --authorized-workers); retrying');
+            this.emit('refused', this.refusal);
+          }
+        }
+      } catch (err) {
+        if (!observer.closed) this.log.debug({ err }, 'handshake observer ended');
+      }
+    })();
   }
 
   private livenessMs(): number {

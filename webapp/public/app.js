@@ -232,17 +232,26 @@ async function loadInfo() {
   }
 }
 
-/** Sends the chosen ONNX file to POST /api/models; every inference worker of the cluster then serves it. */
+/**
+ * Sends the chosen ONNX file, and its labels file if one is chosen, to POST /api/models with the
+ * options of `zerve models add`; every inference worker of the cluster then serves it.
+ */
 $('add-model').addEventListener('submit', async (event) => {
   event.preventDefault();
   const status = $('add-model-status');
-  const file = $('add-model-file').files[0];
   const query = new URLSearchParams({ name: $('add-model-name').value });
-  if ($('add-model-channels').value) query.set('channels', $('add-model-channels').value);
+  for (const option of ['channels', 'range', 'size', 'mean', 'std']) {
+    const value = $(`add-model-${option}`).value.trim();
+    if (value) query.set(option, value);
+  }
   if ($('add-model-logits').checked) query.set('logits', 'true');
+  const form = new FormData();
+  form.append('model', $('add-model-file').files[0]);
+  const labels = $('add-model-labels').files[0];
+  if (labels) form.append('labels', labels);
   status.textContent = 'Adding… (checked, then handed to an inference worker)';
   try {
-    const res = await fetch(`/api/models?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: file });
+    const res = await fetch(`/api/models?${query}`, { method: 'POST', body: form });
     const body = await res.json();
     if (!res.ok) throw Object.assign(new Error(body.error?.message ?? res.statusText), { code: body.error?.code });
     status.textContent = `Added ${body.name} version ${body.version}.`;

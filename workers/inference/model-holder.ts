@@ -227,11 +227,18 @@ export class ModelHolder {
     return highest + 1;
   }
 
-  /** Resolves once the broker lists `ref` (this holder's READY arrived). */
+  /** Resolves once the broker lists `ref` (this holder's READY arrived); fails at once when the broker refuses this key. */
   async #listed(ref: ModelVersionRef): Promise<void> {
     const until = performance.now() + this.options.modelChunkTimeoutMs;
     while (!(await this.client.hasService(modelFetchService(ref)))) {
-      if (performance.now() > until) throw new ZerveError('NO_WORKERS', `the broker did not list ${ref.name} version ${ref.version} in time`);
+      if (this.connection.refusal) throw this.connection.refusal;
+      if (performance.now() > until) {
+        throw new ZerveError(
+          'NO_WORKERS',
+          `the broker did not list ${ref.name} version ${ref.version} in time; this process offers it on ${this.options.connect}, ` +
+            "which must take workers (a broker with CURVE takes them only on its worker socket: pass that as --connect)",
+        );
+      }
       await sleep(50);
     }
   }
