@@ -22,13 +22,32 @@ import { DEFAULT_CLIENT_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions
 import { ZerveError } from '../shared/errors.ts';
 import { jobResult, submitJob, watchJob } from '../shared/job-client.ts';
 import { encodeJson } from '../shared/messages.ts';
-import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, trainingJobFrames, type DatasetSummary, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
+import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, trainingJobFrames, type DatasetSummary, type RunRecord, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
 import { parseInteger, reportError } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
-import { RunStore, type RunRecord } from '../workers/training/run-store.ts';
+import { RunStore } from '../workers/training/run-store.ts';
 import { TrainingWorker } from '../workers/training/training-worker.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** `zerve train`'s flags as commander parses them (integers through parseInteger, lists through collect). */
+interface TrainFlags extends Record<string, unknown> {
+  dataset: string;
+  name: string;
+  family?: 'mlp' | 'transfer';
+  backbone?: string;
+  head?: 'linear' | 'mlp';
+  param?: string[];
+  grid?: string[];
+  random?: number;
+  range?: string[];
+  epochs?: number;
+  split?: string;
+  seed?: number;
+  notifyWebhook?: string;
+  notifyEmail?: string[];
+  json?: boolean;
+}
 
 /** Shows training progress on stderr: a bar on a terminal, one line per epoch otherwise. */
 export class TrainingProgressView {
@@ -277,30 +296,30 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--notify-email <address>', 'email the outcome to this address when the training ends (repeatable; the training worker needs --smtp)', collect)
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
     .option('--json', 'print the result as JSON')
-    .action(async (flags: Record<string, unknown>) => {
+    .action(async (flags: TrainFlags) => {
       const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
       const view = new TrainingProgressView();
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
       try {
-        const grid = (flags.grid as string[] | undefined) ?? [];
-        const ranges = (flags.range as string[] | undefined) ?? [];
+        const grid = flags.grid ?? [];
+        const ranges = flags.range ?? [];
         if (grid.length > 0 && (flags.random !== undefined || ranges.length > 0)) throw new ZerveError('BAD_REQUEST', 'use either --grid or --random with --range');
         const header: TrainHeader = {
-          datasetId: String(flags.dataset),
+          datasetId: flags.dataset,
           // No family: the worker picks transfer for a photo dataset when a backbone is served, else mlp.
-          ...(flags.family ? { family: flags.family as 'mlp' | 'transfer' } : flags.backbone ? { family: 'transfer' as const } : {}),
-          ...(flags.backbone ? { backbone: String(flags.backbone) } : {}),
-          ...(flags.head ? { head: String(flags.head) } : {}),
-          ...(flags.param ? { params: parseParams(flags.param as string[]) } : {}),
+          ...(flags.family ? { family: flags.family } : flags.backbone ? { family: 'transfer' as const } : {}),
+          ...(flags.backbone ? { backbone: flags.backbone } : {}),
+          ...(flags.head ? { head: flags.head } : {}),
+          ...(flags.param ? { params: parseParams(flags.param) } : {}),
           ...(grid.length > 0 ? { search: { mode: 'grid', params: grid } } : {}),
           ...(flags.random !== undefined ? { search: { mode: 'random', params: ranges, samples: flags.random } } : {}),
           ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
-          ...(flags.split ? { split: parseSplit(String(flags.split)) } : {}),
+          ...(flags.split ? { split: parseSplit(flags.split) } : {}),
           ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
-          export: { name: String(flags.name) },
+          export: { name: flags.name },
           ...(flags.notifyWebhook || flags.notifyEmail
-            ? { notify: { ...(flags.notifyWebhook ? { webhook: String(flags.notifyWebhook) } : {}), ...(flags.notifyEmail ? { email: flags.notifyEmail as string[] } : {}) } }
+            ? { notify: { ...(flags.notifyWebhook ? { webhook: flags.notifyWebhook } : {}), ...(flags.notifyEmail ? { email: flags.notifyEmail } : {}) } }
             : {}),
         };
         const result = await requestTraining(client, header, { signal: controller.signal, onProgress: (m) => view.update(m) });

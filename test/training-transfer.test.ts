@@ -9,7 +9,8 @@ import { float32ToFloat16 } from '../workers/inference/float16.ts';
 import { preprocessForBackbone, squeezenetBackbone, type BackboneSpec } from '../workers/training/backbone.ts';
 import { DatasetStore } from '../workers/training/dataset-store.ts';
 import { PROBABILITIES_OUTPUT } from '../workers/training/onnx-export.ts';
-import { runTraining, type TrainingRequest, type TrainingResult } from '../workers/training/trainer.ts';
+import { runTraining, type TrainingResult } from '../workers/training/trainer.ts';
+import type { TrainingRequest } from '../shared/training-request.ts';
 import { photoVariants } from '../scripts/bench/photo-variants.ts';
 
 const FIXTURES = new URL('../../shared/fixtures/', import.meta.url).pathname;

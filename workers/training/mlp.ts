@@ -15,7 +15,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { ZerveError } from '../../shared/errors.ts';
 import { accuracy, argmaxRows, logLoss } from './metrics.ts';
-import { Rng } from './rng.ts';
+import { Rng } from '../../shared/rng.ts';
 
 export interface MlpConfig {
   /** Sizes of the hidden layers; `[]` is multinomial logistic regression. @defaultValue [128] */

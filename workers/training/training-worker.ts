@@ -50,8 +50,9 @@ import { DatasetTransfer } from './dataset-transfer.ts';
 import type { EpochProgress } from './mlp.ts';
 import { Notifier, parseNotify, type NotifyTarget } from './notifier.ts';
 import { RunStore } from './run-store.ts';
-import { expandSearch, type ParamSet } from './search-space.ts';
-import { finishTraining, prepareTraining, runConfigFor, trainOne, type PreparedTraining, type RunConfig, type RunResult, type TrainingRequest } from './trainer.ts';
+import { expandSearch } from '../../shared/search-space.ts';
+import { checkTrainRequest, type ParamSet, type TrainingRequest } from '../../shared/training-request.ts';
+import { finishTraining, prepareTraining, runConfigFor, trainOne, type PreparedTraining, type RunConfig, type RunResult } from './trainer.ts';
 import { isAlive } from '../../shared/process-alive.ts';
 
 /** Frame 0 of `train.run`. */
@@ -63,6 +64,17 @@ interface TrainRunRequest {
   runs: number;
   request: TrainingRequest;
   point: ParamSet;
+}
+
+/** Frame 0 of `train.run` with its own fields checked (`request` is checked as any training request). */
+function trainRunRequest(header: Record<string, unknown>): Omit<TrainRunRequest, 'request'> & { request: unknown } {
+  const { experimentId, runId, index, runs, request, point } = header;
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (typeof runId !== 'string' || typeof experimentId !== 'string' || typeof index !== 'number' || typeof runs !== 'number' || !isObject(request) || !isObject(point)) {
+    throw new ZerveError('BAD_REQUEST', 'train.run needs experimentId, runId, index, runs, request and point');
+  }
+  // The point's values are checked where they become a run's config (runConfigFor).
+  return { experimentId, runId, index, runs, request, point: point as ParamSet };
 }
 
 type RunOutcome = RunResult & { host?: string; pid?: number };
@@ -341,11 +353,8 @@ export class TrainingWorker {
   // -------------------------------------------------------------------------------------------
 
   private async handleRun(body: Buffer[], ctx: RequestContext): Promise<Buffer[]> {
-    const run = decodeHeader(body[0]) as unknown as TrainRunRequest;
-    if (typeof run.runId !== 'string' || typeof run.request !== 'object' || run.request === null || typeof run.point !== 'object') {
-      throw new ZerveError('BAD_REQUEST', 'train.run needs runId, request and point');
-    }
-    const { request } = await this.validRequest(run.request as unknown as Record<string, unknown>);
+    const run = trainRunRequest(decodeHeader(body[0]));
+    const { request } = await this.validRequest(run.request);
     const controller = this.track(run.runId, ctx.signal);
     try {
       ctx.partial([encodeJson({ type: 'started', experimentId: run.runId, cancelService: this.cancelService, host: HOSTNAME, pid: process.pid } satisfies TrainStarted)]);
@@ -458,20 +467,17 @@ export class TrainingWorker {
     return id;
   }
 
-  private async validRequest({ notify: notifyField, ...fields }: Record<string, unknown>): Promise<{ request: TrainingRequest; notify?: NotifyTarget }> {
-    if (typeof fields.datasetId !== 'string') throw new ZerveError('BAD_REQUEST', 'datasetId is required');
-    const datasetId = this.resolveDatasetId(fields.datasetId);
-    const chosen = fields.family ?? (fields.backbone !== undefined ? 'transfer' : undefined);
-    if (chosen !== undefined && chosen !== 'mlp' && chosen !== 'transfer') throw new ZerveError('BAD_REQUEST', 'family must be mlp or transfer');
+  /** The header checked against the shared request schema, its dataset name resolved and its family settled. */
+  private async validRequest(fields: unknown): Promise<{ request: TrainingRequest; notify?: NotifyTarget }> {
+    const { notify: notifyField, ...checked } = checkTrainRequest(fields);
+    const datasetId = this.resolveDatasetId(checked.datasetId);
+    const chosen = checked.family ?? (checked.backbone !== undefined ? 'transfer' : undefined);
     // Photos (any uploaded dataset) default to transfer learning when a backbone is there: an MLP
     // on 28x28 grey pixels of photos cannot do well. The built-in digits default to the MLP.
     const preferred = chosen === undefined && datasetId !== MNIST_DATASET_ID ? await this.backboneRepository.preferred() : undefined;
     const family = chosen ?? (preferred ? 'transfer' : 'mlp');
-    const backbone = fields.backbone ?? (family === 'transfer' ? (preferred ?? (await this.backboneRepository.preferred())) : undefined);
-    const request = { ...fields, family, ...(backbone !== undefined ? { backbone } : {}), datasetId } as TrainingRequest;
-    if (request.export !== undefined && !(typeof request.export === 'object' && request.export !== null && /^[A-Za-z0-9._-]{1,64}$/.test(String(request.export.name)))) {
-      throw new ZerveError('BAD_REQUEST', 'export.name must be a model name (letters, digits, dots, dashes, underscores)');
-    }
+    const backbone = checked.backbone ?? (family === 'transfer' ? (preferred ?? (await this.backboneRepository.preferred())) : undefined);
+    const request: TrainingRequest = { ...checked, family, ...(backbone !== undefined ? { backbone } : {}), datasetId };
     const notify = parseNotify(notifyField, { emailEnabled: this.notifier.emailEnabled });
     // Fails early (before any work) on a dataset neither here nor offered by another worker (mmi.service).
     if (!(await this.transfer.available(request.datasetId))) throw new ZerveError('UNKNOWN_DATASET', `no dataset ${request.datasetId}`);
@@ -519,7 +525,7 @@ export class TrainingWorker {
     const key = JSON.stringify([request.datasetId, request.family, request.pixels, request.backbone, request.split, request.seed ?? 1]);
     let prepared = this.prepared.get(key);
     if (!prepared) {
-      prepared = this.backbones(request).then((backbones) => prepareTraining({ ...request, search: undefined } as TrainingRequest, {
+      prepared = this.backbones(request).then((backbones) => prepareTraining({ ...request, search: undefined }, {
         options: this.trainingOptions(),
         backbones,
         signal,
