@@ -51,7 +51,7 @@ import type { EpochProgress } from './mlp.ts';
 import { Notifier, parseNotify, type NotifyTarget } from './notifier.ts';
 import { RunStore } from './run-store.ts';
 import { expandSearch } from '../../shared/search-space.ts';
-import { checkTrainRequest, type ParamSet, type TrainingRequest } from '../../shared/training-request.ts';
+import { checkTrainRequest, compileTrainChecks, type ParamSet, type TrainingRequest } from '../../shared/training-request.ts';
 import { finishTraining, prepareTraining, runConfigFor, trainOne, type PreparedTraining, type RunConfig, type RunResult } from './trainer.ts';
 import { isAlive } from '../../shared/process-alive.ts';
 
@@ -149,8 +149,10 @@ export class TrainingWorker {
   start(): void {
     const abandoned = this.store.failAbandoned(HOSTNAME, isAlive);
     if (abandoned.length > 0) this.log.warn({ experiments: abandoned }, 'marked failed: experiments whose training worker died');
-    // Parsing the built-in digits blocks the event loop for a moment: do it before heartbeats start.
+    // Parsing the built-in digits and compiling the request checks block the event loop for a moment:
+    // do it before heartbeats start.
     loadMnist();
+    compileTrainChecks();
     this.control.start();
     this.offerStoredDatasets().catch((err: unknown) => this.log.error({ err }, 'cannot list the stored datasets'));
     this.run.start();
