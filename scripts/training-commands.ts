@@ -14,7 +14,6 @@ import Table from 'cli-table3';
 import { Option, type Command } from 'commander';
 import tar from 'tar-stream';
 import { ZerveClient } from '../shared/client.ts';
-import { watchSupervisor } from './supervisor-watch.ts';
 import { ClusterRuns, experimentRuns } from '../shared/cluster-runs.ts';
 import { clusterDatasets } from '../shared/cluster-datasets.ts';
 import { DatasetStore } from '../workers/training/dataset-store.ts';
@@ -23,7 +22,7 @@ import { ZerveError } from '../shared/errors.ts';
 import { jobResult, submitJob, watchJob } from '../shared/job-client.ts';
 import { encodeJson } from '../shared/messages.ts';
 import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, trainingJobFrames, type DatasetSummary, type RunRecord, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
-import { parseInteger, reportError } from './cli-support.ts';
+import { onShutdown, parseInteger, reportError, withClient } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 import { RunStore } from '../workers/training/run-store.ts';
 import { TrainingWorker } from '../workers/training/training-worker.ts';
@@ -209,18 +208,9 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .action(async (flags: Record<string, unknown>) => {
       const training = new TrainingWorker(resolveOptions(DEFAULT_TRAINING_WORKER_OPTIONS, flags));
       const metrics = await serveMetrics(flags, [training.metrics.registry]);
-      let stopping = false;
-      const stop = () => {
-        if (stopping) return;
-        stopping = true;
-        Promise.all([training.close(), metrics?.close()]).then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      watchSupervisor(stop);
+      onShutdown(async () => {
+        await Promise.all([training.close(), metrics?.close()]);
+      });
       training.start();
     });
 
@@ -233,9 +223,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
     .option('--timeout-ms <ms>', 'time to wait for the import', '600000')
     .option('--json', 'print the manifest summary as JSON')
-    .action(async (path: string, flags: Record<string, unknown>) => {
-      const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
-      try {
+    .action((path: string, flags: Record<string, unknown>) =>
+      withClient(flags, async (client) => {
         const info = await lstat(path).catch((err: Error) => {
           throw new ZerveError('BAD_REQUEST', `cannot read ${path}: ${err.message}`);
         });
@@ -247,12 +236,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
           process.stdout.write(`dataset ${summary.id}${summary.name ? ` (${summary.name})` : ''}: ${summary.images} images, classes ${summary.classes.join(', ')}\n`);
           for (const s of summary.skipped) process.stdout.write(`  skipped ${s.path}: ${s.reason}${s.detail ? ` (${s.detail})` : ''}\n`);
         }
-      } catch (err) {
-        reportError(err);
-      } finally {
-        await client.close();
-      }
-    });
+      }),
+    );
   datasets
     .command('list')
     .description('datasets the training workers of every host hold (or one data folder holds, with --data)')
@@ -260,9 +245,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--data <dir>', 'list this data folder instead of asking the cluster (offline)')
     .option('--timeout-ms <ms>', 'time to wait for each training worker', '10000')
     .option('--json', 'print JSON')
-    .action(async (flags: Record<string, unknown>) => {
-      const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
-      try {
+    .action((flags: Record<string, unknown>) =>
+      withClient(flags, async (client) => {
         const list = flags.data !== undefined ? await localDatasets(String(flags.data)) : await clusterDatasets(client, client.options.timeoutMs);
         if (flags.json) process.stdout.write(JSON.stringify(list, null, 2) + '\n');
         else {
@@ -270,12 +254,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
           for (const d of list) table.push([d.id, d.name ?? '', d.source, d.images, d.classes.join(', ')]);
           process.stdout.write(table.toString() + '\n');
         }
-      } catch (err) {
-        reportError(err);
-      } finally {
-        await client.close();
-      }
-    });
+      }),
+    );
 
   program
     .command('train')
@@ -296,12 +276,11 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--notify-email <address>', 'email the outcome to this address when the training ends (repeatable; the training worker needs --smtp)', collect)
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
     .option('--json', 'print the result as JSON')
-    .action(async (flags: TrainFlags) => {
-      const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
+    .action((flags: TrainFlags) => {
       const view = new TrainingProgressView();
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
-      try {
+      return withClient(flags, async (client) => {
         const grid = flags.grid ?? [];
         const ranges = flags.range ?? [];
         if (grid.length > 0 && (flags.random !== undefined || ranges.length > 0)) throw new ZerveError('BAD_REQUEST', 'use either --grid or --random with --range');
@@ -322,15 +301,14 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
             ? { notify: { ...(flags.notifyWebhook ? { webhook: flags.notifyWebhook } : {}), ...(flags.notifyEmail ? { email: flags.notifyEmail } : {}) } }
             : {}),
         };
-        const result = await requestTraining(client, header, { signal: controller.signal, onProgress: (m) => view.update(m) });
-        view.stop();
+        let result: TrainResultMessage;
+        try {
+          result = await requestTraining(client, header, { signal: controller.signal, onProgress: (m) => view.update(m) });
+        } finally {
+          view.stop();
+        }
         process.stdout.write(flags.json ? JSON.stringify(result) + '\n' : formatTrainResult(result));
-      } catch (err) {
-        view.stop();
-        reportError(err);
-      } finally {
-        await client.close();
-      }
+      });
     });
 
   const runs = program.command('runs').description('tracked experiments and runs: from every training worker through the broker, or from a run store with --data (offline)');

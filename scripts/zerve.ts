@@ -8,10 +8,8 @@ import { resolve, basename } from 'node:path';
 import { Command } from 'commander';
 import Table from 'cli-table3';
 import { Broker } from '../broker/broker.ts';
-import { ZerveClient } from '../shared/client.ts';
 import {
   DEFAULT_BROKER_OPTIONS,
-  DEFAULT_CLIENT_OPTIONS,
   DEFAULT_INFERENCE_OPTIONS,
   DEFAULT_MODEL_SYNC_OPTIONS,
   DEFAULT_NOTIFIER_OPTIONS,
@@ -25,14 +23,13 @@ import { createEchoWorker } from '../workers/echo/echo-worker.ts';
 import { InferenceWorker } from '../workers/inference/inference-worker.ts';
 import { startWebApp } from '../webapp/web-app.ts';
 import { startJobsWorker } from '../workers/jobs/jobs-worker.ts';
-import { parseInteger, reportError } from './cli-support.ts';
+import { onShutdown, parseInteger, reportError, withClient } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
 import { registerModelCommands } from './model-commands.ts';
 import { formatStatus } from './status-view.ts';
 import { registerTrainingCommands, trainDefaultDigits } from './training-commands.ts';
 import { addBrokerCurveFlags, addConnectCurveFlags } from './curve-flags.ts';
-import { watchSupervisor } from './supervisor-watch.ts';
 import { generateKeyFiles } from '../shared/curve-keys.ts';
 import type { SecurityInfo } from '../shared/messages.ts';
 import { MMI_SECURITY } from '../shared/protocol.ts';
@@ -43,26 +40,6 @@ const CLASSIFY_FILES_IN_FLIGHT = 64;
 /** The provided sample images beside the checkout, offered on the page when present. */
 const DEFAULT_SAMPLES = resolve('..', 'shared', 'fixtures', 'images');
 const program = new Command('zerve').description('Zerve: a model-serving cluster on ZeroMQ').showHelpAfterError();
-
-/** Runs `close` once on SIGINT or SIGTERM, then exits. */
-function onShutdown(close: () => Promise<void>): void {
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    close().then(
-      () => process.exit(0),
-      (err) => {
-        log.error({ err }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  watchSupervisor(stop);
-}
 
 const up = program
   .command('up')
@@ -258,18 +235,6 @@ program
     process.stderr.write(`zerve: web app at ${web.url}\n`);
     onShutdown(() => web.close());
   });
-
-/** Runs `fn` with a client, closing it afterwards; errors print their code and set the exit code. */
-async function withClient(flags: Record<string, unknown>, fn: (client: ZerveClient) => Promise<void>): Promise<void> {
-  const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
-  try {
-    await fn(client);
-  } catch (err) {
-    reportError(err);
-  } finally {
-    await client.close();
-  }
-}
 
 program
   .command('classify')

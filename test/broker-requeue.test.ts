@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import * as zmq from 'zeromq';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
-import { ZerveError } from '../shared/errors.ts';
 import { decodeReply } from '../shared/messages.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
+import { hasCode } from './helpers/error-code.ts';
 
 // Frames written from RFC 7 (MDP/0.1) itself: these workers are what any Majordomo library sends.
 const EMPTY = Buffer.alloc(0);
@@ -91,7 +91,7 @@ describe('Broker: resending the requests of a worker that dies', () => {
   it('answers WORKER_LOST and never resends the request of a plain MDP/0.1 worker (no idempotent services in READY)', async () => {
     const { reply, survivor } = await dieWithRequest(false);
     const [body] = await reply;
-    assert.throws(() => decodeReply(body), (err: unknown) => err instanceof ZerveError && err.code === 'WORKER_LOST');
+    assert.throws(() => decodeReply(body), hasCode('WORKER_LOST'));
     assert.deepEqual(survivor.received, [], 'the lost request went to no other worker');
     // The other worker was there and serving all along.
     const [answer] = await client.request(SERVICE, [Buffer.from('next')]);

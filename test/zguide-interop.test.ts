@@ -10,7 +10,8 @@ import { ZerveClient } from '../shared/client.ts';
 import { CliProcess, TEST_ENV, tempDir } from './helpers/cluster.ts';
 
 const run = promisify(execFile);
-const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+/** This repository's own test fixtures (not the provided ../shared/fixtures). */
+const LOCAL_FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const REQUESTS = 100_000;
 
 /** A program's exit and output; `checked` is what the reply check (LD_PRELOAD or Python wrapper) counted. */
@@ -90,7 +91,7 @@ describe("the ZeroMQ Guide's reference Majordomo programs against our broker", f
     const dir = await tempDir('zerve-zguide-check-');
     remove = dir.remove;
     const checker = path.join(dir.path, 'zguide-reply-check.so');
-    await run('gcc', ['-O2', '-shared', '-fPIC', '-o', checker, path.join(FIXTURES, 'zguide-reply-check.c'), '-lczmq', '-ldl']);
+    await run('gcc', ['-O2', '-shared', '-fPIC', '-o', checker, path.join(LOCAL_FIXTURES, 'zguide-reply-check.c'), '-lczmq', '-ldl']);
 
     // Both pairs at once, each with its own broker process; within a pair the pipelined client first.
     const cClient = (program: ZguideProgram, endpoint: string) =>
@@ -103,7 +104,7 @@ describe("the ZeroMQ Guide's reference Majordomo programs against our broker", f
         await cluster.close();
       }
     })();
-    const wrapper = path.join(FIXTURES, 'zguide-run.py');
+    const wrapper = path.join(LOCAL_FIXTURES, 'zguide-run.py');
     const pyClient = (script: string, endpoint: string) => runToEnd(DEBIAN_PYTHON, [wrapper, ZGUIDE_PYTHON_DIR, script, endpoint], process.env);
     python = (async () => {
       const cluster = await startBrokerWithWorker((backend) => spawn(DEBIAN_PYTHON, [wrapper, ZGUIDE_PYTHON_DIR, 'mdworker.py', backend], { stdio: 'ignore' }));
