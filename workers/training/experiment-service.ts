@@ -25,19 +25,12 @@ import type { Notifier } from './notifier.ts';
 import type { PreparedData } from './prepared-data.ts';
 import type { RequestResolver } from './request-resolver.ts';
 import type { RunStore } from './run-store.ts';
-import type { TrainRunRequest } from './run-service.ts';
+import type { RunServiceParts, TrainRunRequest } from './run-service.ts';
 import { finishTraining, runConfigFor, trainOne, type PreparedTraining, type RunConfig, type RunResult } from './trainer.ts';
 
 type RunOutcome = RunResult & { host?: string; pid?: number };
 
-export interface ExperimentServiceParts {
-  options: TrainingWorkerOptions;
-  /** Where this worker's experiments are canceled (`train.cancel.<worker>`). */
-  cancelService: string;
-  active: ActiveTrainings;
-  requests: RequestResolver;
-  prepared: PreparedData;
-  transfer: DatasetTransfer;
+export interface ExperimentServiceParts extends RunServiceParts {
   store: RunStore;
   notifier: Notifier;
   /** `zerve_training_experiments_total{state}`. */
