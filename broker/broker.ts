@@ -1,11 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import { unpack as unpackHeader } from 'msgpackr';
 import * as zmq from 'zeromq';
 import { DEFAULT_BROKER_OPTIONS, type BrokerOptions } from '../shared/config.ts';
 import { ZerveError, type ErrorCode } from '../shared/errors.ts';
 import { logger, type Logger } from '../shared/logger.ts';
-import { encodeError, encodeJson, isMsgpackMap, type ServiceInfo } from '../shared/messages.ts';
+import { encodeError, encodeJson, headerDeadlineMs, type ServiceInfo } from '../shared/messages.ts';
 import { INFER_PREFIX } from '../shared/infer-messages.ts';
 import {
   MDPC01,
@@ -590,20 +589,4 @@ function serviceNameProblem(name: Buffer, maxBytes: number): string | undefined 
     if (byte < 0x21 || byte > 0x7e) return `service name must be printable ASCII without spaces (byte 0x${byte.toString(16)} at ${i})`;
   }
   return undefined;
-}
-
-/** Reads `deadlineMs` from a JSON or msgpack header frame without rejecting anything (workers validate). */
-function headerDeadlineMs(frame: Buffer | undefined): number | undefined {
-  if (!frame || frame.length === 0 || frame.length > 65536) return undefined;
-  const first = frame[0]!;
-  try {
-    let header: unknown;
-    if (first === 0x7b /* { */) header = JSON.parse(frame.toString('utf8'));
-    else if (isMsgpackMap(first)) header = unpackHeader(frame);
-    else return undefined;
-    const deadline = (header as { deadlineMs?: unknown } | null)?.deadlineMs;
-    return typeof deadline === 'number' && deadline > 0 ? deadline : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -14,7 +14,6 @@ import Table from 'cli-table3';
 import { Option, type Command } from 'commander';
 import tar from 'tar-stream';
 import { ZerveClient } from '../shared/client.ts';
-import { watchSupervisor } from './supervisor-watch.ts';
 import { ClusterRuns, experimentRuns } from '../shared/cluster-runs.ts';
 import { clusterDatasets } from '../shared/cluster-datasets.ts';
 import type { DatasetStore } from '../workers/training/dataset-store.ts';
@@ -22,13 +21,32 @@ import { DEFAULT_CLIENT_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions
 import { ZerveError } from '../shared/errors.ts';
 import { jobResult, submitJob, watchJob } from '../shared/job-client.ts';
 import { encodeJson } from '../shared/messages.ts';
-import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, trainingJobFrames, type DatasetSummary, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
-import { parseInteger, reportError } from './cli-support.ts';
+import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, trainingJobFrames, type DatasetSummary, type RunRecord, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
+import { onShutdown, parseInteger, reportError, withClient } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 // The stores and the worker are imported when a command needs them (see scripts/zerve.ts).
-import type { RunStore, RunRecord } from '../workers/training/run-store.ts';
+import type { RunStore } from '../workers/training/run-store.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** `zerve train`'s flags as commander parses them (integers through parseInteger, lists through collect). */
+interface TrainFlags extends Record<string, unknown> {
+  dataset: string;
+  name: string;
+  family?: 'mlp' | 'transfer';
+  backbone?: string;
+  head?: 'linear' | 'mlp';
+  param?: string[];
+  grid?: string[];
+  random?: number;
+  range?: string[];
+  epochs?: number;
+  split?: string;
+  seed?: number;
+  notifyWebhook?: string;
+  notifyEmail?: string[];
+  json?: boolean;
+}
 
 /** Shows training progress on stderr: a bar on a terminal, one line per epoch otherwise. */
 export class TrainingProgressView {
@@ -192,18 +210,9 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
       const { TrainingWorker } = await import('../workers/training/training-worker.ts');
       const training = new TrainingWorker(resolveOptions(DEFAULT_TRAINING_WORKER_OPTIONS, flags));
       const metrics = await serveMetrics(flags, [training.metrics.registry]);
-      let stopping = false;
-      const stop = () => {
-        if (stopping) return;
-        stopping = true;
-        Promise.all([training.close(), metrics?.close()]).then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      watchSupervisor(stop);
+      onShutdown(async () => {
+        await Promise.all([training.close(), metrics?.close()]);
+      });
       training.start();
     });
 
@@ -216,9 +225,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
     .option('--timeout-ms <ms>', 'time to wait for the import', '600000')
     .option('--json', 'print the manifest summary as JSON')
-    .action(async (path: string, flags: Record<string, unknown>) => {
-      const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
-      try {
+    .action((path: string, flags: Record<string, unknown>) =>
+      withClient(flags, async (client) => {
         const info = await lstat(path).catch((err: Error) => {
           throw new ZerveError('BAD_REQUEST', `cannot read ${path}: ${err.message}`);
         });
@@ -230,12 +238,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
           process.stdout.write(`dataset ${summary.id}${summary.name ? ` (${summary.name})` : ''}: ${summary.images} images, classes ${summary.classes.join(', ')}\n`);
           for (const s of summary.skipped) process.stdout.write(`  skipped ${s.path}: ${s.reason}${s.detail ? ` (${s.detail})` : ''}\n`);
         }
-      } catch (err) {
-        reportError(err);
-      } finally {
-        await client.close();
-      }
-    });
+      }),
+    );
   datasets
     .command('list')
     .description('datasets the training workers of every host hold (or one data folder holds, with --data)')
@@ -243,9 +247,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--data <dir>', 'list this data folder instead of asking the cluster (offline)')
     .option('--timeout-ms <ms>', 'time to wait for each training worker', '10000')
     .option('--json', 'print JSON')
-    .action(async (flags: Record<string, unknown>) => {
-      const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
-      try {
+    .action((flags: Record<string, unknown>) =>
+      withClient(flags, async (client) => {
         const list = flags.data !== undefined ? await localDatasets(String(flags.data)) : await clusterDatasets(client, client.options.timeoutMs);
         if (flags.json) process.stdout.write(JSON.stringify(list, null, 2) + '\n');
         else {
@@ -253,12 +256,8 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
           for (const d of list) table.push([d.id, d.name ?? '', d.source, d.images, d.classes.join(', ')]);
           process.stdout.write(table.toString() + '\n');
         }
-      } catch (err) {
-        reportError(err);
-      } finally {
-        await client.close();
-      }
-    });
+      }),
+    );
 
   program
     .command('train')
@@ -279,41 +278,39 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--notify-email <address>', 'email the outcome to this address when the training ends (repeatable; the training worker needs --smtp)', collect)
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
     .option('--json', 'print the result as JSON')
-    .action(async (flags: Record<string, unknown>) => {
-      const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
+    .action((flags: TrainFlags) => {
       const view = new TrainingProgressView();
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
-      try {
-        const grid = (flags.grid as string[] | undefined) ?? [];
-        const ranges = (flags.range as string[] | undefined) ?? [];
+      return withClient(flags, async (client) => {
+        const grid = flags.grid ?? [];
+        const ranges = flags.range ?? [];
         if (grid.length > 0 && (flags.random !== undefined || ranges.length > 0)) throw new ZerveError('BAD_REQUEST', 'use either --grid or --random with --range');
         const header: TrainHeader = {
-          datasetId: String(flags.dataset),
+          datasetId: flags.dataset,
           // No family: the worker picks transfer for a photo dataset when a backbone is served, else mlp.
-          ...(flags.family ? { family: flags.family as 'mlp' | 'transfer' } : flags.backbone ? { family: 'transfer' as const } : {}),
-          ...(flags.backbone ? { backbone: String(flags.backbone) } : {}),
-          ...(flags.head ? { head: String(flags.head) } : {}),
-          ...(flags.param ? { params: parseParams(flags.param as string[]) } : {}),
+          ...(flags.family ? { family: flags.family } : flags.backbone ? { family: 'transfer' as const } : {}),
+          ...(flags.backbone ? { backbone: flags.backbone } : {}),
+          ...(flags.head ? { head: flags.head } : {}),
+          ...(flags.param ? { params: parseParams(flags.param) } : {}),
           ...(grid.length > 0 ? { search: { mode: 'grid', params: grid } } : {}),
           ...(flags.random !== undefined ? { search: { mode: 'random', params: ranges, samples: flags.random } } : {}),
           ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
-          ...(flags.split ? { split: parseSplit(String(flags.split)) } : {}),
+          ...(flags.split ? { split: parseSplit(flags.split) } : {}),
           ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
-          export: { name: String(flags.name) },
+          export: { name: flags.name },
           ...(flags.notifyWebhook || flags.notifyEmail
-            ? { notify: { ...(flags.notifyWebhook ? { webhook: String(flags.notifyWebhook) } : {}), ...(flags.notifyEmail ? { email: flags.notifyEmail as string[] } : {}) } }
+            ? { notify: { ...(flags.notifyWebhook ? { webhook: flags.notifyWebhook } : {}), ...(flags.notifyEmail ? { email: flags.notifyEmail } : {}) } }
             : {}),
         };
-        const result = await requestTraining(client, header, { signal: controller.signal, onProgress: (m) => view.update(m) });
-        view.stop();
+        let result: TrainResultMessage;
+        try {
+          result = await requestTraining(client, header, { signal: controller.signal, onProgress: (m) => view.update(m) });
+        } finally {
+          view.stop();
+        }
         process.stdout.write(flags.json ? JSON.stringify(result) + '\n' : formatTrainResult(result));
-      } catch (err) {
-        view.stop();
-        reportError(err);
-      } finally {
-        await client.close();
-      }
+      });
     });
 
   const runs = program.command('runs').description('tracked experiments and runs: from every training worker through the broker, or from a run store with --data (offline)');

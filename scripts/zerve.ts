@@ -10,10 +10,8 @@ import Table from 'cli-table3';
 // Each command imports what it runs when it runs (await import): a process that runs the broker or one
 // worker kind then loads only that, not onnxruntime, sharp, express and the trainer each time.
 import type { Broker } from '../broker/broker.ts';
-import { ZerveClient } from '../shared/client.ts';
 import {
   DEFAULT_BROKER_OPTIONS,
-  DEFAULT_CLIENT_OPTIONS,
   DEFAULT_INFERENCE_OPTIONS,
   DEFAULT_MODEL_SYNC_OPTIONS,
   DEFAULT_NOTIFIER_OPTIONS,
@@ -23,14 +21,13 @@ import {
 import { ZerveError } from '../shared/errors.ts';
 import { logger } from '../shared/logger.ts';
 import type { ClassifyReply } from '../shared/messages.ts';
-import { parseInteger, reportError } from './cli-support.ts';
+import { onShutdown, parseInteger, reportError, withClient } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
 import { registerModelCommands } from './model-commands.ts';
 import { formatStatus } from './status-view.ts';
 import { registerTrainingCommands, trainDefaultDigits } from './training-commands.ts';
 import { addBrokerCurveFlags, addConnectCurveFlags } from './curve-flags.ts';
-import { watchSupervisor } from './supervisor-watch.ts';
 import { generateKeyFiles } from '../shared/curve-keys.ts';
 import type { SecurityInfo } from '../shared/messages.ts';
 import { MMI_SECURITY } from '../shared/protocol.ts';
@@ -41,26 +38,6 @@ const CLASSIFY_FILES_IN_FLIGHT = 64;
 /** The provided sample images beside the checkout, offered on the page when present. */
 const DEFAULT_SAMPLES = resolve('..', 'shared', 'fixtures', 'images');
 const program = new Command('zerve').description('Zerve: a model-serving cluster on ZeroMQ').showHelpAfterError();
-
-/** Runs `close` once on SIGINT or SIGTERM, then exits. */
-function onShutdown(close: () => Promise<void>): void {
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    close().then(
-      () => process.exit(0),
-      (err) => {
-        log.error({ err }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  watchSupervisor(stop);
-}
 
 const up = program
   .command('up')
@@ -266,18 +243,6 @@ program
     process.stderr.write(`zerve: web app at ${web.url}\n`);
     onShutdown(() => web.close());
   });
-
-/** Runs `fn` with a client, closing it afterwards; errors print their code and set the exit code. */
-async function withClient(flags: Record<string, unknown>, fn: (client: ZerveClient) => Promise<void>): Promise<void> {
-  const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
-  try {
-    await fn(client);
-  } catch (err) {
-    reportError(err);
-  } finally {
-    await client.close();
-  }
-}
 
 program
   .command('classify')

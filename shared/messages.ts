@@ -80,6 +80,27 @@ export function isMsgpackMap(first: number): boolean {
   return (first >= 0x80 && first <= 0x8f) || first === 0xde || first === 0xdf;
 }
 
+/** A header frame's value: msgpack when it starts a msgpack map, else JSON; throws on bytes that are neither. */
+function parseHeaderFrame(frame: Buffer): unknown {
+  return isMsgpackMap(frame[0]!) ? unpack(frame) : JSON.parse(frame.toString('utf8'));
+}
+
+/**
+ * The `deadlineMs` of a header frame, for the broker: never throws, and reads only what looks like
+ * a header (a JSON object or a msgpack map within the size limit). Workers validate the rest.
+ */
+export function headerDeadlineMs(frame: Buffer | undefined): number | undefined {
+  if (!frame || frame.length === 0 || frame.length > MAX_HEADER_BYTES) return undefined;
+  const first = frame[0]!;
+  if (first !== 0x7b /* { */ && !isMsgpackMap(first)) return undefined;
+  try {
+    const deadline = (parseHeaderFrame(frame) as { deadlineMs?: unknown } | null)?.deadlineMs;
+    return typeof deadline === 'number' && deadline > 0 ? deadline : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Decodes a request header frame: JSON if it starts with `{` (after whitespace), msgpack if it
  * starts a msgpack map. An absent or empty frame is `{}`.
@@ -91,10 +112,8 @@ export function decodeHeader(frame: Buffer | undefined): RequestHeader {
     throw new ZerveError('BAD_REQUEST', `header frame is ${frame.length} bytes; the limit is ${MAX_HEADER_BYTES}`);
   }
   let value: unknown;
-  const first = frame[0]!;
   try {
-    if (isMsgpackMap(first)) value = unpack(frame);
-    else value = JSON.parse(frame.toString('utf8'));
+    value = parseHeaderFrame(frame);
   } catch (err) {
     throw new ZerveError('BAD_REQUEST', 'header is neither a JSON object nor a msgpack map', { cause: err });
   }

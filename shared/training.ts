@@ -23,6 +23,10 @@ import type { ZerveClient } from './client.ts';
 import { type CancelHandle, type JobSubmitRequest } from './jobs.ts';
 import { ZerveError, type ErrorCode } from './errors.ts';
 import { decodeReply, encodeJson } from './messages.ts';
+import type { TrainHeader, TrainingRequest } from './training-request.ts';
+
+// The request types live in shared/training-request.ts; re-exported for the services' clients.
+export type { TrainHeader, TrainNotify } from './training-request.ts';
 
 export const TRAIN_SERVICE = 'train';
 export const TRAIN_RUN_SERVICE = 'train.run';
@@ -61,29 +65,8 @@ export function trainingJobFrames(header: TrainHeader, options: { maxAttempts?: 
   return [encodeJson(submit), encodeJson({ deadlineMs: DEFAULT_TRAIN_DEADLINE_MS, ...header })];
 }
 
-/** Frame 0 of `train`: a TrainingRequest (workers/training/trainer.ts) plus the broker's deadline. */
-export interface TrainHeader {
-  deadlineMs?: number;
-  datasetId: string;
-  family?: 'mlp' | 'transfer';
-  notify?: TrainNotify;
-  [key: string]: unknown;
-}
-
-/**
- * Where to report a training's end (succeeded, failed or canceled): `webhook` gets a JSON POST of
- * a `TrainingNotification`, `email` (one address or several) a plain-text mail, sent through the
- * training worker's `smtp` server (a worker without one answers such a request BAD_REQUEST).
- * Delivery failures are logged by the worker and never change the training's reply.
- */
-export interface TrainNotify {
-  /** An http: or https: URL. */
-  webhook?: string;
-  email?: string | string[];
-}
-
 /** The request `zerve up` sends on an empty model repository: ≥ 0.95 test accuracy in seconds. */
-export const DIGITS_REQUEST: TrainHeader = {
+export const DIGITS_REQUEST: TrainingRequest = {
   datasetId: 'mnist',
   family: 'mlp',
   params: { learningRate: 0.003, hidden: 128, lrDecay: 0.85 },

@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { DEFAULT_INFERENCE_OPTIONS } from '../shared/config.ts';
-import { ZerveError, type ErrorCode } from '../shared/errors.ts';
+import type { ErrorCode } from '../shared/errors.ts';
 import type { ClassifyReply } from '../shared/messages.ts';
 import { InferenceEngine } from '../workers/inference/inference-engine.ts';
 import { image, makeRepository, noiseBytes, pngBomb } from './fixtures/inference-models.ts';
+import { rejectsWith } from './helpers/error-code.ts';
 
 const TABBY = 'tabby, tabby cat';
-
-async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<ZerveError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof ZerveError, `expected a ZerveError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 function top1(reply: ClassifyReply): string {
   return reply.predictions[0]!.label;

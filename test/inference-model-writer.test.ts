@@ -4,7 +4,8 @@ import path from 'node:path';
 import { ZerveError, type ErrorCode } from '../shared/errors.ts';
 import { readModelConfig } from '../workers/inference/model-config.ts';
 import { addModelVersion, parseRange, parseSize } from '../workers/inference/model-writer.ts';
-import { imagePath, modelFile, tempDir } from './fixtures/inference-models.ts';
+import { imagePath, modelFile } from './fixtures/inference-models.ts';
+import { tempDir } from './helpers/cluster.ts';
 
 function isCode(code: ErrorCode, pattern?: RegExp) {
   return (err: unknown): boolean => {
@@ -19,7 +20,7 @@ describe('inference model writer', () => {
   let models: string;
 
   beforeEach(async () => {
-    models = await tempDir('writer');
+    models = (await tempDir('zerve-writer-')).path;
   });
 
   afterEach(async () => {

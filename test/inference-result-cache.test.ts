@@ -5,7 +5,8 @@ import { InferenceEngine, type VersionEvent } from '../workers/inference/inferen
 import { addModelVersion } from '../workers/inference/model-writer.ts';
 import { ResultCache } from '../workers/inference/result-cache.ts';
 import { errorCode } from './helpers/error-code.ts';
-import { image, modelFile, tempDir, waitFor } from './fixtures/inference-models.ts';
+import { image, modelFile, waitFor } from './fixtures/inference-models.ts';
+import { tempDir } from './helpers/cluster.ts';
 
 const TABBY = 'tabby, tabby cat';
 
@@ -24,7 +25,7 @@ describe('inference result cache', function () {
   let engine: InferenceEngine;
 
   beforeEach(async () => {
-    models = await tempDir('cache-models');
+    models = (await tempDir('zerve-cache-models-')).path;
     await addSqueezenet(models);
     engine = new InferenceEngine({ models, pollIntervalMs: 50 });
     await engine.start();

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
-import { ZerveError, type ErrorCode } from '../shared/errors.ts';
 import { MAX_INFER_BATCH, tensorView, type InferHeader, type InferReplyHeader, type ModelMetadata } from '../shared/infer-messages.ts';
 import { encodeHeader } from '../shared/messages.ts';
 import { InferenceEngine } from '../workers/inference/inference-engine.ts';
@@ -8,22 +7,10 @@ import { ModelSession } from '../workers/inference/model-session.ts';
 import { TensorInference } from '../workers/inference/tensor-inference.ts';
 import { image, makeRepository } from './fixtures/inference-models.ts';
 import { squeezenetTensor } from './fixtures/oip-cluster.ts';
+import { rejectsWith } from './helpers/error-code.ts';
+import { argmax } from '../shared/argmax.ts';
 
 const TABBY = 281;
-
-function argmax(values: ArrayLike<number>, from = 0, to = values.length): number {
-  let best = from;
-  for (let i = from; i < to; i++) if (values[i]! > values[best]!) best = i;
-  return best - from;
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(err instanceof ZerveError, String(err));
-    assert.equal(err.code, code, err.message);
-    return true;
-  });
-}
 
 describe('inference worker: tensor and batch inputs (infer.<model>)', function () {
   this.timeout(60_000);

@@ -6,8 +6,8 @@ import { ZerveClient } from '../shared/client.ts';
 import { METRICS, RELAYED_METRICS } from '../shared/metrics.ts';
 import { MetricsServer } from '../shared/metrics-server.ts';
 import { addModelVersion } from '../workers/inference/model-writer.ts';
-import { image, modelFile, noiseBytes, tempDir } from './fixtures/inference-models.ts';
-import { CliProcess, spawnWorker, startBroker } from './helpers/cluster.ts';
+import { image, modelFile, noiseBytes } from './fixtures/inference-models.ts';
+import { CliProcess, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
 import { scrape } from './helpers/prometheus-scrape.ts';
 import { rm } from 'node:fs/promises';
@@ -34,7 +34,7 @@ describe('cluster metrics (the broker shows the whole cluster, workers relayed i
   let workerPort: number;
 
   before(async () => {
-    models = await tempDir('metrics-models');
+    models = (await tempDir('zerve-metrics-models-')).path;
     await addModelVersion({ models, name: 'mnist', file: modelFile('mnist'), logits: true });
   });
 

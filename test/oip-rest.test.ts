@@ -15,6 +15,7 @@ import { CliProcess, fixtureImage, nextWorker, spawnWorker, startBroker } from '
 import { OIP_ENV, OIP_HEARTBEAT_MS, squeezenetPairRepository, squeezenetTensor, startOipCluster, type OipCluster } from './fixtures/oip-cluster.ts';
 import { call, checkResponse } from './fixtures/webapp-openapi-check.ts';
 import { testLogger } from './fixtures/webapp-cluster.ts';
+import { argmax } from '../shared/argmax.ts';
 
 const kitten = readFileSync(fixtureImage('kitten.png'));
 const fish = readFileSync(fixtureImage('fish.png'));
@@ -47,12 +48,6 @@ function parseBytesTensor(raw: Buffer): string[] {
 
 function floatBytes(values: Float32Array): Buffer {
   return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
-}
-
-function argmax(values: ArrayLike<number>, from = 0, to = values.length): number {
-  let best = from;
-  for (let i = from; i < to; i++) if (values[i]! > values[best]!) best = i;
-  return best - from;
 }
 
 /** POST .../infer: JSON alone, or JSON and binary data with Inference-Header-Content-Length; the answer is checked against the OpenAPI document. */

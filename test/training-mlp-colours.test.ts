@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { DatasetStore } from '../workers/training/dataset-store.ts';
-import { runTraining, type TrainingProgress, type TrainingRequest } from '../workers/training/trainer.ts';
+import { runTraining, type TrainingProgress } from '../workers/training/trainer.ts';
+import type { TrainingRequest } from '../shared/training-request.ts';
 
 /**
  * 16 solid red and 16 solid blue 48x48 PNGs, each a slightly different shade (identical files

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { ZerveError } from '../shared/errors.ts';
 import { classificationReport, logLoss } from '../workers/training/metrics.ts';
-import { Rng } from '../workers/training/rng.ts';
-import { expandSearch, gridSearch, parseSearchSpace, randomSearch } from '../workers/training/search-space.ts';
+import { Rng } from '../shared/rng.ts';
+import { expandSearch, gridSearch, parseSearchSpace, randomSearch } from '../shared/search-space.ts';
 import { explicitTestSplit, stratifiedHoldout, stratifiedKFold } from '../workers/training/splits.ts';
 
 describe('training search spaces, splits and metrics', () => {

@@ -9,15 +9,16 @@ import { float32ToFloat16 } from '../workers/inference/float16.ts';
 import { preprocessForBackbone, squeezenetBackbone, type BackboneSpec } from '../workers/training/backbone.ts';
 import { DatasetStore } from '../workers/training/dataset-store.ts';
 import { PROBABILITIES_OUTPUT } from '../workers/training/onnx-export.ts';
-import { runTraining, type TrainingRequest, type TrainingResult } from '../workers/training/trainer.ts';
+import { runTraining, type TrainingResult } from '../workers/training/trainer.ts';
+import type { TrainingRequest } from '../shared/training-request.ts';
 import { photoVariants } from '../scripts/bench/photo-variants.ts';
+import { fixtureImage, fixtureModel } from './helpers/cluster.ts';
 
-const FIXTURES = new URL('../../shared/fixtures/', import.meta.url).pathname;
 const log = logger.child({ test: 'training-transfer' });
 
 /** The fixtures' two squeezenets: float16 with a batch of 1, and float32 with a dynamic batch. */
 const BACKBONES = ['squeezenet', 'squeezenet-fp32'] as const;
-const backboneOf = (name: string): BackboneSpec => ({ ...squeezenetBackbone(join(FIXTURES, 'models', name, 'model.onnx')), name });
+const backboneOf = (name: string): BackboneSpec => ({ ...squeezenetBackbone(join(fixtureModel(name), 'model.onnx')), name });
 
 async function trainTransfer(root: string, datasetId: string, backbone: string, request: Partial<TrainingRequest> = {}): Promise<TrainingResult> {
   return runTraining(
@@ -36,7 +37,7 @@ for (const backboneName of BACKBONES) {
       root = await mkdtemp(join(tmpdir(), 'zerve-training-transfer-'));
       const folder = join(root, 'pets');
       for (const [label, file] of [['kitten', 'kitten.png'], ['fish', 'fish.png']] as const) {
-        const photo = await readFile(join(FIXTURES, 'images', file));
+        const photo = await readFile(fixtureImage(file));
         const images = await photoVariants(photo, 18, 0);
         await mkdir(join(folder, label), { recursive: true });
         await mkdir(join(folder, 'test', label), { recursive: true });

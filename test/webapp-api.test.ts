@@ -3,10 +3,10 @@ import { once } from 'node:events';
 import { request as httpRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { Broker } from '../broker/broker.ts';
-import type { ErrorCode } from '../shared/errors.ts';
 import type { JobStatus } from '../shared/jobs.ts';
 import { WebApp } from '../webapp/web-app.ts';
 import { fixtureImage, startBroker } from './helpers/cluster.ts';
+import { assertError, form, readEvents } from './helpers/http.ts';
 import { SAMPLES, faultEvents, startWebCluster, testLogger, type WebCluster } from './fixtures/webapp-cluster.ts';
 import { call, checkResponse } from './fixtures/webapp-openapi-check.ts';
 
@@ -14,37 +14,12 @@ const TABBY = 'tabby, tabby cat';
 const kitten = readFileSync(fixtureImage('kitten.png'));
 const bigKitten = readFileSync(fixtureImage('kitten-1600.jpg'));
 
-/** Reads a Server-Sent Events stream to its end. */
-async function readEvents(url: string): Promise<{ event: string; id?: string; data: any }[]> {
-  const response = await fetch(url);
-  assert.equal(response.status, 200);
-  assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
-  const text = await response.text();
-  return text
-    .split('\n\n')
-    .filter((block) => /^event: /m.test(block))
-    .map((block) => {
-      const field = (name: string) => block.match(new RegExp(`^${name}: (.*)$`, 'm'))?.[1];
-      const id = field('id');
-      return { event: field('event')!, ...(id === undefined ? {} : { id }), data: JSON.parse(field('data')!) };
-    });
-}
-
 function png(body: Buffer): RequestInit {
   return { method: 'POST', body: new Uint8Array(body), headers: { 'content-type': 'image/png' } };
 }
 
-function form(image: Buffer | string, name = 'kitten.png', field = 'image'): RequestInit {
-  const data = new FormData();
-  data.append(field, new Blob([typeof image === 'string' ? image : new Uint8Array(image)], { type: 'image/png' }), name);
-  return { method: 'POST', body: data };
-}
-
-function assertError(res: { status: number; headers: Headers; body: any }, status: number, code: ErrorCode): void {
-  assert.equal(res.status, status, JSON.stringify(res.body));
-  assert.equal(res.body.error?.code, code, JSON.stringify(res.body));
-  if (status === 503) assert.match(res.headers.get('retry-after') ?? '', /^\d+$/, 'a 503 carries Retry-After');
-}
+/** An image as the page uploads it. */
+const imageForm = (image: Buffer | string, name = 'kitten.png', field = 'image') => form({ field, name, type: 'image/png', body: image });
 
 describe('web app HTTP API', function () {
   this.timeout(30_000);
@@ -110,7 +85,7 @@ describe('web app HTTP API', function () {
     });
 
     it('classifies a multipart upload and a sample named in the query', async () => {
-      const upload = await call(url, '/api/classify?model=squeezenet', form(bigKitten, 'kitten-1600.jpg'));
+      const upload = await call(url, '/api/classify?model=squeezenet', imageForm(bigKitten, 'kitten-1600.jpg'));
       assert.equal(upload.body.predictions[0].label, TABBY);
       const sample = await call(url, '/api/classify?model=squeezenet&sample=fish.png', { method: 'POST' });
       assert.equal(sample.body.predictions[0].label, 'tench, Tinca tinca');
@@ -185,7 +160,7 @@ describe('web app HTTP API', function () {
         400,
         'BAD_REQUEST',
       );
-      assertError(await call(url, '/api/classify?model=squeezenet', form(kitten, 'k.png', 'photo')), 400, 'BAD_REQUEST');
+      assertError(await call(url, '/api/classify?model=squeezenet', imageForm(kitten, 'k.png', 'photo')), 400, 'BAD_REQUEST');
       assertError(
         await call(url, '/api/classify?model=squeezenet', {
           method: 'POST',
@@ -202,7 +177,7 @@ describe('web app HTTP API', function () {
     it('maps undecodable images to 400 BAD_IMAGE', async () => {
       assertError(await call(url, '/api/classify?model=squeezenet', png(Buffer.from('corrupt'))), 400, 'BAD_IMAGE');
       assertError(await call(url, '/api/classify?model=squeezenet', png(kitten.subarray(0, 2000))), 400, 'BAD_IMAGE');
-      assertError(await call(url, '/api/classify?model=squeezenet', form(Buffer.alloc(0))), 400, 'BAD_IMAGE');
+      assertError(await call(url, '/api/classify?model=squeezenet', imageForm(Buffer.alloc(0))), 400, 'BAD_IMAGE');
     });
 
     it('maps unknown models and versions to 404 UNKNOWN_MODEL', async () => {
@@ -241,7 +216,7 @@ describe('web app HTTP API', function () {
     it('maps uploads over the limit to 413 IMAGE_TOO_LARGE, raw or multipart', async () => {
       const strict = await webWith({ maxUploadBytes: 64 * 1024 });
       assertError(await call(strict, '/api/classify?model=squeezenet', png(bigKitten)), 413, 'IMAGE_TOO_LARGE');
-      assertError(await call(strict, '/api/classify?model=squeezenet', form(bigKitten)), 413, 'IMAGE_TOO_LARGE');
+      assertError(await call(strict, '/api/classify?model=squeezenet', imageForm(bigKitten)), 413, 'IMAGE_TOO_LARGE');
       assert.equal((await call(strict, '/api/classify?model=squeezenet', png(kitten))).status, 200, 'under the limit still works');
     });
 

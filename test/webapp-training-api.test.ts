@@ -1,45 +1,25 @@
 import assert from 'node:assert/strict';
 import type { Broker } from '../broker/broker.ts';
-import type { ErrorCode } from '../shared/errors.ts';
 import type { JobStatus } from '../shared/jobs.ts';
 import type { DatasetSummary, ExperimentDetail, ExperimentSummary, RunRecord, TrainProgressMessage, TrainResultMessage } from '../shared/training.ts';
 import { WebApp } from '../webapp/web-app.ts';
 import type { WorkerConnection } from '../workers/worker-connection.ts';
 import { startBroker } from './helpers/cluster.ts';
+import { assertError, form, readEvents } from './helpers/http.ts';
 import { makePng, makeTarGz, makeZip } from './fixtures/training-archives.ts';
-import { call, type CheckedResponse } from './fixtures/webapp-openapi-check.ts';
+import { call } from './fixtures/webapp-openapi-check.ts';
 import { startFaultWorker, testLogger } from './fixtures/webapp-cluster.ts';
 import { halvesZip, startTrainingCluster, type TrainingCluster } from './fixtures/webapp-training-cluster.ts';
-
-function assertError(res: CheckedResponse, status: number, code: ErrorCode): void {
-  assert.equal(res.status, status, JSON.stringify(res.body));
-  assert.equal(res.body.error?.code, code, JSON.stringify(res.body));
-  if (status === 503) assert.match(res.headers.get('retry-after') ?? '', /^\d+$/, 'a 503 carries Retry-After');
-}
 
 function raw(body: Buffer, type = 'application/zip'): RequestInit {
   return { method: 'POST', body: new Uint8Array(body), headers: { 'content-type': type } };
 }
 
-function form(body: Buffer, field = 'archive', name = 'halves.zip'): RequestInit {
-  const data = new FormData();
-  data.append(field, new Blob([new Uint8Array(body)], { type: 'application/zip' }), name);
-  return { method: 'POST', body: data };
-}
+/** A dataset archive as the page uploads it. */
+const archiveForm = (body: Buffer, field = 'archive', name = 'halves.zip') => form({ field, name, type: 'application/zip', body });
 
 function json(body: unknown): RequestInit {
   return { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } };
-}
-
-/** Reads a job's Server-Sent Events to the end (the `done` event). */
-async function readEvents(url: string): Promise<{ event: string; data: any }[]> {
-  const response = await fetch(url);
-  assert.equal(response.status, 200);
-  const text = await response.text();
-  return text
-    .split('\n\n')
-    .filter((block) => /^event: /m.test(block))
-    .map((block) => ({ event: block.match(/^event: (.*)$/m)![1]!, data: JSON.parse(block.match(/^data: (.*)$/m)![1]!) }));
 }
 
 describe('web app training API', function () {
@@ -59,7 +39,7 @@ describe('web app training API', function () {
     const started = startFaultWorker(cluster.broker);
     fault = started.connection;
     await started.ready;
-    const added = await call<DatasetSummary>(url, '/api/datasets?name=halves', form(await halvesZip()));
+    const added = await call<DatasetSummary>(url, '/api/datasets?name=halves', archiveForm(await halvesZip()));
     assert.equal(added.status, 201, JSON.stringify(added.body));
     halves = added.body;
   });
@@ -124,7 +104,7 @@ describe('web app training API', function () {
     it('refuses a missing body, a wrong content type, a wrong form field and a bad name: BAD_REQUEST', async () => {
       assertError(await call(url, '/api/datasets', { method: 'POST' }), 400, 'BAD_REQUEST');
       assertError(await call(url, '/api/datasets', raw(Buffer.from('name,label\n'), 'text/csv')), 400, 'BAD_REQUEST');
-      assertError(await call(url, '/api/datasets', form(await halvesZip(2), 'image')), 400, 'BAD_REQUEST');
+      assertError(await call(url, '/api/datasets', archiveForm(await halvesZip(2), 'image')), 400, 'BAD_REQUEST');
       const bad = await call(url, '/api/datasets?name=no/slashes', raw(await halvesZip(2)));
       assertError(bad, 400, 'BAD_REQUEST');
       assert.deepEqual(bad.body.error.details.errors.map((e: { parameter: string }) => e.parameter), ['name']);
@@ -135,7 +115,7 @@ describe('web app training API', function () {
       extra = new WebApp({ broker: cluster.broker.frontendEndpoint, http: 0, maxUploadBytes: 4096 }, testLogger);
       const small = await extra.start();
       assertError(await call(small, '/api/datasets', raw(await halvesZip())), 413, 'PAYLOAD_TOO_LARGE');
-      assertError(await call(small, '/api/datasets', form(await halvesZip())), 413, 'PAYLOAD_TOO_LARGE');
+      assertError(await call(small, '/api/datasets', archiveForm(await halvesZip())), 413, 'PAYLOAD_TOO_LARGE');
     });
   });
 

@@ -10,7 +10,8 @@ import { ZerveClient } from '../shared/client.ts';
 import { CliProcess, TEST_ENV, tempDir } from './helpers/cluster.ts';
 
 const run = promisify(execFile);
-const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+/** This repository's own test fixtures (not the provided ../shared/fixtures). */
+const LOCAL_FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const REQUESTS = 100_000;
 
 /** A program's exit and output; `checked` is what the reply check (LD_PRELOAD or Python wrapper) counted. */
@@ -90,7 +91,7 @@ describe("the ZeroMQ Guide's reference Majordomo programs against our broker", f
     const dir = await tempDir('zerve-zguide-check-');
     remove = dir.remove;
     const checker = path.join(dir.path, 'zguide-reply-check.so');
-    await run('gcc', ['-O2', '-shared', '-fPIC', '-o', checker, path.join(FIXTURES, 'zguide-reply-check.c'), '-lczmq', '-ldl']);
+    await run('gcc', ['-O2', '-shared', '-fPIC', '-o', checker, path.join(LOCAL_FIXTURES, 'zguide-reply-check.c'), '-lczmq', '-ldl']);
 
     // All four clients at once, each with its own broker and worker processes: the one-at-a-time clients
     // wait on round trips and leave the cores idle most of the time, so running them beside the
@@ -107,7 +108,7 @@ describe("the ZeroMQ Guide's reference Majordomo programs against our broker", f
       runToEnd(build.path(program), [], { ...process.env, MDP_ENDPOINT: endpoint, LD_PRELOAD: checker });
     const cWorker = (backend: string) => spawn(build.path('mdworker'), [], { env: { ...process.env, MDP_ENDPOINT: backend }, stdio: 'ignore' });
     c = Promise.all([alone(cWorker, cClient('mdclient2')), alone(cWorker, cClient('mdclient'))]);
-    const wrapper = path.join(FIXTURES, 'zguide-run.py');
+    const wrapper = path.join(LOCAL_FIXTURES, 'zguide-run.py');
     const pyClient = (script: string) => (endpoint: string) => runToEnd(DEBIAN_PYTHON, [wrapper, ZGUIDE_PYTHON_DIR, script, endpoint], process.env);
     const pyWorker = (backend: string) => spawn(DEBIAN_PYTHON, [wrapper, ZGUIDE_PYTHON_DIR, 'mdworker.py', backend], { stdio: 'ignore' });
     python = Promise.all([alone(pyWorker, pyClient('mdclient2.py')), alone(pyWorker, pyClient('mdclient.py'))]);

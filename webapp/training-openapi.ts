@@ -4,6 +4,7 @@
  * (shared/training.ts); `TrainRequest` is also what `POST /api/train` checks its body against.
  */
 import { JOB_STATES } from '../shared/jobs.ts';
+import { TRAIN_PARAMS_SCHEMA, TRAIN_REQUEST_SCHEMA } from '../shared/training-request.ts';
 
 const MODEL_NAME = '^[A-Za-z0-9._-]{1,64}$';
 const RUN_ID = '^[A-Za-z0-9-]{1,128}$';
@@ -19,106 +20,6 @@ const unavailable = {
   headers: retryAfter,
 };
 const json = (ref: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } });
-
-/** Hyperparameters a run takes (fixed in `params`, or one point of the search). */
-export const TRAIN_PARAMS_SCHEMA = {
-  type: 'object',
-  description: 'Hyperparameters of a run. Unset ones take the trainer defaults.',
-  additionalProperties: false,
-  properties: {
-    learningRate: { type: 'number', exclusiveMinimum: 0, maximum: 10 },
-    l2: { type: 'number', minimum: 0, maximum: 10 },
-    batchSize: { type: 'integer', minimum: 1, maximum: 65536 },
-    hidden: {
-      description: 'Hidden layer sizes: `128`, `"256x64"`, or `"none"`.',
-      anyOf: [
-        { type: 'integer', minimum: 0, maximum: 4096 },
-        { type: 'string', pattern: '^(none|[1-9][0-9]{0,3}(x[1-9][0-9]{0,3})*)$' },
-      ],
-    },
-    optimizer: { type: 'string', enum: ['adam', 'sgd'] },
-    momentum: { type: 'number', minimum: 0, maximum: 1 },
-    patience: { type: 'integer', minimum: 1, maximum: 1000 },
-    epochs: { type: 'integer', minimum: 1, maximum: 1000 },
-    lrDecay: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
-  },
-} as const;
-
-/** Body of `POST /api/train`: the `train` service's header without `deadlineMs`. */
-export const TRAIN_REQUEST_SCHEMA = {
-  type: 'object',
-  required: ['datasetId'],
-  additionalProperties: false,
-  properties: {
-    datasetId: {
-      type: 'string',
-      pattern: MODEL_NAME,
-      description: 'A dataset id or the name it was added under (`GET /api/datasets`), or `mnist` (built in).',
-    },
-    family: { type: 'string', enum: ['mlp', 'transfer'], description: '`mlp` on resized pixels (default), or `transfer`: a head on backbone embeddings.' },
-    backbone: { type: 'string', pattern: MODEL_NAME, description: 'Family transfer: a served squeezenet model whose embeddings feed the head.' },
-    head: { type: 'string', enum: ['linear', 'mlp'], description: 'Family transfer: the head (default linear).' },
-    params: TRAIN_PARAMS_SCHEMA,
-    search: {
-      type: 'object',
-      required: ['mode', 'params'],
-      additionalProperties: false,
-      description: 'Grid: every combination of `key=v1,v2` lists. Random: `samples` draws over `key=lo:hi` ranges and lists.',
-      properties: {
-        mode: { type: 'string', enum: ['grid', 'random'] },
-        params: { type: 'array', maxItems: 20, items: { type: 'string', minLength: 3, maxLength: 500 } },
-        samples: { type: 'integer', minimum: 1, maximum: 1000, description: 'Random search draws (default 8).' },
-      },
-    },
-    epochs: { type: 'integer', minimum: 1, maximum: 1000, description: 'Most epochs per run (default 20).' },
-    split: {
-      type: 'object',
-      required: ['kind'],
-      additionalProperties: false,
-      description:
-        '`auto`: the dataset test/ folder if any, else a holdout of `testFraction`. `holdout`: always a holdout. ' +
-        '`explicit`: the test/ folder. `folds` (2 to 20) validates by k folds instead of a holdout.',
-      properties: {
-        kind: { type: 'string', enum: ['auto', 'holdout', 'explicit'] },
-        testFraction: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
-        validationFraction: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
-        folds: { type: 'integer', minimum: 2, maximum: 20 },
-      },
-    },
-    seed: { type: 'integer', minimum: 0, maximum: 2147483647 },
-    augmentShiftPx: { type: 'integer', minimum: 0, maximum: 8, description: 'Random pixel shifts (family mlp).' },
-    pixels: {
-      type: 'object',
-      required: ['width', 'height', 'channels'],
-      additionalProperties: false,
-      description: 'Family mlp: the pixel features (default 28x28 grey).',
-      properties: {
-        width: { type: 'integer', minimum: 4, maximum: 256 },
-        height: { type: 'integer', minimum: 4, maximum: 256 },
-        channels: { type: 'integer', enum: [1, 3] },
-      },
-    },
-    export: {
-      type: 'object',
-      required: ['name'],
-      additionalProperties: false,
-      description: 'Export the best model as the next version of `name`, served as `classify.<name>`.',
-      properties: {
-        name: { type: 'string', pattern: MODEL_NAME },
-        description: { type: 'string', maxLength: 500 },
-      },
-    },
-    notify: {
-      type: 'object',
-      additionalProperties: false,
-      description: 'When the training ends: a JSON POST to `webhook`, and an email to `email` (the training worker needs `--smtp`).',
-      properties: {
-        webhook: { type: 'string', pattern: '^https?://', maxLength: 2048 },
-        email: { anyOf: [{ type: 'string', maxLength: 254 }, { type: 'array', minItems: 1, maxItems: 10, items: { type: 'string', maxLength: 254 } }] },
-      },
-    },
-  },
-} as const;
 
 const paramValues = { type: 'object', additionalProperties: { anyOf: [{ type: 'number' }, { type: 'string' }] } } as const;
 

@@ -1,5 +1,4 @@
 import express, { type RequestHandler, type Response } from 'express';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { ZerveClient } from '../shared/client.ts';
 import { clusterDatasets } from '../shared/cluster-datasets.ts';
 import { ClusterRuns } from '../shared/cluster-runs.ts';
@@ -18,12 +17,11 @@ import {
   type DatasetSummary,
   type TrainHeader,
 } from '../shared/training.ts';
-import { expandSearch, type ParamSet } from '../workers/training/search-space.ts';
-import type { TrainingRequest } from '../workers/training/trainer.ts';
+import { expandSearch } from '../shared/search-space.ts';
+import { checkTrainParams, checkTrainRequest, type ParamSet } from '../shared/training-request.ts';
 import type { ModelCatalog } from './model-catalog.ts';
 import { readFileUpload, type UploadKind } from './read-upload.ts';
 import type { CheckedParameters } from './request-validator.ts';
-import { TRAIN_PARAMS_SCHEMA, TRAIN_REQUEST_SCHEMA } from './training-openapi.ts';
 
 /** A dataset archive: the multipart field `archive`, or the raw zip or tar.gz bytes. */
 export const DATASET_UPLOAD: UploadKind = {
@@ -49,7 +47,7 @@ const DATASET_IMPORT_TIMEOUT_MS = 10 * 60_000;
 const MAX_TRAIN_BODY = '64kb';
 
 /** Body of `POST /api/train`: a `TrainHeader` without `deadlineMs` (see `TRAIN_REQUEST_SCHEMA`). */
-export type TrainRequestBody = Omit<TrainingRequest, 'family'> & { family?: TrainingRequest['family'] };
+export type TrainRequestBody = Omit<TrainHeader, 'deadlineMs'>;
 
 /** What the training routes need of the web app. */
 export interface TrainingRoutesContext {
@@ -64,38 +62,13 @@ function params(res: Response): CheckedParameters {
   return res.locals.params as CheckedParameters;
 }
 
-/** ajv's errors as `{in, parameter, message}` (the shape the parameter checks answer), `parameter` a dotted path. */
-function schemaErrors(errors: ErrorObject[] | null | undefined, prefix: string) {
-  return (errors ?? []).map((e) => {
-    const path = [prefix, ...e.instancePath.split('/').filter(Boolean)].filter(Boolean).join('.');
-    const extra = (e.params as { additionalProperty?: string }).additionalProperty;
-    const missing = (e.params as { missingProperty?: string }).missingProperty;
-    if (extra !== undefined) return { in: 'body', parameter: path || extra, message: `has no field ${JSON.stringify(extra)}` };
-    if (missing !== undefined) return { in: 'body', parameter: [path, missing].filter(Boolean).join('.'), message: 'is required' };
-    return { in: 'body', parameter: path, message: e.message ?? 'is invalid' };
-  });
-}
-
-function schemaError(what: string, errors: ReturnType<typeof schemaErrors>): ZerveError {
-  const first = errors[0];
-  const message = first ? `${what}: ${first.parameter ? `${first.parameter} ` : ''}${first.message}` : `${what} is invalid`;
-  return new ZerveError('BAD_REQUEST', message, { details: { errors } });
-}
-
 /**
  * The training API: datasets (`GET|POST /api/datasets`), trainings started as durable jobs
  * (`POST /api/train`, then `/api/jobs/{id}` and its events) and the run store (`GET /api/runs`,
  * `GET /api/runs/{id}`), in front of the training workers' services (shared/training.ts).
  */
 export class TrainingRoutes {
-  private readonly checkRequest: ValidateFunction;
-  private readonly checkParams: ValidateFunction;
-
-  constructor(private readonly context: TrainingRoutesContext) {
-    const ajv = new Ajv({ allErrors: true, strict: true });
-    this.checkRequest = ajv.compile(TRAIN_REQUEST_SCHEMA);
-    this.checkParams = ajv.compile(TRAIN_PARAMS_SCHEMA);
-  }
+  constructor(private readonly context: TrainingRoutesContext) {}
 
   /** Adds the routes; `check` is the OpenAPI parameter check of an operation. */
   register(app: express.Express, check: (operationId: string) => RequestHandler): void {
@@ -166,8 +139,7 @@ export class TrainingRoutes {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new ZerveError('BAD_REQUEST', 'send the training request as a JSON object, with content-type application/json');
     }
-    if (!this.checkRequest(body)) throw schemaError('training request', schemaErrors(this.checkRequest.errors, ''));
-    const request = body as TrainRequestBody;
+    const request = checkTrainRequest(body);
     if (request.family === 'transfer' && request.backbone === undefined) {
       throw new ZerveError('BAD_REQUEST', 'family transfer needs a backbone (a served squeezenet model)');
     }
@@ -184,9 +156,7 @@ export class TrainingRoutes {
   private searchPoints(request: TrainRequestBody): ParamSet[] {
     const points = expandSearch(request.search, request.seed ?? 1);
     for (const point of points) {
-      if (!this.checkParams({ ...request.params, ...point })) {
-        throw schemaError(`search point ${JSON.stringify(point)}`, schemaErrors(this.checkParams.errors, 'params'));
-      }
+      checkTrainParams({ ...request.params, ...point }, `search point ${JSON.stringify(point)}`);
     }
     return points;
   }

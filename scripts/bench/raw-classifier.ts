@@ -1,5 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
+import { argmax } from '../../shared/argmax.ts';
 
 export interface RawClassifierOptions {
   /** Path of a float32 NCHW image model (the fixtures' `squeezenet-fp32`). */
@@ -81,10 +82,4 @@ export class RawClassifier {
   release(): Promise<void> {
     return this.session.release();
   }
-}
-
-function argmax(values: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
-  return best;
 }

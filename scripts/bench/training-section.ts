@@ -16,8 +16,9 @@ import { squeezenetBackbone, type BackboneSpec } from '../../workers/training/ba
 import { loadMnist } from '../../workers/training/builtin-mnist.ts';
 import { DatasetStore } from '../../workers/training/dataset-store.ts';
 import { FeatureExtractor } from '../../workers/training/features.ts';
-import { expandSearch } from '../../workers/training/search-space.ts';
-import { runTraining, type TrainingProgress, type TrainingRequest } from '../../workers/training/trainer.ts';
+import { expandSearch } from '../../shared/search-space.ts';
+import { runTraining, type TrainingProgress } from '../../workers/training/trainer.ts';
+import type { TrainingRequest } from '../../shared/training-request.ts';
 import { writeAugmentedFolder } from './augmented-folder.ts';
 import { BenchCluster } from './bench-cluster.ts';
 import { makeBenchRepository } from './bench-repository.ts';
@@ -188,10 +189,10 @@ async function benchDigits(options: TrainingBenchOptions, sizes: TrainingSizes, 
     let started = performance.now();
     loadMnist();
     const mnistLoadMs = performance.now() - started;
-    const request: TrainHeader = { ...DIGITS_REQUEST, ...(sizes.digitsEpochs !== undefined ? { epochs: sizes.digitsEpochs } : {}) };
+    const request: TrainingRequest = { ...DIGITS_REQUEST, ...(sizes.digitsEpochs !== undefined ? { epochs: sizes.digitsEpochs } : {}) };
     options.progress(`digits: training DIGITS_REQUEST (${String(request.epochs)} epochs) with runTraining in this process`);
     started = performance.now();
-    const result = await runTraining(request as TrainingRequest, {
+    const result = await runTraining(request, {
       options: { data: path.join(root.path, 'data'), models: path.join(root.path, 'models') },
       logger: log,
       onProgress: epochProgress(options.progress, 'digits'),

@@ -14,16 +14,13 @@ import { encodeJson, type Prediction } from '../../shared/messages.ts';
 import { float16ToFloat32, float32ToFloat16 } from './float16.ts';
 import type { InferenceEngine } from './inference-engine.ts';
 import type { ModelSession, TensorInfo } from './model-session.ts';
+import { throwIfAborted } from '../../shared/abort.ts';
 
 const DATATYPE_OF = { float32: 'FP32', float16: 'FP16' } as const satisfies Record<TensorInfo['type'], TensorDatatype>;
 
 /** A tensor as the model declares it, symbolic dimensions as -1. */
 function specOf(info: TensorInfo): TensorSpec {
   return { name: info.name, datatype: DATATYPE_OF[info.type], shape: info.shape.map((d) => (typeof d === 'number' && d >= 1 ? d : -1)) };
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new ZerveError('CANCELED', 'the request was canceled', { cause: signal.reason });
 }
 
 /**

@@ -3,6 +3,7 @@
  * macro precision/recall/F1 (a class never predicted has precision 0; never present, recall 0),
  * and log loss from probabilities.
  */
+import { argmax } from '../../shared/argmax.ts';
 export interface ClassMetrics {
   precision: number;
   recall: number;
@@ -25,12 +26,7 @@ export interface ClassificationReport {
 /** Top-1 index per row of a row-major [rows, classes] matrix. */
 export function argmaxRows(values: ArrayLike<number>, rows: number, classes: number): Int32Array {
   const out = new Int32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let best = 0;
-    const o = r * classes;
-    for (let j = 1; j < classes; j++) if (values[o + j]! > values[o + best]!) best = j;
-    out[r] = best;
-  }
+  for (let r = 0; r < rows; r++) out[r] = argmax(values, r * classes, (r + 1) * classes);
   return out;
 }
 
@@ -47,11 +43,14 @@ export function confusionMatrix(actual: ArrayLike<number>, predicted: ArrayLike<
   return m;
 }
 
-/** Mean cross-entropy; `proba` is row-major [rows, classes], clipped at 1e-15. */
+/** The smallest probability a log loss takes the log of (a class given 0 costs -ln 1e-15, not infinity). */
+export const MIN_PROBABILITY = 1e-15;
+
+/** Mean cross-entropy; `proba` is row-major [rows, classes], clipped at MIN_PROBABILITY. */
 export function logLoss(actual: ArrayLike<number>, proba: ArrayLike<number>, classes: number): number {
   if (actual.length === 0) return 0;
   let sum = 0;
-  for (let i = 0; i < actual.length; i++) sum -= Math.log(Math.max(proba[i * classes + actual[i]], 1e-15));
+  for (let i = 0; i < actual.length; i++) sum -= Math.log(Math.max(proba[i * classes + actual[i]], MIN_PROBABILITY));
   return sum / actual.length;
 }
 

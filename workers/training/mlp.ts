@@ -14,8 +14,8 @@
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { ZerveError } from '../../shared/errors.ts';
-import { accuracy, argmaxRows, logLoss } from './metrics.ts';
-import { Rng } from './rng.ts';
+import { accuracy, argmaxRows, logLoss, MIN_PROBABILITY } from './metrics.ts';
+import { Rng } from '../../shared/rng.ts';
 
 export interface MlpConfig {
   /** Sizes of the hidden layers; `[]` is multinomial logistic regression. @defaultValue [128] */
@@ -455,7 +455,7 @@ function softmaxCrossEntropyGrad(logits: Float32Array, labels: Int32Array, rows:
   for (let r = 0; r < rows; r++) {
     const o = r * classes;
     const y = labels[r];
-    loss -= Math.log(Math.max(grad[o + y], 1e-12));
+    loss -= Math.log(Math.max(grad[o + y], MIN_PROBABILITY));
     for (let j = 0; j < classes; j++) grad[o + j] = (grad[o + j] - (j === y ? 1 : 0)) / rows;
   }
   return loss / rows;

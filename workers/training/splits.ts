@@ -3,7 +3,7 @@
  * k folds, and the dataset's explicit test set when it has one.
  */
 import { ZerveError } from '../../shared/errors.ts';
-import { Rng } from './rng.ts';
+import { Rng } from '../../shared/rng.ts';
 
 export interface Holdout {
   train: number[];

@@ -15,43 +15,15 @@ import { DEFAULT_TRAINING_OPTIONS, type TrainingOptions } from '../../shared/con
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
 import type { TrainEpoch } from '../../shared/training.ts';
+import type { ParamSet, ParamValue, TrainingRequest } from '../../shared/training-request.ts';
 import type { BackboneSpec } from './backbone.ts';
 import { DatasetStore, type Dataset } from './dataset-store.ts';
 import { FeatureExtractor, type FeatureMatrix, type FeatureSpec } from './features.ts';
 import { argmaxRows, classificationReport, type ClassificationReport } from './metrics.ts';
 import { DEFAULT_MLP_CONFIG, MlpClassifier, type FitOptions, type LabeledMatrix, type MlpConfig } from './mlp.ts';
 import { exportModel, type AddVersion, type ExportedModel } from './onnx-export.ts';
-import { expandSearch, type ParamSet, type SearchRequest } from './search-space.ts';
+import { expandSearch } from '../../shared/search-space.ts';
 import { explicitTestSplit, stratifiedHoldout, stratifiedKFold } from './splits.ts';
-
-export interface TrainingRequest {
-  datasetId: string;
-  /** `mlp`: an MLP on resized pixels; `transfer`: a head on backbone embeddings. */
-  family: 'mlp' | 'transfer';
-  /** Pixel features of the mlp family. @defaultValue { width: 28, height: 28, channels: 1 } */
-  pixels?: { width: number; height: number; channels: 1 | 3 };
-  /** Backbone name, a key of the context's `backbones` (transfer family). */
-  backbone?: string;
-  /** Transfer head: `linear` (softmax regression) or `mlp` (one hidden layer unless `hidden` says). @defaultValue 'linear' */
-  head?: 'linear' | 'mlp';
-  /** Fixed hyperparameters (same keys as the search: learningRate, l2, batchSize, hidden, optimizer, momentum, patience, epochs, lrDecay). */
-  params?: ParamSet;
-  search?: SearchRequest;
-  /** Most epochs per run. @defaultValue 20 */
-  epochs?: number;
-  /**
-   * `auto`: the dataset's explicit test set if it has one, else a stratified holdout of
-   * `testFraction`. Validation (early stopping, model choice) is a stratified holdout of
-   * `validationFraction` of the rest, or k folds when `folds` is set. @defaultValue { kind: 'auto' }
-   */
-  split?: { kind: 'auto' | 'holdout' | 'explicit'; testFraction?: number; validationFraction?: number; folds?: number };
-  /** Random pixel shifts of up to this many pixels for pixel features (0 = none). @defaultValue 0 */
-  augmentShiftPx?: number;
-  /** @defaultValue 1 */
-  seed?: number;
-  /** Export the refitted best model as the next version of `name`. */
-  export?: { name: string; description?: string };
-}
 
 /** One configuration: the request's fixed params overlaid with one search point. */
 export interface RunConfig {
@@ -120,14 +92,13 @@ export interface TrainingResult {
 
 const PARAM_KEYS = ['learningRate', 'l2', 'batchSize', 'hidden', 'optimizer', 'momentum', 'patience', 'epochs', 'lrDecay'] as const;
 
-function parseHidden(value: ParamValueLike): number[] {
+function parseHidden(value: ParamValue): number[] {
   if (typeof value === 'number') return value === 0 ? [] : [value];
   if (value === 'none' || value === '' || value === '0') return [];
   const sizes = value.split('x').map(Number);
   if (sizes.some((s) => !Number.isInteger(s) || s < 1 || s > 4096)) throw new ZerveError('BAD_REQUEST', `hidden must be like 128 or 256x64 or none; got ${value}`);
   return sizes;
 }
-type ParamValueLike = number | string;
 
 /** Resolves a run's MLP config from the request and one search point. */
 export function runConfigFor(request: TrainingRequest, point: ParamSet): RunConfig {

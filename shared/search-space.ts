@@ -8,11 +8,9 @@
  * Grid search takes every combination of the choices, in key order then value order; random
  * search draws `samples` configurations from a seeded generator.
  */
-import { ZerveError } from '../../shared/errors.ts';
+import { ZerveError } from './errors.ts';
 import { Rng } from './rng.ts';
-
-export type ParamValue = number | string;
-export type ParamSet = Record<string, ParamValue>;
+import type { ParamSet, ParamValue, SearchRequest } from './training-request.ts';
 
 export type ParamSpace = { kind: 'choice'; values: ParamValue[] } | { kind: 'range'; lo: number; hi: number };
 
@@ -87,14 +85,6 @@ export function randomSearch(space: SearchSpace, samples: number, seed: number):
     sets.push(set);
   }
   return sets;
-}
-
-export interface SearchRequest {
-  mode: 'grid' | 'random';
-  /** `key=v1,v2` or `key=lo:hi` strings. */
-  params: string[];
-  /** Configurations drawn by random search. @defaultValue 8 */
-  samples?: number;
 }
 
 /** The configurations a search request expands to (one empty set when there is nothing to search). */

@@ -1,0 +1,139 @@
+/**
+ * The control services of a training worker, answered at once even while it trains:
+ * `datasets.add|list|get`, `runs.list|get` (its run store), the same under its own per-worker
+ * names, `train.cancel.<this worker>`, and `datasets.fetch.<id>` for every dataset stored here.
+ */
+import { ZerveError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { decodeHeader, encodeJson } from '../../shared/messages.ts';
+import { basePerWorkerService, PER_WORKER_SERVICES, perWorkerService } from '../../shared/per-worker-services.ts';
+import {
+  DATASETS_ADD,
+  DATASETS_FETCH_PREFIX,
+  DATASETS_GET,
+  DATASETS_LIST,
+  datasetFetchService,
+  RUNS_GET,
+  RUNS_LIST,
+  TRAIN_CANCEL_PREFIX,
+  type DatasetSummary,
+} from '../../shared/training.ts';
+import type { TrainingWorkerOptions } from '../../shared/config.ts';
+import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
+import type { ActiveTrainings } from './active-trainings.ts';
+import { MNIST_DATASET_ID } from './builtin-mnist.ts';
+import type { DatasetManifest, DatasetStore } from './dataset-store.ts';
+import type { DatasetTransfer } from './dataset-transfer.ts';
+import type { RequestResolver } from './request-resolver.ts';
+import type { RunStore } from './run-store.ts';
+
+export interface ControlServiceParts {
+  options: TrainingWorkerOptions;
+  /** `train.cancel.<host>-<pid>-<tag>`: the service that cancels this worker's experiments and runs. */
+  cancelService: string;
+  active: ActiveTrainings;
+  requests: RequestResolver;
+  datasets: DatasetStore;
+  store: RunStore;
+  transfer: DatasetTransfer;
+}
+
+/** The control registration (capacity 4) and its handler. */
+export class ControlService {
+  readonly connection: WorkerConnection;
+  /** `<host>-<pid>-<tag>`: the suffix of this worker's own service names. */
+  private readonly workerName: string;
+  /** Control services besides one `datasets.fetch.<id>` per dataset held. */
+  private readonly services: string[];
+  /** Datasets whose fetch service this worker offers. */
+  private readonly offered = new Set<string>();
+  private readonly log: Logger;
+
+  constructor(private readonly parts: ControlServiceParts, log: Logger) {
+    this.log = log;
+    // Names of its own too, so a client can ask every host's run store and datasets (shared/per-worker-services.ts).
+    this.workerName = parts.cancelService.slice(TRAIN_CANCEL_PREFIX.length);
+    const own = PER_WORKER_SERVICES.map((base) => perWorkerService(base, this.workerName));
+    this.services = [DATASETS_ADD, DATASETS_LIST, DATASETS_GET, RUNS_LIST, RUNS_GET, ...own, parts.cancelService];
+    this.connection = new WorkerConnection(this.services, (body, ctx) => this.handle(body, ctx), { ...parts.options, kind: 'training', capacity: 4 }, log);
+  }
+
+  /** Offers `datasets.fetch.<id>` (one READY for all), so the broker sends other workers' fetches of them here. */
+  offerDatasets(...ids: string[]): void {
+    const fresh = ids.filter((id) => id !== MNIST_DATASET_ID && !this.offered.has(id));
+    if (fresh.length === 0) return;
+    for (const id of fresh) this.offered.add(id);
+    this.connection.setServices([...this.services, ...[...this.offered].map(datasetFetchService)]);
+  }
+
+  async offerStoredDatasets(): Promise<void> {
+    this.offerDatasets(...(await this.parts.datasets.list()));
+  }
+
+  private async handle(body: Buffer[], ctx: RequestContext): Promise<Buffer[]> {
+    const base = basePerWorkerService(ctx.service, this.workerName);
+    if (base) return this.handle(body, { ...ctx, service: base });
+    switch (ctx.service) {
+      case DATASETS_ADD: {
+        const header = decodeHeader(body[0]);
+        const archive = body[1];
+        if (!archive || archive.length === 0) throw new ZerveError('BAD_DATASET', 'datasets.add needs the archive bytes (zip or tar.gz) as frame 2');
+        if (header.name !== undefined && (typeof header.name !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(header.name))) {
+          throw new ZerveError('BAD_REQUEST', 'name must be 1 to 64 letters, digits, dots, dashes or underscores');
+        }
+        const manifest = await this.parts.datasets.importArchive(archive);
+        this.offerDatasets(manifest.id);
+        if (typeof header.name === 'string') this.parts.store.nameDataset(manifest.id, header.name);
+        this.log.info({ datasetId: manifest.id, name: header.name, images: manifest.images.length, skipped: manifest.skipped.length }, 'dataset added');
+        return [encodeJson(this.summary(manifest))];
+      }
+      case DATASETS_LIST: {
+        const ids = await this.parts.datasets.list();
+        const summaries = await Promise.all(ids.map(async (id) => this.summary(await this.parts.datasets.manifest(id), false)));
+        return [encodeJson(summaries)];
+      }
+      case DATASETS_GET: {
+        const { id } = decodeHeader(body[0]);
+        if (typeof id !== 'string') throw new ZerveError('BAD_REQUEST', 'datasets.get needs {"id"}');
+        const manifest = await this.parts.datasets.manifest(this.parts.requests.datasetId(id));
+        // The built-in mnist lists 10,000 images; a summary is what anyone wants from it.
+        return [encodeJson(manifest.id === MNIST_DATASET_ID ? this.summary(manifest) : { ...manifest, name: this.parts.store.datasetName(manifest.id) })];
+      }
+      case RUNS_LIST: {
+        const { limit = 50 } = decodeHeader(body[0]);
+        if (!(Number.isInteger(limit) && (limit as number) >= 1 && (limit as number) <= 1000)) throw new ZerveError('BAD_REQUEST', 'limit must be an integer from 1 to 1000');
+        return [encodeJson(this.parts.store.summaries(limit as number))];
+      }
+      case RUNS_GET: {
+        const { id } = decodeHeader(body[0]);
+        if (typeof id !== 'string') throw new ZerveError('BAD_REQUEST', 'runs.get needs {"id"}');
+        const found = this.parts.store.detail(id);
+        if (!found) throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
+        return [encodeJson(found)];
+      }
+      case this.parts.cancelService: {
+        const { experimentId } = decodeHeader(body[0]);
+        const canceled = typeof experimentId === 'string' && this.parts.active.cancel(experimentId);
+        if (canceled) this.log.info({ experimentId }, 'canceled');
+        return [encodeJson({ canceled })];
+      }
+      default:
+        if (ctx.service.startsWith(DATASETS_FETCH_PREFIX)) return this.parts.transfer.serve(ctx.service.slice(DATASETS_FETCH_PREFIX.length), body);
+        throw new ZerveError('UNKNOWN_SERVICE', `no service ${ctx.service} here`);
+    }
+  }
+
+  private summary(manifest: DatasetManifest, withSkipped = true): DatasetSummary {
+    const name = manifest.id === MNIST_DATASET_ID ? 'mnist' : this.parts.store.datasetName(manifest.id);
+    return {
+      id: manifest.id,
+      ...(name ? { name } : {}),
+      source: manifest.source,
+      classes: manifest.classes,
+      counts: manifest.counts,
+      images: manifest.images.length,
+      skipped: withSkipped ? manifest.skipped : [],
+      explicitTest: manifest.explicitTest,
+    };
+  }
+}
