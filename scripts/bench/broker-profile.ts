@@ -34,6 +34,7 @@ const workers = Array.from({ length: Number(workerCount) }, () =>
     ? CliChild.program(build.path('mdworker'), [], { ...CHILD_ENV, MDP_ENDPOINT: workerEndpoint })
     : new CliChild(['worker', 'echo', '--capacity', '64', '--connect', workerEndpoint]),
 );
+console.log(`broker pid ${broker.pid}`);
 const load = new EchoLoad({ endpoint: frontend, version: 1 });
 try {
   await load.waitForEchoWorker();
