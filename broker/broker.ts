@@ -172,8 +172,11 @@ export class Broker extends EventEmitter {
   // -------------------------------------------------------------------------------------------
 
   private async receive(socket: zmq.Router, via: SendQueue): Promise<void> {
+    // receive() directly rather than the socket's async iterator, which wraps each message in one more
+    // async call and result object.
     try {
-      for await (const frames of socket) {
+      while (!socket.closed) {
+        const frames = await socket.receive();
         try {
           this.route(frames, via);
         } catch (err) {
@@ -181,7 +184,8 @@ export class Broker extends EventEmitter {
         }
       }
     } catch (err) {
-      if (!this.closing) this.log.error({ err }, 'receive loop failed');
+      // Closing the socket ends a pending receive with EAGAIN.
+      if (!this.closing && !socket.closed) this.log.error({ err }, 'receive loop failed');
     }
   }
 
