@@ -159,10 +159,6 @@ export class WorkerConnection extends EventEmitter {
     this.routingId = `w${randomBytes(12).toString('hex')}`;
     const socket = new zmq.Dealer({
       linger: 0,
-      // Sends complete at once (SendQueue's direct path): no readiness check and no queue per reply,
-      // as on the broker. The pipe to the broker exists from connect() on, so nothing is refused while
-      // the connection is being made; only a broker that stops reading past the HWM loses replies (logged).
-      sendTimeout: 0,
       sendHighWaterMark: 100_000,
       receiveHighWaterMark: 100_000,
       routingId: this.routingId,
