@@ -24,7 +24,7 @@ export interface PendingRequest {
   /** Times it was sent again after its worker died. */
   requeues: number;
   /** Token used as the client address towards the worker; new for every dispatch. */
-  token?: string;
+  token?: number;
   worker?: WorkerRecord;
   /** Set once the client got its FINAL (a TIMEOUT while in flight); the worker's late reply is dropped. */
   answered?: boolean;

@@ -20,7 +20,8 @@ export interface WorkerRecord {
   capacity: number;
   /** True once it announced it is stopping: it gets no new requests. */
   draining: boolean;
-  inFlight: Map<string, PendingRequest>;
+  /** By dispatch token. */
+  inFlight: Map<number, PendingRequest>;
   kind: string;
   host: string;
   pid: number | null;

@@ -52,6 +52,25 @@ describe('broker dispatch', () => {
     assert.deepEqual(reply.map(String), ['hello', 'world']);
   });
 
+  it('takes workers and clients on either endpoint of a plain loopback broker', async () => {
+    assert.notEqual(broker.frontendEndpoint, broker.backendEndpoint);
+    const onFrontend = new WorkerConnection(['front'], async () => [Buffer.from('from the client endpoint')], { connect: broker.frontendEndpoint, heartbeatIntervalMs: 200 });
+    const ready = nextWorker(broker, (w) => w.services.includes('front'));
+    onFrontend.start();
+    workers.push(onFrontend);
+    await ready;
+    workers.push(await startWorker(broker, ['back'], async () => [Buffer.from('from the worker endpoint')]));
+    const viaBackend = new ZerveClient({ broker: broker.backendEndpoint, timeoutMs: 5000 });
+    try {
+      for (const c of [client, viaBackend]) {
+        assert.equal(String((await c.request('front', [Buffer.from('x')]))[0]), 'from the client endpoint');
+        assert.equal(String((await c.request('back', [Buffer.from('x')]))[0]), 'from the worker endpoint');
+      }
+    } finally {
+      await viaBackend.close();
+    }
+  });
+
   it('streams PARTIAL replies before the FINAL one', async () => {
     workers.push(
       await startWorker(broker, ['progress'], async (body, ctx) => {

@@ -18,6 +18,8 @@ export interface EchoLoadOptions {
 export interface PipelinedResult {
   window: number;
   completed: number;
+  /** Every reply, the warm-up's and the drain's after the window included. */
+  received: number;
   /** Replies that were not a FINAL echo of the request (error replies, PARTIALs). */
   unexpected: number;
   perSecond: number;
@@ -63,6 +65,7 @@ export class EchoLoad {
     const measureUntil = measureFrom + durationMs;
     let inFlight = 0;
     let completed = 0;
+    let received = 0;
     let unexpected = 0;
     let stop = false;
     let wake: (() => void) | undefined;
@@ -79,6 +82,7 @@ export class EchoLoad {
     while (inFlight > 0 || !stop) {
       const { value: reply } = await this.replies.next();
       inFlight--;
+      received++;
       const now = performance.now();
       if (!this.isEcho(reply as Buffer[])) unexpected++;
       else if (now > measureFrom && now <= measureUntil) completed++;
@@ -88,7 +92,7 @@ export class EchoLoad {
       w?.();
     }
     await sender;
-    return { window, completed, unexpected, perSecond: (completed * 1000) / durationMs, durationMs };
+    return { window, completed, received, unexpected, perSecond: (completed * 1000) / durationMs, durationMs };
   }
 
   /** One request at a time: round-trip percentiles over `count` requests after `warmUp` unmeasured ones. */

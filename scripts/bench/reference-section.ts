@@ -111,7 +111,8 @@ async function measureSetup(
       await load.pipelined(window, 0, options.warmUpMs);
       const { result, cpuUs } = await withProcessCpu({ broker: brokerPid }, () => load.pipelined(window, 0, options.durationMs));
       pipelined.push(result);
-      if (cpuUs.broker !== undefined && result.completed > 0) brokerCpuUsPerRequest = cpuUs.broker / result.completed;
+      // Over every reply of the run: the drain of N requests after the window is CPU spent too.
+      if (cpuUs.broker !== undefined && result.received > 0) brokerCpuUsPerRequest = cpuUs.broker / result.received;
     }
     options.progress(`reference: ${setup}: ${MULTI_CLIENTS} client processes, ${MULTI_CLIENT_WINDOW} in flight each`);
     const multiClient = await multiClientLoad(endpoint, options);
