@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import * as zmq from 'zeromq';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
+import { createEchoWorker } from '../workers/echo/echo-worker.ts';
 import { encodeClientRequest, MDPC02, MDPW02 } from '../shared/protocol.ts';
-import { CliProcess, nextWorker, spawnWorker, startBroker } from './helpers/cluster.ts';
+import { CliProcess, nextWorker, spawnWorker, startBroker, TEST_HEARTBEAT_MS } from './helpers/cluster.ts';
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
@@ -54,6 +55,28 @@ describe('broker faults', () => {
     await nextWorker(broker);
     const reply = await client.request('echo', [Buffer.from('again')]);
     assert.equal(String(reply[0]), 'again');
+  });
+
+  it('keeps its workers when its process was paused past their liveness, workers in it included', async () => {
+    // The broker and an in-process worker (as `zerve up` runs the jobs service) share this process; a
+    // worker process beside them goes on sending heartbeats that queue up unread.
+    const inProcess = createEchoWorker({ connect: broker.backendEndpoint, heartbeatIntervalMs: TEST_HEARTBEAT_MS }, 'echo.here');
+    const ready = nextWorker(broker, (w) => w.services.includes('echo.here'));
+    inProcess.start();
+    await ready;
+    const before = (await client.workers()).map((w) => w.id).sort();
+    const removed: string[] = [];
+    broker.on('worker-removed', (_info: unknown, reason: string) => removed.push(reason));
+    try {
+      const blockUntil = performance.now() + 4 * TEST_HEARTBEAT_MS * broker.options.heartbeatLiveness;
+      while (performance.now() < blockUntil);
+      assert.equal(String((await client.request('echo.here', [Buffer.from('still here')]))[0]), 'still here');
+      await new Promise((r) => setTimeout(r, 2 * TEST_HEARTBEAT_MS * broker.options.heartbeatLiveness));
+      assert.deepEqual(removed, [], 'no worker was dropped');
+      assert.deepEqual((await client.workers()).map((w) => w.id).sort(), before, 'the same connections, none made again');
+    } finally {
+      await inProcess.close();
+    }
   });
 
   it('lets a worker finish its requests on SIGTERM before it leaves', async () => {
