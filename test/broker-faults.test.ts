@@ -58,8 +58,8 @@ describe('broker faults', () => {
   });
 
   it('keeps its workers when its process was paused past their liveness, workers in it included', async () => {
-    // The broker and an in-process worker (as `zerve up` runs the jobs service) share this process; a
-    // worker process beside them goes on sending heartbeats that queue up unread.
+    // The broker and an in-process worker (as `zerve up` runs the jobs service) share this process, so
+    // both are paused together, with each other's heartbeats of that time unread.
     const inProcess = createEchoWorker({ connect: broker.backendEndpoint, heartbeatIntervalMs: TEST_HEARTBEAT_MS }, 'echo.here');
     const ready = nextWorker(broker, (w) => w.services.includes('echo.here'));
     inProcess.start();

@@ -30,13 +30,23 @@ export const TEST_ENV: NodeJS.ProcessEnv = {
 
 export async function startBroker(options: Partial<BrokerOptions> = {}): Promise<Broker> {
   const broker = new Broker({
-    frontend: 'tcp://127.0.0.1:0',
-    backend: 'tcp://127.0.0.1:0',
+    frontend: `tcp://127.0.0.1:${testPort()}`,
+    backend: `tcp://127.0.0.1:${testPort()}`,
     heartbeatIntervalMs: TEST_HEARTBEAT_MS,
     ...options,
   });
   await broker.start();
   return broker;
+}
+
+/**
+ * A random port below Linux's ephemeral range (32768-60999), not a wildcard bind inside it: tests restart
+ * brokers on the same ports while workers reconnect, and a reconnecting peer can be handed the closed
+ * port itself as its source port and connect to itself (TCP simultaneous open), holding the port so the
+ * restarted broker cannot bind it.
+ */
+function testPort(): number {
+  return 20_000 + Math.floor(Math.random() * 12_000);
 }
 
 /** Resolves with the next worker the broker registers that matches `predicate`. */
