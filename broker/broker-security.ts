@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as zmq from 'zeromq';
 import type { BrokerSecurityOptions } from '../shared/config.ts';
 import { readKeyPair, type CurveKeyPair } from '../shared/curve-keys.ts';
@@ -8,6 +9,7 @@ import type { Logger } from '../shared/logger.ts';
 import type { SecurityInfo } from '../shared/messages.ts';
 import type { ReadyExtension } from '../shared/protocol.ts';
 import { verifyKeyProof } from '../shared/key-proof.ts';
+import { watchSocketEvents } from '../shared/socket-events.ts';
 import { KeyAllowlist } from './key-allowlist.ts';
 import { RefusalLog } from './refusal-log.ts';
 import { ZapHandler, type KeyPolicy } from './zap-handler.ts';
@@ -47,7 +49,8 @@ export class BrokerSecurity extends EventEmitter {
   private readonly keyOf = new Map<string, string>();
   /** Routing ids (latin1) whose key was revoked: everything they send is dropped. */
   private readonly banned = new Set<string>();
-  private readonly observers: zmq.Observer[] = [];
+  /** The ends of the socket event watches, which end when the broker's sockets close. */
+  private readonly watches: Promise<void>[] = [];
   private readonly onHangup = () => this.reload('SIGHUP');
   private closed = false;
 
@@ -116,21 +119,18 @@ export class BrokerSecurity extends EventEmitter {
   /** Logs a socket's failed handshakes (a peer without CURVE, or with the wrong broker key), which ZAP never sees. */
   observe(socket: zmq.Router, role: 'frontend' | 'backend'): void {
     if (!this.keyPair || (role === 'frontend' && this.clientAuth === 'plain')) return;
-    const observer = socket.events;
-    this.observers.push(observer);
     const domain = role === 'backend' ? WORKERS_DOMAIN : CLIENTS_DOMAIN;
-    void (async () => {
-      try {
-        for await (const event of observer) {
-          if (event.type === 'handshake:error:protocol' || event.type === 'handshake:error:other') {
-            const reason = 'handshake failed: no CURVE, or the wrong broker key';
-            this.refusals.refused({ socket: domain, reason, address: event.address, detail: `${event.type} ${event.error.code}` });
-          }
+    const ended = watchSocketEvents(
+      socket,
+      (event) => {
+        if (event.type === 'handshake:error:protocol' || event.type === 'handshake:error:other') {
+          const reason = 'handshake failed: no CURVE, or the wrong broker key';
+          this.refusals.refused({ socket: domain, reason, address: event.address, detail: `${event.type} ${event.error.code}` });
         }
-      } catch (err) {
-        if (!this.closed) this.log.debug({ err }, 'socket observer ended');
-      }
-    })();
+      },
+      this.log,
+    );
+    if (ended) this.watches.push(ended);
   }
 
   /** Whether worker READY is taken on the client socket: only where no key could be bypassed by it. */
@@ -191,7 +191,8 @@ export class BrokerSecurity extends EventEmitter {
     process.off('SIGHUP', this.onHangup);
     this.workerKeys?.close();
     this.clientKeys?.close();
-    for (const observer of this.observers) observer.close();
+    // They end once the closed sockets' monitors stop; a bound, so that close never hangs on one.
+    await Promise.race([Promise.all(this.watches), sleep(1000, undefined, { ref: false })]);
     await this.zap?.close();
   }
 

@@ -16,8 +16,9 @@ import { proveKey } from '../shared/key-proof.ts';
 import type { SecurityInfo, WorkerInfo } from '../shared/messages.ts';
 import { MMI_SECURITY, encodeReady } from '../shared/protocol.ts';
 import { WorkerConnection } from '../workers/worker-connection.ts';
-import { CliProcess, REPO_ROOT, TEST_ENV, TEST_HEARTBEAT_MS, runCli, spawnWorker, tempDir, until } from './helpers/cluster.ts';
+import { CliProcess, REPO_ROOT, TEST_ENV, TEST_HEARTBEAT_MS, runCli, spawnWorker, startBroker, tempDir, until } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
+import { eventually } from './helpers/eventually.ts';
 
 const run = promisify(execFile);
 const PYTHON = '/usr/bin/python3';
@@ -291,6 +292,30 @@ describe('CURVE keys and authentication (ZAP)', function () {
     assert.equal(lines.length, 11, 'the first peer, logged a moment ago, is not logged again');
     assert.equal(lines[10]!.publicKey, strangers[49]);
     assert.equal(lines[10]!.suppressed, 40, 'the next line counts the 40 strangers left out of the burst (a logged peer retrying is no news)');
+  });
+
+  it("releases a closed broker's ports after a CURVE worker connection in the same process closed (its handshake watch)", async () => {
+    const { broker } = await curveBroker();
+    const worker = new WorkerConnection(['echo.here'], async (frames) => frames, { connect: broker.backendEndpoint, heartbeatIntervalMs: TEST_HEARTBEAT_MS, curveKey: key('host-a'), brokerKey: pub('broker') });
+    worker.start();
+    await until('the keyed worker registers', async () => (await client(broker).workers()).length === 1);
+    await worker.close();
+    // Closing the watch before its socket once stopped the context's reaper: later closes kept their listeners.
+    for (let i = 0; i < 2; i++) {
+      const plain = await startBroker();
+      const endpoint = plain.frontendEndpoint;
+      await plain.close();
+      // libzmq closes listeners on its own threads, a moment after close() returns.
+      await eventually(`${endpoint} bound again`, async () => {
+        const again = new zmq.Router({ linger: 0 });
+        try {
+          await again.bind(endpoint);
+          return true;
+        } finally {
+          again.close();
+        }
+      }, 3000);
+    }
   });
 
   it('shows --insecure in zerve status', async () => {

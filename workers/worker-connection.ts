@@ -20,6 +20,7 @@ import {
   type ReadyExtension,
 } from '../shared/protocol.ts';
 import { SendQueue } from '../shared/send-queue.ts';
+import { watchSocketEvents } from '../shared/socket-events.ts';
 import type { WorkerMetrics } from './worker-metrics.ts';
 import { workerCurve, type WorkerCurve } from '../shared/curve-socket-options.ts';
 import { proveKey } from '../shared/key-proof.ts';
@@ -78,7 +79,6 @@ export class WorkerConnection extends EventEmitter {
   private readonly curve?: WorkerCurve;
   /** This connection's routing id: chosen here, so the READY key proof can bind to it. */
   private routingId = '';
-  private observer?: zmq.Observer;
   /**
    * Set while the broker refuses this connection's CURVE key (its ZAP handler answered 400: the key is
    * not in its allowlist); cleared by the next handshake that succeeds. ZeroMQ itself retries quietly.
@@ -191,8 +191,6 @@ export class WorkerConnection extends EventEmitter {
   private teardown(): void {
     this.sends?.close();
     this.socket?.close();
-    this.observer?.close();
-    this.observer = undefined;
     this.socket = undefined;
     this.sends = undefined;
   }
@@ -208,40 +206,27 @@ export class WorkerConnection extends EventEmitter {
 
   /** Notes the broker refusing this key (see `refusal`), which would otherwise look like a broker that never answers. */
   private watchHandshakes(socket: zmq.Dealer, generation: number): void {
-    let observer: zmq.Observer | undefined;
-    // zeromq.js names a monitor after its object's address, which a monitor just freed may still hold
-    // (EADDRINUSE): another object has another address.
-    for (let attempt = 0; !observer && attempt < 3; attempt++) {
-      try {
-        observer = new zmq.Observer(socket);
-      } catch (err) {
-        this.log.debug({ err, attempt }, "cannot watch this connection's handshakes yet");
-      }
-    }
-    if (!observer) return; // a refused key then looks like a silent broker, as without this
-    this.observer = observer;
-    void (async () => {
-      try {
-        for await (const event of observer) {
-          if (generation !== this.generation) return;
-          if (event.type === 'handshake') {
-            this.refusal = undefined;
-          } else if (event.type === 'handshake:error:auth' && !this.refusal) {
-            const key = this.curve!.keyPair.publicKey;
-            this.refusal = new ZerveError(
-              'NOT_ADMITTED',
-              `the broker at ${this.options.connect} refused this process's CURVE key ${key} (ZAP status ${event.error.status}): ` +
-                "it is not in the broker's --authorized-workers; add this key's .pub there",
-              { details: { publicKey: key, endpoint: this.options.connect } },
-            );
-            this.log.error({ broker: this.options.connect, publicKey: key }, 'the broker refused this key (not in its --authorized-workers); retrying');
-            this.emit('refused', this.refusal);
-          }
+    // Without a watch, a refused key looks like a silent broker, as it would without this.
+    watchSocketEvents(
+      socket,
+      (event) => {
+        if (generation !== this.generation) return;
+        if (event.type === 'handshake') {
+          this.refusal = undefined;
+        } else if (event.type === 'handshake:error:auth' && !this.refusal) {
+          const key = this.curve!.keyPair.publicKey;
+          this.refusal = new ZerveError(
+            'NOT_ADMITTED',
+            `the broker at ${this.options.connect} refused this process's CURVE key ${key} (ZAP status ${event.error.status}): ` +
+              "it is not in the broker's --authorized-workers; add this key's .pub there",
+            { details: { publicKey: key, endpoint: this.options.connect } },
+          );
+          this.log.error({ broker: this.options.connect, publicKey: key }, 'the broker refused this key (not in its --authorized-workers); retrying');
+          this.emit('refused', this.refusal);
         }
-      } catch (err) {
-        if (!observer.closed) this.log.debug({ err }, 'handshake observer ended');
-      }
-    })();
+      },
+      this.log,
+    );
   }
 
   private livenessMs(): number {
