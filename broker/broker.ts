@@ -25,6 +25,7 @@ import {
   parseWorkerMessage,
   type WorkerMessage,
 } from '../shared/protocol.ts';
+import { PauseDetector } from '../shared/pause-detector.ts';
 import { SendQueue } from '../shared/send-queue.ts';
 import { BrokerMetrics } from './broker-metrics.ts';
 import { BrokerSecurity } from './broker-security.ts';
@@ -71,7 +72,7 @@ export class Broker extends EventEmitter {
   private readonly loops: Promise<void>[] = [];
   private heartbeatTimer?: NodeJS.Timeout;
   private sweepTimer?: NodeJS.Timeout;
-  private lastHeartbeatAt = 0;
+  private pauses?: PauseDetector;
   private memoryTrimmer?: MemoryTrimmer;
   private tokenCounter = 0;
   /** `maxDeadlineMs` as [prefix, cap], longest prefix first: the first match is the longest. */
@@ -144,7 +145,7 @@ export class Broker extends EventEmitter {
     }
     this.loops.push(this.receive(this.frontend, this.frontendSends));
     if (!merged) this.loops.push(this.receive(this.backend, this.backendSends));
-    this.lastHeartbeatAt = performance.now();
+    this.pauses = new PauseDetector(o.heartbeatIntervalMs);
     this.heartbeatTimer = setInterval(() => this.heartbeat(), o.heartbeatIntervalMs);
     this.sweepTimer = setInterval(() => this.sweep(), Math.min(SWEEP_INTERVAL_MS, o.heartbeatIntervalMs));
     this.memoryTrimmer = new MemoryTrimmer(o.memoryTrimIntervalMs, this.log);
@@ -534,13 +535,10 @@ export class Broker extends EventEmitter {
   private heartbeat(): void {
     const now = performance.now();
     const { heartbeatIntervalMs, heartbeatLiveness } = this.options;
-    // A late tick means the broker itself was paused (a blocked event loop, a long GC, a stopped process).
-    // Timers run before I/O, so the workers' heartbeats of that time are still unread in the socket: their
-    // silence proves nothing. Each worker gets one liveness period from now instead of all being dropped.
-    const sinceLastMs = now - this.lastHeartbeatAt;
-    const paused = sinceLastMs > 2 * heartbeatIntervalMs;
-    this.lastHeartbeatAt = now;
-    if (paused) this.log.warn({ sinceLastMs: Math.round(sinceLastMs) }, 'broker was paused: worker liveness starts again');
+    // After a pause of the broker's own, each worker gets one liveness period from now instead of all being dropped.
+    const pausedMs = this.pauses!.tick(now);
+    const paused = pausedMs > 0;
+    if (paused) this.log.warn({ sinceLastMs: Math.round(pausedMs) }, 'broker was paused: worker liveness starts again');
     for (const worker of [...this.workers.all()]) {
       if (paused) {
         worker.expiry = Math.max(worker.expiry, now + heartbeatIntervalMs * heartbeatLiveness);

@@ -19,6 +19,7 @@ import {
   parseBrokerMessage,
   type ReadyExtension,
 } from '../shared/protocol.ts';
+import { PauseDetector } from '../shared/pause-detector.ts';
 import { SendQueue } from '../shared/send-queue.ts';
 import { watchSocketEvents } from '../shared/socket-events.ts';
 import type { WorkerMetrics } from './worker-metrics.ts';
@@ -67,7 +68,7 @@ export class WorkerConnection extends EventEmitter {
   private readonly log: Logger;
   private heartbeatTimer?: NodeJS.Timeout;
   private brokerExpiry = 0;
-  private lastTick = 0;
+  private pauses?: PauseDetector;
   private lastSend = 0;
   private draining = false;
   private readonly inFlight = new Set<Promise<void>>();
@@ -106,7 +107,7 @@ export class WorkerConnection extends EventEmitter {
   /** Connects and registers; reconnects by itself until closed. Registers nothing while there are no services. */
   start(): void {
     this.connect();
-    this.lastTick = performance.now();
+    this.pauses = new PauseDetector(this.options.heartbeatIntervalMs);
     this.heartbeatTimer = setInterval(() => this.tick(), this.options.heartbeatIntervalMs);
   }
 
@@ -257,12 +258,9 @@ export class WorkerConnection extends EventEmitter {
 
   private tick(): void {
     const now = performance.now();
-    // A late tick means this process was paused, and the broker's heartbeats of that time are still
-    // unread (timers run before I/O): the broker gets one liveness period from now, as the broker does
-    // for its workers after a pause of its own.
-    const paused = now - this.lastTick > 2 * this.options.heartbeatIntervalMs;
-    this.lastTick = now;
-    if (paused) this.brokerExpiry = Math.max(this.brokerExpiry, now + this.livenessMs());
+    // After a pause of this process's own, the broker gets one liveness period from now, as the broker
+    // does for its workers after a pause of its own.
+    if (this.pauses!.tick(now) > 0) this.brokerExpiry = Math.max(this.brokerExpiry, now + this.livenessMs());
     if (now > this.brokerExpiry) return this.reconnect('broker silent for the liveness period');
     // Sent even while replies flow (they stand in for heartbeats then), so a busy worker reports too.
     if (this.metrics && now - this.lastMetrics >= this.options.metricsIntervalMs) {
