@@ -125,16 +125,16 @@ describe("the ZeroMQ Guide's reference Majordomo programs against our broker", f
   it('the C mdworker echoes all 100,000 requests of mdclient2 (sent at once) and of mdclient (one at a time), every reply checked', async () => {
     const [pipelined, oneByOne] = await c!;
     assert.match(pipelined!.stdout, new RegExp(`^${REQUESTS} replies received$`, 'm'));
-    assert.deepEqual([pipelined!.code, pipelined!.echoed, pipelined!.unexpected], [0, REQUESTS, 0], 'mdclient2: no OVERLOADED, no TIMEOUT');
+    assert.deepEqual([pipelined!.code, pipelined!.echoed, pipelined!.unexpected], [0, REQUESTS, 0], `mdclient2 (no OVERLOADED, no TIMEOUT): ${pipelined!.stdout.slice(-600)}`);
     assert.match(oneByOne!.stdout, new RegExp(`^${REQUESTS} requests/replies processed$`, 'm'));
-    assert.deepEqual([oneByOne!.code, oneByOne!.echoed, oneByOne!.unexpected], [0, REQUESTS, 0], 'mdclient');
+    assert.deepEqual([oneByOne!.code, oneByOne!.echoed, oneByOne!.unexpected], [0, REQUESTS, 0], `mdclient: ${oneByOne!.stdout.slice(-600)}`);
   });
 
   it('the Python mdworker echoes all 100,000 requests of mdclient2.py and of mdclient.py, every reply checked', async () => {
     const [pipelined, oneByOne] = await python!;
     assert.match(pipelined!.stdout, new RegExp(`^${REQUESTS} requests/replies processed$`, 'm'));
-    assert.deepEqual([pipelined!.code, pipelined!.echoed, pipelined!.unexpected], [0, REQUESTS, 0], 'mdclient2.py');
+    assert.deepEqual([pipelined!.code, pipelined!.echoed, pipelined!.unexpected], [0, REQUESTS, 0], `mdclient2.py: ${pipelined!.stdout.slice(-600)}`);
     assert.match(oneByOne!.stdout, new RegExp(`^${REQUESTS} requests/replies processed$`, 'm'));
-    assert.deepEqual([oneByOne!.code, oneByOne!.echoed, oneByOne!.unexpected], [0, REQUESTS, 0], 'mdclient.py');
+    assert.deepEqual([oneByOne!.code, oneByOne!.echoed, oneByOne!.unexpected], [0, REQUESTS, 0], `mdclient.py: ${oneByOne!.stdout.slice(-600)}`);
   });
 });
