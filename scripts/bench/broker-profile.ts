@@ -27,15 +27,20 @@ const backend = process.env.SHARED ? frontend : `tcp://127.0.0.1:${await freePor
 const nodeFlags = (process.env.BROKER_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 // BROKER=c runs the Guide's C broker instead (one endpoint for clients and workers), for comparison.
 const cBroker = process.env.BROKER === 'c';
+// BROKER=minimal runs the least a zeromq.js broker can do (scripts/bench/minimal-broker.ts): zeromq.js's own floor.
+const minimal = process.env.BROKER === 'minimal';
 const broker = cBroker
   ? CliChild.program(build.path('mdbroker'), [], { ...CHILD_ENV, MDP_ENDPOINT: frontend })
-  : new CliChild(['broker', '--frontend', frontend, '--backend', backend], CLI_PATH, CHILD_ENV, [process.execPath, ...nodeFlags, '--import', 'tsx', CLI_PATH]);
-const workerEndpoint = cBroker ? frontend : backend;
+  : minimal
+    ? CliChild.program(process.execPath, ['--import', 'tsx', new URL('./minimal-broker.ts', import.meta.url).pathname, frontend], CHILD_ENV)
+    : new CliChild(['broker', '--frontend', frontend, '--backend', backend], CLI_PATH, CHILD_ENV, [process.execPath, ...nodeFlags, '--import', 'tsx', CLI_PATH]);
+const workerEndpoint = cBroker || minimal ? frontend : backend;
 const workers = Array.from({ length: Number(workerCount) }, () =>
   kind === 'c'
     ? CliChild.program(build.path('mdworker'), [], { ...CHILD_ENV, MDP_ENDPOINT: workerEndpoint })
     : new CliChild(['worker', 'echo', '--capacity', '64', '--connect', workerEndpoint]),
 );
+if (minimal) await broker.waitForLine(/minimal broker at/);
 console.log(`broker pid ${broker.pid}`);
 const load = new EchoLoad({ endpoint: frontend, version: 1 });
 try {

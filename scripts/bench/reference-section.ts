@@ -22,10 +22,13 @@ const MULTI_CLIENT_WINDOW = 256;
 const MULTI_CLIENTS = 2;
 const ROUND_TRIPS = 3000;
 const LOAD_CHILD = fileURLToPath(new URL('./echo-load-child.ts', import.meta.url));
+const MINIMAL_BROKER = fileURLToPath(new URL('./minimal-broker.ts', import.meta.url));
+const MINIMAL_SETUP = 'minimal zeromq.js broker + 1 C mdworker';
 
 export interface ReferenceRow {
   setup: string;
-  broker: 'C' | 'Zerve';
+  /** `zeromq.js` is the minimal broker (scripts/bench/minimal-broker.ts): the floor of any broker on zeromq.js. */
+  broker: 'C' | 'Zerve' | 'zeromq.js';
   /** The C setup this row is compared with (its own name for C rows). */
   baseline: string;
   pipelined: PipelinedResult[];
@@ -68,6 +71,19 @@ export async function benchReference(cluster: BenchCluster, options: ReferenceBe
       rows.push(await measureSetup(name, 'C', name, cEndpoint, cBroker.pid, options));
     } finally {
       await Promise.all([...workers, cBroker].map((c) => c.stop()));
+    }
+  }
+
+  // The same load through the least a zeromq.js broker can do: what zeromq.js costs before any broker logic.
+  {
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const minimal = CliChild.program(process.execPath, ['--import', 'tsx', MINIMAL_BROKER, endpoint]);
+    const workers = cWorkers(endpoint, 1);
+    try {
+      await minimal.waitForLine(/minimal broker at/);
+      rows.push(await measureSetup(MINIMAL_SETUP, 'zeromq.js', 'C mdbroker + 1 C mdworker', endpoint, minimal.pid, options));
+    } finally {
+      await Promise.all([...workers, minimal].map((c) => c.stop()));
     }
   }
 
@@ -178,7 +194,7 @@ export function referenceReport(section: ReferenceSection): Array<string | Repor
   }
   const ratios = new ReportTable(['Zerve setup', 'against', ...REFERENCE_WINDOWS.map((n) => `N=${n}`), `${MULTI_CLIENTS} clients`, 'sync p50 (lower is better)']);
   const byName = new Map(section.rows.map((r) => [r.setup, r]));
-  for (const row of section.rows.filter((r) => r.broker === 'Zerve')) {
+  for (const row of section.rows.filter((r) => r.broker !== 'C')) {
     const base = byName.get(row.baseline);
     ratios.push([
       row.setup,
@@ -188,7 +204,20 @@ export function referenceReport(section: ReferenceSection): Array<string | Repor
       ratio(row.roundTrip.p50Us, base?.roundTrip.p50Us),
     ]);
   }
-  return [numbers, '', 'Zerve over the C broker, same run:', ratios, '', ...targets(section.rows)];
+  return [numbers, '', 'Zerve (and the minimal zeromq.js broker) over the C broker, same run:', ratios, '', ...targets(section.rows), ...floor(section.rows)];
+}
+
+/** Zerve's broker over the minimal zeromq.js broker, with the same C worker: the cost of Zerve's own logic. */
+function floor(rows: ReferenceRow[]): string[] {
+  const minimal = rows.find((r) => r.setup === MINIMAL_SETUP);
+  const zC1 = rows.find((r) => r.setup.startsWith('Zerve + 1 C mdworker'));
+  const c1 = rows.find((r) => r.setup === minimal?.baseline);
+  if (!minimal || !zC1 || !c1) return [];
+  return [
+    `Zerve + 1 C mdworker over the minimal zeromq.js broker + 1 C mdworker: ${ratio(zC1.pipelined.at(-1)!.perSecond, minimal.pipelined.at(-1)!.perSecond)} req/s at N=1000, ` +
+      `${ratio(zC1.roundTrip.p50Us, minimal.roundTrip.p50Us)} sync p50; the minimal broker over C: ${ratio(minimal.pipelined.at(-1)!.perSecond, c1.pipelined.at(-1)!.perSecond)} req/s, ` +
+      `${ratio(minimal.roundTrip.p50Us, c1.roundTrip.p50Us)} sync p50.`,
+  ];
 }
 
 /** The issue's three targets, each judged on this run's ratios (N = 1000 for throughput). */
