@@ -41,14 +41,19 @@ export interface OipBenchRow extends LoadResult {
   toClassify: number;
 }
 
-function post(agent: Agent, url: URL, body: Buffer, headers: Record<string, string>): Promise<Buffer> {
+function post(agent: Agent, url: URL, body: Buffer, headers: Record<string, string>, resent = false): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'POST', agent, headers: { ...headers, 'content-length': String(body.length) } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.once('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`HTTP ${res.statusCode}: ${Buffer.concat(chunks)}`))));
     });
-    req.once('error', reject);
+    req.once('error', (err: NodeJS.ErrnoException) => {
+      // A kept-alive socket the server closed while idle (its 5 s keepAliveTimeout; the server shares
+      // this busy process, so the client hears of it late): send once more, as Node's docs advise.
+      if (req.reusedSocket && err.code === 'ECONNRESET' && !resent) post(agent, url, body, headers, true).then(resolve, reject);
+      else reject(err);
+    });
     req.end(body);
   });
 }
