@@ -385,7 +385,7 @@ describe('Open Inference Protocol (v2) REST', function () {
       assertOipError({ status: overlong.status, headers: overlong.headers, json: await overlong.json() }, 400, 'BAD_REQUEST');
     });
 
-    it('answers 400 to hostile sizes and values: negative or huge binary_data_size, no header length, a tensor of infinities, K below 1', async () => {
+    it('answers 400 to hostile sizes and values: negative or huge binary_data_size, no header length, a tensor of infinities, data nested past its shape, K below 1', async () => {
       const binary = bytesTensor([kitten]);
       for (const size of [-1, 2 ** 53, 1.5]) {
         const request = { inputs: [{ name: 'data_0', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: size } }] };
@@ -397,6 +397,11 @@ describe('Open Inference Protocol (v2) REST', function () {
       const infinities = `{"inputs":[{"name":"data_0","datatype":"FP32","shape":[1,3,224,224],"data":[${new Array(150528).fill('1e400').join(',')}]}],` +
         `"outputs":[{"name":"softmaxout_1","parameters":{"classification":1}}]}`;
       assertOipError(await infer(url, path, infinities), 400, 'BAD_REQUEST');
+      // Nesting deeper than the shape, deep enough to overflow a recursive flatten.
+      const deep = `{"inputs":[{"name":"data_0","datatype":"FP32","shape":[1,3,224,224],"data":${'['.repeat(200_000)}1${']'.repeat(200_000)}}]}`;
+      assertOipError(await infer(url, path, deep), 400, 'BAD_REQUEST');
+      const deepBytes = { inputs: [{ name: 'data_0', datatype: 'BYTES', shape: [1], data: [[kitten.toString('base64')]], parameters: { content_type: 'base64' } }] };
+      assertOipError(await infer(url, path, deepBytes), 400, 'BAD_REQUEST');
       for (const k of [0, -3]) {
         const request = { ...imageRequest([kitten]), outputs: [{ name: 'softmaxout_1', parameters: { classification: k } }] };
         assertOipError(await infer(url, path, request, [binary]), 400, 'BAD_REQUEST');
