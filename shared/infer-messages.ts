@@ -48,7 +48,7 @@ export interface InferHeader extends RequestHeader {
   datatype?: TensorDatatype;
   /** `op: "tensor"`: the input's shape, batch first. */
   shape?: number[];
-  /** Also answer the top `classification` classes of every row (Triton's classification extension). */
+  /** Also answer the top `classification` classes of every row (Triton's classification extension; at most the model's classes). */
   classification?: number;
 }
 
@@ -87,8 +87,9 @@ export function decodeInferRequest(body: Buffer[]): { header: InferHeader; frame
   const header = decodeHeader(body[0]) as InferHeader;
   const frames = body.slice(1);
   const { op, classification } = header;
-  if (classification !== undefined && !(Number.isInteger(classification) && classification >= 1 && classification <= 1000)) {
-    throw new ZerveError('BAD_REQUEST', 'classification must be an integer from 1 to 1000');
+  // K past the model's class count answers every class, as Triton does.
+  if (classification !== undefined && !(Number.isSafeInteger(classification) && classification >= 1)) {
+    throw new ZerveError('BAD_REQUEST', 'classification must be a positive integer');
   }
   for (const key of ['input', 'output'] as const) {
     if (header[key] !== undefined && typeof header[key] !== 'string') throw new ZerveError('BAD_REQUEST', `${key} must be a tensor name`);

@@ -101,4 +101,31 @@ describe('inference worker: tensor and batch inputs (infer.<model>)', function (
     const after = await ask('squeezenet-fp32', { op: 'images' }, [image('kitten.png')]);
     assert.equal(argmax(tensorView(after.output, 'FP32')), TABBY, 'still serving after each refusal');
   });
+
+  it('refuses a tensor holding NaN or infinity (FP32 and FP16) as BAD_REQUEST, never INTERNAL, and goes on serving', async () => {
+    const fp32 = new Float32Array(150528);
+    fp32[7] = Number.POSITIVE_INFINITY;
+    await rejectsWith(ask('squeezenet-fp32', { op: 'tensor', datatype: 'FP32', shape: [1, 3, 224, 224], classification: 1 }, [Buffer.from(fp32.buffer)]), 'BAD_REQUEST');
+    fp32[7] = Number.NaN;
+    await rejectsWith(ask('squeezenet-fp32', { op: 'tensor', datatype: 'FP32', shape: [1, 3, 224, 224] }, [Buffer.from(fp32.buffer)]), 'BAD_REQUEST');
+    const fp16 = new Uint16Array(150528).fill(0x3c00); // 1.0
+    fp16[150527] = 0x7e00; // NaN
+    await rejectsWith(ask('squeezenet', { op: 'tensor', datatype: 'FP16', shape: [1, 3, 224, 224], classification: 1 }, [Buffer.from(fp16.buffer)]), 'BAD_REQUEST');
+    fp16[150527] = 0xfc00; // -infinity
+    await rejectsWith(ask('squeezenet', { op: 'tensor', datatype: 'FP16', shape: [1, 3, 224, 224] }, [Buffer.from(fp16.buffer)]), 'BAD_REQUEST');
+    fp16[150527] = 0x7bff; // 65504, the largest finite float16: runs
+    const { header } = await ask('squeezenet', { op: 'tensor', datatype: 'FP16', shape: [1, 3, 224, 224] }, [Buffer.from(fp16.buffer)]);
+    assert.deepEqual(header.output.shape, [1, 1000, 1, 1]);
+  });
+
+  it("answers every class when classification asks for more than the model has, as Triton does", async () => {
+    const digit = await ask('mnist', { op: 'images', classification: 50 }, [image('digit.png')]);
+    assert.equal(digit.header.classes![0]!.length, 10, 'mnist has 10 classes');
+    assert.equal(digit.header.classes![0]![0]!.label, '8');
+    const tensor = await squeezenetTensor(image('kitten.png'));
+    const { header } = await ask('squeezenet-fp32', { op: 'tensor', datatype: 'FP32', shape: [1, 3, 224, 224], classification: 5000 }, [Buffer.from(tensor.buffer)]);
+    assert.equal(header.classes![0]!.length, 1000);
+    assert.equal(header.classes![0]![0]!.index, TABBY);
+    await rejectsWith(ask('mnist', { op: 'images', classification: 0 }, [image('digit.png')]), 'BAD_REQUEST');
+  });
 });

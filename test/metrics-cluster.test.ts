@@ -3,6 +3,8 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
+import { inferService, type InferHeader } from '../shared/infer-messages.ts';
+import { decodeReply, encodeHeader } from '../shared/messages.ts';
 import { METRICS, RELAYED_METRICS } from '../shared/metrics.ts';
 import { MetricsServer } from '../shared/metrics-server.ts';
 import { addModelVersion } from '../workers/inference/model-writer.ts';
@@ -103,6 +105,21 @@ describe('cluster metrics (the broker shows the whole cluster, workers relayed i
     assert.equal(cached.value(METRICS.resultCache.name, { ...MODEL, result: 'miss' }), 1);
     assert.equal(cached.value(METRICS.resultCache.name, { ...MODEL, result: 'hit' }), 1);
     assert.equal(cached.value(METRICS.inferenceTotal.name, MODEL), 11, 'a cached answer is not an inference');
+  });
+
+  it('counts the inferences of infer.<model> (the /v2 routes): every row of a batch, one session and decode time per request', async () => {
+    const infer = (header: InferHeader, frames: Buffer[]) => client.request(inferService('mnist'), [encodeHeader(header), ...frames]);
+    await infer({ op: 'images' }, [image('digit.png'), image('digit.png'), image('digit.png')]);
+    await infer({ op: 'tensor', datatype: 'FP32', shape: [1, 1, 28, 28] }, [Buffer.alloc(4 * 28 * 28)]);
+    assert.equal(await errorCode(infer({ op: 'images' }, [noiseBytes()]).then((reply) => decodeReply(reply[0]))), 'BAD_IMAGE');
+    await nextSnapshot();
+    const m = await scrape(url);
+    assert.equal(m.value(METRICS.inferenceTotal.name, MODEL), 4, '3 image rows and 1 tensor row; the undecodable image is none');
+    assert.equal(m.count(METRICS.inferenceDuration.name, MODEL), 2);
+    assert.equal(m.count(METRICS.decodeDuration.name, MODEL), 1, 'a ready tensor is not decoded');
+    const infers = { service: inferService('mnist') };
+    assert.equal(m.value(METRICS.requestTotal.name, { ...infers, code: 'OK' }), 2);
+    assert.equal(m.value(METRICS.requestTotal.name, { ...infers, code: 'BAD_IMAGE' }), 1);
   });
 
   it("keeps a departed worker's counters in the cluster sums", async () => {

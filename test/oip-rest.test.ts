@@ -385,6 +385,33 @@ describe('Open Inference Protocol (v2) REST', function () {
       assertOipError({ status: overlong.status, headers: overlong.headers, json: await overlong.json() }, 400, 'BAD_REQUEST');
     });
 
+    it('answers 400 to hostile sizes and values: negative or huge binary_data_size, no header length, a tensor of infinities, data nested past its shape, K below 1', async () => {
+      const binary = bytesTensor([kitten]);
+      for (const size of [-1, 2 ** 53, 1.5]) {
+        const request = { inputs: [{ name: 'data_0', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: size } }] };
+        assertOipError(await infer(url, path, request, [binary]), 400, 'BAD_REQUEST');
+      }
+      const noHeader = Buffer.concat([Buffer.from(JSON.stringify(imageRequest([kitten]))), binary]);
+      assertOipError(await infer(url, path, noHeader.toString('latin1')), 400, 'BAD_REQUEST');
+      // JSON.parse reads 1e400 as Infinity; the model would answer NaN scores.
+      const infinities = `{"inputs":[{"name":"data_0","datatype":"FP32","shape":[1,3,224,224],"data":[${new Array(150528).fill('1e400').join(',')}]}],` +
+        `"outputs":[{"name":"softmaxout_1","parameters":{"classification":1}}]}`;
+      assertOipError(await infer(url, path, infinities), 400, 'BAD_REQUEST');
+      // Nesting deeper than the shape, deep enough to overflow a recursive flatten.
+      const deep = `{"inputs":[{"name":"data_0","datatype":"FP32","shape":[1,3,224,224],"data":${'['.repeat(200_000)}1${']'.repeat(200_000)}}]}`;
+      assertOipError(await infer(url, path, deep), 400, 'BAD_REQUEST');
+      const deepBytes = { inputs: [{ name: 'data_0', datatype: 'BYTES', shape: [1], data: [[kitten.toString('base64')]], parameters: { content_type: 'base64' } }] };
+      assertOipError(await infer(url, path, deepBytes), 400, 'BAD_REQUEST');
+      for (const k of [0, -3]) {
+        const request = { ...imageRequest([kitten]), outputs: [{ name: 'softmaxout_1', parameters: { classification: k } }] };
+        assertOipError(await infer(url, path, request, [binary]), 400, 'BAD_REQUEST');
+      }
+      const all = await infer(url, path, { ...imageRequest([kitten]), outputs: [{ name: 'softmaxout_1', parameters: { classification: 5000 } }] }, [binary]);
+      assert.equal(all.status, 200);
+      assert.deepEqual(all.json.outputs[0].shape, [1, 1000], 'K past the class count answers every class');
+      assert.equal(all.json.outputs[0].data[0].split(':')[1], String(TABBY));
+    });
+
     it('answers 400 BAD_IMAGE to BYTES that are not an image', async () => {
       const junk = Buffer.from('definitely not a png');
       assertOipError(await infer(url, path, imageRequest([junk]), [bytesTensor([junk])]), 400, 'BAD_IMAGE');
@@ -422,6 +449,29 @@ describe('Open Inference Protocol (v2) REST', function () {
       assertOipError(await infer(base, '/v2/models/stuck/infer', imageRequest([kitten]), [bytesTensor([kitten])]), 504, 'TIMEOUT');
       const after = await infer(url, path, imageRequest([kitten]), [bytesTensor([kitten])]);
       assert.equal(after.status, 200);
+    });
+
+    it("answers 503 OVERLOADED with Retry-After when the broker's queue for the model is full", async () => {
+      extraBroker = await startBroker({ heartbeatIntervalMs: OIP_HEARTBEAT_MS, maxQueuedPerService: 1 });
+      const ready = nextWorker(extraBroker, (w) => w.services.includes('infer.slow'));
+      extraWorker = new WorkerConnection(
+        ['classify.slow', 'infer.slow'],
+        async (_body, ctx) => {
+          await sleep(1500, undefined, { signal: ctx.signal }).catch(() => undefined); // holds its one slot while the others arrive
+          return [Buffer.from('{"error":{"code":"BAD_IMAGE","message":"slow worker"}}')];
+        },
+        { connect: extraBroker.backendEndpoint, heartbeatIntervalMs: OIP_HEARTBEAT_MS, capacity: 1, kind: 'slow' },
+        testLogger,
+      );
+      extraWorker.start();
+      await ready;
+      extra = new WebApp({ broker: extraBroker.frontendEndpoint, http: 0 }, testLogger);
+      const base = await extra.start();
+      // One runs, one waits, the rest find the queue full.
+      const answers = await Promise.all(Array.from({ length: 4 }, () => infer(base, '/v2/models/slow/infer', imageRequest([kitten]), [bytesTensor([kitten])])));
+      const overloaded = answers.filter((a) => a.status === 503);
+      assert.equal(overloaded.length, 2, JSON.stringify(answers.map((a) => a.json)));
+      for (const answer of overloaded) assertOipError(answer, 503, 'OVERLOADED');
     });
   });
 });

@@ -41,4 +41,17 @@ describe('web app metrics', () => {
     assert.ok(!m.samples.some((s) => s.labels.route?.includes('j1')));
     assert.ok(m.types.has('process_resident_memory_bytes'), 'default process metrics');
   });
+
+  it('labels /v2 answers, errors included, by their route pattern', async () => {
+    assert.equal((await fetch(`${url}v2/health/live`)).status, 200);
+    for (const model of ['a', 'b']) assert.equal((await fetch(`${url}v2/models/${model}/infer`, { method: 'POST', body: '{"inputs": [' })).status, 400);
+    assert.equal((await fetch(`${url}v2/models/a/versions/1/ready`)).status, 503); // no worker
+    assert.equal((await fetch(`${url}v2/nothing/here`)).status, 404);
+    const m = await scrape(`${url}metrics`);
+    assert.equal(m.count(DURATION, { route: '/v2/health/live', status: '200' }), 1);
+    assert.equal(m.count(DURATION, { route: '/v2/models/:model/infer', status: '400' }), 2);
+    assert.equal(m.count(DURATION, { route: '/v2/models/:model/versions/:version/ready', status: '503' }), 1);
+    assert.equal(m.count(DURATION, { route: 'unmatched', status: '404' }), 1);
+    assert.ok(!m.samples.some((s) => s.labels.route?.startsWith('/v2/v2')));
+  });
 });

@@ -23,6 +23,8 @@ const MISS_REFRESH_MS = 200;
  */
 export class ModelCatalog {
   private services: { at: number; list: Promise<ServiceInfo[]> } | undefined;
+  /** The last list the broker gave: what a model lookup falls back on while the broker is too busy to answer one. */
+  private lastServices: ServiceInfo[] | undefined;
   private models: { at: number; list: Promise<ModelInfo[]> } | undefined;
 
   constructor(
@@ -35,9 +37,14 @@ export class ModelCatalog {
     if (!this.services || Date.now() - this.services.at > maxAgeMs) {
       const list = this.client.services({ timeoutMs: this.options.probeTimeoutMs, retries: 0 });
       this.services = { at: Date.now(), list };
-      list.catch(() => {
-        if (this.services?.list === list) this.services = undefined; // never cache a failure
-      });
+      list.then(
+        (services) => {
+          this.lastServices = services;
+        },
+        () => {
+          if (this.services?.list === list) this.services = undefined; // never cache a failure
+        },
+      );
     }
     return this.services.list;
   }
@@ -50,12 +57,21 @@ export class ModelCatalog {
 
   /**
    * Checks that some worker has served `model`.
-   * @throws ZerveError UNKNOWN_MODEL when other models are served but not this one; NO_WORKERS when none is
+   * @throws ZerveError UNKNOWN_MODEL when other models are served but not this one; NO_WORKERS when none is;
+   *   the lookup's error (TIMEOUT) when the broker does not answer and did not list the model before
    */
   async requireModel(model: string): Promise<void> {
     const service = classifyService(model);
-    let list = await this.serviceList();
-    if (!list.some((s) => s.name === service)) list = await this.serviceList(MISS_REFRESH_MS);
+    let list: ServiceInfo[];
+    try {
+      list = await this.serviceList();
+      if (!list.some((s) => s.name === service)) list = await this.serviceList(MISS_REFRESH_MS);
+    } catch (err) {
+      // A broker swamped by queued requests may answer mmi.services late: a model it served a moment ago
+      // goes on to the queue (answered, or refused OVERLOADED there) instead of failing on the lookup.
+      if (this.lastServices?.some((s) => s.name === service)) return;
+      throw err;
+    }
     if (list.some((s) => s.name === service)) return;
     if (!list.some((s) => s.name.startsWith(CLASSIFY_PREFIX) && s.workers > 0)) {
       throw new ZerveError('NO_WORKERS', 'no inference worker is serving any model now');

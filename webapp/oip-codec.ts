@@ -135,13 +135,38 @@ export function serializeBytes(elements: readonly Buffer[]): Buffer {
   return Buffer.concat(parts);
 }
 
+/**
+ * An input's JSON `data` in row-major order: flat, or nested at most as deep as its shape (the protocol
+ * allows both). Iterative, so that hostile nesting is a bad request, never a stack overflow.
+ */
+function flatData(input: OipInput): unknown[] {
+  if (!Array.isArray(input.data)) return [input.data];
+  const values: unknown[] = [];
+  const stack: { items: unknown[]; at: number }[] = [{ items: input.data, at: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    if (top.at === top.items.length) {
+      stack.pop();
+      continue;
+    }
+    const item = top.items[top.at++];
+    if (!Array.isArray(item)) {
+      values.push(item);
+      continue;
+    }
+    if (stack.length >= input.shape.length) throw badRequest(`input ${input.name}: data is nested deeper than its shape [${input.shape.join(',')}]`);
+    stack.push({ items: item, at: 0 });
+  }
+  return values;
+}
+
 /** Encoded images of a BYTES input: binary elements, or JSON strings (UTF-8, or base64 when the parameter says so). */
 function imagesOf(input: OipInput, binary: Buffer | undefined): Buffer[] {
   let elements: Buffer[];
   if (binary) {
     elements = deserializeBytes(binary, input.name);
   } else {
-    const data = Array.isArray(input.data) ? input.data.flat(Infinity) : [input.data];
+    const data = flatData(input);
     if (!data.every((d): d is string => typeof d === 'string')) throw badRequest(`BYTES input ${input.name}: data must be strings`);
     const encoding = input.parameters?.content_type === 'base64' ? 'base64' : 'utf8';
     elements = data.map((d) => Buffer.from(d, encoding));
@@ -167,7 +192,7 @@ function tensorOf(input: OipInput, datatype: TensorDatatype, binary: Buffer | un
     }
     return binary;
   }
-  const data = Array.isArray(input.data) ? input.data.flat(Infinity) : [input.data];
+  const data = flatData(input);
   if (!data.every((d): d is number => typeof d === 'number')) throw badRequest(`input ${input.name}: data must be numbers`);
   if (data.length !== count) {
     throw badRequest(`input ${input.name}: shape [${input.shape.join(',')}] has ${count} values, data has ${data.length}`);

@@ -71,8 +71,7 @@ const REQUEST_OUTPUT = {
         classification: {
           type: 'integer',
           minimum: 1,
-          maximum: 1000,
-          description: 'Answer the top K classes of each row as BYTES `"score:index:label"` instead of the tensor.',
+          description: 'Answer the top K classes of each row as BYTES `"score:index:label"` instead of the tensor (K past the class count: every class).',
         },
       },
     },

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import express, { type Request, type RequestHandler, type Response } from 'express';
+import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import type { ZerveClient } from '../shared/client.ts';
 import type { WebAppOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
@@ -27,6 +27,8 @@ export interface OipRoutesContext {
   signalOf: (res: Response) => AbortSignal;
   logger?: Logger;
 }
+
+const isOipPath = (path: string) => path === '/v2' || path.startsWith('/v2/');
 
 function params(res: Response): CheckedParameters {
   return res.locals.params as CheckedParameters;
@@ -62,8 +64,10 @@ export class OipRoutes {
     app.post('/v2/models/:model/infer', check('oipInfer'), body, this.infer);
     app.post('/v2/models/:model/versions/:version/infer', check('oipVersionInfer'), body, this.infer);
     app.use('/v2', this.notFound);
-    // The protocol's error body, `{"error": "message"}`, plus our stable `code`.
-    app.use('/v2', httpErrorHandler(this.log, this.context.options.retryAfterSeconds, (error) => ({ error: error.message, code: error.code })));
+    // The protocol's error body, `{"error": "message"}`, plus our stable `code`. Not mounted at `/v2`:
+    // a mounted handler rewrites req.baseUrl, and the metrics' route label would read `/v2/v2/...`.
+    const oipErrors = httpErrorHandler(this.log, this.context.options.retryAfterSeconds, (error) => ({ error: error.message, code: error.code }));
+    app.use(((err, req, res, next) => (isOipPath(req.path) ? oipErrors(err, req, res, next) : next(err))) satisfies ErrorRequestHandler);
   }
 
   private readonly serverReady: RequestHandler = async (_req, res) => {

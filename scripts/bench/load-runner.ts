@@ -7,6 +7,14 @@ export interface LoadOptions {
   warmUpMs?: number;
   /** Time measured. @defaultValue 3000 */
   durationMs?: number;
+  /**
+   * Keep the window open past `durationMs` until this many requests both started and ended inside it
+   * (up to `maxDurationMs`): at a concurrency whose latency is longer than `durationMs`, a fixed window
+   * would time no request at all. @defaultValue 0
+   */
+  minLatencies?: number;
+  /** Longest window when `minLatencies` holds it open. @defaultValue 60000 */
+  maxDurationMs?: number;
 }
 
 export interface LoadResult {
@@ -18,8 +26,11 @@ export interface LoadResult {
   firstError?: string;
   /** Completed requests per second over the measured window. */
   perSecond: number;
+  /** Requests timed (started and ended inside the window): what p50 and p99 are of. */
+  timed: number;
   p50Ms: number;
   p99Ms: number;
+  /** The measured window (longer than asked when `minLatencies` held it open). */
   durationMs: number;
 }
 
@@ -32,16 +43,22 @@ export interface LoadResult {
 export async function runLoad(task: () => Promise<unknown>, options: LoadOptions): Promise<LoadResult> {
   const warmUpMs = options.warmUpMs ?? 1000;
   const durationMs = options.durationMs ?? 3000;
+  const minLatencies = options.minLatencies ?? 0;
   const started = performance.now();
   const measureFrom = started + warmUpMs;
-  const measureUntil = measureFrom + durationMs;
+  const latestEnd = measureFrom + Math.max(durationMs, options.maxDurationMs ?? 60_000);
   const latencies: number[] = [];
   let errors = 0;
   let firstError: unknown;
   let completedInWindow = 0;
+  const plannedEnd = measureFrom + durationMs;
+  /** When the `minLatencies`-th request was timed: the window closes then, or at its planned end if later. */
+  let enoughAt = minLatencies === 0 ? measureFrom : Number.POSITIVE_INFINITY;
+  const closesAt = () => Math.max(plannedEnd, Math.min(enoughAt, latestEnd));
+  const open = (now: number) => now <= closesAt();
 
   const loop = async (): Promise<void> => {
-    while (performance.now() < measureUntil) {
+    while (open(performance.now())) {
       const t0 = performance.now();
       try {
         await task();
@@ -52,21 +69,24 @@ export async function runLoad(task: () => Promise<unknown>, options: LoadOptions
         continue;
       }
       const t1 = performance.now();
-      if (t1 <= measureUntil && t0 >= measureFrom) latencies.push(t1 - t0);
-      if (t1 > measureFrom && t1 <= measureUntil) completedInWindow++;
+      if (!open(t1)) continue;
+      if (t0 >= measureFrom && latencies.push(t1 - t0) === minLatencies) enoughAt = t1;
+      if (t1 > measureFrom) completedInWindow++;
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, loop));
   latencies.sort((a, b) => a - b);
+  const windowMs = closesAt() - measureFrom;
   return {
     concurrency: options.concurrency,
     completed: completedInWindow,
     errors,
     ...(errors > 0 ? { firstError: firstError instanceof Error ? firstError.message : String(firstError) } : {}),
-    perSecond: (completedInWindow * 1000) / durationMs,
+    perSecond: (completedInWindow * 1000) / windowMs,
+    timed: latencies.length,
     p50Ms: percentile(latencies, 0.5),
     p99Ms: percentile(latencies, 0.99),
-    durationMs,
+    durationMs: windowMs,
   };
 }
 

@@ -1,3 +1,4 @@
+import type { InferReplyHeader } from '../../shared/infer-messages.ts';
 import type { ClassifyReply } from '../../shared/messages.ts';
 import type { MetricTable } from '../../shared/metric-table.ts';
 import { METRICS } from '../../shared/metrics.ts';
@@ -26,6 +27,17 @@ export class InferenceMetrics {
     }
     if (timings.hashMs !== undefined) this.cache.child(model, version, 'miss').inc(); // no hashMs: the request skipped the cache
     this.total.child(model, version).inc();
+    if (timings.inferenceMs !== undefined) this.inference.child(model, version).observe(timings.inferenceMs / 1000);
+    if (timings.decodeMs !== undefined) this.decode.child(model, version).observe(timings.decodeMs / 1000);
+  }
+
+  /**
+   * Records one successful `infer.<model>` request (the `/v2` routes): every row of its batch is an
+   * inference; its session time and its decode (images only) are one observation each.
+   */
+  inferred(reply: InferReplyHeader): void {
+    const { model, version, timings } = reply;
+    this.total.child(model, version).inc(reply.output.shape[0] ?? 1);
     if (timings.inferenceMs !== undefined) this.inference.child(model, version).observe(timings.inferenceMs / 1000);
     if (timings.decodeMs !== undefined) this.decode.child(model, version).observe(timings.decodeMs / 1000);
   }

@@ -38,7 +38,7 @@ export class InferenceWorker {
     const merged = { ...DEFAULT_INFERENCE_OPTIONS, ...DEFAULT_MODEL_SYNC_OPTIONS, ...options };
     this.log = log.child({ component: 'inference-worker' });
     this.engine = new InferenceEngine(merged);
-    this.tensors = new TensorInference(this.engine);
+    this.tensors = new TensorInference(this.engine, (reply) => this.inferenceMetrics.inferred(reply));
     // Classification, tensor inference and model listing change nothing: safe to resend if this worker dies.
     const idempotent = (service: string) => service.startsWith(CLASSIFY_PREFIX) || service.startsWith(INFER_PREFIX) || service === MODELS_DESCRIBE;
     this.connection = new WorkerConnection([], (body, ctx) => this.handle(body, ctx), { kind: 'inference', ...options, idempotent }, log);

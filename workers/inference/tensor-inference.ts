@@ -30,7 +30,11 @@ function specOf(info: TensorInfo): TensorSpec {
  * a model whose batch is fixed to 1 runs once per row.
  */
 export class TensorInference {
-  constructor(private readonly engine: InferenceEngine) {}
+  /** @param onReply called with the header of every successful tensor or images reply (the worker's metrics) */
+  constructor(
+    private readonly engine: InferenceEngine,
+    private readonly onReply?: (reply: InferReplyHeader) => void,
+  ) {}
 
   /**
    * Answers one `infer.<model>` request body.
@@ -63,8 +67,9 @@ export class TensorInference {
         output: { name: session.output.name, datatype: DATATYPE_OF[session.output.type], shape: output.dims },
         timings,
       };
-      if (header.classification !== undefined) reply.classes = this.classify(session, output.data, shape[0]!, header.classification);
+      if (header.classification !== undefined) reply.classes = this.classify(session, output.data, shape[0]!, header.classification, header.op === 'tensor');
       timings.totalMs = performance.now() - started;
+      this.onReply?.(reply);
       return [encodeJson(reply), tensorBytes(output.data)];
     });
   }
@@ -84,7 +89,10 @@ export class TensorInference {
     if (!fits) {
       throw new ZerveError('BAD_REQUEST', `input ${expected.name} has shape [${expected.shape.join(',')}]; got [${shape.join(',')}]`);
     }
-    return { data: tensorView(frame, datatype), shape };
+    const data = tensorView(frame, datatype);
+    const at = firstNonFinite(data);
+    if (at >= 0) throw new ZerveError('BAD_REQUEST', `input ${expected.name}: value ${at} is not a finite number (NaN or infinity)`);
+    return { data, shape };
   }
 
   /** Decodes every image (in parallel, in libuv's pool) into one batch tensor of the model's input type. */
@@ -133,8 +141,22 @@ export class TensorInference {
     return { data: all, dims: [rows, ...dims.slice(1)] };
   }
 
-  /** Top `k` classes of each output row, scored as `classify.<model>` scores them. */
-  private classify(session: ModelSession, output: Float32Array | Uint16Array, rows: number, k: number): Prediction[][] {
+  /**
+   * Top `k` classes of each output row, scored as `classify.<model>` scores them. NaN scores from a
+   * client's tensor (finite values the model overflows on) are the request's fault, not ours.
+   */
+  private classify(session: ModelSession, output: Float32Array | Uint16Array, rows: number, k: number, clientTensor: boolean): Prediction[][] {
+    try {
+      return this.topOfRows(session, output, rows, k);
+    } catch (err) {
+      if (clientTensor && err instanceof ZerveError && err.code === 'INTERNAL') {
+        throw new ZerveError('BAD_REQUEST', `model ${session.name} produced no scores for this tensor (NaN): are its values in the model's range?`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  private topOfRows(session: ModelSession, output: Float32Array | Uint16Array, rows: number, k: number): Prediction[][] {
     const rowLength = output.length / rows;
     const classes: Prediction[][] = [];
     for (let row = 0; row < rows; row++) {
@@ -144,4 +166,14 @@ export class TensorInference {
     }
     return classes;
   }
+}
+
+/** Index of the first NaN or infinity (FP16: exponent bits all set), or -1. */
+function firstNonFinite(values: Float32Array | Uint16Array): number {
+  if (values instanceof Uint16Array) {
+    for (let i = 0; i < values.length; i++) if ((values[i]! & 0x7c00) === 0x7c00) return i;
+    return -1;
+  }
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return i;
+  return -1;
 }

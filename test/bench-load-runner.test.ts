@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { runLoad } from '../scripts/bench/load-runner.ts';
+
+/** Closed loops whose every request takes longer than the measured window, as /v2 at concurrency 1000 does. */
+const slow = () => sleep(150);
+
+describe('benchmark load runner', () => {
+  it('times no request when every request outlasts a fixed window (the reason for minLatencies)', async () => {
+    const result = await runLoad(slow, { concurrency: 4, warmUpMs: 20, durationMs: 40 });
+    assert.equal(result.timed, 0);
+    assert.ok(Number.isNaN(result.p50Ms));
+    assert.equal(result.durationMs, 40);
+  });
+
+  it('holds the window open until minLatencies requests started and ended inside it, and rates over that window', async () => {
+    const result = await runLoad(slow, { concurrency: 4, warmUpMs: 20, durationMs: 40, minLatencies: 4 });
+    assert.ok(result.timed >= 4, `timed ${result.timed}`);
+    assert.ok(result.p50Ms >= 150 && result.p99Ms >= result.p50Ms);
+    assert.ok(result.durationMs > 40, 'the window grew past its planned end');
+    assert.ok(result.completed >= result.timed);
+    assert.equal(result.perSecond, (result.completed * 1000) / result.durationMs);
+  });
+
+  it('never holds the window open past maxDurationMs', async () => {
+    const result = await runLoad(slow, { concurrency: 2, warmUpMs: 0, durationMs: 20, minLatencies: 1000, maxDurationMs: 200 });
+    assert.equal(result.durationMs, 200);
+    assert.ok(result.timed < 1000);
+  });
+});
