@@ -44,20 +44,21 @@ export interface RequestContext {
 /** Answers one request with the FINAL body; a thrown ZerveError becomes an error reply. */
 export type RequestHandler = (body: Buffer[], ctx: RequestContext) => Promise<Buffer[]>;
 
-/**
- * An MDP/0.2 worker: one DEALER socket to the broker, READY with Zerve's extension (several services,
- * one capacity), heartbeats both ways, reconnection on its own when the broker goes silent or says
- * DISCONNECT (so a restarted broker gets it back), and a graceful `close()`.
- *
- * Events: `'connected'` after each READY; `'refused'` (a NOT_ADMITTED ZerveError) when the broker's
- * ZAP handler turns this connection's CURVE key away.
- */
 /** What a worker declares about its services besides their names. */
 export interface ServiceTraits {
   /** Whether a request to `service` may be resent to another worker if this one dies with it. @defaultValue () => false */
   idempotent?: (service: string) => boolean;
 }
 
+/**
+ * An MDP/0.2 worker: one DEALER socket to the broker, READY with Zerve's extension (several services,
+ * one capacity), heartbeats both ways, reconnection on its own when the broker goes silent or says
+ * DISCONNECT (so a restarted broker gets it back), and a graceful `close()`.
+ *
+ * Events: `'connected'` after each READY; `'refused'` (a NOT_ADMITTED ZerveError) when the broker's
+ * ZAP handler turns this connection's CURVE key away; `'reconnecting'` (the reason) before each new
+ * connection after a silent broker or a DISCONNECT.
+ */
 export class WorkerConnection extends EventEmitter {
   readonly options: WorkerConnectionOptions;
   private readonly isIdempotent: (service: string) => boolean;
@@ -199,6 +200,7 @@ export class WorkerConnection extends EventEmitter {
   private reconnect(reason: string): void {
     if (this.closing) return;
     this.log.warn({ reason, broker: this.options.connect }, 'reconnecting to broker');
+    this.emit('reconnecting', reason);
     this.teardown();
     setTimeout(() => {
       if (!this.closing) this.connect();
@@ -261,6 +263,12 @@ export class WorkerConnection extends EventEmitter {
     // After a pause of this process's own, the broker gets one liveness period from now, as the broker
     // does for its workers after a pause of its own.
     if (this.pauses!.tick(now) > 0) this.brokerExpiry = Math.max(this.brokerExpiry, now + this.livenessMs());
+    // Not registered (no services yet): the broker answers a HEARTBEAT from an unknown worker with
+    // DISCONNECT and sends none itself, so neither side's heartbeat means anything until READY.
+    if (this.services.length === 0) {
+      this.brokerExpiry = now + this.livenessMs();
+      return;
+    }
     if (now > this.brokerExpiry) return this.reconnect('broker silent for the liveness period');
     // Sent even while replies flow (they stand in for heartbeats then), so a busy worker reports too.
     if (this.metrics && now - this.lastMetrics >= this.options.metricsIntervalMs) {
