@@ -41,14 +41,17 @@ describe('training worker through the broker', function () {
 
   it('trains digits with progress, records the runs and serves classify.digits', async () => {
     const progress: TrainProgressMessage[] = [];
-    const result: TrainResultMessage = await requestTraining(client, DIGITS_REQUEST, { onProgress: (m) => progress.push(m) });
+    // DIGITS_REQUEST's own 12 epochs and its 0.95 target are checked by training-mnist (in process) and
+    // cluster-up (`zerve up`); through the broker, 3 of its epochs show the same path in a quarter of the time.
+    const request = { ...DIGITS_REQUEST, epochs: 3 };
+    const result: TrainResultMessage = await requestTraining(client, request, { onProgress: (m) => progress.push(m) });
     assert.equal(progress[0]?.type, 'started');
     const epochs = progress.filter((m) => m.type === 'epoch');
-    assert.ok(epochs.length >= 12, `saw ${epochs.length} epoch messages`);
+    assert.ok(epochs.length >= request.epochs, `saw ${epochs.length} epoch messages`);
     const first = epochs[0]!;
     assert.equal(first.type === 'epoch' && first.run, 1);
     assert.ok(first.type === 'epoch' && first.runs === 1 && first.etaMs > 0 && first.loss > 0);
-    assert.ok(result.test.accuracy >= 0.95, `test accuracy ${result.test.accuracy}`);
+    assert.ok(result.test.accuracy >= 0.9, `test accuracy ${result.test.accuracy}`);
     assert.equal(result.test.confusion.length, 10);
     assert.deepEqual(result.model, { name: 'digits', version: '1' });
 
@@ -58,7 +61,7 @@ describe('training worker through the broker', function () {
     assert.ok(compare.stdout.includes(`| ${result.best.runId} | succeeded | mnist |`), compare.stdout);
     assert.ok(compare.stdout.includes('digits@1'));
     const show = JSON.parse((await runCli(['runs', 'show', result.best.runId, '--data', data])).stdout) as { epochs: unknown[]; params: unknown };
-    assert.ok(show.epochs.length >= 12);
+    assert.ok(show.epochs.length >= request.epochs);
 
     inference = await spawnWorker(broker, ['inference', '--models', models], (w) => w.services.includes('classify.digits'));
     const reply = await client.classify('digits', await readFile(fixtureImage('digit.png')));
