@@ -92,7 +92,7 @@ describe('training as durable jobs', function () {
 
   it('trains again on another worker when the job allows a second attempt', async () => {
     // Both workers up before the job: the one the broker picks is killed right after its first epoch,
-    // with no worker start between (on a loaded machine that took longer than the epochs left).
+    // with no worker start between (at 1-2 s an epoch, a start under load can outlast the epochs left).
     const workers = await Promise.all([startTraining(), startTraining()]);
     const id = await submit({ ...SLOW_REQUEST, epochs: 3 }, 2);
     const running = await waitFor(id, (s) => epochsSeen(s) >= 1, 'a first epoch');
