@@ -21,7 +21,9 @@ describe('training worker through the broker', function () {
   let data: string;
   let models: string;
 
-  beforeEach(async () => {
+  // One broker and training worker for these tests (a worker start costs seconds of CPU); the test that
+  // kills the worker comes last.
+  before(async () => {
     dir = await tempDir('zerve-training-worker-');
     data = join(dir.path, 'data');
     models = join(dir.path, 'models');
@@ -30,7 +32,7 @@ describe('training worker through the broker', function () {
     training = await spawnWorker(broker, ['training', '--data', data, '--models', models, '--broker', broker.frontendEndpoint], (w) => w.services.includes('train'));
   });
 
-  afterEach(async () => {
+  after(async () => {
     await client.close();
     await training.kill('SIGTERM');
     await inference?.kill('SIGTERM');
@@ -90,17 +92,6 @@ describe('training worker through the broker', function () {
     assert.equal(show.runs[0]!.status, 'canceled');
   });
 
-  it('answers WORKER_LOST when the training worker is killed mid-run', async () => {
-    let killed: Promise<void> | undefined;
-    const run = requestTraining(
-      client,
-      { datasetId: 'mnist', family: 'mlp', epochs: 50, params: { hidden: 32, patience: 50 } },
-      { onProgress: (m) => void (m.type === 'epoch' && (killed ??= training.kill('SIGKILL'))) },
-    );
-    await assert.rejects(run, isCode('WORKER_LOST'));
-    await killed;
-  });
-
   it('rejects unusable datasets with BAD_DATASET and lists good ones', async () => {
     const add = (archive: Buffer, name?: string) => client.requestJson<DatasetSummary>(DATASETS_ADD, [encodeJson(name ? { name } : {}), archive]);
     await assert.rejects(add(Buffer.from('not an archive at all')), isCode('BAD_DATASET'));
@@ -122,6 +113,17 @@ describe('training worker through the broker', function () {
     const list = await client.requestJson<DatasetSummary[]>(DATASETS_LIST, []);
     assert.ok(list.some((d) => d.id === summary.id && d.name === 'colours'));
     assert.ok(list.some((d) => d.id === 'mnist'));
+  });
+
+  it('answers WORKER_LOST when the training worker is killed mid-run', async () => {
+    let killed: Promise<void> | undefined;
+    const run = requestTraining(
+      client,
+      { datasetId: 'mnist', family: 'mlp', epochs: 50, params: { hidden: 32, patience: 50 } },
+      { onProgress: (m) => void (m.type === 'epoch' && (killed ??= training.kill('SIGKILL'))) },
+    );
+    await assert.rejects(run, isCode('WORKER_LOST'));
+    await killed;
   });
 });
 
