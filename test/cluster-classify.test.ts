@@ -26,16 +26,18 @@ describe('cluster classification (broker + inference worker processes)', functio
     await rm(models, { recursive: true, force: true });
   });
 
-  beforeEach(async () => {
+  // One broker per describe, not per test: a worker process loads three ONNX sessions (1.5-2 s of CPU)
+  // and the one-worker tests leave it as they found it, so they share one.
+  async function startCluster(): Promise<void> {
     broker = await startBroker({ defaultDeadlineMs: 15_000 });
     client = new ZerveClient({ broker: broker.frontendEndpoint, timeoutMs: 15_000 });
-  });
+  }
 
-  afterEach(async () => {
+  async function stopCluster(): Promise<void> {
     await client.close();
     await Promise.all(processes.splice(0).map((p) => p.kill()));
     await broker.close();
-  });
+  }
 
   /** Starts an inference worker process over the test repository. */
   async function inferenceWorker(...extra: string[]): Promise<CliProcess> {
@@ -46,9 +48,11 @@ describe('cluster classification (broker + inference worker processes)', functio
   }
 
   describe('with one worker', () => {
-    beforeEach(async () => {
+    before(async () => {
+      await startCluster();
       await inferenceWorker();
     });
+    after(stopCluster);
 
     it('classifies kitten.png as a tabby cat', async () => {
       const reply = await client.classify('squeezenet', image('kitten.png'), { topk: 3 });
@@ -130,6 +134,9 @@ describe('cluster classification (broker + inference worker processes)', functio
   });
 
   describe('with two workers', () => {
+    before(startCluster);
+    after(stopCluster);
+
     it('spreads requests over both and answers every request when one is SIGKILLed', async () => {
       const first = await inferenceWorker('--capacity', '4');
       await inferenceWorker('--capacity', '4');

@@ -68,7 +68,9 @@ describe('the CLI through the cluster (two training hosts, one inference host, l
   });
 
   it('lists, shows and compares the experiment through the broker whichever host trained it; --data reads one host only', async () => {
-    // The broker routes a plain runs.list to either training host: ask several times.
+    // `runs list` asks every training host and merges (shared/cluster-runs.ts), although only one host
+    // holds it (checked offline below). Asked three times: a CLI that sent one plain runs.list, which the
+    // broker hands to either host in turn, would miss it at least once.
     for (let i = 0; i < 3; i++) {
       const list = JSON.parse(await cli('runs', 'list', '--format', 'json')) as RunRecord[];
       assert.ok(list.some((r) => r.experimentId === trained.experimentId), `attempt ${i + 1} lists ${trained.experimentId}`);

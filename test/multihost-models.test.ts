@@ -42,6 +42,8 @@ describe('multi-host models and history (network namespaces, CURVE)', function (
     return result.stdout;
   }
 
+  /** Each poll of `workers` starts a `zerve status` process (1-2 s of CPU): poll less often than the default. */
+  const CLI_POLL_MS = 200;
   const workers = async (host: NetnsHost) => (JSON.parse(await zerve(host, 'status', '--json')) as { workers: WorkerInfo[] }).workers;
 
   before(async function () {
@@ -63,7 +65,7 @@ describe('multi-host models and history (network namespaces, CURVE)', function (
     await eventually('both hosts registered', async () => {
       const list = await workers(a);
       return list.some((w) => w.host === a.ns && w.kind === 'inference') && list.some((w) => w.host === b.ns && w.services.includes('train'));
-    });
+    }, undefined, CLI_POLL_MS);
     trained = JSON.parse(await zerve(b, 'train', '--dataset', 'mnist', '--name', 'tiny', '--epochs', '2', '--param', 'hidden=16', '--json')) as TrainResultMessage;
   });
 
@@ -75,7 +77,7 @@ describe('multi-host models and history (network namespaces, CURVE)', function (
     assert.deepEqual(trained.model, { name: 'tiny', version: '1' });
     const served = await eventually('host a serves tiny 1', async () =>
       (await workers(a)).find((w) => w.host === a.ns && w.kind === 'inference' && w.models?.some((m) => m.name === 'tiny' && m.latest === '1')),
-    );
+    undefined, CLI_POLL_MS);
     assert.equal(served.pid, inference.pid, 'the same inference worker process, never restarted');
     assert.equal(inference.child.exitCode, null);
     const [line] = (await zerve(a, 'classify', fixtureImage('digit.png'), '--model', 'tiny', '--json')).trim().split('\n');

@@ -7,11 +7,15 @@ import { encodeJson } from '../shared/messages.ts';
 import { RUNS_GET, RUNS_LIST, trainingJobFrames, type ExperimentDetail, type ExperimentSummary, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
 import { spawnWorker, startBroker, tempDir, TEST_ENV, type CliProcess } from './helpers/cluster.ts';
 
-/** Long enough to be killed or canceled mid-run: many epochs of a wide MLP on mnist, no early stop. */
+/**
+ * Long enough to be killed or canceled mid-run: many epochs on mnist, no early stop. An epoch of 128
+ * hidden units takes 1-2 s here, long enough for a cancel to land inside one (512 took 8-11 s an epoch
+ * and most of this file's time).
+ */
 const SLOW_REQUEST: TrainHeader = {
   datasetId: 'mnist',
   family: 'mlp',
-  params: { hidden: 512, learningRate: 0.001, patience: 1000 },
+  params: { hidden: 128, learningRate: 0.001, patience: 1000 },
   epochs: 200,
   seed: 3,
 };
@@ -87,10 +91,14 @@ describe('training as durable jobs', function () {
   });
 
   it('trains again on another worker when the job allows a second attempt', async () => {
-    const first = await startTraining();
+    // Both workers up before the job: the one the broker picks is killed right after its first epoch,
+    // with no worker start between (at 1-2 s an epoch, a start under load can outlast the epochs left).
+    const workers = await Promise.all([startTraining(), startTraining()]);
     const id = await submit({ ...SLOW_REQUEST, epochs: 3 }, 2);
-    await waitFor(id, (s) => epochsSeen(s) >= 1, 'a first epoch');
-    const second = await startTraining();
+    const running = await waitFor(id, (s) => epochsSeen(s) >= 1, 'a first epoch');
+    const firstPid = progressOf(running).find((m) => m.type === 'started')!.pid;
+    const first = workers.find((w) => w.pid === firstPid)!;
+    const second = workers.find((w) => w !== first)!;
     await first.kill('SIGKILL');
     const done = await finished(id);
     assert.equal(done.state, 'succeeded', JSON.stringify(done.failure));

@@ -21,7 +21,9 @@ describe('training worker through the broker', function () {
   let data: string;
   let models: string;
 
-  beforeEach(async () => {
+  // One broker and training worker for these tests (a worker start costs seconds of CPU); the test that
+  // kills the worker comes last.
+  before(async () => {
     dir = await tempDir('zerve-training-worker-');
     data = join(dir.path, 'data');
     models = join(dir.path, 'models');
@@ -30,7 +32,7 @@ describe('training worker through the broker', function () {
     training = await spawnWorker(broker, ['training', '--data', data, '--models', models, '--broker', broker.frontendEndpoint], (w) => w.services.includes('train'));
   });
 
-  afterEach(async () => {
+  after(async () => {
     await client.close();
     await training.kill('SIGTERM');
     await inference?.kill('SIGTERM');
@@ -41,14 +43,17 @@ describe('training worker through the broker', function () {
 
   it('trains digits with progress, records the runs and serves classify.digits', async () => {
     const progress: TrainProgressMessage[] = [];
-    const result: TrainResultMessage = await requestTraining(client, DIGITS_REQUEST, { onProgress: (m) => progress.push(m) });
+    // DIGITS_REQUEST's own 12 epochs and its 0.95 target are checked by training-mnist (in process) and
+    // cluster-up (`zerve up`); through the broker, 3 of its epochs show the same path in a quarter of the time.
+    const request = { ...DIGITS_REQUEST, epochs: 3 };
+    const result: TrainResultMessage = await requestTraining(client, request, { onProgress: (m) => progress.push(m) });
     assert.equal(progress[0]?.type, 'started');
     const epochs = progress.filter((m) => m.type === 'epoch');
-    assert.ok(epochs.length >= 12, `saw ${epochs.length} epoch messages`);
+    assert.ok(epochs.length >= request.epochs, `saw ${epochs.length} epoch messages`);
     const first = epochs[0]!;
     assert.equal(first.type === 'epoch' && first.run, 1);
     assert.ok(first.type === 'epoch' && first.runs === 1 && first.etaMs > 0 && first.loss > 0);
-    assert.ok(result.test.accuracy >= 0.95, `test accuracy ${result.test.accuracy}`);
+    assert.ok(result.test.accuracy >= 0.9, `test accuracy ${result.test.accuracy}`);
     assert.equal(result.test.confusion.length, 10);
     assert.deepEqual(result.model, { name: 'digits', version: '1' });
 
@@ -58,7 +63,7 @@ describe('training worker through the broker', function () {
     assert.ok(compare.stdout.includes(`| ${result.best.runId} | succeeded | mnist |`), compare.stdout);
     assert.ok(compare.stdout.includes('digits@1'));
     const show = JSON.parse((await runCli(['runs', 'show', result.best.runId, '--data', data])).stdout) as { epochs: unknown[]; params: unknown };
-    assert.ok(show.epochs.length >= 12);
+    assert.ok(show.epochs.length >= request.epochs);
 
     inference = await spawnWorker(broker, ['inference', '--models', models], (w) => w.services.includes('classify.digits'));
     const reply = await client.classify('digits', await readFile(fixtureImage('digit.png')));
@@ -87,17 +92,6 @@ describe('training worker through the broker', function () {
     assert.equal(show.runs[0]!.status, 'canceled');
   });
 
-  it('answers WORKER_LOST when the training worker is killed mid-run', async () => {
-    let killed: Promise<void> | undefined;
-    const run = requestTraining(
-      client,
-      { datasetId: 'mnist', family: 'mlp', epochs: 50, params: { hidden: 32, patience: 50 } },
-      { onProgress: (m) => void (m.type === 'epoch' && (killed ??= training.kill('SIGKILL'))) },
-    );
-    await assert.rejects(run, isCode('WORKER_LOST'));
-    await killed;
-  });
-
   it('rejects unusable datasets with BAD_DATASET and lists good ones', async () => {
     const add = (archive: Buffer, name?: string) => client.requestJson<DatasetSummary>(DATASETS_ADD, [encodeJson(name ? { name } : {}), archive]);
     await assert.rejects(add(Buffer.from('not an archive at all')), isCode('BAD_DATASET'));
@@ -119,6 +113,17 @@ describe('training worker through the broker', function () {
     const list = await client.requestJson<DatasetSummary[]>(DATASETS_LIST, []);
     assert.ok(list.some((d) => d.id === summary.id && d.name === 'colours'));
     assert.ok(list.some((d) => d.id === 'mnist'));
+  });
+
+  it('answers WORKER_LOST when the training worker is killed mid-run', async () => {
+    let killed: Promise<void> | undefined;
+    const run = requestTraining(
+      client,
+      { datasetId: 'mnist', family: 'mlp', epochs: 50, params: { hidden: 32, patience: 50 } },
+      { onProgress: (m) => void (m.type === 'epoch' && (killed ??= training.kill('SIGKILL'))) },
+    );
+    await assert.rejects(run, isCode('WORKER_LOST'));
+    await killed;
   });
 });
 
