@@ -6,6 +6,7 @@ import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { throwIfAborted } from '../../shared/abort.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { DEFAULT_INFERENCE_OPTIONS } from '../../shared/config.ts';
+import { readImageHeader } from './image-header.ts';
 import { channelCount, type Background, type ChannelOrder, type ResizePolicy, type TensorLayout } from './model-config.ts';
 
 /** Everything the decoder needs to know about the tensor it produces. */
@@ -94,20 +95,10 @@ export class ImageDecoder {
     const started = performance.now();
     const { maxInputPixels } = this.options;
     this.checkBytes(image);
-    let metadata: Metadata;
-    try {
-      // Header only, no pixels: without sharp's own limit, so an oversized image is told apart from
-      // a broken one by its dimensions rather than by the text of sharp's error.
-      metadata = await sharp(image, { limitInputPixels: false }).metadata();
-    } catch (err) {
-      throw new ZerveError('BAD_IMAGE', `the bytes are not a readable image: ${(err as Error).message}`, { cause: err });
-    }
-    const format = metadata.format ?? 'unknown';
+    const { format, width: sourceWidth, height: sourceHeight } = readImageHeader(image) ?? (await this.readMetadata(image));
     if (!ACCEPTED_FORMATS.has(format)) {
       throw new ZerveError('BAD_IMAGE', `image format ${format} is not accepted; send JPEG, PNG, WebP, GIF, TIFF, AVIF or BMP`);
     }
-    const sourceWidth = metadata.width ?? 0;
-    const sourceHeight = metadata.height ?? 0;
     if (sourceWidth < 1 || sourceHeight < 1) throw new ZerveError('BAD_IMAGE', 'the image has no pixels');
     if (sourceWidth * sourceHeight > maxInputPixels) {
       throw new ZerveError(
@@ -161,6 +152,22 @@ export class ImageDecoder {
       sourceHeight,
       decodeMs: performance.now() - started,
     };
+  }
+
+  /**
+   * Format and stored size from sharp, for the formats `readImageHeader` does not read.
+   * @throws ZerveError BAD_IMAGE when sharp cannot read the header
+   */
+  private async readMetadata(image: Buffer): Promise<{ format: string; width: number; height: number }> {
+    let metadata: Metadata;
+    try {
+      // Header only, no pixels: without sharp's own limit, so an oversized image is told apart from
+      // a broken one by its dimensions rather than by the text of sharp's error.
+      metadata = await sharp(image, { limitInputPixels: false }).metadata();
+    } catch (err) {
+      throw new ZerveError('BAD_IMAGE', `the bytes are not a readable image: ${(err as Error).message}`, { cause: err });
+    }
+    return { format: metadata.format ?? 'unknown', width: metadata.width ?? 0, height: metadata.height ?? 0 };
   }
 
   /** Interleaved RGB (or grey) bytes to a normalized tensor in the spec's channel order and layout. */
