@@ -141,6 +141,7 @@ describe('image header reader', () => {
       ['JPEG cut inside its headers', jpeg.subarray(0, 40)],
       ['JPEG start marker then junk', Buffer.from([0xff, 0xd8, 0xff, 0x00, 0x01, 0x02, 0x03, 0x04])],
       ['PNG signature only', image('kitten.png').subarray(0, 8)],
+      ['PNG whose IHDR fails its CRC', Buffer.from(image('kitten.png').subarray(0, 100)).fill(7, 20)],
       ['text', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>')],
     ] as const) {
       assert.equal(readImageHeader(bytes), undefined, name);

@@ -5,6 +5,7 @@
  * more thread-pool hop, the header parsed twice). Other formats, and anything this does not
  * recognise, return undefined so the caller asks sharp.
  */
+import { crc32 } from 'node:zlib';
 
 export interface ImageHeader {
   format: 'jpeg' | 'png';
@@ -22,9 +23,12 @@ export function readImageHeader(image: Uint8Array): ImageHeader | undefined {
 }
 
 function pngHeader(image: Uint8Array): ImageHeader | undefined {
-  // The first chunk must be IHDR: length 13, then width and height as big-endian 32-bit integers.
+  // The first chunk must be IHDR: length 13, then width and height as big-endian 32-bit integers,
+  // and its CRC must match (as libspng checks), so corrupt bytes stay BAD_IMAGE, not a size.
+  if (image.length < 33) return undefined;
   const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
   if (view.getUint32(8) !== 13 || view.getUint32(12) !== 0x49484452) return undefined;
+  if (crc32(image.subarray(12, 29)) !== view.getUint32(29)) return undefined;
   const width = view.getUint32(16);
   const height = view.getUint32(20);
   return width > 0 && height > 0 ? { format: 'png', width, height } : undefined;
