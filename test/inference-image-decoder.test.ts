@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import { ZerveError } from '../shared/errors.ts';
 import { ImageDecoder, type DecodeSpec } from '../workers/inference/image-decoder.ts';
+import { readImageHeader } from '../workers/inference/image-header.ts';
 import { image, pngBomb } from './fixtures/inference-models.ts';
 
 const RED = { r: 255, g: 0, b: 0 };
@@ -110,5 +111,47 @@ describe('inference image decoder', () => {
     await assert.rejects(decoder.decode(pngBomb(300, 300), spec()), (err) => code(err) === 'BAD_IMAGE');
     await assert.rejects(decoder.decode(pngBomb(), spec()), (err) => code(err) === 'IMAGE_TOO_LARGE');
     assert.throws(() => new ImageDecoder({ maxImageBytes: 0 }), (err) => code(err) === 'BAD_REQUEST');
+  });
+});
+
+describe('image header reader', () => {
+  it('reads the same format and stored size as sharp for PNG and JPEG, baseline, progressive and rotated', async () => {
+    const rotated = await sharp({ create: { width: 20, height: 10, channels: 3, background: RED } }).jpeg().withMetadata({ orientation: 6 }).toBuffer();
+    const samples: [string, Buffer][] = [
+      ['kitten.png', image('kitten.png')],
+      ['kitten-1600.jpg', image('kitten-1600.jpg')],
+      ['fish.png', image('fish.png')],
+      ['digit.png', image('digit.png')],
+      ['progressive 33x17 JPEG', await sharp({ create: { width: 33, height: 17, channels: 3, background: BLUE } }).jpeg({ progressive: true }).toBuffer()],
+      ['20x10 JPEG with EXIF orientation 6', rotated],
+      ['grey 7x5 PNG', await sharp({ create: { width: 7, height: 5, channels: 3, background: BLUE } }).greyscale().png().toBuffer()],
+    ];
+    for (const [name, bytes] of samples) {
+      const metadata = await sharp(bytes).metadata();
+      assert.deepEqual(readImageHeader(bytes), { format: metadata.format, width: metadata.width, height: metadata.height }, name);
+    }
+  });
+
+  it('leaves other formats and unreadable headers to sharp (undefined)', async () => {
+    const webp = await sharp({ create: { width: 4, height: 4, channels: 3, background: RED } }).webp().toBuffer();
+    const jpeg = image('kitten-1600.jpg');
+    for (const [name, bytes] of [
+      ['WebP', webp],
+      ['empty', Buffer.alloc(0)],
+      ['JPEG cut inside its headers', jpeg.subarray(0, 40)],
+      ['JPEG start marker then junk', Buffer.from([0xff, 0xd8, 0xff, 0x00, 0x01, 0x02, 0x03, 0x04])],
+      ['PNG signature only', image('kitten.png').subarray(0, 8)],
+      ['PNG whose IHDR fails its CRC', Buffer.from(image('kitten.png').subarray(0, 100)).fill(7, 20)],
+      ['text', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>')],
+    ] as const) {
+      assert.equal(readImageHeader(bytes), undefined, name);
+    }
+  });
+
+  it('answers BAD_IMAGE through the decoder for a JPEG whose header reads but whose data is cut', async () => {
+    const jpeg = image('kitten-1600.jpg');
+    const cut = jpeg.subarray(0, 2000);
+    assert.deepEqual(readImageHeader(cut), { format: 'jpeg', width: 1600, height: 1600 });
+    await assert.rejects(new ImageDecoder().decode(cut, spec({ width: 224, height: 224 })), (err) => (err as ZerveError).code === 'BAD_IMAGE');
   });
 });

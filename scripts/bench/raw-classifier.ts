@@ -55,9 +55,11 @@ export class RawClassifier {
     const pixels = await sharp(image).resize(side, side, { fit: 'cover' }).removeAlpha().raw().toBuffer();
     const plane = side * side;
     const tensor = new Float32Array(plane * 3);
-    for (let c = 0; c < 3; c++) {
-      const base = c * plane;
-      for (let i = 0, p = 2 - c; i < plane; i++, p += 3) tensor[base + i] = pixels[p]!;
+    // One pass writing the three planes, as the worker's decoder does (faster than a pass per plane).
+    for (let i = 0, p = 0; i < plane; i++, p += 3) {
+      tensor[i] = pixels[p + 2]!;
+      tensor[plane + i] = pixels[p + 1]!;
+      tensor[2 * plane + i] = pixels[p]!;
     }
     return tensor;
   }
