@@ -293,8 +293,11 @@ describe('deployment files (static checks)', function () {
     assert.deepEqual(Object.keys(services).sort(), ['broker', 'inference', 'jobs', 'training', 'web']);
     for (const [name, service] of Object.entries(services)) {
       for (const volume of (service.volumes ?? []) as string[]) {
-        const [source, target = source] = volume.split(':');
-        if (!source!.startsWith('/')) assert.ok(source! in compose.volumes, `${name}: named volume ${volume}`);
+        // SOURCE:TARGET[:MODE] names a volume; TARGET[:MODE] is an anonymous one.
+        const parts = volume.split(':');
+        const anonymous = parts[0]!.startsWith('/');
+        const target = anonymous ? parts[0] : parts[1];
+        if (!anonymous) assert.ok(parts[0]! in compose.volumes, `${name}: named volume ${volume}`);
         assert.ok(serves(target!, service.command), `${name}: ${target} holds none of its --models or --data (it serves nothing)`);
       }
       for (const secret of service.secrets ?? []) {
