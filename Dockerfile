@@ -27,13 +27,14 @@ COPY broker ./broker
 COPY workers ./workers
 COPY webapp ./webapp
 COPY scripts ./scripts
-# Models and data live on volumes owned by the unprivileged `node` user (uid 1000) of the base image.
+# The folders for models and data, owned by the unprivileged `node` user (uid 1000) of the base image:
+# a volume mounted there empty starts with this ownership, so uid 1000 can write it. No VOLUME line:
+# only the roles that keep files mount one (docker-compose.yml), the others would get unused volumes.
 RUN mkdir -p /var/lib/zerve/models /var/lib/zerve/data \
  && chown -R node:node /var/lib/zerve \
  && chmod 755 /app/scripts/zerve.js \
  && ln -s /app/scripts/zerve.js /usr/local/bin/zerve
 USER node
-VOLUME ["/var/lib/zerve/models", "/var/lib/zerve/data"]
 # 5555 clients, 5556 workers, 8080 web app, 9100 --metrics-port (broker and workers)
 EXPOSE 5555 5556 8080 9100
 ENTRYPOINT ["/usr/bin/tini", "--", "zerve"]

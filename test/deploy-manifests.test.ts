@@ -33,6 +33,7 @@ const MODELS: Record<string, new (data: any) => { validate(): void }> = {
   'v1/Secret': core.Secret,
   'v1/ConfigMap': core.ConfigMap,
   'apps/v1/Deployment': apps.Deployment,
+  'apps/v1/StatefulSet': apps.StatefulSet,
   'autoscaling/v2/HorizontalPodAutoscaler': autoscaling.HorizontalPodAutoscaler,
   'keda.sh/v1alpha1/ScaledObject': keda.ScaledObject,
 };
@@ -71,9 +72,18 @@ function kustomize(dir: string): Json[] {
 const base = kustomize(K8S);
 const withKeda = kustomize(join(K8S, 'keda'));
 const compose = readYaml(COMPOSE_FILE)[0]!;
-const deployments = base.filter((o) => o.kind === 'Deployment');
-const deployment = (name: string) => deployments.find((d) => d.metadata.name === name)!;
-const containerOf = (name: string) => deployment(name).spec.template.spec.containers[0] as Json;
+/** What runs pods: Deployments and the inference workers' StatefulSet. */
+const workloads = base.filter((o) => o.kind === 'Deployment' || o.kind === 'StatefulSet');
+const workload = (name: string) => workloads.find((d) => d.metadata.name === name)!;
+const containerOf = (name: string) => workload(name).spec.template.spec.containers[0] as Json;
+/** The value of `flag` in an argument list, or undefined. */
+const argOf = (args: string[], flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
+/** The folders a `zerve` command keeps files in: its `--models` and `--data`. */
+const foldersOf = (args: string[]) => ['--models', '--data'].map((f) => argOf(args, f)).filter((v): v is string => v !== undefined);
+/** A mount serves a command when it holds one of the command's folders. */
+const serves = (mountPath: string, args: string[]) => foldersOf(args).some((f) => f === mountPath || f.startsWith(`${mountPath}/`));
+/** The object a scaleTargetRef names, looked up by apiVersion, kind and name. */
+const targetOf = (objects: Json[], ref: Json) => objects.find((o) => o.apiVersion === ref.apiVersion && o.kind === ref.kind && o.metadata.name === ref.name);
 
 /**
  * The compose schema as Ajv takes it: its `$schema` spells draft 2019-09's URI with http:, and it
@@ -100,7 +110,7 @@ function zerveCommands(): { where: string; args: string[] }[] {
     const test = service.healthcheck?.test as string[] | undefined;
     if (test?.[1] === 'zerve') found.push({ where: `compose ${name} healthcheck`, args: test.slice(2) });
   }
-  for (const d of deployments) {
+  for (const d of workloads) {
     for (const c of d.spec.template.spec.containers as Json[]) {
       found.push({ where: `k8s ${d.metadata.name}`, args: c.args });
       for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
@@ -132,18 +142,22 @@ describe('deployment files (static checks)', function () {
     }
     for (const key of Object.keys(MODELS).filter((k) => !/Secret|ConfigMap/.test(k))) assert.ok(kinds.has(key), `a ${key} is shipped`);
     // A schema is only as good as its checks: a wrong type fails.
-    const broken = structuredClone(deployment('zerve-broker'));
+    const broken = structuredClone(workload('zerve-broker'));
     broken.spec.replicas = 'one';
     assert.throws(() => new apps.Deployment(broken).validate(), /replicas must be integer/);
+    // The StatefulSet's claim templates are checked too.
+    const brokenSet = structuredClone(workload('zerve-inference'));
+    brokenSet.spec.volumeClaimTemplates[0].spec.accessModes = 'ReadWriteOnce';
+    assert.throws(() => new apps.StatefulSet(brokenSet).validate(), /accessModes must be array/);
   });
 
   it('runs one broker, probes every pod, and gives workers time to drain', () => {
-    assert.equal(deployment('zerve-broker').spec.replicas, 1);
-    assert.equal(deployment('zerve-broker').spec.strategy.type, 'Recreate');
+    assert.equal(workload('zerve-broker').spec.replicas, 1);
+    assert.equal(workload('zerve-broker').spec.strategy.type, 'Recreate');
     const web = containerOf('zerve-web');
     assert.equal(web.livenessProbe.httpGet.path, '/v2/health/live');
     assert.equal(web.readinessProbe.httpGet.path, '/v2/health/ready');
-    for (const d of deployments) {
+    for (const d of workloads) {
       const c = d.spec.template.spec.containers[0] as Json;
       assert.ok(c.livenessProbe && c.readinessProbe, `${d.metadata.name} has liveness and readiness probes`);
       for (const probe of [c.livenessProbe, c.readinessProbe]) {
@@ -157,19 +171,25 @@ describe('deployment files (static checks)', function () {
       assert.equal(d.spec.template.spec.securityContext.runAsNonRoot, true);
     }
     const deadlineS = DEFAULT_BROKER_OPTIONS.defaultDeadlineMs / 1000;
-    assert.ok(deployment('zerve-inference').spec.template.spec.terminationGracePeriodSeconds > deadlineS, 'inference drains within its grace');
-    assert.ok(deployment('zerve-training').spec.template.spec.terminationGracePeriodSeconds >= 120);
+    assert.ok(workload('zerve-inference').spec.template.spec.terminationGracePeriodSeconds > deadlineS, 'inference drains within its grace');
+    assert.ok(workload('zerve-training').spec.template.spec.terminationGracePeriodSeconds >= 120);
     for (const service of base.filter((o) => o.kind === 'Service')) {
-      const target = deployment(service.metadata.name);
-      assert.ok(target, `Service ${service.metadata.name} selects a Deployment`);
+      const target = workload(service.metadata.name);
+      assert.ok(target, `Service ${service.metadata.name} selects a workload of its name`);
       assert.deepEqual(service.spec.selector, target.spec.selector.matchLabels);
+    }
+    for (const set of workloads.filter((o) => o.kind === 'StatefulSet')) {
+      const governing = base.find((o) => o.kind === 'Service' && o.metadata.name === set.spec.serviceName);
+      assert.ok(governing, `StatefulSet ${set.metadata.name}: its serviceName ${set.spec.serviceName} is a Service`);
+      assert.equal(governing.spec.clusterIP, 'None', `Service ${governing.metadata.name} is headless`);
     }
   });
 
   it('autoscales inference workers on the queue depth our metrics export (HPA autoscaling/v2, or KEDA)', () => {
     const hpa = base.find((o) => o.kind === 'HorizontalPodAutoscaler')!;
     assert.equal(hpa.apiVersion, 'autoscaling/v2');
-    assert.deepEqual(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: 'zerve-inference' });
+    assert.deepEqual(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'zerve-inference' });
+    assert.ok(targetOf(base, hpa.spec.scaleTargetRef), 'the HPA scales an object the base ships');
     assert.equal(hpa.spec.metrics[0].external.metric.name, METRICS.queueDepth.name);
     const adapter = readYaml(join(K8S, 'prometheus-adapter', 'values.yaml'))[0]!;
     const rule = adapter.rules.external[0];
@@ -177,21 +197,37 @@ describe('deployment files (static checks)', function () {
     assert.match(rule.metricsQuery, new RegExp(`\\b${METRICS.queueDepth.name}\\{`));
     assert.ok(!withKeda.some((o) => o.kind === 'HorizontalPodAutoscaler'), 'KEDA makes its own HPA');
     const scaled = withKeda.find((o) => o.kind === 'ScaledObject')!;
-    assert.equal(scaled.spec.scaleTargetRef.name, 'zerve-inference');
+    // KEDA takes a target without kind for a Deployment: the StatefulSet must be named in full.
+    assert.deepEqual(scaled.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'zerve-inference' });
+    assert.ok(targetOf(withKeda, scaled.spec.scaleTargetRef), 'the ScaledObject scales an object the overlay ships');
     assert.equal(scaled.spec.triggers[0].type, 'prometheus');
     assert.match(scaled.spec.triggers[0].metadata.query, new RegExp(`\\b${METRICS.queueDepth.name}\\{`));
   });
 
-  it('mounts only claims and secret keys that exist', () => {
+  it('mounts only claims, claim templates and secret keys that exist, and each where its command keeps files', () => {
     const claims = new Set(base.filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => o.metadata.name));
     const kustomization = readYaml(join(K8S, 'kustomization.yaml'))[0]!;
     const generated = kustomization.secretGenerator[0];
     const keyFiles = new Set((generated.files as string[]).map((f) => f.split('/').pop()));
-    for (const d of deployments) {
+    const claimed = new Set<string>();
+    for (const d of workloads) {
       const spec = d.spec.template.spec;
       const volumes = new Map((spec.volumes ?? []).map((v: Json) => [v.name, v]));
-      for (const mount of spec.containers[0].volumeMounts ?? []) assert.ok(volumes.has(mount.name), `${d.metadata.name}: volume ${mount.name}`);
+      const templates = new Map(((d.spec.volumeClaimTemplates ?? []) as Json[]).map((t) => [t.metadata.name, t]));
+      for (const name of templates.keys()) assert.ok(!volumes.has(name), `${d.metadata.name}: ${name} is a claim template or a volume, not both`);
+      for (const t of templates.values()) {
+        assert.deepEqual(t.spec.accessModes, ['ReadWriteOnce'], `${d.metadata.name}: claim template ${t.metadata.name} is one pod's`);
+        assert.match(String(t.spec.resources?.requests?.storage), /^\d+[MGT]i$/, `${d.metadata.name}: claim template ${t.metadata.name} asks for storage`);
+      }
+      const c = spec.containers[0] as Json;
+      for (const mount of (c.volumeMounts ?? []) as Json[]) {
+        assert.ok(volumes.has(mount.name) || templates.has(mount.name), `${d.metadata.name}: volume ${mount.name}`);
+        const secret = (volumes.get(mount.name) as Json | undefined)?.secret;
+        if (!secret) assert.ok(serves(mount.mountPath, c.args), `${d.metadata.name}: ${mount.mountPath} holds none of its --models or --data (it serves nothing)`);
+      }
+      for (const name of templates.keys()) assert.ok(c.volumeMounts.some((m: Json) => m.name === name), `${d.metadata.name}: claim template ${name} is mounted`);
       for (const v of volumes.values() as Iterable<Json>) {
+        if (v.persistentVolumeClaim) claimed.add(v.persistentVolumeClaim.claimName);
         if (v.persistentVolumeClaim) assert.ok(claims.has(v.persistentVolumeClaim.claimName), `${d.metadata.name}: claim ${v.persistentVolumeClaim.claimName}`);
         if (v.secret) {
           assert.equal(v.secret.secretName, generated.name);
@@ -199,10 +235,49 @@ describe('deployment files (static checks)', function () {
         }
       }
     }
-    assert.equal(base.find((o) => o.kind === 'PersistentVolumeClaim' && o.metadata.name === 'zerve-models')?.spec.accessModes[0], 'ReadWriteMany');
+    assert.deepEqual([...claims].filter((c) => !claimed.has(c)), [], 'every claim shipped is mounted');
     const ignored = readFileSync(join(REPO_ROOT, '.gitignore'), 'utf8');
     assert.match(ignored, /^\/deploy\/k8s\/keys\/$/m, 'secret keys are never committed');
     assert.match(ignored, /^\/deploy\/keys\/$/m);
+  });
+
+  it('gives every inference pod a writable models folder of its own, and shares no claim between pods', () => {
+    const inference = workloads.filter((d) => (d.spec.template.spec.containers as Json[]).some((c) => c.args[0] === 'worker' && c.args[1] === 'inference'));
+    assert.deepEqual(inference.map((d) => `${d.kind}/${d.metadata.name}`), ['StatefulSet/zerve-inference']);
+    for (const d of inference) {
+      const c = d.spec.template.spec.containers[0] as Json;
+      assert.ok(argOf(c.args, '--broker'), `${d.metadata.name}: --broker, the client socket the cluster's catalog is read on`);
+      const models = argOf(c.args, '--models')!;
+      const mount = (c.volumeMounts as Json[]).find((m) => m.mountPath === models);
+      assert.ok(mount, `${d.metadata.name}: its --models ${models} is a mounted volume`);
+      assert.notEqual(mount.readOnly, true, `${d.metadata.name}: its models folder is writable (it fetches into it)`);
+      const template = (d.spec.volumeClaimTemplates as Json[] | undefined)?.find((t) => t.metadata.name === mount.name);
+      assert.ok(template, `${d.metadata.name}: its models folder is a claim template, one claim per pod`);
+    }
+    // A claim mounted by pods that scale, or by two workloads, would be a folder shared between pods.
+    const scaled = base.filter((o) => o.kind === 'HorizontalPodAutoscaler').map((h) => targetOf(base, h.spec.scaleTargetRef));
+    const users = new Map<string, string[]>();
+    for (const d of workloads) {
+      for (const v of (d.spec.template.spec.volumes ?? []) as Json[]) {
+        if (!v.persistentVolumeClaim) continue;
+        users.set(v.persistentVolumeClaim.claimName, [...(users.get(v.persistentVolumeClaim.claimName) ?? []), d.metadata.name]);
+        assert.equal(d.spec.replicas, 1, `${d.metadata.name} mounts claim ${v.persistentVolumeClaim.claimName}: one replica`);
+        assert.ok(!scaled.includes(d), `${d.metadata.name} mounts claim ${v.persistentVolumeClaim.claimName} and is autoscaled`);
+        assert.notEqual(v.persistentVolumeClaim.readOnly, true, `${d.metadata.name}: claim ${v.persistentVolumeClaim.claimName} is writable`);
+      }
+    }
+    for (const [claim, names] of users) assert.equal(names.length, 1, `claim ${claim} is mounted by ${names.join(', ')}`);
+    for (const claim of base.filter((o) => o.kind === 'PersistentVolumeClaim')) {
+      assert.deepEqual(claim.spec.accessModes, ['ReadWriteOnce'], `${claim.metadata.name}: one pod's (no ReadWriteMany needed)`);
+    }
+    // Only the roles that keep models mount a folder for them.
+    for (const d of workloads) {
+      const c = d.spec.template.spec.containers[0] as Json;
+      const models = argOf(c.args, '--models');
+      if (models === undefined) assert.ok(!(c.volumeMounts ?? []).some((m: Json) => /models/.test(m.mountPath)), `${d.metadata.name} mounts no models folder`);
+    }
+    const training = containerOf('zerve-training');
+    assert.ok(training.volumeMounts.some((m: Json) => m.mountPath === argOf(training.args, '--models') && m.readOnly !== true), 'the training worker writes its models folder');
   });
 
   it('validates docker-compose.yml against the Compose specification, with named volumes, secrets and a scalable inference service', () => {
@@ -217,14 +292,31 @@ describe('deployment files (static checks)', function () {
     const services = compose.services as Record<string, Json>;
     assert.deepEqual(Object.keys(services).sort(), ['broker', 'inference', 'jobs', 'training', 'web']);
     for (const [name, service] of Object.entries(services)) {
-      for (const volume of service.volumes ?? []) assert.ok(String(volume).split(':')[0]! in compose.volumes, `${name}: named volume ${volume}`);
+      for (const volume of (service.volumes ?? []) as string[]) {
+        // SOURCE:TARGET[:MODE] names a volume; TARGET[:MODE] is an anonymous one.
+        const parts = volume.split(':');
+        const anonymous = parts[0]!.startsWith('/');
+        const target = anonymous ? parts[0] : parts[1];
+        if (!anonymous) assert.ok(parts[0]! in compose.volumes, `${name}: named volume ${volume}`);
+        assert.ok(serves(target!, service.command), `${name}: ${target} holds none of its --models or --data (it serves nothing)`);
+      }
       for (const secret of service.secrets ?? []) {
         assert.ok(secret in compose.secrets, `${name}: secret ${secret}`);
         assert.ok(service.command.includes(`/run/secrets/${secret}`), `${name} uses its secret ${secret}`);
       }
     }
     assert.ok(services.inference!.ports === undefined && services.inference!.container_name === undefined, 'inference can --scale');
-    assert.ok(services.inference!.volumes.some((v: string) => v.startsWith('models:')));
+    // Each inference replica fetches the cluster's models into a folder of its own: an anonymous
+    // volume (one per container, so --scale works), never a named one (shared by every replica).
+    const inference = services.inference!;
+    const inferenceModels = argOf(inference.command, '--models')!;
+    assert.ok(argOf(inference.command, '--broker'), "inference: --broker, the client socket the cluster's catalog is read on");
+    assert.deepEqual(inference.volumes, [inferenceModels], 'inference: its --models is an anonymous volume, writable, its own');
+    // The training worker's named volume holds the models it trains, and only it mounts it.
+    const trainingModels = argOf(services.training!.command, '--models')!;
+    assert.ok(services.training!.volumes.includes(`models:${trainingModels}`), 'training: the named volume models, writable, at its --models');
+    const modelsUsers = Object.entries(services).filter(([, s]) => (s.volumes ?? []).some((v: string) => v.startsWith('models:')));
+    assert.deepEqual(modelsUsers.map(([n]) => n), ['training'], 'only the training worker mounts the named models volume');
     assert.ok(services.training!.volumes.some((v: string) => v.startsWith('data:')));
     const brokerCommand = services.broker!.command as string[];
     assert.ok(brokerCommand.includes('tcp://*:5556') && brokerCommand.includes('--curve-key'), 'a worker socket beyond loopback takes CURVE keys');
@@ -238,6 +330,17 @@ describe('deployment files (static checks)', function () {
     assert.match(dockerfile, /^ARG NODE_IMAGE=node:20-bookworm-slim$/m);
     assert.ok(stages.every(([, image]) => image === '${NODE_IMAGE}'));
     assert.match(dockerfile, /^USER node$/m);
+    // The folders a volume is mounted on are made and given to uid 1000 before USER: a volume mounted
+    // empty takes their ownership, so the workers can write their models and data.
+    const runtime = dockerfile.slice(dockerfile.lastIndexOf('FROM '), dockerfile.indexOf('USER node'));
+    for (const service of Object.values(compose.services as Record<string, Json>)) {
+      for (const folder of foldersOf(service.command)) {
+        const root = folder.split('/').slice(0, 5).join('/'); // /var/lib/zerve/models, /var/lib/zerve/data
+        assert.match(runtime, new RegExp(`mkdir -p [^\\n]*${root}\\b`), `the image makes ${root}`);
+      }
+    }
+    assert.match(runtime, /chown -R node:node \/var\/lib\/zerve\b/);
+    assert.doesNotMatch(dockerfile, /^VOLUME\b/m, 'no VOLUME: it would give every role (broker, web) volumes that serve nothing');
     assert.match(dockerfile, /^ENTRYPOINT \["\/usr\/bin\/tini", "--", "zerve"\]$/m);
     for (const [, source] of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
       for (const path of source!.split(' ')) assert.ok(existsSync(join(REPO_ROOT, path)), `COPY ${path} exists`);

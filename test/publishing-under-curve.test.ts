@@ -114,6 +114,25 @@ describe('model publishing under CURVE (the web app and the CLI offer versions o
     assert.equal(added.code, 0, added.stderr);
     assert.match(added.stdout, /added digits version 1 to the cluster/);
   });
+
+  it('lets an inference worker given no --broker read the catalog on the worker socket, and take a new version', async () => {
+    // The catalog client of a worker without --broker talks to the worker socket: under CURVE it must
+    // speak CURVE there, whatever --client-auth says (it spoke plain ZMTP, was refused, and never synced).
+    const models = join(dir.path, 'connect-only-models');
+    await mkdir(models);
+    const worker = await spawnWorker(broker, ['inference', '--models', models, '--curve-key', key('host-a'), '--broker-key', pub('broker')], (w) => w.kind === 'inference', ENV);
+    try {
+      const args = [join(fixtureModel('mnist'), 'model.onnx'), '--channels', 'grey', '--logits', '--broker', broker.frontendEndpoint, '--connect', broker.backendEndpoint, '--broker-key', pub('broker'), '--curve-key', key('web')];
+      const added = await runCli(['models', 'add', 'digits-connect-only', ...args], ENV);
+      assert.equal(added.code, 0, added.stderr);
+      await eventually('digits-connect-only served by the worker without --broker', async () =>
+        (await client.workers()).some((w) => w.pid === worker.pid && w.models?.some((m) => m.name === 'digits-connect-only' && m.latest === '1')),
+      );
+      assert.doesNotMatch(worker.stderr + worker.stdout, /cannot read the cluster catalog/);
+    } finally {
+      await worker.kill();
+    }
+  });
 });
 
 describe('zerve up with --curve-key: the page adds a model with no other option', function () {

@@ -92,8 +92,16 @@ export class ModelHolder {
 
   /** The client to the broker's frontend the catalog is read through (`broker`, else `connect`). */
   get client(): ZerveClient {
-    // The whole bag: whatever security options the connection takes reach the client too.
-    this.#client ??= new ZerveClient({ ...this.options, broker: this.options.broker || this.options.connect, timeoutMs: this.options.modelChunkTimeoutMs });
+    // The whole bag: whatever security options the connection takes reach the client too. Without
+    // `broker` it talks to the worker socket, which under CURVE takes CURVE peers only, whatever the
+    // client socket's mode (`clientAuth`) is.
+    const onWorkerSocket = this.options.broker === '' && this.options.brokerKey !== '';
+    this.#client ??= new ZerveClient({
+      ...this.options,
+      ...(onWorkerSocket ? { clientAuth: 'curve' } : {}),
+      broker: this.options.broker || this.options.connect,
+      timeoutMs: this.options.modelChunkTimeoutMs,
+    });
     return this.#client;
   }
 
