@@ -3,7 +3,8 @@
  * own; the receiver is a ModelFetcher in this process over another folder, both through a real broker.
  */
 import assert from 'node:assert/strict';
-import { chmod, open, readdir, readFile, stat, truncate, utimes } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, open, readdir, readFile, rename, stat, truncate, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
@@ -138,6 +139,36 @@ describe('model transfers between processes (corrupt, truncated, resumed)', func
     assert.equal(result.received, (await stat(join(result.dir, 'model.onnx'))).size + (await stat(join(result.dir, 'labels.txt'))).size + (await stat(join(result.dir, 'config.json'))).size);
     assert.equal(await sha256File(join(result.dir, 'model.onnx')), await sha256File(join(first.models, 'squeezenet-fp32', '1', 'model.onnx')));
     await nothingInstalled(models, 'none');
+  });
+
+  it('installs a version once, whole, when two fetchers sharing one folder (zerve up --workers 2) take it at the same time', async () => {
+    const { models: source } = await holder();
+    const ref = await entry('squeezenet-fp32');
+    const { fetcher, models } = await receiver();
+    const sibling = new ModelFetcher(models, client, { modelChunkBytes: CHUNK });
+    const results = await Promise.all([fetcher.fetch(ref), sibling.fetch(ref)]);
+    assert.deepEqual(results.map((r) => r.dir), [join(models, 'squeezenet-fp32', '1'), join(models, 'squeezenet-fp32', '1')]);
+    assert.deepEqual(await readFile(join(models, 'squeezenet-fp32', '1', 'model.onnx')), await readFile(join(source, 'squeezenet-fp32', '1', 'model.onnx')));
+    assert.deepEqual(await readdir(join(models, INCOMING_FOLDER)).catch(() => []), [], 'nothing left staged');
+  });
+
+  it('takes over the bytes a dead process staged for the same version, and resumes from them', async () => {
+    const first = await holder();
+    const ref = await entry('squeezenet-fp32');
+    const { fetcher, models } = await receiver({ modelChunkTimeoutMs: 1500, modelChunkRetries: 0 });
+    let killed: Promise<void> | undefined;
+    await assert.rejects(fetcher.fetch(ref, (p) => {
+      if (!killed && p.bytes > 1_000_000) killed = first.worker.kill();
+    }));
+    await killed;
+    // What this process staged, renamed as if a process that has exited had staged it.
+    const gone = spawnSync(process.execPath, ['-e', '']).pid;
+    const [staged] = await readdir(join(models, INCOMING_FOLDER));
+    await rename(join(models, INCOMING_FOLDER, staged!), join(models, INCOMING_FOLDER, `squeezenet-fp32.1.${ref.hash}.${gone}.0000`));
+    await holder(first.models);
+    const result = await new ModelFetcher(models, client, { modelChunkBytes: CHUNK }).fetch(ref);
+    assert.ok(result.resumed > 1_000_000, `resumed from ${result.resumed} bytes`);
+    assert.deepEqual(await readFile(join(result.dir, 'model.onnx')), await readFile(join(first.models, 'squeezenet-fp32', '1', 'model.onnx')));
   });
 
   it('resumes from the staged bytes when its only holder died and came back', async () => {

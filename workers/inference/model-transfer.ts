@@ -5,19 +5,21 @@
  * against the manifest, whose own hash the service name pins, and only then renames the complete
  * folder into the repository in one step.
  *
- * Chunks are written to `<models>/.incoming/<name>.<version>.<hash>/` (hidden: the repository ignores
- * it). A holder lost mid-transfer leaves the partial files there and the next attempt resumes from
- * their size, from any holder of the same hash; a corrupt or truncated transfer (BAD_TRANSFER)
+ * Chunks are written to `<models>/.incoming/<name>.<version>.<hash>.<pid>.<id>/` (hidden: the
+ * repository ignores it; one per fetcher, so processes sharing a folder never write the same files).
+ * A holder lost mid-transfer leaves the partial files there and the next attempt (or, after a
+ * restart, the next process) resumes from their size, from any holder of the same hash; a corrupt or truncated transfer (BAD_TRANSFER)
  * removes them, so nothing half-written ever reaches the repository.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, rmdir, stat, truncate } from 'node:fs/promises';
+import { access, mkdir, open, readdir, rename, rm, rmdir, stat, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { requestChunk } from '../../shared/chunk-request.ts';
 import type { ZerveClient } from '../../shared/client.ts';
 import { DEFAULT_MODEL_SYNC_OPTIONS, type ModelSyncOptions } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
+import { isAlive } from '../../shared/process-alive.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
 import { decodeHeader, decodeReply, encodeJson } from '../../shared/messages.ts';
 import { modelFetchService, type ModelFetchReply, type ModelFetchRequest, type ModelManifest, type ModelVersionRef } from '../../shared/models.ts';
@@ -27,6 +29,8 @@ import { MODEL_NAME_PATTERN, VERSION_NAME_PATTERN } from './model-repository.ts'
 
 /** Hidden folder of a repository where transfers and new versions are staged. */
 export const INCOMING_FOLDER = '.incoming';
+
+const exists = (file: string) => access(file).then(() => true, () => false);
 
 /** Removes the staging folder once nothing is staged, so a repository holds only its models. */
 export async function removeIfEmpty(dir: string): Promise<void> {
@@ -88,6 +92,8 @@ export class ModelFetcher {
   readonly #models: string;
   readonly #client: ZerveClient;
   readonly #log: Logger;
+  /** Tells this fetcher's staging folders from those of other fetchers in the same process. */
+  readonly #id = randomBytes(4).toString('hex');
 
   constructor(models: string, client: ZerveClient, options: Partial<ModelSyncOptions> = {}, log: Logger = rootLogger) {
     this.options = { ...DEFAULT_MODEL_SYNC_OPTIONS, ...options };
@@ -110,7 +116,10 @@ export class ModelFetcher {
       throw new ZerveError('BAD_REQUEST', `not a model version: ${JSON.stringify(ref)}`);
     }
     const log = this.#log.child({ model: ref.name, version: ref.version, hash: ref.hash.slice(0, 12) });
-    const staging = path.join(this.#models, INCOMING_FOLDER, `${ref.name}.${ref.version}.${ref.hash}`);
+    const dir = path.join(this.#models, ref.name, ref.version);
+    // Another process sharing this folder (zerve up --workers N) may have installed it meanwhile.
+    if (await exists(dir)) return { dir, received: 0, resumed: 0 };
+    const staging = await this.#staging(ref);
     try {
       const manifest = await this.#manifest(ref);
       await mkdir(staging, { recursive: true });
@@ -151,12 +160,17 @@ export class ModelFetcher {
         }
         if (hash.digest('hex') !== entry.sha256) throw badTransfer(ref, `${entry.name} does not match its SHA-256 (corrupt)`);
       }
-      const dir = path.join(this.#models, ref.name, ref.version);
       await mkdir(path.dirname(dir), { recursive: true });
       // One rename: the version appears complete or not at all.
-      await rename(staging, dir).catch((err: NodeJS.ErrnoException) => {
-        throw new ZerveError('INTERNAL', `cannot install ${ref.name} version ${ref.version} in ${dir}: ${err.message}`, { cause: err });
-      });
+      const installed = await rename(staging, dir).then(
+        () => true,
+        async (err: NodeJS.ErrnoException) => {
+          // A process sharing this folder installed the same hash first: its copy serves.
+          if (await exists(dir)) return false;
+          throw new ZerveError('INTERNAL', `cannot install ${ref.name} version ${ref.version} in ${dir}: ${err.message}`, { cause: err });
+        },
+      );
+      if (!installed) await rm(staging, { recursive: true, force: true });
       await removeIfEmpty(path.dirname(staging));
       log.info({ bytes: total, received, resumed, ms: Math.round(performance.now() - started) }, 'model version fetched');
       return { dir, received, resumed };
@@ -168,6 +182,27 @@ export class ModelFetcher {
       }
       throw error;
     }
+  }
+
+  /**
+   * This fetcher's staging folder for `ref`: `<models>/.incoming/<name>.<version>.<hash>.<pid>.<id>`,
+   * its own even when processes share the folder, so two never write the same files. The bytes a dead
+   * process of this host staged for the same version are taken over (renamed to this one's), so a
+   * restarted worker still resumes.
+   */
+  async #staging(ref: ModelVersionRef): Promise<string> {
+    const incoming = path.join(this.#models, INCOMING_FOLDER);
+    const base = `${ref.name}.${ref.version}.${ref.hash}`;
+    const mine = path.join(incoming, `${base}.${process.pid}.${this.#id}`);
+    if (await exists(mine)) return mine;
+    for (const name of await readdir(incoming).catch(() => [] as string[])) {
+      const owner = name.startsWith(`${base}.`) ? Number(name.slice(base.length + 1).split('.')[0]) : NaN;
+      // The bare name is what this version of Zerve staged before folders were shared.
+      if (name === base || (Number.isInteger(owner) && owner !== process.pid && !isAlive(owner))) {
+        if (await rename(path.join(incoming, name), mine).then(() => true, () => false)) break;
+      }
+    }
+    return mine;
   }
 
   async #manifest(ref: ModelVersionRef): Promise<ModelManifest> {
