@@ -26,7 +26,7 @@ describe("web app's model catalog", function () {
     worker.start();
     await ready;
     client = new ZerveClient({ broker: broker.frontendEndpoint, retries: 0 }, testLogger);
-    const catalog = new ModelCatalog(client, { infoCacheMs: 0, probeTimeoutMs: 300 });
+    const catalog = new ModelCatalog(client, { infoCacheMs: 0, probeTimeoutMs: 2000 });
     await catalog.requireModel('digits');
     await rejectsWith(catalog.requireModel('cats'), 'UNKNOWN_MODEL');
     // A broker that does not answer: every mmi.services from now on times out.
