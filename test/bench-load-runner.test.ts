@@ -16,7 +16,8 @@ describe('benchmark load runner', () => {
   it('holds the window open until minLatencies requests started and ended inside it, and rates over that window', async () => {
     const result = await runLoad(slow, { concurrency: 4, warmUpMs: 20, durationMs: 40, minLatencies: 4 });
     assert.ok(result.timed >= 4, `timed ${result.timed}`);
-    assert.ok(result.p50Ms >= 150 && result.p99Ms >= result.p50Ms);
+    // Node's timers may fire up to a millisecond before 150 ms by performance.now().
+    assert.ok(result.p50Ms >= 145 && result.p99Ms >= result.p50Ms, `p50 ${result.p50Ms} ms`);
     assert.ok(result.durationMs > 40, 'the window grew past its planned end');
     assert.ok(result.completed >= result.timed);
     assert.equal(result.perSecond, (result.completed * 1000) / result.durationMs);
