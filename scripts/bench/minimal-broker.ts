@@ -25,8 +25,7 @@ const queue: Buffer[][] = [];
 
 function dispatch(): void {
   while (idle.length > 0 && queue.length > 0) {
-    const [client, , , service, ...body] = queue.shift()!;
-    void service;
+    const [client, , , , ...body] = queue.shift()!; // identity, empty, MDPC01, service, body
     socket.send([idle.shift()!, EMPTY, MDPW01, REQUEST, client!, EMPTY, ...body]);
   }
 }
