@@ -32,9 +32,9 @@ export class ModelCatalog {
     private readonly options: { infoCacheMs: number; probeTimeoutMs: number },
   ) {}
 
-  /** Live services (cached). */
+  /** Live services, cached for `maxAgeMs` (0: asked anew each time, never served from a list of the same millisecond). */
   serviceList(maxAgeMs = this.options.infoCacheMs): Promise<ServiceInfo[]> {
-    if (!this.services || Date.now() - this.services.at > maxAgeMs) {
+    if (!this.services || Date.now() - this.services.at >= maxAgeMs) {
       const list = this.client.services({ timeoutMs: this.options.probeTimeoutMs, retries: 0 });
       this.services = { at: Date.now(), list };
       list.then(
@@ -86,7 +86,7 @@ export class ModelCatalog {
 
   /** Models served now, described by their workers where one answers `models.describe`. */
   modelList(): Promise<ModelInfo[]> {
-    if (!this.models || Date.now() - this.models.at > this.options.infoCacheMs) {
+    if (!this.models || Date.now() - this.models.at >= this.options.infoCacheMs) {
       const list = this.describe();
       this.models = { at: Date.now(), list };
       list.catch(() => {
