@@ -13,6 +13,7 @@ import { encodeJson } from '../../shared/messages.ts';
 import { ECHO_SERVICE } from '../../shared/protocol.ts';
 import { CliChild } from './cli-child.ts';
 import { EchoLoad } from './echo-load.ts';
+import { median } from './load-runner.ts';
 import { ReportTable } from './report-table.ts';
 
 export interface MetricsOverhead {
@@ -58,7 +59,6 @@ export async function benchMetricsOverhead(options: { warmUpMs: number; duration
     await worker.stop();
     await broker.close();
   }
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
   const rate = (hooks: boolean) => runs.filter((r) => r.hooks === hooks).map((r) => r.perSecond);
   const ratios = rate(true).map((on, i) => on / rate(false)[i]!);
   return {

@@ -16,6 +16,7 @@ import { manifestHash, readManifest, sha256File } from '../../workers/inference/
 import { ModelFetcher } from '../../workers/inference/model-transfer.ts';
 import { BenchCluster } from './bench-cluster.ts';
 import { makeBenchRepository } from './bench-repository.ts';
+import { median } from './load-runner.ts';
 import { ReportTable } from './report-table.ts';
 
 export interface ModelsRow {
@@ -34,7 +35,6 @@ export interface ModelsSection {
   rows: ModelsRow[];
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function timed(repetitions: number, once: (folder: string) => Promise<unknown>): Promise<number> {
   const times: number[] = [];
