@@ -169,6 +169,40 @@ describe('Open Inference Protocol (v2) REST', function () {
       assert.equal(route.status, 404);
       assert.equal(((await route.json()) as { code: string }).code, 'UNKNOWN_SERVICE');
     });
+
+    it('stays ready while its one worker is too busy to describe the model, from what the worker last said, and not once the worker is gone', async () => {
+      extraBroker = await startBroker({ heartbeatIntervalMs: OIP_HEARTBEAT_MS });
+      const registered = nextWorker(extraBroker, (w) => w.services.includes('infer.busy'));
+      let startedWork!: () => void;
+      const working = new Promise<void>((resolve) => (startedWork = resolve));
+      const metadata = { name: 'busy', version: '1', versions: ['1'], inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 4] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 2] }] };
+      extraWorker = new WorkerConnection(
+        ['classify.busy', 'infer.busy'],
+        async (body, ctx) => {
+          if ((decodeHeader(body[0]) as { op?: string }).op === 'metadata') return [Buffer.from(JSON.stringify(metadata))];
+          startedWork();
+          await sleep(1500, undefined, { signal: ctx.signal }).catch(() => undefined); // holds its only slot
+          return [Buffer.from('{"error":{"code":"BAD_IMAGE","message":"busy worker"}}')];
+        },
+        { connect: extraBroker.backendEndpoint, heartbeatIntervalMs: OIP_HEARTBEAT_MS, capacity: 1, kind: 'busy' },
+        testLogger,
+      );
+      extraWorker.start();
+      await registered;
+      extra = new WebApp({ broker: extraBroker.frontendEndpoint, http: 0, infoCacheMs: 0, probeTimeoutMs: 300 }, testLogger);
+      const base = await extra.start();
+      assert.deepEqual((await call(base, '/v2/models/busy/ready')).body, { name: 'busy', version: '1', ready: true });
+      const work = infer(base, '/v2/models/busy/infer', imageRequest([kitten]), [bytesTensor([kitten])]);
+      await working;
+      // The metadata request now waits behind the running one past its 300 ms deadline.
+      assert.deepEqual((await call(base, '/v2/models/busy/ready')).body, { name: 'busy', version: '1', ready: true });
+      assert.deepEqual((await call(base, '/v2/models/busy')).body.inputs, metadata.inputs);
+      assertOipError(await call(base, '/v2/models/busy/versions/2/ready'), 504, 'TIMEOUT'); // never described: not claimed ready
+      assertOipError(await work, 400, 'BAD_IMAGE');
+      await extraWorker.close();
+      extraWorker = undefined;
+      assertOipError(await call(base, '/v2/models/busy/ready'), 503, 'NO_WORKERS');
+    });
   });
 
   describe('infer', () => {

@@ -15,6 +15,8 @@ const VERSION = (createRequire(import.meta.url)('../package.json') as { version:
 /** Protocol extensions these routes speak (Triton's names). */
 export const OIP_EXTENSIONS = ['binary_tensor_data', 'classification'];
 const HEADER_LENGTH = 'inference-header-content-length';
+/** Models and versions whose last metadata is kept (only ones a worker described, so clients cannot grow it past what is served). */
+const MAX_KNOWN_METADATA = 1000;
 
 /** What the `/v2` routes need of the web app. */
 export interface OipRoutesContext {
@@ -42,6 +44,12 @@ function params(res: Response): CheckedParameters {
  */
 export class OipRoutes {
   private readonly log: Logger;
+  /**
+   * The last metadata a worker gave for each model (and pinned version), by `model\nversion`: what
+   * metadata and readiness fall back on while the model's workers are too busy to answer in time, so a
+   * saturated model reads as ready (it is, and its requests queue) instead of 504.
+   */
+  private readonly knownMetadata = new Map<string, ModelMetadata>();
 
   constructor(private readonly context: OipRoutesContext) {
     this.log = (context.logger ?? rootLogger).child({ component: 'oip' });
@@ -130,7 +138,18 @@ export class OipRoutes {
     await this.context.catalog.requireModel(model);
     const header: InferHeader = { op: 'metadata', deadlineMs: this.context.options.probeTimeoutMs };
     if (version !== undefined) header.version = version;
-    return decodeReply<ModelMetadata>((await this.ask(model, [encodeHeader(header)]))[0]);
+    const key = `${model}\n${version ?? ''}`;
+    try {
+      const metadata = decodeReply<ModelMetadata>((await this.ask(model, [encodeHeader(header)]))[0]);
+      if (!this.knownMetadata.has(key) && this.knownMetadata.size >= MAX_KNOWN_METADATA) this.knownMetadata.delete(this.knownMetadata.keys().next().value!);
+      this.knownMetadata.set(key, metadata);
+      return metadata;
+    } catch (err) {
+      const known = this.knownMetadata.get(key);
+      const code = toZerveError(err).code;
+      if (known && (code === 'TIMEOUT' || code === 'OVERLOADED')) return known;
+      throw err;
+    }
   }
 
   private ask(model: string, body: Buffer[], signal?: AbortSignal): Promise<Buffer[]> {
