@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
@@ -8,7 +8,7 @@ import { DATASETS_ADD, requestTraining, type DatasetSummary, type TrainResultMes
 import { makeRepository } from './fixtures/inference-models.ts';
 import { photoVariants } from '../scripts/bench/photo-variants.ts';
 import { makeZip, type ArchiveEntry } from './fixtures/training-archives.ts';
-import { fixtureImage, spawnWorker, startBroker, tempDir, type CliProcess } from './helpers/cluster.ts';
+import { fixtureImage, nextWorker, spawnWorker, startBroker, tempDir, type CliProcess } from './helpers/cluster.ts';
 
 describe('transfer learning through the cluster', function () {
   this.timeout(120_000);
@@ -17,7 +17,9 @@ describe('transfer learning through the cluster', function () {
   let broker: Broker;
   let client: ZerveClient;
   let training: CliProcess;
-  let inference: CliProcess | undefined;
+  let inference: CliProcess;
+  /** The training worker's own models folder: empty at start, as in a container. */
+  let trainingModels: string;
   const testImages: { label: string; bytes: Buffer }[] = [];
   let dataset: DatasetSummary;
   let result: TrainResultMessage;
@@ -26,9 +28,12 @@ describe('transfer learning through the cluster', function () {
   before(async () => {
     dir = await tempDir('zerve-transfer-cluster-');
     models = await makeRepository();
+    trainingModels = join(dir.path, 'models');
     broker = await startBroker();
     client = new ZerveClient({ broker: broker.frontendEndpoint, timeoutMs: 60_000 });
-    training = await spawnWorker(broker, ['training', '--data', join(dir.path, 'data'), '--models', models, '--broker', broker.frontendEndpoint], (w) => w.services.includes('train'));
+    // The squeezenets are on the inference worker's host only: the training worker fetches the backbone from it.
+    inference = await spawnWorker(broker, ['inference', '--models', models], (w) => w.services.includes('classify.squeezenet-fp32'));
+    training = await spawnWorker(broker, ['training', '--data', join(dir.path, 'data'), '--models', trainingModels, '--broker', broker.frontendEndpoint], (w) => w.services.includes('train'));
 
     const entries: ArchiveEntry[] = [];
     for (const [label, file] of [['kitten', 'kitten.png'], ['fish', 'fish.png']] as const) {
@@ -56,7 +61,7 @@ describe('transfer learning through the cluster', function () {
     if (models) await rm(models, { recursive: true, force: true });
   });
 
-  it('trains an uploaded photo dataset by transfer learning on the float32 squeezenet by default', () => {
+  it('trains an uploaded photo dataset by transfer learning on the float32 squeezenet by default, fetched from the cluster', async () => {
     assert.equal(started?.family, 'transfer');
     assert.equal(started?.backbone, 'squeezenet-fp32');
     assert.equal(dataset.explicitTest, true);
@@ -64,10 +69,15 @@ describe('transfer learning through the cluster', function () {
     assert.equal(result.datasetId, dataset.id);
     assert.ok(result.test.accuracy >= 0.9, `test accuracy ${result.test.accuracy}`);
     assert.deepEqual(result.model, { name: 'pets', version: '1' });
+    // Backbones only: the training worker took both squeezenets from the cluster, not the digits model.
+    assert.deepEqual((await readdir(trainingModels)).filter((n) => !n.startsWith('.')).sort(), ['pets', 'squeezenet', 'squeezenet-fp32']);
   });
 
   it('serves the merged model, whose answers on the test split reproduce the trainer\'s confusion matrix', async () => {
-    inference = await spawnWorker(broker, ['inference', '--models', models], (w) => w.services.includes('classify.pets'));
+    // The inference worker takes the exported model from the training worker's folder.
+    const served = nextWorker(broker, (w) => w.services.includes('classify.pets'));
+    const workers = await client.workers();
+    if (!workers.some((w) => w.services.includes('classify.pets'))) await served;
     const confusion = result.classes.map(() => result.classes.map(() => 0));
     for (const { label, bytes } of testImages) {
       const reply = await client.classify('pets', bytes);

@@ -6,6 +6,8 @@
  * then loaded by the engine's own rescan. A worker started on an empty folder, or back after being
  * down, catches up the same way.
  *
+ * A training worker runs one too, limited (`accept`) to the models it can train on (backbones).
+ *
  * Events: `'fetched'` (ModelVersionRef) after a version is installed; `'failed'` (ModelVersionRef, ZerveError).
  */
 import { EventEmitter } from 'node:events';
@@ -24,6 +26,7 @@ export class ModelSync extends EventEmitter {
   readonly #holder: ModelHolder;
   readonly #fetcher: ModelFetcher;
   readonly #served: ReadonlySet<string> | undefined;
+  readonly #accept: (name: string) => boolean;
   readonly #log: Logger;
   /** When each catalog entry was first seen. */
   readonly #seen = new Map<string, number>();
@@ -36,8 +39,19 @@ export class ModelSync extends EventEmitter {
   #closed = false;
   /** Time until the next catalog entry seen in the last pass settles: the next pass comes no later. */
   #settling = Infinity;
+  #markCaughtUp!: () => void;
+  readonly #caughtUp = new Promise<void>((resolve) => (this.#markCaughtUp = resolve));
 
-  constructor(holder: ModelHolder, fetcher: ModelFetcher, options: Partial<ModelSyncOptions> & { serve?: string } = {}, log: Logger = rootLogger) {
+  /**
+   * @param options.serve model names to fetch (comma-separated; default all)
+   * @param options.accept fetches only models whose name it accepts (default all)
+   */
+  constructor(
+    holder: ModelHolder,
+    fetcher: ModelFetcher,
+    options: Partial<ModelSyncOptions> & { serve?: string; accept?: (name: string) => boolean } = {},
+    log: Logger = rootLogger,
+  ) {
     super();
     this.options = { ...DEFAULT_MODEL_SYNC_OPTIONS, ...options };
     if (!(this.options.modelSyncIntervalMs >= 10 && this.options.modelSettleMs >= 0)) {
@@ -46,6 +60,7 @@ export class ModelSync extends EventEmitter {
     this.#holder = holder;
     this.#fetcher = fetcher;
     this.#served = parseServeList(options.serve ?? '');
+    this.#accept = options.accept ?? (() => true);
     this.#log = log.child({ component: 'model-sync' });
   }
 
@@ -58,6 +73,14 @@ export class ModelSync extends EventEmitter {
   sync(): Promise<void> {
     this.#running ??= this.#pass().finally(() => (this.#running = undefined));
     return this.#running;
+  }
+
+  /**
+   * Resolves after the first pass that left nothing to wait for: every version the catalog listed was
+   * settled and fetched, or failed to be. Never, while the catalog cannot be read.
+   */
+  caughtUp(): Promise<void> {
+    return this.#caughtUp;
   }
 
   /** Stops; resolves once a fetch in progress has ended. Idempotent. */
@@ -101,6 +124,7 @@ export class ModelSync extends EventEmitter {
         this.emit('failed', entry, error);
       }
     }
+    if (this.#settling === Infinity) this.#markCaughtUp();
   }
 
   /** Settled, unconflicted versions of served models that this repository lacks; latest versions first. */
@@ -114,7 +138,7 @@ export class ModelSync extends EventEmitter {
     const wanted: CatalogEntry[] = [];
     this.#settling = Infinity;
     for (const entry of catalog) {
-      if (this.#served && !this.#served.has(entry.name)) continue;
+      if ((this.#served && !this.#served.has(entry.name)) || !this.#accept(entry.name)) continue;
       if (byNumber.get(`${entry.name}/${entry.version}`)!.size > 1) continue; // two claims: not settled yet
       const age = now - this.#seen.get(key(entry))!;
       if (age < this.options.modelSettleMs) {

@@ -20,9 +20,11 @@ import { HOSTNAME } from '../../shared/protocol.ts';
 import { TRAIN_CANCEL_PREFIX } from '../../shared/training.ts';
 import { compileTrainChecks } from '../../shared/training-request.ts';
 import { ModelHolder } from '../inference/model-holder.ts';
+import { ModelSync } from '../inference/model-sync.ts';
+import { ModelFetcher } from '../inference/model-transfer.ts';
 import { WorkerMetrics } from '../worker-metrics.ts';
 import { ActiveTrainings } from './active-trainings.ts';
-import { BackboneRepository } from './backbone-repository.ts';
+import { BackboneRepository, isBackboneName } from './backbone-repository.ts';
 import { loadMnist } from './builtin-mnist.ts';
 import { ControlService } from './control-service.ts';
 import { DatasetStore } from './dataset-store.ts';
@@ -49,6 +51,8 @@ export class TrainingWorker {
   private readonly client?: ZerveClient;
   /** With a broker: holds this worker's exported models and publishes them to the cluster. */
   private readonly models?: ModelHolder;
+  /** With a broker: fetches the backbones the cluster serves into this worker's models folder. */
+  private readonly backboneSync?: ModelSync;
   private closing?: Promise<void>;
 
   constructor(options: Partial<TrainingWorkerOptions> = {}, log: Logger = rootLogger) {
@@ -60,11 +64,15 @@ export class TrainingWorker {
     this.log = log.child({ component: 'training-worker' });
     this.cancelService = `${TRAIN_CANCEL_PREFIX}${HOSTNAME}-${process.pid}-${randomBytes(3).toString('hex')}`;
     const datasets = new DatasetStore(this.options, this.log);
-    const backbones = new BackboneRepository(this.options.models);
     this.store = new RunStore(this.options.data);
     this.notifier = new Notifier(this.options, this.log);
-    if (this.options.broker !== '') this.client = new ZerveClient({ broker: this.options.broker, ...curveOptionsOf(this.options) });
-    if (this.options.broker !== '') this.models = new ModelHolder({ ...this.options, kind: 'models' }, this.log);
+    if (this.options.broker !== '') {
+      this.client = new ZerveClient({ broker: this.options.broker, ...curveOptionsOf(this.options) });
+      this.models = new ModelHolder({ ...this.options, kind: 'models' }, this.log);
+      const fetcher = new ModelFetcher(this.options.models, this.models.client, this.options, this.log);
+      this.backboneSync = new ModelSync(this.models, fetcher, { ...this.options, accept: isBackboneName }, this.log);
+    }
+    const backbones = new BackboneRepository(this.options.models, this.backboneSync && (() => this.backboneSync!.caughtUp()));
     // Fetches datasets this worker lacks from the workers holding them; serves ours.
     const transfer = new DatasetTransfer(datasets, this.client, {}, this.log);
     const common = {
@@ -103,13 +111,18 @@ export class TrainingWorker {
     this.control.offerStoredDatasets().catch((err: unknown) => this.log.error({ err }, 'cannot list the stored datasets'));
     this.runs.connection.start();
     this.experiments.connection.start();
-    this.models?.start().catch((err: unknown) => this.log.error({ err }, 'cannot offer the exported models'));
+    // The sync starts once the holder has read the folder, so backbones already there are not fetched again.
+    this.models
+      ?.start()
+      .catch((err: unknown) => this.log.error({ err }, 'cannot offer the exported models'))
+      .finally(() => this.backboneSync?.start());
   }
 
   /** Stops taking work, finishes running requests, closes the store; idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       const results = await Promise.allSettled([this.experiments.connection.close(), this.runs.connection.close()]);
+      await this.backboneSync?.close();
       results.push(...(await Promise.allSettled([this.control.connection.close(), this.client?.close(), this.notifier.close(), this.models?.close()])));
       this.store.close();
       for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'error while closing');
