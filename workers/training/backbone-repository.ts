@@ -19,6 +19,8 @@ export function isBackboneName(name: string): boolean {
 }
 
 export class BackboneRepository {
+  private catchUp?: Promise<void>;
+
   /** @param caughtUp resolves once the cluster's backbones are in `models` (ModelSync.caughtUp) */
   constructor(
     private readonly models: string,
@@ -49,11 +51,11 @@ export class BackboneRepository {
     return usable.find((n) => n.includes('fp32')) ?? usable[0];
   }
 
+  /** Looks again once the cluster's backbones are in; waits at most once, so a broker that never answers costs one wait. */
   private async afterCatchUp<T>(look: () => Promise<T | undefined>): Promise<T | undefined> {
     if (!this.caughtUp) return undefined;
-    const timeout = new AbortController();
-    await Promise.race([this.caughtUp(), sleep(CATCH_UP_WAIT_MS, undefined, { signal: timeout.signal }).catch(() => undefined)]);
-    timeout.abort();
+    this.catchUp ??= Promise.race([this.caughtUp(), sleep(CATCH_UP_WAIT_MS, undefined, { ref: false })]);
+    await this.catchUp;
     return look();
   }
 }
