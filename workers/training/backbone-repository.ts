@@ -21,10 +21,14 @@ export function isBackboneName(name: string): boolean {
 export class BackboneRepository {
   private catchUp?: Promise<void>;
 
-  /** @param caughtUp resolves once the cluster's backbones are in `models` (ModelSync.caughtUp) */
+  /**
+   * @param caughtUp resolves once the cluster's backbones are in `models` (ModelSync.caughtUp)
+   * @param catchUpWaitMs longest a lookup waits for it (once)
+   */
   constructor(
     private readonly models: string,
     private readonly caughtUp?: () => Promise<void>,
+    private readonly catchUpWaitMs = CATCH_UP_WAIT_MS,
   ) {}
 
   /** The spec of backbone `name` at its latest version, or undefined when the repository has none. */
@@ -54,7 +58,7 @@ export class BackboneRepository {
   /** Looks again once the cluster's backbones are in; waits at most once, so a broker that never answers costs one wait. */
   private async afterCatchUp<T>(look: () => Promise<T | undefined>): Promise<T | undefined> {
     if (!this.caughtUp) return undefined;
-    this.catchUp ??= Promise.race([this.caughtUp(), sleep(CATCH_UP_WAIT_MS, undefined, { ref: false })]);
+    this.catchUp ??= Promise.race([this.caughtUp(), sleep(this.catchUpWaitMs, undefined, { ref: false })]);
     await this.catchUp;
     return look();
   }
