@@ -386,7 +386,7 @@ describe('Open Inference Protocol (v2) REST', function () {
       assert.match(answer.json.error, /FP32/);
     });
 
-    it('answers 400 to a wrong shape, a wrong input or output name, and data that does not fill its shape', async () => {
+    it('answers 400 to a wrong shape, a wrong input or output name, data that does not fill its shape, and base64 data that is not base64', async () => {
       const wrongShape = { inputs: [{ name: 'data_0', datatype: 'FP32', shape: [1, 3, 200, 200], parameters: { binary_data_size: 4 * 120000 } }] };
       assertOipError(await infer(url, path, wrongShape, [Buffer.alloc(4 * 120000)]), 400, 'BAD_REQUEST');
       const rank = { inputs: [{ name: 'data_0', datatype: 'FP32', shape: [3, 224, 224], data: new Array(150528).fill(0) }] };
@@ -395,6 +395,10 @@ describe('Open Inference Protocol (v2) REST', function () {
       assertOipError(await infer(url, path, short), 400, 'BAD_REQUEST');
       const count = { inputs: [{ name: 'data_0', datatype: 'BYTES', shape: [2], parameters: { content_type: 'base64' }, data: [kitten.toString('base64')] }] };
       assertOipError(await infer(url, path, count), 400, 'BAD_REQUEST');
+      const notBase64 = { inputs: [{ name: 'data_0', datatype: 'BYTES', shape: [1], parameters: { content_type: 'base64' }, data: [`%%${kitten.toString('base64')}`] }] };
+      const refused = await infer(url, path, notBase64);
+      assertOipError(refused, 400, 'BAD_REQUEST');
+      assert.match(refused.json.error, /not base64/);
       const name = { inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: kitten.length + 4 } }] };
       assertOipError(await infer(url, path, name, [bytesTensor([kitten])]), 400, 'BAD_REQUEST');
       const output = { ...imageRequest([kitten]), outputs: [{ name: 'probabilities' }] };

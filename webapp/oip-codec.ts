@@ -160,6 +160,9 @@ function flatData(input: OipInput): unknown[] {
   return values;
 }
 
+/** Standard or URL-safe base64, padded or not. */
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
 /** Encoded images of a BYTES input: binary elements, or JSON strings (UTF-8, or base64 when the parameter says so). */
 function imagesOf(input: OipInput, binary: Buffer | undefined): Buffer[] {
   let elements: Buffer[];
@@ -168,8 +171,14 @@ function imagesOf(input: OipInput, binary: Buffer | undefined): Buffer[] {
   } else {
     const data = flatData(input);
     if (!data.every((d): d is string => typeof d === 'string')) throw badRequest(`BYTES input ${input.name}: data must be strings`);
-    const encoding = input.parameters?.content_type === 'base64' ? 'base64' : 'utf8';
-    elements = data.map((d) => Buffer.from(d, encoding));
+    if (input.parameters?.content_type === 'base64') {
+      // Buffer.from skips characters outside the alphabet: say so instead of decoding garbage into BAD_IMAGE.
+      const bad = data.findIndex((d) => !BASE64.test(d));
+      if (bad >= 0) throw badRequest(`BYTES input ${input.name}: element ${bad} is not base64 (content_type says it is)`);
+      elements = data.map((d) => Buffer.from(d, 'base64'));
+    } else {
+      elements = data.map((d) => Buffer.from(d, 'utf8'));
+    }
   }
   const { shape } = input;
   if (!(shape.length === 1 || (shape.length === 2 && shape[1] === 1))) {
