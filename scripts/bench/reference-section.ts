@@ -4,6 +4,7 @@
  * broker speaks) against the C broker with C `mdworker`s and against Zerve with the same C workers and
  * with Zerve's credit-based echo worker. Each setup gets N requests in flight for N = 1, 16, 256, 1000,
  * two client processes, and sync round trips; Zerve's rows are printed as ratios of the C broker's.
+ * The issue's targets are judged on alternating rounds with the setups up at once (alternating-rounds.ts).
  */
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
