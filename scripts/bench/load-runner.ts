@@ -46,16 +46,16 @@ export async function runLoad(task: () => Promise<unknown>, options: LoadOptions
   const minLatencies = options.minLatencies ?? 0;
   const started = performance.now();
   const measureFrom = started + warmUpMs;
-  const latestEnd = measureFrom + Math.max(durationMs, options.maxDurationMs ?? 60_000);
+  const longestMs = Math.max(durationMs, options.maxDurationMs ?? 60_000);
   const latencies: number[] = [];
   let errors = 0;
   let firstError: unknown;
   let completedInWindow = 0;
-  const plannedEnd = measureFrom + durationMs;
   /** When the `minLatencies`-th request was timed: the window closes then, or at its planned end if later. */
   let enoughAt = minLatencies === 0 ? measureFrom : Number.POSITIVE_INFINITY;
-  const closesAt = () => Math.max(plannedEnd, Math.min(enoughAt, latestEnd));
-  const open = (now: number) => now <= closesAt();
+  // As a length, not an end minus a start: a planned window of 40 ms reports 40, not 40.00000000000023.
+  const windowMs = () => Math.max(durationMs, Math.min(enoughAt - measureFrom, longestMs));
+  const open = (now: number) => now - measureFrom <= windowMs();
 
   const loop = async (): Promise<void> => {
     while (open(performance.now())) {
@@ -76,17 +76,17 @@ export async function runLoad(task: () => Promise<unknown>, options: LoadOptions
   };
   await Promise.all(Array.from({ length: options.concurrency }, loop));
   latencies.sort((a, b) => a - b);
-  const windowMs = closesAt() - measureFrom;
+  const measuredMs = windowMs();
   return {
     concurrency: options.concurrency,
     completed: completedInWindow,
     errors,
     ...(errors > 0 ? { firstError: firstError instanceof Error ? firstError.message : String(firstError) } : {}),
-    perSecond: (completedInWindow * 1000) / windowMs,
+    perSecond: (completedInWindow * 1000) / measuredMs,
     timed: latencies.length,
     p50Ms: percentile(latencies, 0.5),
     p99Ms: percentile(latencies, 0.99),
-    durationMs: windowMs,
+    durationMs: measuredMs,
   };
 }
 
