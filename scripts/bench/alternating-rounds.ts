@@ -6,14 +6,11 @@
  * 10-40% with whatever else the two cores run in that minute; in rounds, each round of a setup is
  * divided by the C broker's round beside it and the median of those ratios is reported.
  */
-import { fileURLToPath } from 'node:url';
-import type { ZguideBuild } from '../zguide-reference.ts';
 import { freePort } from './bench-cluster.ts';
-import { CliChild, CHILD_ENV } from './cli-child.ts';
+import { CliChild } from './cli-child.ts';
 import { EchoLoad } from './echo-load.ts';
 import { median } from './load-runner.ts';
-
-const MINIMAL_BROKER = fileURLToPath(new URL('./minimal-broker.ts', import.meta.url));
+import { guideProgram, startMinimalBroker, type ZguideBuilt } from './reference-brokers.ts';
 
 export type RoundsSetup = 'C mdbroker + 1 C mdworker' | 'minimal zeromq.js broker + 1 C mdworker' | 'Zerve + 1 C mdworker' | 'Zerve + 1 Zerve echo worker';
 
@@ -41,23 +38,19 @@ export interface RoundsOptions {
 }
 
 /** Starts the four setups, runs their rounds in alternating order (forward, then backward) and stops them. */
-export async function alternatingRounds(build: Extract<ZguideBuild, { dir: string }>, options: RoundsOptions): Promise<RoundsRow[]> {
+export async function alternatingRounds(build: ZguideBuilt, options: RoundsOptions): Promise<RoundsRow[]> {
   const children: CliChild[] = [];
   const setups: { setup: RoundsSetup; load: EchoLoad; perSecond: number[]; p50Us: number[]; unexpected: number }[] = [];
-  const cWorker = (endpoint: string) => CliChild.program(build.path('mdworker'), [], { ...CHILD_ENV, MDP_ENDPOINT: endpoint });
   const start = async (setup: RoundsSetup) => {
     const endpoint = `tcp://127.0.0.1:${await freePort()}`;
     const backend = `tcp://127.0.0.1:${await freePort()}`;
     if (setup.startsWith('C ')) {
-      children.push(CliChild.program(build.path('mdbroker'), [], { ...CHILD_ENV, MDP_ENDPOINT: endpoint }), cWorker(endpoint));
+      children.push(guideProgram(build, 'mdbroker', endpoint), guideProgram(build, 'mdworker', endpoint));
     } else if (setup.startsWith('minimal')) {
-      const broker = CliChild.program(process.execPath, ['--import', 'tsx', MINIMAL_BROKER, endpoint]);
-      children.push(broker);
-      await broker.waitForLine(/minimal broker at/);
-      children.push(cWorker(endpoint));
+      children.push(await startMinimalBroker(endpoint), guideProgram(build, 'mdworker', endpoint));
     } else {
       children.push(new CliChild(['broker', '--frontend', endpoint, '--backend', backend]));
-      children.push(setup.endsWith('echo worker') ? new CliChild(['worker', 'echo', '--capacity', '64', '--connect', backend]) : cWorker(backend));
+      children.push(setup.endsWith('echo worker') ? new CliChild(['worker', 'echo', '--capacity', '64', '--connect', backend]) : guideProgram(build, 'mdworker', backend));
     }
     const load = new EchoLoad({ endpoint, version: 1 });
     setups.push({ setup, load, perSecond: [], p50Us: [], unexpected: 0 });

@@ -17,6 +17,7 @@ import { CliChild, CHILD_ENV } from './cli-child.ts';
 import { EchoLoad } from './echo-load.ts';
 import { freePort } from './bench-cluster.ts';
 import { processCpuUs } from './process-cpu.ts';
+import { guideProgram, startMinimalBroker } from './reference-brokers.ts';
 
 const [kind = 'c', workerCount = '1', windows = '1,1000', seconds = '5'] = process.argv.slice(2);
 const build = await buildZguideReference();
@@ -30,17 +31,16 @@ const cBroker = process.env.BROKER === 'c';
 // BROKER=minimal runs the least a zeromq.js broker can do (scripts/bench/minimal-broker.ts): zeromq.js's own floor.
 const minimal = process.env.BROKER === 'minimal';
 const broker = cBroker
-  ? CliChild.program(build.path('mdbroker'), [], { ...CHILD_ENV, MDP_ENDPOINT: frontend })
+  ? guideProgram(build, 'mdbroker', frontend)
   : minimal
-    ? CliChild.program(process.execPath, ['--import', 'tsx', new URL('./minimal-broker.ts', import.meta.url).pathname, frontend], CHILD_ENV)
+    ? await startMinimalBroker(frontend)
     : new CliChild(['broker', '--frontend', frontend, '--backend', backend], CLI_PATH, CHILD_ENV, [process.execPath, ...nodeFlags, '--import', 'tsx', CLI_PATH]);
 const workerEndpoint = cBroker || minimal ? frontend : backend;
 const workers = Array.from({ length: Number(workerCount) }, () =>
   kind === 'c'
-    ? CliChild.program(build.path('mdworker'), [], { ...CHILD_ENV, MDP_ENDPOINT: workerEndpoint })
+    ? guideProgram(build, 'mdworker', workerEndpoint)
     : new CliChild(['worker', 'echo', '--capacity', '64', '--connect', workerEndpoint]),
 );
-if (minimal) await broker.waitForLine(/minimal broker at/);
 console.log(`broker pid ${broker.pid}`);
 const load = new EchoLoad({ endpoint: frontend, version: 1 });
 try {

@@ -11,10 +11,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ECHO_SERVICE } from '../../shared/protocol.ts';
 import { buildZguideReference } from '../zguide-reference.ts';
 import type { BenchCluster } from './bench-cluster.ts';
-import { CliChild, CHILD_ENV } from './cli-child.ts';
+import { CliChild } from './cli-child.ts';
 import { EchoLoad, type PipelinedResult, type RoundTripResult } from './echo-load.ts';
 import { freePort } from './bench-cluster.ts';
 import { alternatingRounds, type RoundsRow } from './alternating-rounds.ts';
+import { guideProgram, startMinimalBroker } from './reference-brokers.ts';
 import { withProcessCpu } from './process-cpu.ts';
 import { ReportTable } from './report-table.ts';
 
@@ -28,7 +29,6 @@ const ROUNDS = 7;
 const ROUND_PIPELINED_MS = 1500;
 const ROUND_ROUND_TRIPS = 1000;
 const LOAD_CHILD = fileURLToPath(new URL('./echo-load-child.ts', import.meta.url));
-const MINIMAL_BROKER = fileURLToPath(new URL('./minimal-broker.ts', import.meta.url));
 const MINIMAL_SETUP = 'minimal zeromq.js broker + 1 C mdworker';
 
 export interface ReferenceRow {
@@ -67,13 +67,13 @@ export async function benchReference(cluster: BenchCluster, options: ReferenceBe
   }
   const rows: ReferenceRow[] = [];
   const cWorkers = (endpoint: string, count: number) =>
-    Array.from({ length: count }, () => CliChild.program(build.path('mdworker'), [], { ...CHILD_ENV, MDP_ENDPOINT: endpoint }));
+    Array.from({ length: count }, () => guideProgram(build, 'mdworker', endpoint));
 
   // A fresh C broker per setup: it keeps sending to a stopped worker until that worker's heartbeat expires.
   for (const count of [1, 2]) {
     const name = `C mdbroker + ${count} C mdworker${count > 1 ? 's' : ''}`;
     const cEndpoint = `tcp://127.0.0.1:${await freePort()}`;
-    const cBroker = CliChild.program(build.path('mdbroker'), [], { ...CHILD_ENV, MDP_ENDPOINT: cEndpoint });
+    const cBroker = guideProgram(build, 'mdbroker', cEndpoint);
     const workers = cWorkers(cEndpoint, count);
     try {
       rows.push(await measureSetup(name, 'C', name, cEndpoint, cBroker.pid, options));
@@ -85,10 +85,9 @@ export async function benchReference(cluster: BenchCluster, options: ReferenceBe
   // The same load through the least a zeromq.js broker can do: what zeromq.js costs before any broker logic.
   {
     const endpoint = `tcp://127.0.0.1:${await freePort()}`;
-    const minimal = CliChild.program(process.execPath, ['--import', 'tsx', MINIMAL_BROKER, endpoint]);
+    const minimal = await startMinimalBroker(endpoint);
     const workers = cWorkers(endpoint, 1);
     try {
-      await minimal.waitForLine(/minimal broker at/);
       rows.push(await measureSetup(MINIMAL_SETUP, 'zeromq.js', 'C mdbroker + 1 C mdworker', endpoint, minimal.pid, options));
     } finally {
       await Promise.all([...workers, minimal].map((c) => c.stop()));
