@@ -142,7 +142,7 @@ export class BrokerSecurity extends EventEmitter {
   admitWorker(identity: Buffer, extension: ReadyExtension | undefined): WorkerAdmission {
     if (!this.keyPair) return { ok: true };
     const proof = extension?.keyProof;
-    if (!proof) return { ok: false, reason: 'READY without a key proof on a CURVE worker socket (Zerve workers send one; see README)' };
+    if (!proof) return { ok: false, reason: 'READY without a key proof on a CURVE worker socket (Zerve workers send one; see docs/operations.md)' };
     if (!verifyKeyProof(proof, this.keyPair.secretKey, identity)) return { ok: false, reason: 'READY with a key proof that does not verify' };
     if (!this.workerKeyAllowed(proof.publicKey)) return { ok: false, reason: 'READY from a key no longer in the allowlist' };
     this.keyOf.set(identity.toString('hex'), proof.publicKey);

@@ -586,7 +586,7 @@ async function main(): Promise<void> {
     );
     out.push(oipTable(oip));
     out.push('');
-    out.push(`3b. Result cache: ${MODEL} on the same workers (${CLUSTER_SETUPS.at(-1)!.name}), ZerveClient.classify, concurrency ${CACHE_CONCURRENCY}`);
+    out.push(`3c. Result cache: ${MODEL} on the same workers (${CLUSTER_SETUPS.at(-1)!.name}), ZerveClient.classify, concurrency ${CACHE_CONCURRENCY}`);
     out.push(cacheTable(cacheRows));
   }
   if (metrics) {

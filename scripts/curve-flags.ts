@@ -1,5 +1,5 @@
 /**
- * The CURVE flags of the CLI, with the same names everywhere (README "Keys and authentication"):
+ * The CURVE flags of the CLI, with the same names everywhere (docs/operations.md, "Keys and authentication"):
  * the broker's own on `zerve broker` and `zerve up`, the connecting side's on every command that
  * connects to a broker (any command with `--broker` or `--connect`). Values resolve like every option:
  * flag, `ZERVE_*` variable, config file (shared/config.ts `CurveOptions`).

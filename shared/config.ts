@@ -18,7 +18,7 @@ export interface HeartbeatOptions {
   heartbeatLiveness: number;
 }
 
-/** CURVE on connections to the broker; every process that connects takes these (README "Keys and authentication"). */
+/** CURVE on connections to the broker; every process that connects takes these (docs/operations.md, "Keys and authentication"). */
 export interface CurveOptions {
   /** This process's own CURVE secret key file (`NAME.key`, `NAME.pub` beside it); '' for none. @defaultValue '' */
   curveKey: string;

@@ -230,7 +230,7 @@ describe('CURVE keys and authentication (ZAP)', function () {
     assert.equal((await c.workers()).length, 2);
   });
 
-  it('on the client socket: allowlist admits listed keys only, curve admits any key (pyzmq, from the README), plain stays plain', async () => {
+  it('on the client socket: allowlist admits listed keys only, curve admits any key (pyzmq, from docs/operations.md), plain stays plain', async () => {
     const clientsFile = join(dir.path, 'clients.txt');
     await writeFile(clientsFile, readKeyPair(key('client')).publicKey + '\n');
     const { broker, lines } = await curveBroker({ clientAuth: 'allowlist', authorizedClients: clientsFile });
@@ -246,9 +246,9 @@ describe('CURVE keys and authentication (ZAP)', function () {
 
     const open = await curveBroker({ clientAuth: 'curve' });
     await keyedWorker(open.broker, 'host-b');
-    const readme = await readFile(join(REPO_ROOT, 'README.md'), 'utf8');
-    const snippet = /<!-- pyzmq-curve-client[^]*?```python\n([^]*?)```/.exec(readme)?.[1];
-    assert.ok(snippet, 'the README has the pyzmq CURVE client');
+    const operations = await readFile(join(REPO_ROOT, 'docs', 'operations.md'), 'utf8');
+    const snippet = /<!-- pyzmq-curve-client[^]*?```python\n([^]*?)```/.exec(operations)?.[1];
+    assert.ok(snippet, 'docs/operations.md has the pyzmq CURVE client');
     const { stdout } = await run(PYTHON, ['-c', snippet], { cwd: keys, env: { ...process.env, ZERVE_BROKER: open.broker.frontendEndpoint }, timeout: 20_000 });
     assert.equal(stdout.trim(), 'hello over CURVE');
     // Without --client-auth, a client with keys stays plain, and a plain client socket serves it.

@@ -106,7 +106,7 @@ export class TrainingRoutes {
       const datasets = await this.ask<DatasetSummary[]>(DATASETS_LIST, []);
       const dataset = datasets.find((d) => d.id === request.datasetId) ?? datasets.find((d) => d.name === request.datasetId);
       // datasets.list answers for one worker's data folder; a dataset held on another host is offered as
-      // datasets.fetch.<id>, and the training worker fetches it (README "Across hosts").
+      // datasets.fetch.<id>, and the training worker fetches it (docs/training.md, "Across hosts").
       if (!dataset && !(await this.context.catalog.offers(datasetFetchService(request.datasetId)))) {
         throw new ZerveError('UNKNOWN_DATASET', `no dataset ${JSON.stringify(request.datasetId)}: add it first`);
       }

@@ -3,7 +3,7 @@ import Table from 'cli-table3';
 export type Align = 'left' | 'right';
 export type Cell = string | number;
 
-/** One table of the benchmark's report, rendered for the terminal (cli-table3) and as Markdown (README). */
+/** One table of the benchmark's report, rendered for the terminal (cli-table3) and as Markdown (docs/benchmarks.md). */
 export class ReportTable {
   readonly rows: Cell[][] = [];
 
