@@ -34,7 +34,7 @@ import type { PendingRequest } from './pending-request.ts';
 import { ServiceQueue } from './service-queue.ts';
 import { WorkerRegistry, type WorkerRecord } from './worker-registry.ts';
 
-/** Services whose requests may be sent to another worker when theirs dies. */
+/** How often requests, queued and in flight, are checked for passed deadlines (at most every heartbeat interval). */
 const SWEEP_INTERVAL_MS = 50;
 /** Longest retry hint an OVERLOADED answer gives (also the hint when the queue has not drained lately). */
 const RETRY_AFTER_CEILING_MS = 60_000;
@@ -42,7 +42,8 @@ const RETRY_AFTER_CEILING_MS = 60_000;
 /**
  * The Majordomo broker: a ROUTER frontend for clients and a ROUTER backend for workers (either socket
  * accepts both kinds of peer, so single-socket MDP setups work too). Credit-based dispatch: a request
- * goes only to a worker with free capacity, per-service FIFO; heartbeats both ways; requeue of
+ * goes only to a worker with free capacity; within a service each client has its own FIFO and dispatch
+ * takes one request from each client in turn (`ServiceQueue`); heartbeats both ways; requeue of
  * idempotent requests when a worker dies; bounded queues and deadlines.
  *
  * Events: `'worker-ready'` (WorkerInfo) when a worker registers or changes its services,
@@ -94,7 +95,7 @@ export class Broker extends EventEmitter {
     if (!(o.heartbeatIntervalMs > 0 && o.heartbeatLiveness >= 1 && o.defaultDeadlineMs > 0)) {
       throw new ZerveError('BAD_REQUEST', 'heartbeatIntervalMs, heartbeatLiveness and defaultDeadlineMs must be positive');
     }
-    if (!(o.maxQueuedPerService >= 0 && o.maxRequeues >= 0 && o.maxPendingSends > 0)) {
+    if (!(o.maxQueuedPerService >= 0 && o.maxRequeues >= 0)) {
       throw new ZerveError('BAD_REQUEST', 'queue limits must not be negative');
     }
     this.deadlineCaps = Object.entries(o.maxDeadlineMs).sort(([a], [b]) => b.length - a.length);
@@ -128,14 +129,14 @@ export class Broker extends EventEmitter {
     const frontendRole = sameEndpoint ? 'backend' : 'frontend';
     this.frontend = new zmq.Router({ ...socketOptions, ...this.security.socketOptions(frontendRole) });
     this.security.observe(this.frontend, frontendRole);
-    this.frontendSends = new SendQueue(this.frontend, this.log.child({ socket: merged ? 'shared' : 'frontend' }), o.maxPendingSends);
+    this.frontendSends = new SendQueue(this.frontend, this.log.child({ socket: merged ? 'shared' : 'frontend' }));
     if (merged) {
       this.backend = this.frontend;
       this.backendSends = this.frontendSends;
     } else {
       this.backend = new zmq.Router({ ...socketOptions, ...this.security.socketOptions('backend') });
       this.security.observe(this.backend, 'backend');
-      this.backendSends = new SendQueue(this.backend, this.log.child({ socket: 'backend' }), o.maxPendingSends);
+      this.backendSends = new SendQueue(this.backend, this.log.child({ socket: 'backend' }));
     }
     await bindWithRetry(this.frontend, wildcardPort(o.frontend), this.log);
     this.frontendEndpoint = this.frontend.lastEndpoint ?? o.frontend;
@@ -257,9 +258,6 @@ export class Broker extends EventEmitter {
     };
     const nameProblem = serviceNameProblem(serviceFrame, this.options.maxServiceNameBytes);
     if (nameProblem) return this.answer(request, 'BAD_REQUEST', nameProblem);
-    if (via.full || this.backendSends!.full) {
-      return this.answer(request, 'OVERLOADED', 'broker send queues are full');
-    }
     const queue = this.queues.get(service);
     if (!queue || queue.length === 0) {
       const worker = this.workers.pick(service);

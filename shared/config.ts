@@ -83,8 +83,6 @@ export interface BrokerOptions extends HeartbeatOptions, BrokerSecurityOptions {
   maxMessageBytes: number;
   /** Messages buffered per peer before sends wait (ZMQ_SNDHWM / ZMQ_RCVHWM). @defaultValue 100000 */
   highWaterMark: number;
-  /** Messages waiting in a socket's send queue before new requests are answered OVERLOADED. @defaultValue 10000 */
-  maxPendingSends: number;
   /**
    * How often the broker gives freed native memory back to the OS (glibc `malloc_trim`): without it,
    * RSS stays near its peak after a burst of messages. 0 turns it off. @defaultValue 10000
@@ -108,7 +106,6 @@ export const DEFAULT_BROKER_OPTIONS: BrokerOptions = {
   maxRequeues: 2,
   maxMessageBytes: 64 * 1024 * 1024,
   highWaterMark: 100_000,
-  maxPendingSends: 10_000,
   memoryTrimIntervalMs: 10_000,
 };
 
