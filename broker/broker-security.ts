@@ -61,11 +61,11 @@ export class BrokerSecurity extends EventEmitter {
     this.refusals = new RefusalLog(log);
     if (o.curveKey === '') {
       if (o.authorizedWorkers !== '' || this.clientAuth !== 'plain') {
-        throw new ZerveError('BAD_REQUEST', '--authorized-workers and --client-auth curve|allowlist need the broker\'s --curve-key (zerve keys generate broker)');
+        throw new ZerveError('BAD_CONFIG', '--authorized-workers and --client-auth curve|allowlist need the broker\'s --curve-key (zerve keys generate broker)');
       }
       if (!isLoopbackEndpoint(o.backend) && !o.insecure) {
         throw new ZerveError(
-          'BAD_REQUEST',
+          'BAD_CONFIG',
           `refusing to start: the worker socket ${o.backend} is reachable from other hosts and has no CURVE key, so anyone who ` +
             'reaches it could register as a worker and receive users\' requests. Give --curve-key FILE (zerve keys generate broker) ' +
             'and --authorized-workers PATH, bind a loopback address, or pass --insecure to run it open anyway.',
@@ -77,7 +77,7 @@ export class BrokerSecurity extends EventEmitter {
     this.keyPair = readKeyPair(o.curveKey);
     if (o.authorizedWorkers !== '') this.workerKeys = new KeyAllowlist(o.authorizedWorkers, log.child({ allowlist: WORKERS_DOMAIN }));
     if (this.clientAuth === 'allowlist') {
-      if (o.authorizedClients === '') throw new ZerveError('BAD_REQUEST', '--client-auth allowlist needs --authorized-clients PATH');
+      if (o.authorizedClients === '') throw new ZerveError('BAD_CONFIG', '--client-auth allowlist needs --authorized-clients PATH');
       this.clientKeys = new KeyAllowlist(o.authorizedClients, log.child({ allowlist: CLIENTS_DOMAIN }));
     }
     this.context = new zmq.Context();

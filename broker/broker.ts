@@ -5,7 +5,6 @@ import { DEFAULT_BROKER_OPTIONS, type BrokerOptions } from '../shared/config.ts'
 import { ZerveError, type ErrorCode } from '../shared/errors.ts';
 import { logger, type Logger } from '../shared/logger.ts';
 import { encodeError, encodeJson, headerDeadlineMs, type ServiceInfo } from '../shared/messages.ts';
-import { INFER_PREFIX } from '../shared/infer-messages.ts';
 import {
   MDPC01,
   MDPC02,
@@ -93,10 +92,10 @@ export class Broker extends EventEmitter {
     this.options = { ...DEFAULT_BROKER_OPTIONS, ...options };
     const o = this.options;
     if (!(o.heartbeatIntervalMs > 0 && o.heartbeatLiveness >= 1 && o.defaultDeadlineMs > 0)) {
-      throw new ZerveError('BAD_REQUEST', 'heartbeatIntervalMs, heartbeatLiveness and defaultDeadlineMs must be positive');
+      throw new ZerveError('BAD_CONFIG', 'heartbeatIntervalMs, heartbeatLiveness and defaultDeadlineMs must be positive');
     }
     if (!(o.maxQueuedPerService >= 0 && o.maxRequeues >= 0)) {
-      throw new ZerveError('BAD_REQUEST', 'queue limits must not be negative');
+      throw new ZerveError('BAD_CONFIG', 'queue limits must not be negative');
     }
     this.deadlineCaps = Object.entries(o.maxDeadlineMs).sort(([a], [b]) => b.length - a.length);
     this.log = log.child({ component: 'broker' });

@@ -63,7 +63,7 @@ export class ZerveClient {
     this.options = { ...DEFAULT_CLIENT_OPTIONS, ...options };
     const o = this.options;
     if (!(o.timeoutMs > 0 && o.retries >= 0 && o.maxInFlight >= 1)) {
-      throw new ZerveError('BAD_REQUEST', 'timeoutMs and maxInFlight must be positive, retries not negative');
+      throw new ZerveError('BAD_CONFIG', 'timeoutMs and maxInFlight must be positive, retries not negative');
     }
     this.log = log.child({ component: 'client' });
     this.curve = clientCurveSocketOptions(this.options);

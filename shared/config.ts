@@ -272,7 +272,7 @@ function envName(key: string): string {
 function coerce(key: string, value: unknown, like: unknown): unknown {
   if (typeof like === 'number') {
     const n = typeof value === 'number' ? value : Number(value);
-    if (!Number.isFinite(n)) throw new ZerveError('BAD_REQUEST', `option ${key} must be a number, got ${String(value)}`);
+    if (!Number.isFinite(n)) throw new ZerveError('BAD_CONFIG', `option ${key} must be a number, got ${String(value)}`);
     return n;
   }
   if (typeof like === 'boolean') return value === true || value === 'true' || value === '1';
@@ -292,7 +292,7 @@ function coerceNumberMap(key: string, value: unknown): Record<string, number> {
         ? Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, Number(v)] as const)
         : [];
   if (entries.length === 0 || entries.some(([, n]) => !(Number.isFinite(n) && n > 0))) {
-    throw new ZerveError('BAD_REQUEST', `option ${key} must be prefix=number pairs separated by commas, got ${String(value)}`);
+    throw new ZerveError('BAD_CONFIG', `option ${key} must be prefix=number pairs separated by commas, got ${String(value)}`);
   }
   return Object.fromEntries(entries);
 }
@@ -312,7 +312,7 @@ export function resolveOptions<T extends object>(
     try {
       file = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
     } catch (err) {
-      throw new ZerveError('BAD_REQUEST', `cannot read config file ${configPath}`, { cause: err });
+      throw new ZerveError('BAD_CONFIG', `cannot read config file ${configPath}`, { cause: err });
     }
   }
   const result: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };

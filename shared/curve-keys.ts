@@ -96,7 +96,7 @@ export async function generateKeyFiles(name: string, dir: string): Promise<{ key
 function readField(file: string, text: string, field: 'public-key' | 'secret-key'): string | undefined {
   const match = new RegExp(`^\\s*${field}\\s*=\\s*"([^"]*)"\\s*$`, 'm').exec(text);
   if (!match) return undefined;
-  if (!isZ85Key(match[1]!)) throw new ZerveError('BAD_REQUEST', `${file}: ${field} is not a CURVE key (40 Z85 characters)`);
+  if (!isZ85Key(match[1]!)) throw new ZerveError('BAD_CONFIG', `${file}: ${field} is not a CURVE key (40 Z85 characters)`);
   return match[1]!;
 }
 
@@ -104,7 +104,7 @@ function readText(file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ZerveError('BAD_REQUEST', `cannot read ${what} ${file}: ${(err as Error).message}`, { cause: err });
+    throw new ZerveError('BAD_CONFIG', `cannot read ${what} ${file}: ${(err as Error).message}`, { cause: err });
   }
 }
 
@@ -112,11 +112,11 @@ function readText(file: string, what: string): string {
 export function readKeyPair(file: string): CurveKeyPair {
   const text = readText(file, 'CURVE secret key file');
   const secretKey = readField(file, text, 'secret-key');
-  if (!secretKey) throw new ZerveError('BAD_REQUEST', `${file} holds no secret-key: pass the .key file written by zerve keys generate, not the .pub`);
+  if (!secretKey) throw new ZerveError('BAD_CONFIG', `${file} holds no secret-key: pass the .key file written by zerve keys generate, not the .pub`);
   const publicKey = publicKeyOf(secretKey);
   const written = readField(file, text, 'public-key');
   if (written !== undefined && written !== publicKey) {
-    throw new ZerveError('BAD_REQUEST', `${file}: its public-key does not belong to its secret-key`);
+    throw new ZerveError('BAD_CONFIG', `${file}: its public-key does not belong to its secret-key`);
   }
   return { publicKey, secretKey };
 }
@@ -124,7 +124,7 @@ export function readKeyPair(file: string): CurveKeyPair {
 /** Reads a public key from a `.pub` file (`--broker-key`, allowlist entries). */
 export function readPublicKey(file: string): string {
   const publicKey = readField(file, readText(file, 'CURVE public key file'), 'public-key');
-  if (!publicKey) throw new ZerveError('BAD_REQUEST', `${file} holds no public-key`);
+  if (!publicKey) throw new ZerveError('BAD_CONFIG', `${file} holds no public-key`);
   return publicKey;
 }
 
@@ -138,7 +138,7 @@ export function readAllowlist(path: string): Map<string, string> {
   try {
     isFolder = statSync(path).isDirectory();
   } catch (err) {
-    throw new ZerveError('BAD_REQUEST', `cannot read allowlist ${path}: ${(err as Error).message}`, { cause: err });
+    throw new ZerveError('BAD_CONFIG', `cannot read allowlist ${path}: ${(err as Error).message}`, { cause: err });
   }
   if (isFolder) {
     for (const name of readdirSync(path).filter((n) => n.endsWith('.pub')).sort()) {
@@ -152,7 +152,7 @@ export function readAllowlist(path: string): Map<string, string> {
     const line = raw.trim();
     if (line === '' || line.startsWith('#') || line === 'metadata' || line === 'curve') continue;
     const key = /^public-key\s*=\s*"([^"]*)"$/.exec(line)?.[1] ?? line;
-    if (!isZ85Key(key)) throw new ZerveError('BAD_REQUEST', `${path}:${i + 1}: not a CURVE public key (40 Z85 characters)`);
+    if (!isZ85Key(key)) throw new ZerveError('BAD_CONFIG', `${path}:${i + 1}: not a CURVE public key (40 Z85 characters)`);
     keys.set(key, `${path}:${i + 1}`);
   }
   return keys;

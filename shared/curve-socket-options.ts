@@ -12,13 +12,13 @@ export const CLIENT_AUTH_MODES: readonly ClientAuth[] = ['plain', 'curve', 'allo
 
 /** Fails clearly when this zeromq build has no CURVE (libzmq without libsodium). */
 export function assertCurveAvailable(): void {
-  if (!zmq.capability.curve) throw new ZerveError('BAD_REQUEST', 'this zeromq build has no CURVE support (zmq.capability.curve is false); run without CURVE keys');
+  if (!zmq.capability.curve) throw new ZerveError('BAD_CONFIG', 'this zeromq build has no CURVE support (zmq.capability.curve is false); run without CURVE keys');
 }
 
 /** Checks a `--client-auth` value. */
 export function parseClientAuth(value: string): ClientAuth {
   if ((CLIENT_AUTH_MODES as readonly string[]).includes(value)) return value as ClientAuth;
-  throw new ZerveError('BAD_REQUEST', `--client-auth must be one of ${CLIENT_AUTH_MODES.join(', ')}, got ${JSON.stringify(value)}`);
+  throw new ZerveError('BAD_CONFIG', `--client-auth must be one of ${CLIENT_AUTH_MODES.join(', ')}, got ${JSON.stringify(value)}`);
 }
 
 /** zeromq.js options of a CURVE client socket. */
@@ -39,7 +39,7 @@ export interface WorkerCurve {
 export function workerCurve(o: CurveOptions): WorkerCurve | undefined {
   if (o.brokerKey === '') return undefined;
   if (o.curveKey === '') {
-    throw new ZerveError('BAD_REQUEST', '--broker-key needs --curve-key too: a worker authenticates with its own key pair (zerve keys generate NAME)');
+    throw new ZerveError('BAD_CONFIG', '--broker-key needs --curve-key too: a worker authenticates with its own key pair (zerve keys generate NAME)');
   }
   assertCurveAvailable();
   const keyPair = readKeyPair(o.curveKey);

@@ -1,9 +1,11 @@
 /**
  * The one catalog of error codes. The same codes travel on the wire (`{"error":{code,message}}`),
- * in HTTP bodies and in logs; the README's error table is checked against it in a test.
+ * in HTTP bodies and in logs; the README's error table is checked against it in a test. Each code has
+ * one meaning, since clients branch on codes.
  */
 export const ERROR_CODES = {
   BAD_REQUEST: 'The request is malformed: a frame is missing, or the header is not valid JSON or msgpack.',
+  BAD_CONFIG: 'A start-up option, config file or key file is invalid; the component refuses to start.',
   BAD_IMAGE: 'The image bytes could not be decoded.',
   IMAGE_TOO_LARGE: 'The image exceeds the byte or pixel limit.',
   PAYLOAD_TOO_LARGE: 'A request body other than an image exceeds its byte limit (a job body, a JSON body, a dataset upload).',
@@ -12,7 +14,7 @@ export const ERROR_CODES = {
   BAD_TRANSFER: 'A model file arrived corrupt or truncated (SHA-256 or size mismatch); nothing was installed.',
   UNKNOWN_MODEL: 'No such model or model version.',
   UNKNOWN_SERVICE: 'No such service.',
-  NOT_FOUND: 'No such HTTP route or sample image.',
+  NOT_FOUND: 'No such HTTP route (web app, /v2, metrics server) or sample image.',
   UNKNOWN_JOB: 'No such job.',
   UNKNOWN_RUN: 'No such training run or experiment.',
   NO_WORKERS: 'No worker offered the service before the deadline.',

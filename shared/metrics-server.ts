@@ -48,7 +48,7 @@ export class MetricsServer {
     this.options = { ...DEFAULT_METRICS_OPTIONS, ...options };
     const port = this.options.metricsPort;
     if (!(Number.isInteger(port) && port >= 0 && port < 65536)) {
-      throw new ZerveError('BAD_REQUEST', `metricsPort must be a port number, got ${port}`);
+      throw new ZerveError('BAD_CONFIG', `metricsPort must be a port number, got ${port}`);
     }
     this.log = log.child({ component: 'metrics' });
   }
@@ -94,7 +94,7 @@ export class MetricsServer {
       } else if (req.method === 'GET' && path === '/healthz') {
         res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"status":"ok"}');
       } else {
-        const error = new ZerveError('UNKNOWN_SERVICE', `no route ${req.method} ${path}: try GET /metrics or /healthz`);
+        const error = new ZerveError('NOT_FOUND', `no route ${req.method} ${path}: try GET /metrics or /healthz`);
         res.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify(error.toJSON()));
       }
     } catch (err) {

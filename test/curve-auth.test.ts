@@ -257,23 +257,23 @@ describe('CURVE keys and authentication (ZAP)', function () {
     assert.equal(String((await client(plain.broker, { brokerKey: pub('broker'), curveKey: key('client') }).request('echo', [Buffer.from('plain')]))[0]), 'plain');
   });
 
-  it('answers bad key options with BAD_REQUEST and says what is wrong', async () => {
+  it('answers bad key options with BAD_CONFIG and says what is wrong', async () => {
     const broker = (o: Partial<BrokerOptions>) => () => new Broker({ frontend: 'tcp://127.0.0.1:0', backend: 'tcp://127.0.0.1:0', ...o });
-    assert.throws(broker({ curveKey: pub('broker') }), { code: 'BAD_REQUEST', message: /holds no secret-key: pass the \.key file/ });
-    assert.throws(broker({ curveKey: key('broker'), authorizedWorkers: join(dir.path, 'missing') }), { code: 'BAD_REQUEST', message: /cannot read allowlist/ });
-    assert.throws(broker({ curveKey: key('broker'), clientAuth: 'maybe' }), { code: 'BAD_REQUEST', message: /--client-auth must be one of plain, curve, allowlist/ });
-    assert.throws(broker({ curveKey: key('broker'), clientAuth: 'allowlist' }), { code: 'BAD_REQUEST', message: /needs --authorized-clients/ });
-    assert.throws(broker({ authorizedWorkers: allowed }), { code: 'BAD_REQUEST', message: /need the broker's --curve-key/ });
+    assert.throws(broker({ curveKey: pub('broker') }), { code: 'BAD_CONFIG', message: /holds no secret-key: pass the \.key file/ });
+    assert.throws(broker({ curveKey: key('broker'), authorizedWorkers: join(dir.path, 'missing') }), { code: 'BAD_CONFIG', message: /cannot read allowlist/ });
+    assert.throws(broker({ curveKey: key('broker'), clientAuth: 'maybe' }), { code: 'BAD_CONFIG', message: /--client-auth must be one of plain, curve, allowlist/ });
+    assert.throws(broker({ curveKey: key('broker'), clientAuth: 'allowlist' }), { code: 'BAD_CONFIG', message: /needs --authorized-clients/ });
+    assert.throws(broker({ authorizedWorkers: allowed }), { code: 'BAD_CONFIG', message: /need the broker's --curve-key/ });
     const badList = join(dir.path, 'bad-list.txt');
     await writeFile(badList, 'hello\n');
-    assert.throws(broker({ curveKey: key('broker'), authorizedWorkers: badList }), { code: 'BAD_REQUEST', message: /bad-list\.txt:1: not a CURVE public key/ });
+    assert.throws(broker({ curveKey: key('broker'), authorizedWorkers: badList }), { code: 'BAD_CONFIG', message: /bad-list\.txt:1: not a CURVE public key/ });
     const broken = join(dir.path, 'broken.key');
     await writeFile(broken, 'curve\n    secret-key = "short"\n');
-    assert.throws(broker({ curveKey: broken }), { code: 'BAD_REQUEST', message: /secret-key is not a CURVE key/ });
-    assert.throws(() => new WorkerConnection(['echo'], async () => [], { brokerKey: pub('broker') }), { code: 'BAD_REQUEST', message: /--broker-key needs --curve-key/ });
-    assert.throws(() => new ZerveClient({ brokerKey: join(dir.path, 'missing.pub'), clientAuth: 'curve' }), { code: 'BAD_REQUEST', message: /cannot read CURVE public key file/ });
+    assert.throws(broker({ curveKey: broken }), { code: 'BAD_CONFIG', message: /secret-key is not a CURVE key/ });
+    assert.throws(() => new WorkerConnection(['echo'], async () => [], { brokerKey: pub('broker') }), { code: 'BAD_CONFIG', message: /--broker-key needs --curve-key/ });
+    assert.throws(() => new ZerveClient({ brokerKey: join(dir.path, 'missing.pub'), clientAuth: 'curve' }), { code: 'BAD_CONFIG', message: /cannot read CURVE public key file/ });
     // Secure by default: checked before anything binds.
-    assert.throws(broker({ backend: 'tcp://10.231.255.1:5556' }), { code: 'BAD_REQUEST', message: /refusing to start: the worker socket tcp:\/\/10\.231\.255\.1:5556 is reachable from other hosts and has no CURVE key/ });
+    assert.throws(broker({ backend: 'tcp://10.231.255.1:5556' }), { code: 'BAD_CONFIG', message: /refusing to start: the worker socket tcp:\/\/10\.231\.255\.1:5556 is reachable from other hosts and has no CURVE key/ });
     assert.doesNotThrow(broker({ backend: 'tcp://10.231.255.1:5556', insecure: true }));
   });
 

@@ -110,7 +110,7 @@ describe('inference image decoder', () => {
     // From the header alone: a small bomb (one row of pixel data) shows a decode would be BAD_IMAGE.
     await assert.rejects(decoder.decode(pngBomb(300, 300), spec()), (err) => code(err) === 'BAD_IMAGE');
     await assert.rejects(decoder.decode(pngBomb(), spec()), (err) => code(err) === 'IMAGE_TOO_LARGE');
-    assert.throws(() => new ImageDecoder({ maxImageBytes: 0 }), (err) => code(err) === 'BAD_REQUEST');
+    assert.throws(() => new ImageDecoder({ maxImageBytes: 0 }), (err) => code(err) === 'BAD_CONFIG');
   });
 });
 

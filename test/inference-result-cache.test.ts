@@ -95,7 +95,7 @@ describe('inference result cache', function () {
     } finally {
       await off.close();
     }
-    assert.throws(() => new ResultCache(-1), (err: { code?: string }) => err.code === 'BAD_REQUEST');
+    assert.throws(() => new ResultCache(-1), (err: { code?: string }) => err.code === 'BAD_CONFIG');
   });
 
   it('refuses a header whose cache option is not a boolean with BAD_REQUEST', async () => {

@@ -147,6 +147,6 @@ describe('cluster metrics (the broker shows the whole cluster, workers relayed i
     assert.deepEqual(await health.json(), { status: 'ok' });
     const missing = await fetch(`${base}/nope`);
     assert.equal(missing.status, 404);
-    assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'UNKNOWN_SERVICE');
+    assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'NOT_FOUND');
   });
 });

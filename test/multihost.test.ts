@@ -219,7 +219,7 @@ describe('multi-host cluster (network namespaces, CURVE)', function () {
     const args = ['broker', '--frontend', lab.ipc('open-frontend'), '--backend', lab.tcp(lab.broker, BACKEND_PORT + 1)];
     const refused = await lab.run(lab.broker, args);
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /BAD_REQUEST: refusing to start: the worker socket tcp:\/\/10\.231\.\d+\.1:5557 is reachable from other hosts and has no CURVE key/);
+    assert.match(refused.stderr, /BAD_CONFIG: refusing to start: the worker socket tcp:\/\/10\.231\.\d+\.1:5557 is reachable from other hosts and has no CURVE key/);
 
     const open = spawn(lab.broker, [...args, '--insecure']);
     await until('the insecure warning', () => logLines(open).some((l) => /^INSECURE/.test(l.msg)));

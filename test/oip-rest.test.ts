@@ -167,7 +167,7 @@ describe('Open Inference Protocol (v2) REST', function () {
       assertOipError(await call(url, '/v2/models/squeezenet/versions/7'), 404, 'UNKNOWN_MODEL');
       const route = await fetch(new URL('/v2/nothing/here', url));
       assert.equal(route.status, 404);
-      assert.equal(((await route.json()) as { code: string }).code, 'UNKNOWN_SERVICE');
+      assert.equal(((await route.json()) as { code: string }).code, 'NOT_FOUND');
     });
 
     it('stays ready while its one worker is too busy to describe the model, from what the worker last said, and not once the worker is gone', async () => {

@@ -388,7 +388,7 @@ describe('notifier', function () {
   });
 
   it('rejects an smtp option that is not an smtp URL', () => {
-    assert.throws(() => new Notifier({ smtp: 'mail.example.com' }, quiet), (err: unknown) => err instanceof ZerveError && err.code === 'BAD_REQUEST');
+    assert.throws(() => new Notifier({ smtp: 'mail.example.com' }, quiet), (err: unknown) => err instanceof ZerveError && err.code === 'BAD_CONFIG');
     notifier = new Notifier({}, quiet);
     assert.equal(notifier.emailEnabled, false);
   });

@@ -20,6 +20,7 @@ export const HTTP_STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   BAD_TRANSFER: 502,
   NOT_ADMITTED: 502,
   CANCELED: 409,
+  BAD_CONFIG: 500,
   INTERNAL: 500,
 };
 

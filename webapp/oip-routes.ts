@@ -158,7 +158,7 @@ export class OipRoutes {
   }
 
   private readonly notFound: RequestHandler = (req: Request) => {
-    throw new ZerveError('UNKNOWN_SERVICE', `no route ${req.method} ${req.originalUrl.split('?')[0]}`);
+    throw new ZerveError('NOT_FOUND', `no route ${req.method} ${req.originalUrl.split('?')[0]}`);
   };
 
 }

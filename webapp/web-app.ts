@@ -23,7 +23,6 @@ import { logger as rootLogger, type Logger } from '../shared/logger.ts';
 import { encodeHeader, encodeJson, type ClassifyReply, type RequestHeader } from '../shared/messages.ts';
 import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
 import { HttpMetrics } from './http-metrics.ts';
-import { HTTP_STATUS_OF } from './http-status.ts';
 import { httpErrorHandler, toZerveError } from './http-error.ts';
 import { ModelCatalog } from './model-catalog.ts';
 import { OipRoutes } from './oip-routes.ts';
@@ -86,10 +85,10 @@ export class WebApp {
     this.options = { ...DEFAULT_WEB_APP_OPTIONS, ...options };
     const o = this.options;
     if (!(Number.isInteger(o.http) && o.http >= 0 && o.http < 65536)) {
-      throw new ZerveError('BAD_REQUEST', `http must be a port number, got ${o.http}`);
+      throw new ZerveError('BAD_CONFIG', `http must be a port number, got ${o.http}`);
     }
     for (const key of ['maxUploadBytes', 'requestTimeoutMs', 'maxInFlight', 'probeTimeoutMs', 'eventsPollMs'] as const) {
-      if (!(o[key] > 0)) throw new ZerveError('BAD_REQUEST', `${key} must be positive, got ${o[key]}`);
+      if (!(o[key] > 0)) throw new ZerveError('BAD_CONFIG', `${key} must be positive, got ${o[key]}`);
     }
     this.log = log.child({ component: 'webapp' });
     this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, ...curveOptionsOf(o) }, log);

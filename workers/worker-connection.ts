@@ -93,7 +93,7 @@ export class WorkerConnection extends EventEmitter {
     this.options = { ...DEFAULT_WORKER_CONNECTION_OPTIONS, ...connection };
     this.isIdempotent = idempotent ?? (() => false);
     if (!(Number.isInteger(this.options.capacity) && this.options.capacity >= 1)) {
-      throw new ZerveError('BAD_REQUEST', `capacity must be a positive integer, got ${this.options.capacity}`);
+      throw new ZerveError('BAD_CONFIG', `capacity must be a positive integer, got ${this.options.capacity}`);
     }
     this.services = [...services];
     this.log = log.child({ component: 'worker', kind: this.options.kind });

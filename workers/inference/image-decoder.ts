@@ -65,7 +65,7 @@ export class ImageDecoder {
     for (const key of ['maxImageBytes', 'maxInputPixels'] as const) {
       const value = this.options[key];
       if (!Number.isInteger(value) || value < 1) {
-        throw new ZerveError('BAD_REQUEST', `${key} must be a positive integer; got ${value}`);
+        throw new ZerveError('BAD_CONFIG', `${key} must be a positive integer; got ${value}`);
       }
     }
   }

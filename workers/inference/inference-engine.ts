@@ -162,7 +162,7 @@ export class InferenceEngine extends EventEmitter {
     this.options = merged as unknown as InferenceOptions;
     this.options.models = path.resolve(this.options.models);
     if (!Number.isInteger(this.options.threads) || this.options.threads < 1) {
-      throw new ZerveError('BAD_REQUEST', `threads must be a positive integer; got ${this.options.threads}`);
+      throw new ZerveError('BAD_CONFIG', `threads must be a positive integer; got ${this.options.threads}`);
     }
     this.log = rootLogger.child({ component: 'inference-engine' });
     this.decoder = new ImageDecoder(this.options);

@@ -30,7 +30,7 @@ export const VERSION_NAME_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
 export function parseServeList(serve: string): ReadonlySet<string> | undefined {
   const names = serve.split(',').map((s) => s.trim()).filter((s) => s !== '');
   const bad = names.find((n) => !MODEL_NAME_PATTERN.test(n));
-  if (bad !== undefined) throw new ZerveError('BAD_REQUEST', `--serve takes model names separated by commas; ${JSON.stringify(bad)} is not one`);
+  if (bad !== undefined) throw new ZerveError('BAD_CONFIG', `--serve takes model names separated by commas; ${JSON.stringify(bad)} is not one`);
   return names.length === 0 ? undefined : new Set(names);
 }
 
@@ -110,7 +110,7 @@ export class ModelRepository extends EventEmitter {
     };
     this.served = parseServeList(this.options.serve);
     if (!(Number.isFinite(this.options.pollIntervalMs) && this.options.pollIntervalMs >= 10)) {
-      throw new ZerveError('BAD_REQUEST', `pollIntervalMs must be at least 10; got ${this.options.pollIntervalMs}`);
+      throw new ZerveError('BAD_CONFIG', `pollIntervalMs must be at least 10; got ${this.options.pollIntervalMs}`);
     }
     this.log = (options.logger ?? rootLogger).child({ component: 'model-repository', models: this.options.models });
   }

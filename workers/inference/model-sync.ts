@@ -55,7 +55,7 @@ export class ModelSync extends EventEmitter {
     super();
     this.options = { ...DEFAULT_MODEL_SYNC_OPTIONS, ...options };
     if (!(this.options.modelSyncIntervalMs >= 10 && this.options.modelSettleMs >= 0)) {
-      throw new ZerveError('BAD_REQUEST', 'modelSyncIntervalMs must be at least 10, modelSettleMs not negative');
+      throw new ZerveError('BAD_CONFIG', 'modelSyncIntervalMs must be at least 10, modelSettleMs not negative');
     }
     this.#holder = holder;
     this.#fetcher = fetcher;

@@ -99,7 +99,7 @@ export class ModelFetcher {
     this.options = { ...DEFAULT_MODEL_SYNC_OPTIONS, ...options };
     const { modelChunkBytes, modelChunkTimeoutMs, modelChunkRetries } = this.options;
     if (!(Number.isInteger(modelChunkBytes) && modelChunkBytes > 0 && modelChunkTimeoutMs > 0 && Number.isInteger(modelChunkRetries) && modelChunkRetries >= 0)) {
-      throw new ZerveError('BAD_REQUEST', 'modelChunkBytes and modelChunkTimeoutMs must be positive, modelChunkRetries a non-negative integer');
+      throw new ZerveError('BAD_CONFIG', 'modelChunkBytes and modelChunkTimeoutMs must be positive, modelChunkRetries a non-negative integer');
     }
     this.#models = path.resolve(models);
     this.#client = client;

@@ -40,7 +40,7 @@ export class ResultCache {
   /** @param maxBytes bound of keys plus predictions held; 0 turns the cache off */
   constructor(readonly maxBytes: number) {
     if (!(Number.isInteger(maxBytes) && maxBytes >= 0)) {
-      throw new ZerveError('BAD_REQUEST', `resultCacheBytes must be an integer >= 0, got ${maxBytes}`);
+      throw new ZerveError('BAD_CONFIG', `resultCacheBytes must be an integer >= 0, got ${maxBytes}`);
     }
     if (maxBytes > 0) {
       this.entries = new LRUCache<string, Prediction[]>({

@@ -75,10 +75,10 @@ export class JobService extends EventEmitter {
   ) {
     super();
     if (!(Number.isInteger(options.concurrency) && options.concurrency >= 1)) {
-      throw new RangeError('concurrency must be an integer >= 1');
+      throw new ZerveError('BAD_CONFIG', 'concurrency must be an integer >= 1');
     }
     if (!(Number.isInteger(options.maxAttempts) && options.maxAttempts >= 1)) {
-      throw new RangeError('maxAttempts must be an integer >= 1');
+      throw new ZerveError('BAD_CONFIG', 'maxAttempts must be an integer >= 1');
     }
     this.options = { ...options };
   }

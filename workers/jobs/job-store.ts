@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-import type { ErrorCode } from '../../shared/errors.ts';
+import { ZerveError, type ErrorCode } from '../../shared/errors.ts';
 import type { JobProgress, JobState, JobStatus, JobTicket } from '../../shared/jobs.ts';
 
 export interface JobStoreOptions {
@@ -125,9 +125,9 @@ export class JobStore {
   private readonly statements;
 
   constructor(options: JobStoreOptions) {
-    if (!(options.resultTtlMs >= 0)) throw new RangeError('resultTtlMs must be >= 0');
+    if (!(options.resultTtlMs >= 0)) throw new ZerveError('BAD_CONFIG', 'resultTtlMs must be >= 0');
     if (!(Number.isInteger(options.maxProgressEntries) && options.maxProgressEntries >= 0)) {
-      throw new RangeError('maxProgressEntries must be an integer >= 0');
+      throw new ZerveError('BAD_CONFIG', 'maxProgressEntries must be an integer >= 0');
     }
     this.options = { ...options };
     this.file = options.file;

@@ -38,7 +38,7 @@ export class JobsWorker {
   constructor(options: Partial<JobsOptions> = {}, log: Logger = rootLogger) {
     this.options = { ...DEFAULT_JOBS_OPTIONS, ...options };
     if (!(Number.isInteger(this.options.concurrency) && this.options.concurrency >= 1)) {
-      throw new ZerveError('BAD_REQUEST', `concurrency must be a positive integer, got ${this.options.concurrency}`);
+      throw new ZerveError('BAD_CONFIG', `concurrency must be a positive integer, got ${this.options.concurrency}`);
     }
     this.log = log.child({ component: 'jobs' });
     this.store = new JobStore({

@@ -41,7 +41,7 @@ export class DatasetStore {
   constructor(options: Partial<TrainingOptions> = {}, log: Logger = rootLogger) {
     this.#options = { ...DEFAULT_TRAINING_OPTIONS, ...options };
     for (const key of ['maxArchiveBytes', 'maxExpandedBytes', 'maxEntries', 'maxImageBytes', 'maxInputPixels'] as const) {
-      if (!(this.#options[key] > 0)) throw new ZerveError('BAD_REQUEST', `option ${key} must be positive`);
+      if (!(this.#options[key] > 0)) throw new ZerveError('BAD_CONFIG', `option ${key} must be positive`);
     }
     this.#log = log.child({ component: 'dataset-store' });
   }

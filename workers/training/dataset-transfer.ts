@@ -82,7 +82,7 @@ export class DatasetTransfer extends EventEmitter {
     this.options = { ...DEFAULT_DATASET_TRANSFER_OPTIONS, ...options };
     const { chunkBytes, maxChunkBytes, chunkTimeoutMs, lookupTimeoutMs, chunkRetries, progressIntervalMs } = this.options;
     if (!(chunkBytes > 0 && maxChunkBytes > 0 && chunkTimeoutMs > 0 && lookupTimeoutMs > 0 && Number.isInteger(chunkRetries) && chunkRetries >= 0 && progressIntervalMs >= 0)) {
-      throw new ZerveError('BAD_REQUEST', 'dataset transfer sizes and timeouts must be positive, chunkRetries a non-negative integer');
+      throw new ZerveError('BAD_CONFIG', 'dataset transfer sizes and timeouts must be positive, chunkRetries a non-negative integer');
     }
     this.#store = store;
     this.#client = client;

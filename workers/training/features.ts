@@ -106,7 +106,7 @@ export class FeatureExtractor {
 
   constructor(options: Partial<TrainingOptions> = {}) {
     this.#options = { ...DEFAULT_TRAINING_OPTIONS, ...options };
-    if (!(this.#options.embeddingBatchSize >= 1)) throw new ZerveError('BAD_REQUEST', 'embeddingBatchSize must be >= 1');
+    if (!(this.#options.embeddingBatchSize >= 1)) throw new ZerveError('BAD_CONFIG', 'embeddingBatchSize must be >= 1');
   }
 
   /** Cache key of a backbone: hash of the model bytes and the embedding/preprocessing spec. */

@@ -173,11 +173,11 @@ export class Notifier {
     };
     const { smtp, mailFrom, notifyTimeoutMs, notifyRetries, notifyRetryDelayMs } = this.options;
     if (!(notifyTimeoutMs > 0 && Number.isInteger(notifyRetries) && notifyRetries >= 0 && notifyRetryDelayMs >= 0)) {
-      throw new ZerveError('BAD_REQUEST', 'notifyTimeoutMs must be positive, notifyRetries an integer ≥ 0, notifyRetryDelayMs ≥ 0');
+      throw new ZerveError('BAD_CONFIG', 'notifyTimeoutMs must be positive, notifyRetries an integer ≥ 0, notifyRetryDelayMs ≥ 0');
     }
-    if (smtp !== '' && !/^smtps?:\/\/[^/]/i.test(smtp)) throw new ZerveError('BAD_REQUEST', 'smtp must be an smtp:// or smtps:// URL, or empty (no email)');
+    if (smtp !== '' && !/^smtps?:\/\/[^/]/i.test(smtp)) throw new ZerveError('BAD_CONFIG', 'smtp must be an smtp:// or smtps:// URL, or empty (no email)');
     // Loose on purpose (`zerve@localhost` is a fine sender); it only has to be one header line.
-    if (mailFrom !== '' && !/^[^\r\n]*@[^\r\n]*$/.test(mailFrom)) throw new ZerveError('BAD_REQUEST', `mailFrom must be an email address; got ${mailFrom}`);
+    if (mailFrom !== '' && !/^[^\r\n]*@[^\r\n]*$/.test(mailFrom)) throw new ZerveError('BAD_CONFIG', `mailFrom must be an email address; got ${mailFrom}`);
     this.from = mailFrom !== '' ? mailFrom : `zerve@${HOSTNAME}`;
     this.log = log.child({ component: 'notifier' });
     this.userAgent = `zerve/${codeVersion().codeVersion}`;

@@ -59,7 +59,7 @@ export class TrainingWorker {
     this.options = { ...DEFAULT_TRAINING_WORKER_OPTIONS, ...options };
     const { runConcurrency, runRetries, runCapacity } = this.options;
     if (!(Number.isInteger(runConcurrency) && runConcurrency >= 1 && Number.isInteger(runRetries) && runRetries >= 0 && Number.isInteger(runCapacity) && runCapacity >= 1)) {
-      throw new ZerveError('BAD_REQUEST', 'runConcurrency and runCapacity must be positive integers, runRetries not negative');
+      throw new ZerveError('BAD_CONFIG', 'runConcurrency and runCapacity must be positive integers, runRetries not negative');
     }
     this.log = log.child({ component: 'training-worker' });
     this.cancelService = `${TRAIN_CANCEL_PREFIX}${HOSTNAME}-${process.pid}-${randomBytes(3).toString('hex')}`;
