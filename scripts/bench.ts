@@ -29,7 +29,7 @@ import { makeBenchRepository } from './bench/bench-repository.ts';
 import { CliChild } from './bench/cli-child.ts';
 import { benchHttp, type HttpBenchOptions, type HttpBenchResult } from './bench/http-bench.ts';
 import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/echo-load.ts';
-import { errorsCell, runLoad, type LoadResult } from './bench/load-runner.ts';
+import { errorsCell, type LoadResult } from './bench/load-runner.ts';
 import { runLoadWithCpu, type LoadCpuResult } from './bench/load-cpu.ts';
 import { benchOip, type OipBenchRow } from './bench/oip-section.ts';
 import { withProcessCpu } from './bench/process-cpu.ts';
@@ -335,7 +335,6 @@ async function benchHttpSection(options: HttpBenchOptions): Promise<HttpSection>
 }
 
 interface HttpSection {
-  skipped?: string;
   result?: HttpBenchResult;
 }
 
@@ -578,7 +577,7 @@ async function main(): Promise<void> {
       `3. HTTP: ${HTTP_IMAGE}, on the last inference setup's workers (${CLUSTER_SETUPS.at(-1)!.name}); ` +
         `from concurrency ${http.result?.burstFrom ?? '-'} on, one burst of that many requests at once (queued at the broker), each answered once`,
     );
-    out.push(http.result ? httpTable(http.result) : `skipped: ${http.skipped ?? 'not run'}`);
+    out.push(http.result ? httpTable(http.result) : 'not run');
     out.push('');
     out.push(
       `3b. Open Inference Protocol: ${HTTP_IMAGE} on the same workers, web app in this process; /v2 sends the image as a BYTES element ` +

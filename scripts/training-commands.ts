@@ -21,7 +21,7 @@ import { DEFAULT_CLIENT_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions
 import { ZerveError } from '../shared/errors.ts';
 import { jobResult, submitJob, watchJob } from '../shared/job-client.ts';
 import { encodeJson } from '../shared/messages.ts';
-import { DATASETS_ADD, DATASETS_LIST, DIGITS_REQUEST, requestTraining, trainingJobFrames, type DatasetSummary, type RunRecord, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
+import { DATASETS_ADD, DIGITS_REQUEST, requestTraining, trainingJobFrames, type DatasetSummary, type RunRecord, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
 import { onShutdown, parseInteger, reportError, withClient } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 // The stores and the worker are imported when a command needs them (see scripts/zerve.ts).

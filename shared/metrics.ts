@@ -53,7 +53,3 @@ export const RELAYED_METRICS: readonly MetricSpec[] = [
   METRICS.jobs,
 ];
 
-/** Every name a scrape may show for a spec: histograms add `_bucket`, `_sum` and `_count`. */
-export function seriesNames(s: MetricSpec): string[] {
-  return s.type === 'histogram' ? [`${s.name}_bucket`, `${s.name}_sum`, `${s.name}_count`] : [s.name];
-}

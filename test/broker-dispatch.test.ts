@@ -73,7 +73,7 @@ describe('broker dispatch', () => {
 
   it('streams PARTIAL replies before the FINAL one', async () => {
     workers.push(
-      await startWorker(broker, ['progress'], async (body, ctx) => {
+      await startWorker(broker, ['progress'], async (_body, ctx) => {
         ctx.partial([json({ step: 1 })]);
         ctx.partial([json({ step: 2 })]);
         return [json({ done: true })];

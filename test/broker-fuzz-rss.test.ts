@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as zmq from 'zeromq';
 import { freePort } from '../scripts/bench/bench-cluster.ts';
 import { ZerveClient } from '../shared/client.ts';
-import { MDPC01, MDPC02, MDPW01, MDPW02, encodeClientRequest } from '../shared/protocol.ts';
+import { MDPC01, MDPC02, MDPW01, MDPW02 } from '../shared/protocol.ts';
 import { CliProcess, TEST_ENV } from './helpers/cluster.ts';
 
 const FRAMES = 100_000;
@@ -59,7 +59,6 @@ function random(seed: number): () => number {
  * strangers, and now and then a frame of 256 KiB to 2 MiB.
  */
 function hostileMessage(rand: () => number): Buffer[] {
-  const pick = <T>(items: T[]) => items[Math.floor(rand() * items.length)]!;
   const bytes = (n: number) => {
     const buffer = Buffer.allocUnsafe(n);
     for (let i = 0; i < n; i++) buffer[i] = (rand() * 256) | 0;

@@ -1,4 +1,3 @@
-import assert from 'node:assert/strict';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { ModelCatalog } from '../webapp/model-catalog.ts';

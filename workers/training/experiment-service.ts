@@ -6,7 +6,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ZerveClient } from '../../shared/client.ts';
-import type { TrainingWorkerOptions } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { decodeHeader, decodeReply, encodeJson } from '../../shared/messages.ts';
@@ -17,13 +16,10 @@ import { TRAIN_RUN_SERVICE, TRAIN_SERVICE, type TrainEpoch, type TrainProgressMe
 import type { ParamSet, TrainingRequest } from '../../shared/training-request.ts';
 import type { ModelHolder } from '../inference/model-holder.ts';
 import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
-import { abortError, stopping, type ActiveTrainings } from './active-trainings.ts';
+import { abortError, stopping } from './active-trainings.ts';
 import { MNIST_DATASET_ID } from './builtin-mnist.ts';
-import type { DatasetTransfer } from './dataset-transfer.ts';
 import type { EpochProgress } from './mlp.ts';
 import type { Notifier } from './notifier.ts';
-import type { PreparedData } from './prepared-data.ts';
-import type { RequestResolver } from './request-resolver.ts';
 import type { RunStore } from './run-store.ts';
 import type { RunServiceParts, TrainRunRequest } from './run-service.ts';
 import { finishTraining, runConfigFor, trainOne, type PreparedTraining, type RunConfig, type RunResult } from './trainer.ts';

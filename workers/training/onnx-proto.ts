@@ -126,12 +126,10 @@ const ModelType = root.lookupType('onnx.ModelProto');
 
 /** TensorProto.DataType values used here. */
 export const ONNX_FLOAT = 1;
-export const ONNX_INT64 = 7;
+const ONNX_INT64 = 7;
 export const ONNX_FLOAT16 = 10;
 /** AttributeProto.AttributeType values used here. */
-export const ATTR_FLOAT = 1;
 export const ATTR_INT = 2;
-export const ATTR_INTS = 7;
 
 type Int64 = number | { toNumber(): number };
 
