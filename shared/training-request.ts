@@ -6,6 +6,7 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { ZerveError } from './errors.ts';
+import { MODEL_NAME_HINT, MODEL_NAME_RULE } from './model-name.ts';
 
 export type ParamValue = number | string;
 /** Hyperparameters by name: learningRate, l2, batchSize, hidden, optimizer, momentum, patience, epochs, lrDecay. */
@@ -71,6 +72,7 @@ export type TrainHeader = Omit<TrainingRequest, 'family'> & {
   deadlineMs?: number;
 };
 
+/** A dataset id or name. */
 const NAME = '^[A-Za-z0-9._-]{1,64}$';
 
 /** Hyperparameters a run takes (fixed in `params`, or one point of the search). */
@@ -109,7 +111,7 @@ export const TRAIN_REQUEST_SCHEMA = {
       description: 'A dataset id or the name it was added under (`GET /api/datasets`), or `mnist` (built in).',
     },
     family: { type: 'string', enum: ['mlp', 'transfer'], description: '`mlp` on resized pixels (default), or `transfer`: a head on backbone embeddings.' },
-    backbone: { type: 'string', pattern: NAME, description: 'Family transfer: a served squeezenet model whose embeddings feed the head.' },
+    backbone: { type: 'string', pattern: MODEL_NAME_RULE, description: 'Family transfer: a served squeezenet model whose embeddings feed the head.' },
     head: { type: 'string', enum: ['linear', 'mlp'], description: 'Family transfer: the head (default linear).' },
     params: TRAIN_PARAMS_SCHEMA,
     search: {
@@ -157,7 +159,7 @@ export const TRAIN_REQUEST_SCHEMA = {
       additionalProperties: false,
       description: 'Export the best model as the next version of `name`, served as `classify.<name>`.',
       properties: {
-        name: { type: 'string', pattern: NAME },
+        name: { type: 'string', pattern: MODEL_NAME_RULE, description: `A model name: ${MODEL_NAME_HINT}.` },
         description: { type: 'string', maxLength: 500 },
       },
     },

@@ -130,6 +130,7 @@ describe('web app training API', function () {
       ['a negative learning rate', { ...base, params: { learningRate: -1 } }],
       ['zero epochs', { ...base, epochs: 0 }],
       ['a bad model name', { ...base, export: { name: 'no spaces' } }],
+      ['a model name with a dot, which the model repository would refuse after the training', { ...base, export: { name: 'pets.v2' } }],
       ['a search without a mode', { ...base, search: { params: ['hidden=16,32'] } }],
       ['a grid over a range', { ...base, search: { mode: 'grid', params: ['hidden=16:32'] } }],
       ['a search parameter that is not key=values', { ...base, search: { mode: 'grid', params: ['nonsense'] } }],

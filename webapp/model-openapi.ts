@@ -2,6 +2,8 @@
  * The model upload part of the web app's OpenAPI document (`webapp/openapi.ts` spreads these paths
  * and schemas into `OPENAPI_DOCUMENT`).
  */
+import { MODEL_NAME_RULE } from '../shared/model-name.ts';
+
 const NUMBER_LIST = '^\\s*-?[0-9.eE+-]+(\\s*,\\s*-?[0-9.eE+-]+)*\\s*$';
 
 const errorResponse = (description: string) => ({
@@ -18,7 +20,7 @@ export const MODEL_PATHS = {
         'numbered so every host agrees, and answered once an inference worker has fetched it (every other one follows). ' +
         'Takes the options of `zerve models add`, and a labels file in the multipart field `labels`.',
       parameters: [
-        { name: 'name', in: 'query', required: true, description: 'Model name, served as `classify.<name>`.', schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' } },
+        { name: 'name', in: 'query', required: true, description: 'Model name, served as `classify.<name>`.', schema: { type: 'string', pattern: MODEL_NAME_RULE } },
         { name: 'channels', in: 'query', required: false, description: 'Tensor channel order (default: grey for 1-channel models, else rgb).', schema: { type: 'string', enum: ['rgb', 'bgr', 'grey'] } },
         { name: 'size', in: 'query', required: false, description: 'Input size WIDTHxHEIGHT (default: from the model; required if its shape is not fixed).', schema: { type: 'string', pattern: '^\\d{1,5}[xX]\\d{1,5}$' } },
         { name: 'range', in: 'query', required: false, description: 'What pixel values 0..255 map to (default 0-255).', schema: { type: 'string', enum: ['0-255', '0-1'] } },

@@ -5,22 +5,22 @@
  */
 import { ERROR_CODES } from '../shared/errors.ts';
 import { MAX_INFER_BATCH } from '../shared/infer-messages.ts';
+import { MODEL_NAME_RULE } from '../shared/model-name.ts';
 
-const MODEL_NAME = '^[A-Za-z0-9._-]{1,64}$';
 
 const modelParameter = {
   name: 'model',
   in: 'path',
   required: true,
   description: 'Model name, as `/api/info` lists it.',
-  schema: { type: 'string', pattern: MODEL_NAME },
+  schema: { type: 'string', pattern: MODEL_NAME_RULE },
 };
 const versionParameter = {
   name: 'version',
   in: 'path',
   required: true,
   description: 'Model version; without `/versions/{version}` the latest serves.',
-  schema: { type: 'string', pattern: MODEL_NAME },
+  schema: { type: 'string', pattern: MODEL_NAME_RULE },
 };
 const headerLengthParameter = {
   name: 'Inference-Header-Content-Length',

@@ -5,11 +5,11 @@
  */
 import { ERROR_CODES } from '../shared/errors.ts';
 import { JOB_STATES } from '../shared/jobs.ts';
+import { MODEL_NAME_RULE } from '../shared/model-name.ts';
 import { OIP_PATHS, OIP_SCHEMAS } from './oip-openapi.ts';
 import { MODEL_PATHS, MODEL_SCHEMAS } from './model-openapi.ts';
 import { TRAINING_PATHS, TRAINING_SCHEMAS } from './training-openapi.ts';
 
-const MODEL_NAME = '^[A-Za-z0-9._-]{1,64}$';
 const JOB_ID = '^[A-Za-z0-9-]{1,128}$';
 
 const errorResponse = (description: string) => ({
@@ -25,7 +25,7 @@ const imageParameters = [
     in: 'query',
     required: true,
     description: 'Model name, as `/api/info` lists it.',
-    schema: { type: 'string', pattern: MODEL_NAME },
+    schema: { type: 'string', pattern: MODEL_NAME_RULE },
   },
   {
     name: 'topk',
@@ -39,7 +39,7 @@ const imageParameters = [
     in: 'query',
     required: false,
     description: 'Model version; defaults to the latest.',
-    schema: { type: 'string', pattern: MODEL_NAME },
+    schema: { type: 'string', pattern: MODEL_NAME_RULE },
   },
   {
     name: 'cache',

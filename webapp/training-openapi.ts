@@ -6,7 +6,7 @@
 import { JOB_STATES } from '../shared/jobs.ts';
 import { TRAIN_PARAMS_SCHEMA, TRAIN_REQUEST_SCHEMA } from '../shared/training-request.ts';
 
-const MODEL_NAME = '^[A-Za-z0-9._-]{1,64}$';
+const DATASET_NAME = '^[A-Za-z0-9._-]{1,64}$';
 const RUN_ID = '^[A-Za-z0-9-]{1,128}$';
 const RUN_STATUSES = ['running', 'succeeded', 'failed', 'canceled'];
 
@@ -134,7 +134,7 @@ export const TRAINING_PATHS = {
           in: 'query',
           required: false,
           description: 'A name to train with instead of the id.',
-          schema: { type: 'string', pattern: MODEL_NAME },
+          schema: { type: 'string', pattern: DATASET_NAME },
         },
       ],
       requestBody: {

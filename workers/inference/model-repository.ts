@@ -19,10 +19,11 @@ import path from 'node:path';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
 import { DEFAULT_INFERENCE_OPTIONS } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
+import { MODEL_NAME_PATTERN } from '../../shared/model-name.ts';
 import { MODEL_CONFIG_FILE, MODEL_FILE } from './model-config.ts';
 
-/** Valid model names: they become service names (`classify.<name>`). */
-export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+/** Valid model names: the one rule of shared/model-name.ts, re-exported for modules that import it from here. */
+export { MODEL_NAME_PATTERN };
 /** Valid version folder names (the same set a request header's `version` accepts, minus a leading dot). */
 export const VERSION_NAME_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
 

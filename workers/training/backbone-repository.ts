@@ -7,15 +7,15 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { MODEL_NAME_PATTERN } from '../../shared/model-name.ts';
 import { squeezenetBackbone, type BackboneSpec } from './backbone.ts';
 
-const MODEL_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 /** Longest a lookup waits for the cluster's backbones to arrive (a fetch of squeezenet takes about a second). */
 const CATCH_UP_WAIT_MS = 30_000;
 
 /** Whether a model of this name can be a backbone. */
 export function isBackboneName(name: string): boolean {
-  return MODEL_NAME.test(name) && name.startsWith('squeezenet');
+  return MODEL_NAME_PATTERN.test(name) && name.startsWith('squeezenet');
 }
 
 export class BackboneRepository {
