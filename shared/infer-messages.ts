@@ -16,11 +16,8 @@ import { endianness } from 'node:os';
 import { ZerveError } from './errors.ts';
 import { decodeHeader, type Prediction, type RequestHeader } from './messages.ts';
 
-/** Service of a model's tensor and batch inference (beside `classify.<model>`, same workers). */
-export const INFER_PREFIX = 'infer.';
-export function inferService(model: string): string {
-  return `${INFER_PREFIX}${model}`;
-}
+// Service names live in shared/services.ts; re-exported for the modules that import them from here.
+export { INFER_PREFIX, inferService } from './services.ts';
 
 /** Tensor element types, named as the Open Inference Protocol names them. */
 export type TensorDatatype = 'FP32' | 'FP16';

@@ -9,11 +9,8 @@
  * - `jobs.cancel`: body `[JSON {"id"}]` → `JobStatus` after the cancel (a finished job is left as is).
  * An unknown or expired id is the error UNKNOWN_JOB, never "pending".
  */
-export const JOBS_SUBMIT = 'jobs.submit';
-export const JOBS_STATUS = 'jobs.status';
-export const JOBS_CANCEL = 'jobs.cancel';
-export const JOBS_SERVICES = [JOBS_SUBMIT, JOBS_STATUS, JOBS_CANCEL] as const;
-export const JOBS_PREFIX = 'jobs.';
+// Service names live in shared/services.ts; re-exported for the modules that import them from here.
+export { JOBS_CANCEL, JOBS_PREFIX, JOBS_SERVICES, JOBS_STATUS, JOBS_SUBMIT } from './services.ts';
 
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
 export const JOB_STATES: readonly JobState[] = ['queued', 'running', 'succeeded', 'failed', 'canceled'];

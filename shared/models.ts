@@ -11,7 +11,10 @@
 
 import type { ZerveClient } from './client.ts';
 
-export const MODELS_FETCH_PREFIX = 'models.fetch.';
+import { MODELS_FETCH_PREFIX } from './services.ts';
+
+// Service names live in shared/services.ts; re-exported for the modules that import it from here.
+export { MODELS_FETCH_PREFIX };
 
 /** One file of a version folder. */
 export interface ModelFileEntry {

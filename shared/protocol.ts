@@ -63,22 +63,8 @@ const CLIENT_FRAMES = Object.fromEntries(
   ]),
 ) as Record<number, Buffer>;
 
-/** Prefix of the broker's own services (RFC 8). */
-export const MMI_PREFIX = 'mmi.';
-export const MMI_SERVICE = 'mmi.service';
-export const MMI_SERVICES = 'mmi.services';
-export const MMI_WORKERS = 'mmi.workers';
-/** How the broker's sockets authenticate (`SecurityInfo`): `zerve status` shows an open worker socket. */
-export const MMI_SECURITY = 'mmi.security';
-
-/** Service of a model: one service per model, so a worker may host any subset of models. */
-export function classifyService(model: string): string {
-  return `classify.${model}`;
-}
-export const CLASSIFY_PREFIX = 'classify.';
-/** Answered by every inference worker: `{"models":[...]}` describing the models it serves. */
-export const MODELS_DESCRIBE = 'models.describe';
-export const ECHO_SERVICE = 'echo';
+// Service names live in shared/services.ts; these are re-exported for the modules that import them from here.
+export { CLASSIFY_PREFIX, ECHO_SERVICE, MMI_PREFIX, MMI_SECURITY, MMI_SERVICE, MMI_SERVICES, MMI_WORKERS, MODELS_DESCRIBE, classifyService } from './services.ts';
 
 /**
  * Zerve's extension of READY: an extra frame of JSON after the service name, which plain MDP brokers

@@ -28,21 +28,21 @@ import type { TrainHeader, TrainingRequest } from './training-request.ts';
 // The request types live in shared/training-request.ts; re-exported for the services' clients.
 export type { TrainHeader, TrainNotify } from './training-request.ts';
 
-export const TRAIN_SERVICE = 'train';
-export const TRAIN_RUN_SERVICE = 'train.run';
-export const TRAIN_CANCEL_PREFIX = 'train.cancel.';
-export const DATASETS_ADD = 'datasets.add';
-export const DATASETS_LIST = 'datasets.list';
-export const DATASETS_GET = 'datasets.get';
-export const RUNS_LIST = 'runs.list';
-export const RUNS_GET = 'runs.get';
-/** `datasets.fetch.<id>`: one service per stored dataset, offered by the workers that hold it. */
-export const DATASETS_FETCH_PREFIX = 'datasets.fetch.';
+import { TRAIN_SERVICE } from './services.ts';
 
-/** The service that serves dataset `id`'s files. */
-export function datasetFetchService(id: string): string {
-  return `${DATASETS_FETCH_PREFIX}${id}`;
-}
+// Service names live in shared/services.ts; re-exported for the modules that import them from here.
+export {
+  DATASETS_ADD,
+  DATASETS_FETCH_PREFIX,
+  DATASETS_GET,
+  DATASETS_LIST,
+  RUNS_GET,
+  RUNS_LIST,
+  TRAIN_CANCEL_PREFIX,
+  TRAIN_RUN_SERVICE,
+  TRAIN_SERVICE,
+  datasetFetchService,
+} from './services.ts';
 
 /** A training request's default deadline: searches may take hours. */
 export const DEFAULT_TRAIN_DEADLINE_MS = 24 * 60 * 60 * 1000;
