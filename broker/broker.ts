@@ -272,11 +272,23 @@ export class Broker extends EventEmitter {
     target.push(request);
   }
 
-  /** The request's deadline, lowered to the longest its service's prefix allows. */
+  /**
+   * The request's deadline, lowered to the longest its service's prefix allows, or, when it asks for
+   * more, to the longest a worker offering the service declared in READY (a training worker's `train`).
+   */
   private deadlineMs(service: string, asked: number | undefined): number {
     const wanted = asked ?? this.options.defaultDeadlineMs;
-    for (const [prefix, max] of this.deadlineCaps) if (service.startsWith(prefix)) return Math.min(wanted, max);
-    return wanted;
+    let cap = Infinity;
+    for (const [prefix, max] of this.deadlineCaps) {
+      if (service.startsWith(prefix)) {
+        cap = max;
+        break;
+      }
+    }
+    if (wanted <= cap) return wanted;
+    let declared = 0;
+    for (const worker of this.workers.forService(service) ?? []) declared = Math.max(declared, worker.maxDeadlineMs.get(service) ?? 0);
+    return Math.min(wanted, Math.max(cap, declared));
   }
 
   /**
@@ -387,6 +399,7 @@ export class Broker extends EventEmitter {
           extended: ext !== undefined,
           services: new Set(ext ? ext.services : [message.service]),
           idempotent: new Set(ext?.idempotent),
+          maxDeadlineMs: new Map(Object.entries(ext?.maxDeadlineMs ?? {})),
           capacity: ext?.capacity ?? 1,
           draining: ext?.draining === true,
           inFlight: new Map(),

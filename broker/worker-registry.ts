@@ -17,6 +17,8 @@ export interface WorkerRecord {
   services: Set<string>;
   /** Services whose in-flight requests are resent when the worker dies (declared in READY). */
   idempotent: Set<string>;
+  /** Longest deadline of a service's requests, where the worker declared one in READY. */
+  maxDeadlineMs: Map<string, number>;
   capacity: number;
   /** True once it announced it is stopping: it gets no new requests. */
   draining: boolean;
@@ -71,6 +73,7 @@ export class WorkerRegistry {
     for (const service of record.services) this.unlink(service, record);
     record.services = new Set(extension.services);
     record.idempotent = new Set(extension.idempotent);
+    record.maxDeadlineMs = new Map(Object.entries(extension.maxDeadlineMs ?? {}));
     record.capacity = extension.capacity;
     record.draining = extension.draining === true;
     if (extension.models) record.models = extension.models;

@@ -67,8 +67,9 @@ export interface BrokerOptions extends HeartbeatOptions, BrokerSecurityOptions {
   maxQueuedBytesPerService: number;
   /**
    * Longest deadline a request may ask for, by service-name prefix (the longest matching prefix wins,
-   * `''` matches every service); a larger `deadlineMs` is lowered to it. As a flag or variable:
-   * `train=86400000,=3600000`. @defaultValue { '': 3600000, train: 86400000 }
+   * `''` matches every service); a larger `deadlineMs` is lowered to it, or to the longest a worker
+   * offering the service declared in READY (training workers declare `train` and `train.run`). As a
+   * flag or variable: `echo=60000,=3600000`. @defaultValue { '': 3600000 }
    */
   maxDeadlineMs: Readonly<Record<string, number>>;
   /** Longest service name, in bytes; names must also be printable ASCII without spaces. @defaultValue 255 */
@@ -99,7 +100,7 @@ export const DEFAULT_BROKER_OPTIONS: BrokerOptions = {
   defaultDeadlineMs: 30_000,
   maxQueuedPerService: 200_000,
   maxQueuedBytesPerService: 256 * 1024 * 1024,
-  maxDeadlineMs: { '': 3_600_000, train: 86_400_000 },
+  maxDeadlineMs: { '': 3_600_000 },
   maxServiceNameBytes: 255,
   maxUnservedServices: 1000,
   maxUnservedBytes: 64 * 1024 * 1024,

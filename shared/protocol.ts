@@ -92,6 +92,12 @@ export interface ReadyExtension {
    * with them. Absent: none (so a plain MDP worker's requests are never resent).
    */
   idempotent?: string[];
+  /**
+   * The longest deadline, in ms, a request of each listed service (of `services`) may ask for, where
+   * it is longer than the broker's `maxDeadlineMs`: a training worker declares `train` so. Absent: the
+   * broker's caps apply.
+   */
+  maxDeadlineMs?: Record<string, number>;
 }
 
 /** A message violated the protocol; the broker logs it and drops it. */
@@ -247,6 +253,10 @@ function parseReadyExtension(frame: Buffer): ReadyExtension | undefined {
       extension.models = models.map((m) => ({ name: m.name, versions: [...m.versions], latest: m.latest }));
     }
     if (Array.isArray(value.idempotent)) extension.idempotent = value.idempotent.filter((s) => typeof s === 'string');
+    if (typeof value.maxDeadlineMs === 'object' && value.maxDeadlineMs !== null && !Array.isArray(value.maxDeadlineMs)) {
+      const caps = Object.entries(value.maxDeadlineMs).filter(([s, ms]) => extension.services.includes(s) && typeof ms === 'number' && ms > 0 && Number.isFinite(ms));
+      if (caps.length > 0) extension.maxDeadlineMs = Object.fromEntries(caps);
+    }
     return extension;
   } catch {
     return undefined; // an unknown extension is ignored, as a plain MDP broker would

@@ -4,7 +4,7 @@ import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { encodeClientRequest } from '../shared/protocol.ts';
-import { WorkerConnection, type RequestHandler } from '../workers/worker-connection.ts';
+import { WorkerConnection, type RequestHandler, type ServiceTraits } from '../workers/worker-connection.ts';
 import { retryAfterSeconds } from '../webapp/http-status.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
@@ -14,7 +14,7 @@ const GREEDY = 100_000;
 const tick = () => new Promise((r) => setImmediate(r));
 
 /** A capacity-1 worker whose requests stay open until released one at a time; `log` is the dispatch order. */
-async function gatedWorker(broker: Broker, service: string, heartbeatIntervalMs = 200) {
+async function gatedWorker(broker: Broker, service: string, heartbeatIntervalMs = 200, traits: ServiceTraits = {}) {
   const log: string[] = [];
   const waiting: Array<() => void> = [];
   const handler: RequestHandler = async (body) => {
@@ -22,7 +22,7 @@ async function gatedWorker(broker: Broker, service: string, heartbeatIntervalMs 
     await new Promise<void>((resolve) => waiting.push(resolve));
     return body;
   };
-  const worker = new WorkerConnection([service], handler, { connect: broker.backendEndpoint, capacity: 1, heartbeatIntervalMs });
+  const worker = new WorkerConnection([service], handler, { connect: broker.backendEndpoint, capacity: 1, heartbeatIntervalMs, ...traits });
   const ready = nextWorker(broker, (w) => w.services.includes(service));
   worker.start();
   await ready;
@@ -129,6 +129,22 @@ describe('broker overload and hostile bounds', function () {
     assert.deepEqual(gate.log, [JSON.stringify({ deadlineMs: 1e18 })], 'dispatched once a worker came');
     gate.releaseAll();
     assert.deepEqual(await train, { deadlineMs: 1e18 });
+  });
+
+  it('lets a worker declare a longer deadline for its service in READY: the broker knows no application service', async () => {
+    await start({ maxDeadlineMs: { '': 300 } });
+    const slow = await gatedWorker(broker, 'slow', 200, { maxDeadlineMs: (service) => (service === 'slow' ? 100_000 : undefined) });
+    closers.push(() => slow.close());
+    const held = client.request('slow', [json({ deadlineMs: 1e18 }), Buffer.from('s1')]);
+    while (slow.log.length < 1) await tick();
+    const waiting = client.request('slow', [json({ deadlineMs: 1e18 }), Buffer.from('s2')]);
+    while ((await queued('slow')) < 1) await tick();
+    // Asked after the queued one and capped at the broker's 300 ms: when it is answered, an undeclared cap would have ended both.
+    assert.equal(await errorCode(client.requestJson('nobody', [json({ deadlineMs: 1e18 })])), 'NO_WORKERS');
+    assert.equal(await queued('slow'), 1, 'the request to the declared service still waits');
+    slow.releaseAll();
+    assert.equal(String((await held).at(-1)), 's1');
+    assert.equal(String((await waiting).at(-1)), 's2');
   });
 
   it('refuses service names that are not printable ASCII or longer than 255 bytes with BAD_REQUEST', async () => {

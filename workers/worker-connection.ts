@@ -48,6 +48,8 @@ export type RequestHandler = (body: Buffer[], ctx: RequestContext) => Promise<Bu
 export interface ServiceTraits {
   /** Whether a request to `service` may be resent to another worker if this one dies with it. @defaultValue () => false */
   idempotent?: (service: string) => boolean;
+  /** The longest deadline a request to `service` may ask for, when longer than the broker's cap (declared in READY). @defaultValue () => undefined */
+  maxDeadlineMs?: (service: string) => number | undefined;
 }
 
 /**
@@ -62,6 +64,7 @@ export interface ServiceTraits {
 export class WorkerConnection extends EventEmitter {
   readonly options: WorkerConnectionOptions;
   private readonly isIdempotent: (service: string) => boolean;
+  private readonly maxDeadlineOf: (service: string) => number | undefined;
   private services: string[];
   private models?: ServedModelVersions[];
   private socket?: zmq.Dealer;
@@ -89,9 +92,10 @@ export class WorkerConnection extends EventEmitter {
 
   constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> & ServiceTraits = {}, log: Logger = logger) {
     super();
-    const { idempotent, ...connection } = options;
+    const { idempotent, maxDeadlineMs, ...connection } = options;
     this.options = { ...DEFAULT_WORKER_CONNECTION_OPTIONS, ...connection };
     this.isIdempotent = idempotent ?? (() => false);
+    this.maxDeadlineOf = maxDeadlineMs ?? (() => undefined);
     if (!(Number.isInteger(this.options.capacity) && this.options.capacity >= 1)) {
       throw new ZerveError('BAD_CONFIG', `capacity must be a positive integer, got ${this.options.capacity}`);
     }
@@ -247,6 +251,11 @@ export class WorkerConnection extends EventEmitter {
     };
     const idempotent = this.services.filter(this.isIdempotent);
     if (idempotent.length > 0) extension.idempotent = idempotent;
+    const caps = this.services.flatMap((service) => {
+      const ms = this.maxDeadlineOf(service);
+      return ms === undefined ? [] : [[service, ms] as const];
+    });
+    if (caps.length > 0) extension.maxDeadlineMs = Object.fromEntries(caps);
     if (this.draining) extension.draining = true;
     if (this.curve) extension.keyProof = proveKey(this.curve.keyPair, this.curve.brokerPublicKey, Buffer.from(this.routingId));
     if (this.models) extension.models = this.models;

@@ -12,7 +12,7 @@ import { decodeHeader, decodeReply, encodeJson } from '../../shared/messages.ts'
 import type { MetricTable } from '../../shared/metric-table.ts';
 import { HOSTNAME } from '../../shared/protocol.ts';
 import { expandSearch } from '../../shared/search-space.ts';
-import { TRAIN_RUN_SERVICE, TRAIN_SERVICE, type TrainEpoch, type TrainProgressMessage, type TrainResultMessage, type TrainStarted } from '../../shared/training.ts';
+import { DEFAULT_TRAIN_DEADLINE_MS, TRAIN_RUN_SERVICE, TRAIN_SERVICE, type TrainEpoch, type TrainProgressMessage, type TrainResultMessage, type TrainStarted } from '../../shared/training.ts';
 import type { ParamSet, TrainingRequest } from '../../shared/training-request.ts';
 import type { ModelHolder } from '../inference/model-holder.ts';
 import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
@@ -44,7 +44,7 @@ export class ExperimentService {
 
   constructor(private readonly parts: ExperimentServiceParts, log: Logger) {
     this.log = log;
-    this.connection = new WorkerConnection([TRAIN_SERVICE], (body, ctx) => this.handle(body, ctx), { ...parts.options, kind: 'training' }, log);
+    this.connection = new WorkerConnection([TRAIN_SERVICE], (body, ctx) => this.handle(body, ctx), { ...parts.options, kind: 'training', maxDeadlineMs: () => DEFAULT_TRAIN_DEADLINE_MS }, log);
   }
 
   private async handle(body: Buffer[], ctx: RequestContext): Promise<Buffer[]> {

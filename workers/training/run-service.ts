@@ -8,7 +8,7 @@ import { ZerveError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { decodeHeader, encodeJson } from '../../shared/messages.ts';
 import { HOSTNAME } from '../../shared/protocol.ts';
-import { TRAIN_RUN_SERVICE, type TrainDatasetFetch, type TrainEpoch, type TrainStarted } from '../../shared/training.ts';
+import { DEFAULT_TRAIN_DEADLINE_MS, TRAIN_RUN_SERVICE, type TrainDatasetFetch, type TrainEpoch, type TrainStarted } from '../../shared/training.ts';
 import type { ParamSet, TrainingRequest } from '../../shared/training-request.ts';
 import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
 import { abortError, type ActiveTrainings } from './active-trainings.ts';
@@ -55,7 +55,7 @@ export class RunService {
 
   constructor(private readonly parts: RunServiceParts, log: Logger) {
     const { options } = parts;
-    this.connection = new WorkerConnection([TRAIN_RUN_SERVICE], (body, ctx) => this.handle(body, ctx), { ...options, kind: 'training', capacity: options.runCapacity }, log);
+    this.connection = new WorkerConnection([TRAIN_RUN_SERVICE], (body, ctx) => this.handle(body, ctx), { ...options, kind: 'training', capacity: options.runCapacity, maxDeadlineMs: () => DEFAULT_TRAIN_DEADLINE_MS }, log);
   }
 
   private async handle(body: Buffer[], ctx: RequestContext): Promise<Buffer[]> {
