@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { float16BitsToNumber, float16ToFloat32, float32ToFloat16 } from '../workers/inference/float16.ts';
+import { float16BitsToNumber, float16ToFloat32, float32ToFloat16 } from '../shared/float16.ts';
 
 describe('inference float16 conversion', () => {
   it('round-trips every float16 value exactly', () => {

@@ -9,7 +9,7 @@ import type { ErrorCode } from '../shared/errors.ts';
 import type { InferReplyHeader } from '../shared/infer-messages.ts';
 import { decodeHeader, decodeReply, encodeHeader, type WorkerInfo } from '../shared/messages.ts';
 import { WebApp } from '../webapp/web-app.ts';
-import { float32ToFloat16 } from '../workers/inference/float16.ts';
+import { float32ToFloat16 } from '../shared/float16.ts';
 import { WorkerConnection } from '../workers/worker-connection.ts';
 import { CliProcess, fixtureImage, nextWorker, spawnWorker, startBroker } from './helpers/cluster.ts';
 import { OIP_ENV, OIP_HEARTBEAT_MS, squeezenetPairRepository, squeezenetTensor, startOipCluster, type OipCluster } from './fixtures/oip-cluster.ts';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { logger } from '../shared/logger.ts';
-import { float32ToFloat16 } from '../workers/inference/float16.ts';
+import { float32ToFloat16 } from '../shared/float16.ts';
 import { preprocessForBackbone, squeezenetBackbone, type BackboneSpec } from '../workers/training/backbone.ts';
 import { DatasetStore } from '../workers/training/dataset-store.ts';
 import { PROBABILITIES_OUTPUT } from '../workers/training/onnx-export.ts';

@@ -15,7 +15,7 @@ import {
   type InferReplyHeader,
   type TensorDatatype,
 } from '../shared/infer-messages.ts';
-import { float16ToFloat32, float32ToFloat16 } from '../workers/inference/float16.ts';
+import { float16ToFloat32, float32ToFloat16 } from '../shared/float16.ts';
 import { INFER_REQUEST_SCHEMA } from './oip-openapi.ts';
 
 export interface OipInput {

@@ -2,7 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { ZerveError } from '../../shared/errors.ts';
 import type { Prediction } from '../../shared/messages.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { float16ToFloat32, float32ToFloat16 } from './float16.ts';
+import { float16ToFloat32, float32ToFloat16 } from '../../shared/float16.ts';
 import type { DecodeSpec } from './image-decoder.ts';
 import { channelCount, type InputConfig, type ModelConfig, type TensorLayout } from './model-config.ts';
 

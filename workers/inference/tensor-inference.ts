@@ -11,7 +11,7 @@ import {
   type TensorSpec,
 } from '../../shared/infer-messages.ts';
 import { encodeJson, type Prediction } from '../../shared/messages.ts';
-import { float16ToFloat32, float32ToFloat16 } from './float16.ts';
+import { float16ToFloat32, float32ToFloat16 } from '../../shared/float16.ts';
 import type { InferenceEngine } from './inference-engine.ts';
 import type { ModelSession, TensorInfo } from './model-session.ts';
 import { throwIfAborted } from '../../shared/abort.ts';

@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { DEFAULT_TRAINING_OPTIONS, type TrainingOptions } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { float32ToFloat16 } from '../inference/float16.ts';
+import { float32ToFloat16 } from '../../shared/float16.ts';
 import { backboneInputType, buildEmbeddingModel, EMBEDDING_OUTPUT, preprocessForBackbone, type BackboneInputType, type BackboneSpec } from './backbone.ts';
 import type { Dataset, ImageSource } from './dataset-store.ts';
 import { encodeModel } from './onnx-proto.ts';
