@@ -6,6 +6,7 @@ import { ZerveClient } from '../shared/client.ts';
 import { encodeJson } from '../shared/messages.ts';
 import { RUNS_LIST, type ExperimentSummary } from '../shared/training.ts';
 import { CliProcess, fixtureImage, tempDir } from './helpers/cluster.ts';
+import { eventually } from './helpers/eventually.ts';
 
 /** A TCP port nobody listens on right now. */
 async function freePort(): Promise<number> {
@@ -14,14 +15,6 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise((resolve) => server.close(resolve));
   return port;
-}
-
-async function until(what: string, check: () => boolean, timeoutMs: number, context: () => string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; output:\n${context().slice(-2000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 describe('zerve up (npm start) on an empty model repository', function () {
@@ -44,7 +37,7 @@ describe('zerve up (npm start) on an empty model repository', function () {
   });
 
   it('trains digits from the built-in mnist as its first job, visibly, then serves it', async () => {
-    await until('the digits training to end', () => /model digits version 1|training digits failed/.test(up.stderr), 100_000, () => up.stderr);
+    await eventually('the digits training to end', () => /model digits version 1|training digits failed/.test(up.stderr), 100_000, 100, () => up.stderr);
     assert.match(up.stderr, /training the built-in `digits` model from mnist as the first job/);
     assert.match(up.stderr, /run 1\/1|epoch/i, 'progress was shown');
     const accuracy = Number(/test accuracy (\d\.\d+)/.exec(up.stderr)?.[1]);

@@ -16,7 +16,7 @@ import { proveKey } from '../shared/key-proof.ts';
 import type { SecurityInfo, WorkerInfo } from '../shared/messages.ts';
 import { MMI_SECURITY, encodeReady } from '../shared/protocol.ts';
 import { WorkerConnection } from '../workers/worker-connection.ts';
-import { CliProcess, REPO_ROOT, TEST_ENV, TEST_HEARTBEAT_MS, runCli, spawnWorker, startBroker, tempDir, until } from './helpers/cluster.ts';
+import { CliProcess, REPO_ROOT, TEST_ENV, TEST_HEARTBEAT_MS, runCli, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
 import { eventually } from './helpers/eventually.ts';
 
@@ -149,7 +149,7 @@ describe('CURVE keys and authentication (ZAP)', function () {
     const noKey = refusedWorker(broker, []);
     const stranger = refusedWorker(broker, workerArgs('stranger'));
     const strangerKey = readKeyPair(key('stranger')).publicKey;
-    await until('both refusals to be logged', () =>
+    await eventually('both refusals to be logged', () =>
       refusals(lines, (l) => l.publicKey === strangerKey).length > 0 && refusals(lines, (l) => /handshake failed/.test(l.reason ?? '')).length > 0,
     );
     const c = client(broker);
@@ -178,7 +178,7 @@ describe('CURVE keys and authentication (ZAP)', function () {
       for (const s of sockets) s.connect(broker.backendEndpoint);
       await sockets[0]!.send(encodeReady({ services: ['hijack'], capacity: 10 }));
       await sockets[1]!.send(encodeReady({ services: ['hijack'], capacity: 10, keyProof: proveKey(pair, brokerKey, Buffer.from('someone-else')) }));
-      await until('both READYs to be refused', () => refusals(lines, (l) => /^READY/.test(l.reason ?? '')).length === 2);
+      await eventually('both READYs to be refused', () => refusals(lines, (l) => /^READY/.test(l.reason ?? '')).length === 2);
       const reasons = refusals(lines, (l) => /^READY/.test(l.reason ?? '')).map((l) => l.reason).sort();
       assert.match(reasons[0]!, /does not verify/);
       assert.match(reasons[1]!, /without a key proof/);
@@ -196,7 +196,7 @@ describe('CURVE keys and authentication (ZAP)', function () {
     await keyedWorker(broker, 'host-b', '--capacity', '4');
     const c = client(broker);
     const requests = Array.from({ length: 8 }, (_, i) => c.request('echo', [json({ delayMs: 1500 }), Buffer.from(String(i))]));
-    await until('both workers to hold requests', async () => (await c.workers()).filter((w) => w.inFlight > 0).length === 2);
+    await eventually('both workers to hold requests', async () => (await c.workers()).filter((w) => w.inFlight > 0).length === 2);
     const removed = new Promise<[WorkerInfo, string]>((resolve) => broker.once('worker-removed', (info: WorkerInfo, reason: string) => resolve([info, reason])));
     await rm(join(allowed, 'host-a.pub'));
     const [info, reason] = await removed;
@@ -204,7 +204,7 @@ describe('CURVE keys and authentication (ZAP)', function () {
     assert.equal(reason, 'key revoked');
     assert.deepEqual((await Promise.all(requests)).map((r) => String(r[1])), ['0', '1', '2', '3', '4', '5', '6', '7']);
     const aKey = readKeyPair(key('host-a')).publicKey;
-    await until('the revoked worker to be refused at its reconnection', () => refusals(lines, (l) => l.publicKey === aKey).length > 0);
+    await eventually('the revoked worker to be refused at its reconnection', () => refusals(lines, (l) => l.publicKey === aKey).length > 0);
     assert.ok(!(await c.workers()).some((w) => w.pid === a.pid));
     assert.ok(lines.some((l) => l.msg === 'allowlist reloaded' && l.why === 'file changed'));
   });
@@ -216,17 +216,17 @@ describe('CURVE keys and authentication (ZAP)', function () {
     await keyedWorker(broker, 'host-a');
     const late = refusedWorker(broker, workerArgs('host-b'));
     const bKey = readKeyPair(key('host-b')).publicKey;
-    await until('host-b to be refused', () => refusals(lines, (l) => l.publicKey === bKey).length > 0);
+    await eventually('host-b to be refused', () => refusals(lines, (l) => l.publicKey === bKey).length > 0);
     await appendFile(file, `${bKey}\n`);
     const c = client(broker);
-    await until('host-b to register', async () => (await c.workers()).some((w) => w.pid === late.pid));
+    await eventually('host-b to register', async () => (await c.workers()).some((w) => w.pid === late.pid));
     process.kill(process.pid, 'SIGHUP');
-    await until('the SIGHUP reload', () => lines.some((l) => l.msg === 'allowlist reloaded' && l.why === 'SIGHUP'));
+    await eventually('the SIGHUP reload', () => lines.some((l) => l.msg === 'allowlist reloaded' && l.why === 'SIGHUP'));
 
     // Bad input: a broken line keeps the keys the broker had, and says where.
     await appendFile(file, 'not-a-key\n');
     process.kill(process.pid, 'SIGHUP');
-    await until('the failed reload to be logged', () => lines.some((l) => l.msg === 'allowlist not reloaded; keeping the keys it had'));
+    await eventually('the failed reload to be logged', () => lines.some((l) => l.msg === 'allowlist not reloaded; keeping the keys it had'));
     assert.equal((await c.workers()).length, 2);
   });
 
@@ -298,7 +298,7 @@ describe('CURVE keys and authentication (ZAP)', function () {
     const { broker } = await curveBroker();
     const worker = new WorkerConnection(['echo.here'], async (frames) => frames, { connect: broker.backendEndpoint, heartbeatIntervalMs: TEST_HEARTBEAT_MS, curveKey: key('host-a'), brokerKey: pub('broker') });
     worker.start();
-    await until('the keyed worker registers', async () => (await client(broker).workers()).length === 1);
+    await eventually('the keyed worker registers', async () => (await client(broker).workers()).length === 1);
     await worker.close();
     // Closing the watch before its socket once stopped the context's reaper: later closes kept their listeners.
     for (let i = 0; i < 2; i++) {

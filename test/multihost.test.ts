@@ -16,7 +16,8 @@ import type { JobSubmitRequest } from '../shared/jobs.ts';
 import { encodeHeader, encodeJson, type ClassifyReply, type WorkerInfo } from '../shared/messages.ts';
 import { addModelVersion } from '../workers/inference/model-writer.ts';
 import { image, modelFile } from './fixtures/inference-models.ts';
-import { TEST_ENV, runCli, until, type CliProcess } from './helpers/cluster.ts';
+import { TEST_ENV, runCli, type CliProcess } from './helpers/cluster.ts';
+import { eventually } from './helpers/eventually.ts';
 import { NetnsLab, skipUnlessNetns, type NetnsHost } from './helpers/netns.ts';
 
 const BACKEND_PORT = 5556;
@@ -104,7 +105,7 @@ describe('multi-host cluster (network namespaces, CURVE)', function () {
 
   async function waitForWorkers(predicate: (workers: WorkerInfo[]) => boolean, what: string, timeoutMs = 60_000): Promise<WorkerInfo[]> {
     let workers: WorkerInfo[] = [];
-    await until(
+    await eventually(
       what,
       async () => {
         try {
@@ -171,14 +172,14 @@ describe('multi-host cluster (network namespaces, CURVE)', function () {
     await waitForWorkers((ws) => ws.some(serving(a)) && ws.some(serving(b)), 'both keyed workers');
     const noKey = inference(b, '');
     const wrongKey = inference(b, 'stranger');
-    await until('the refusals to be logged', () => {
+    await eventually('the refusals to be logged', () => {
       const refused = logLines(broker).filter((l) => l.msg === 'peer refused');
       return refused.some((l) => /handshake failed/.test(String(l.reason))) && refused.some((l) => l.address === b.address && l.reason === 'public key not in the allowlist');
     });
     await rm(join(allowed, 'b.pub'));
     await waitForWorkers((ws) => !ws.some(serving(b)), "host B's revoked worker to be dropped");
     // The broker's log arrives through a pipe, possibly after the worker list that no longer shows it.
-    await until("the broker to log the revoked worker's removal", () =>
+    await eventually("the broker to log the revoked worker's removal", () =>
       logLines(broker).some((l) => l.msg === 'worker removed' && l.host === b.ns && l.reason === 'key revoked' && l.pid === revoked.pid),
     );
 
@@ -188,7 +189,7 @@ describe('multi-host cluster (network namespaces, CURVE)', function () {
     assert.deepEqual(workers.map((w) => w.pid), [good.pid], 'only the keyed worker on host A is registered, so only it got requests');
     for (const p of [noKey, wrongKey, revoked]) assert.equal(p.child.exitCode, null, 'refused workers keep retrying');
     const bKey = readPublicKey(join(keys, 'b.pub'));
-    await until("the revoked key's reconnection to be refused", () => logLines(broker).some((l) => l.msg === 'peer refused' && l.publicKey === bKey && l.address === b.address));
+    await eventually("the revoked key's reconnection to be refused", () => logLines(broker).some((l) => l.msg === 'peer refused' && l.publicKey === bKey && l.address === b.address));
   });
 
   it('gets every worker on every host back after a broker restart, and a job ticket taken before it resolves', async () => {
@@ -222,7 +223,7 @@ describe('multi-host cluster (network namespaces, CURVE)', function () {
     assert.match(refused.stderr, /BAD_CONFIG: refusing to start: the worker socket tcp:\/\/10\.231\.\d+\.1:5557 is reachable from other hosts and has no CURVE key/);
 
     const open = spawn(lab.broker, [...args, '--insecure']);
-    await until('the insecure warning', () => logLines(open).some((l) => /^INSECURE/.test(l.msg)));
+    await eventually('the insecure warning', () => logLines(open).some((l) => /^INSECURE/.test(l.msg)));
     const status = await runCli(['status', '--broker', lab.ipc('open-frontend'), '--timeout-ms', '20000']);
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /WARNING: the broker runs with --insecure/);

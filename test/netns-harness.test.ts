@@ -3,7 +3,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { until } from './helpers/cluster.ts';
+import { eventually } from './helpers/eventually.ts';
 import { NetnsLab, skipUnlessNetns } from './helpers/netns.ts';
 
 const run = promisify(execFile);
@@ -36,7 +36,7 @@ describe('network-namespace hosts (test harness)', function () {
       assert.notEqual(a.address, b.address);
       assert.notEqual(a.models, b.models);
       const server = lab.spawn(lab.broker, ['broker', '--frontend', lab.ipc('frontend'), '--backend', lab.tcp(lab.broker, 5556), '--insecure']);
-      await until('the broker host to listen', () => reaches(lab, 'a', lab.broker.address, 5556));
+      await eventually('the broker host to listen', () => reaches(lab, 'a', lab.broker.address, 5556));
       assert.ok(await reaches(lab, 'b', lab.broker.address, 5556));
       // The machine's own namespace has no route to the lab: nothing leaves the links the lab made.
       assert.equal((await run('ip', ['-o', 'addr'])).stdout.includes(lab.subnet + '.'), false);

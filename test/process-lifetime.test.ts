@@ -4,7 +4,8 @@ import { ZerveClient } from '../shared/client.ts';
 import type { WorkerInfo } from '../shared/messages.ts';
 import { addModelVersion } from '../workers/inference/model-writer.ts';
 import { modelFile } from './fixtures/inference-models.ts';
-import { CliProcess, startBroker, spawnWorker, tempDir, until } from './helpers/cluster.ts';
+import { CliProcess, startBroker, spawnWorker, tempDir } from './helpers/cluster.ts';
+import { eventually } from './helpers/eventually.ts';
 
 function alive(pid: number): boolean {
   try {
@@ -28,11 +29,11 @@ describe('process lifetime', function () {
       // A model in the repository, so `up` does not start training the built-in default.
       await addModelVersion({ models: `${dir.path}/models`, name: 'mnist', file: modelFile('mnist'), logits: true });
       up = new CliProcess(['up', '--models', `${dir.path}/models`, '--data', `${dir.path}/data`, '--frontend', 'tcp://127.0.0.1:0', '--backend', 'tcp://127.0.0.1:0', '--http', '0', '--workers', '2', '--training-workers', '1']);
-      await until('the broker to listen', () => /zerve: broker (tcp:\/\/\S+)/.test(up!.stderr));
+      await eventually('the broker to listen', () => /zerve: broker (tcp:\/\/\S+)/.test(up!.stderr));
       const frontend = /zerve: broker (tcp:\/\/\S+)/.exec(up.stderr)![1]!;
       client = new ZerveClient({ broker: frontend, timeoutMs: 5_000 });
       let workers: WorkerInfo[] = [];
-      await until('three worker processes to register', async () => {
+      await eventually('three worker processes to register', async () => {
         workers = (await client!.workers()).filter((w) => w.kind === 'inference' || w.kind === 'training');
         return new Set(workers.map((w) => w.pid)).size === 3;
       });
@@ -41,7 +42,7 @@ describe('process lifetime', function () {
       assert.ok(pids.every(alive) && !pids.includes(up.pid));
 
       await up.kill('SIGKILL');
-      await until('every worker process to exit', () => pids.every((pid) => !alive(pid)), 20_000);
+      await eventually('every worker process to exit', () => pids.every((pid) => !alive(pid)), 20_000);
     } finally {
       await client?.close();
       await up?.kill();

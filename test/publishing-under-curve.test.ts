@@ -11,7 +11,7 @@ import { ZerveClient } from '../shared/client.ts';
 import { generateKeyFiles } from '../shared/curve-keys.ts';
 import { readModelCatalog } from '../shared/models.ts';
 import { WebApp } from '../webapp/web-app.ts';
-import { CliProcess, TEST_ENV, fixtureImage, fixtureModel, runCli, spawnWorker, tempDir, until } from './helpers/cluster.ts';
+import { CliProcess, TEST_ENV, fixtureImage, fixtureModel, runCli, spawnWorker, tempDir } from './helpers/cluster.ts';
 import { eventually } from './helpers/eventually.ts';
 import { testLogger } from './fixtures/webapp-cluster.ts';
 
@@ -163,7 +163,7 @@ describe('zerve up with --curve-key: the page adds a model with no other option'
       ['up', '--models', join(dir.path, 'models'), '--training-workers', '0', '--frontend', 'tcp://127.0.0.1:0', '--backend', 'tcp://127.0.0.1:0', '--http', '0', '--curve-key', join(dir.path, 'keys', 'broker.key')],
       ENV,
     );
-    await until('the web app and the inference worker to start', () => /web app at http/.test(up!.stderr) && /workers ready: 1\/1/.test(up!.stderr), 90_000);
+    await eventually('the web app and the inference worker to start', () => /web app at http/.test(up!.stderr) && /workers ready: 1\/1/.test(up!.stderr), 90_000);
     const url = /web app at (http\S+)/.exec(up.stderr)![1]!;
     const frontend = /zerve: broker (tcp:\S+)/.exec(up.stderr)![1]!;
     client = new ZerveClient({ broker: frontend, timeoutMs: 20_000 });
