@@ -25,10 +25,16 @@ export class RefusalLog {
   private windowCount = 0;
   private suppressed = 0;
 
-  constructor(private readonly log: Logger, private readonly repeatMs = 60_000, private readonly perSecond = 10) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly repeatMs = 60_000,
+    private readonly perSecond = 10,
+    /** The clock, in ms; tests pass their own. */
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   refused(refusal: Refusal): void {
-    const now = performance.now();
+    const now = this.now();
     const peer = `${refusal.socket}|${refusal.publicKey ?? ''}|${refusal.address ?? ''}|${refusal.reason}`;
     const last = this.lastLogged.get(peer);
     if (last !== undefined && now - last < this.repeatMs) return;

@@ -5,6 +5,7 @@ import { ZerveClient } from '../shared/client.ts';
 import { createEchoWorker } from '../workers/echo/echo-worker.ts';
 import { encodeClientRequest, MDPC02, MDPW02 } from '../shared/protocol.ts';
 import { CliProcess, nextWorker, spawnWorker, startBroker, TEST_HEARTBEAT_MS } from './helpers/cluster.ts';
+import { eventually } from './helpers/eventually.ts';
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
@@ -28,7 +29,7 @@ describe('broker faults', () => {
     const victim = await spawnWorker(broker, ['echo', '--capacity', '8']);
     processes.push(victim);
     const requests = Array.from({ length: 8 }, (_, i) => client.request('echo', [json({ delayMs: 400 }), Buffer.from(String(i))]));
-    while ((await client.services()).find((s) => s.name === 'echo')!.inFlight < 8) await new Promise((r) => setTimeout(r, 10));
+    await eventually('8 echo requests in flight', async () => (await client.services()).find((s) => s.name === 'echo')!.inFlight >= 8, 30_000, 10);
     const removed = new Promise((resolve) => broker.once('worker-removed', resolve));
     await victim.kill('SIGKILL');
     processes.push(await spawnWorker(broker, ['echo', '--capacity', '8']));
@@ -83,7 +84,7 @@ describe('broker faults', () => {
     const worker = await spawnWorker(broker, ['echo', '--capacity', '4']);
     processes.push(worker);
     const requests = Array.from({ length: 4 }, (_, i) => client.request('echo', [json({ delayMs: 300 }), Buffer.from(String(i))]));
-    while ((await client.services()).find((s) => s.name === 'echo')!.inFlight < 4) await new Promise((r) => setTimeout(r, 10));
+    await eventually('4 echo requests in flight', async () => (await client.services()).find((s) => s.name === 'echo')!.inFlight >= 4, 30_000, 10);
     const removed = new Promise<string>((resolve) => broker.once('worker-removed', (_info, reason: string) => resolve(reason)));
     worker.child.kill('SIGTERM');
     assert.deepEqual((await Promise.all(requests)).map((r) => String(r[1])), ['0', '1', '2', '3']);

@@ -8,6 +8,7 @@ import { WorkerConnection, type RequestHandler, type ServiceTraits } from '../wo
 import { retryAfterSeconds } from '../webapp/http-status.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
+import { eventually } from './helpers/eventually.ts';
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 const GREEDY = 100_000;
@@ -79,7 +80,7 @@ describe('broker overload and hostile bounds', function () {
     closers.push(() => greedy.close());
     greedy.connect(broker.frontendEndpoint);
     for (let i = 0; i < GREEDY; i++) await greedy.send(encodeClientRequest('fair', [Buffer.from(`a${i}`)]));
-    while ((await queued('fair')) < GREEDY - 1) await new Promise((r) => setTimeout(r, 20)); // one is in flight
+    await eventually('the greedy client queued', async () => (await queued('fair')) >= GREEDY - 1, 60_000, 20); // one is in flight
     const single = client.request('fair', [Buffer.from('b')]);
     while ((await queued('fair')) < GREEDY) await tick();
     await gate.releaseOne();
@@ -162,12 +163,12 @@ describe('broker overload and hostile bounds', function () {
     // Each would wait 60 s; the client gives up at 5 s: NO_WORKERS before that is the bound speaking.
     assert.equal(await errorCode(client.requestJson('u4', [json({ deadlineMs: 60_000 })])), 'NO_WORKERS');
     for (const err of await Promise.all(waiting)) assert.ok(err instanceof ZerveError && err.code === 'NO_WORKERS');
-    while ((await client.services()).length > 0) await new Promise((r) => setTimeout(r, 20));
+    await eventually('the idle service entries removed', async () => (await client.services()).length === 0, 30_000, 20);
     const big = client.requestJson('b1', [json({ deadlineMs: 400 }), Buffer.alloc(600)]).catch((err: unknown) => err);
     while ((await queued('b1')) < 1) await tick();
     assert.equal(await errorCode(client.requestJson('b2', [json({ deadlineMs: 60_000 }), Buffer.alloc(600)])), 'NO_WORKERS', '1200 bytes would wait');
     assert.ok(((await big) as ZerveError).code === 'NO_WORKERS');
-    while ((await client.services()).length > 0) await new Promise((r) => setTimeout(r, 20));
+    await eventually('the idle service entries removed', async () => (await client.services()).length === 0, 30_000, 20);
     assert.deepEqual(await client.services(), [], 'no entry is left for names nobody serves');
   });
 });
