@@ -7,6 +7,7 @@ import { encodeHeader, type ClassifyReply } from '../shared/messages.ts';
 import { classifyService } from '../shared/protocol.ts';
 import { CliProcess, TEST_ENV, fixtureImage, runCli, spawnWorker, startBroker } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
+import { eventually } from './helpers/eventually.ts';
 import { image, makeRepository, pngBomb } from './fixtures/inference-models.ts';
 
 const MAX_IMAGE_BYTES = 1_000_000;
@@ -145,7 +146,7 @@ describe('cluster classification (broker + inference worker processes)', functio
         for (const w of await client.workers().catch(() => [])) if (w.inFlight > 0 && w.pid) pids.add(w.pid);
       }, 10);
       const requests = Array.from({ length: 40 }, () => client.classify('squeezenet-fp32', image('kitten-1600.jpg'), { topk: 1 }));
-      while (pids.size < 2) await new Promise((r) => setTimeout(r, 10));
+      await eventually('requests served by both workers', () => pids.size >= 2, 30_000, 10);
       await first.kill('SIGKILL');
       const replies = await Promise.all(requests);
       clearInterval(sampler);
