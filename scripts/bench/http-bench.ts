@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { ZerveClient } from '../../shared/client.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { WebApp } from '../../webapp/web-app.ts';
+import { percentile } from './load-runner.ts';
 
 export interface HttpBenchOptions {
   /** Frontend endpoint of a running cluster that serves `model`. */
@@ -51,11 +52,6 @@ export const BURST_FROM = 256;
 /** Deadline of the requests of a run: a burst of 1,000 waits in the broker's queue for many seconds. */
 const DEADLINE_MS = 120_000;
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
 async function run(
   path: HttpBenchRow['path'],
   concurrency: number,
@@ -85,8 +81,8 @@ async function run(
     concurrency,
     requests: latencies.length,
     imagesPerSec: round(latencies.length / elapsedS),
-    p50Ms: round(percentile(latencies, 50)),
-    p99Ms: round(percentile(latencies, 99)),
+    p50Ms: round(percentile(latencies, 0.5)),
+    p99Ms: round(percentile(latencies, 0.99)),
   };
 }
 
