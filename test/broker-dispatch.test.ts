@@ -6,6 +6,7 @@ import type { ServiceInfo, WorkerInfo } from '../shared/messages.ts';
 import { WorkerConnection, type RequestHandler } from '../workers/worker-connection.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
+import { eventually } from './helpers/eventually.ts';
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
@@ -146,8 +147,13 @@ describe('broker dispatch', () => {
     clearInterval(release);
   });
 
-  it('answers NO_WORKERS at the deadline when no worker offers the service', async () => {
-    assert.equal(await errorCode(client.requestJson('nobody.here', [json({ deadlineMs: 150 })])), 'NO_WORKERS');
+  it('answers NO_WORKERS at the deadline when no worker offers the service, not before', async () => {
+    const sent = performance.now();
+    const answer = errorCode(client.requestJson('nobody.here', [json({ deadlineMs: 1000 })]));
+    await eventually('the request waiting at the broker', async () => (await client.services()).some((s) => s.name === 'nobody.here' && s.queued === 1), 10_000, 10);
+    assert.equal(await answer, 'NO_WORKERS');
+    assert.ok(performance.now() - sent >= 1000, 'answered once its deadline passed, not at once');
+    assert.equal((await client.services()).some((s) => s.name === 'nobody.here'), false, 'its queue entry is gone');
   });
 
   it('answers TIMEOUT for a request that expires while queued, and never dispatches it', async () => {

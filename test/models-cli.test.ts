@@ -98,7 +98,7 @@ describe('the CLI through the cluster (two training hosts, one inference host, l
     assert.ok(tiny.versions[0]!.holders! >= 2, 'held by the training host and the inference host');
     assert.ok(tiny.versions[0]!.servedBy!.includes(`${HOSTNAME}/${inference.pid}`));
     const local = JSON.parse((await runCli(['models', 'list', '--json', '--models', hosts.find((h) => h.worker.pid)!.models], ENV)).stdout) as ModelListing[];
-    assert.ok(Array.isArray(local));
+    assert.deepEqual(local.find((m) => m.name === 'tiny')?.versions.map((v) => v.version), ['1'], 'the offline listing of a host folder shows tiny version 1');
   });
 
   it('shows status grouped by host, with each worker kind, pid, models with versions, capacity and in-flight count', async () => {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { ZerveClient } from '../shared/client.ts';
 import { fixtureImage } from './helpers/cluster.ts';
+import { eventually } from './helpers/eventually.ts';
 import { startWebCluster, type WebCluster } from './fixtures/webapp-cluster.ts';
 
 const UPLOADS = 1000;
@@ -40,15 +42,22 @@ describe('web app throughput: queueing at the broker, the result cache', functio
 
   it('queues 1,000 concurrent uploads at the broker and answers every one within its deadline, each with its own image', async () => {
     const agent = new Agent({ keepAlive: false, maxSockets: UPLOADS });
+    const control = new ZerveClient({ broker: cluster.broker.frontendEndpoint });
     try {
       // Each request skips the result cache, so every one is queued at the broker and classified.
       const url = new URL('/api/classify?model=squeezenet&topk=1&cache=false', cluster.url);
-      const answers = await Promise.all(
+      const uploads = Promise.all(
         Array.from({ length: UPLOADS }, (_, i) => {
           const image = IMAGES[i % IMAGES.length]!;
           return post(url, agent, image.bytes, image.type).then((answer) => ({ image, answer }));
         }),
       );
+      uploads.catch(() => undefined); // awaited below; a failure there fails the test
+      // The web app passes them on at once: they wait in the broker's queue, not in the web app.
+      const queued = async () => (await control.services()).find((s) => s.name === 'classify.squeezenet')?.queued ?? 0;
+      await eventually('100 uploads waiting in the broker queue of classify.squeezenet', async () => (await queued()) >= 100, 120_000);
+      const answers = await uploads;
+      assert.equal(await queued(), 0, 'the broker queue drained');
       const failed = answers.filter(({ answer }) => answer.status !== 200);
       assert.deepEqual(failed.slice(0, 3).map(({ answer }) => answer.body), [], `${failed.length} of ${UPLOADS} failed`);
       for (const { image, answer } of answers) {
@@ -60,6 +69,7 @@ describe('web app throughput: queueing at the broker, the result cache', functio
       }
     } finally {
       agent.destroy();
+      await control.close();
     }
   });
 
