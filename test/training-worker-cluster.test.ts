@@ -161,7 +161,12 @@ describe('training search fan-out', function () {
       search: { mode: 'grid', params: ['learningRate=0.001,0.003,0.01,0.03'] },
       export: { name: 'fanout' },
     });
-    assert.equal(result.runs.length, 4);
+    assert.deepEqual(
+      result.runs.map((r) => r.params.learningRate).sort((a, b) => Number(a) - Number(b)),
+      [0.001, 0.003, 0.01, 0.03],
+      'one run per combination, each with its own learning rate',
+    );
+    for (const run of result.runs) assert.equal(run.params.hidden, 16, `run ${run.runId} keeps the fixed hidden=16`);
     const pids = new Set(result.runs.map((r) => r.pid));
     assert.deepEqual([...pids].sort(), workers.map((w) => w.pid).sort());
     assert.ok(result.runs.some((r) => r.runId === result.best.runId));
