@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as zmq from 'zeromq';
-import { freePort } from '../scripts/bench/bench-cluster.ts';
+import { freePort } from './helpers/free-port.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { MDPC01, MDPC02, MDPW01, MDPW02 } from '../shared/protocol.ts';
 import { CliProcess, TEST_ENV } from './helpers/cluster.ts';

@@ -1,21 +1,12 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ZerveClient } from '../shared/client.ts';
 import { encodeJson } from '../shared/messages.ts';
 import { RUNS_LIST, type ExperimentSummary } from '../shared/training.ts';
 import { CliProcess, fixtureImage, tempDir } from './helpers/cluster.ts';
 import { eventually } from './helpers/eventually.ts';
-
-/** A TCP port nobody listens on right now. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import { freePort } from './helpers/free-port.ts';
 
 describe('zerve up (npm start) on an empty model repository', function () {
   this.timeout(120_000);

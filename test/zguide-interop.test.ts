@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { freePort } from '../scripts/bench/bench-cluster.ts';
+import { freePort } from './helpers/free-port.ts';
 import { DEBIAN_PYTHON, ZGUIDE_PYTHON_DIR, buildZguideReference, type ZguideProgram } from '../scripts/zguide-reference.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { CliProcess, TEST_ENV, tempDir } from './helpers/cluster.ts';

@@ -1,21 +1,11 @@
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ZerveClient } from '../../shared/client.ts';
 import type { ClientOptions } from '../../shared/config.ts';
+import { freePort } from '../../test/helpers/free-port.ts';
 import { CliChild } from './cli-child.ts';
 
-/** A free TCP port on 127.0.0.1, found by binding port 0 and releasing it. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no TCP port');
-  return address.port;
-}
+// One free-port finder for the tests and the bench (the bench, like the tests, is a development tool).
+export { freePort };
 
 /**
  * The cluster as a user runs it: `zerve broker` and `zerve worker ...` as separate processes on
