@@ -6,7 +6,7 @@ import { ZerveClient } from '../shared/client.ts';
 import { encodeJson } from '../shared/messages.ts';
 import { DATASETS_ADD, requestTraining, type DatasetSummary, type TrainResultMessage, type TrainStarted } from '../shared/training.ts';
 import { makeRepository } from './fixtures/inference-models.ts';
-import { photoVariants } from '../scripts/bench/photo-variants.ts';
+import { photoVariants } from './helpers/photo-variants.ts';
 import { makeZip, type ArchiveEntry } from './fixtures/training-archives.ts';
 import { fixtureImage, nextWorker, spawnWorker, startBroker, tempDir, type CliProcess } from './helpers/cluster.ts';
 

@@ -11,7 +11,7 @@ import { DatasetStore } from '../workers/training/dataset-store.ts';
 import { PROBABILITIES_OUTPUT } from '../workers/training/onnx-export.ts';
 import { runTraining, type TrainingResult } from '../workers/training/trainer.ts';
 import type { TrainingRequest } from '../shared/training-request.ts';
-import { photoVariants } from '../scripts/bench/photo-variants.ts';
+import { photoVariants } from './helpers/photo-variants.ts';
 import { fixtureImage, fixtureModel } from './helpers/cluster.ts';
 
 const log = logger.child({ test: 'training-transfer' });

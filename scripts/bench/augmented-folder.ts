@@ -1,6 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { photoVariants } from './photo-variants.ts';
+import { photoVariants } from '../../test/helpers/photo-variants.ts';
 
 export interface AugmentedFolderOptions {
   /** Folder to write: `<label>/<i>.jpg` and `test/<label>/<i>.jpg`. */
