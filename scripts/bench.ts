@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { ZerveClient } from '../shared/client.ts';
 import { classifyService, ECHO_SERVICE } from '../shared/protocol.ts';
 import { BenchCluster } from './bench/bench-cluster.ts';
-import { makeBenchRepository } from './bench/bench-repository.ts';
+import { makeBenchRepository } from '../test/helpers/bench-repository.ts';
 import { CliChild } from './bench/cli-child.ts';
 import { benchHttp, type HttpBenchOptions, type HttpBenchResult } from './bench/http-bench.ts';
 import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/echo-load.ts';

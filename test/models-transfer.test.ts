@@ -10,7 +10,7 @@ import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { readModelCatalog, type CatalogEntry } from '../shared/models.ts';
 import { readManifest, sha256File } from '../workers/inference/model-manifest.ts';
-import { makeBenchRepository } from '../scripts/bench/bench-repository.ts';
+import { makeBenchRepository } from './helpers/bench-repository.ts';
 import { INCOMING_FOLDER, ModelFetcher } from '../workers/inference/model-transfer.ts';
 import { CliProcess, TEST_ENV, fixtureModel, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
 import { ZerveError } from '../shared/errors.ts';

@@ -13,7 +13,7 @@ import { ZerveClient } from '../../shared/client.ts';
 import { generateKeyFiles } from '../../shared/curve-keys.ts';
 import { ECHO_SERVICE, classifyService } from '../../shared/protocol.ts';
 import { BenchCluster } from './bench-cluster.ts';
-import { makeBenchRepository } from './bench-repository.ts';
+import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { runLoad, type LoadResult } from './load-runner.ts';
 import { withProcessCpu } from './process-cpu.ts';
 import { ReportTable } from './report-table.ts';

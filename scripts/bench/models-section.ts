@@ -15,7 +15,7 @@ import { modelFetchService, type ModelVersionRef } from '../../shared/models.ts'
 import { manifestHash, readManifest, sha256File } from '../../workers/inference/model-manifest.ts';
 import { ModelFetcher } from '../../workers/inference/model-transfer.ts';
 import { BenchCluster } from './bench-cluster.ts';
-import { makeBenchRepository } from './bench-repository.ts';
+import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { median } from './load-runner.ts';
 import { ReportTable } from './report-table.ts';
 

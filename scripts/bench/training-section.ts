@@ -21,7 +21,7 @@ import { runTraining, type TrainingProgress } from '../../workers/training/train
 import type { TrainingRequest } from '../../shared/training-request.ts';
 import { writeAugmentedFolder } from './augmented-folder.ts';
 import { BenchCluster } from './bench-cluster.ts';
-import { makeBenchRepository } from './bench-repository.ts';
+import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { CHILD_ENV } from './cli-child.ts';
 import { EmbeddingBaseline } from './embedding-baseline.ts';
 import { ReportTable } from './report-table.ts';
