@@ -12,9 +12,9 @@ import { Option, type Command } from 'commander';
 import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_CLIENT_OPTIONS, DEFAULT_MODEL_PUBLISHER_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, resolveOptions } from '../shared/config.ts';
 import { readModelCatalog } from '../shared/models.ts';
-import { ModelHolder } from '../workers/inference/model-holder.ts';
+import { ModelHolder } from '../workers/model-exchange/model-holder.ts';
 import { ModelRepository } from '../workers/inference/model-repository.ts';
-import { addModelVersion, type AddModelVersionOptions } from '../workers/inference/model-writer.ts';
+import { addModelVersion, type AddModelVersionOptions } from '../workers/model-exchange/model-writer.ts';
 import { reportError } from './cli-support.ts';
 
 /** A model with its versions as `zerve models list` shows it. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ZerveError } from '../shared/errors.ts';
 import type { ClassifyReply } from '../shared/messages.ts';
 import { InferenceEngine, type LatestEvent, type LoadFailedEvent, type VersionEvent } from '../workers/inference/inference-engine.ts';
-import { addModelVersion } from '../workers/inference/model-writer.ts';
+import { addModelVersion } from '../workers/model-exchange/model-writer.ts';
 import { image, makeRepository, modelFile, waitFor } from './fixtures/inference-models.ts';
 
 const TABBY = 'tabby, tabby cat';

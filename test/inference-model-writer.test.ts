@@ -3,7 +3,7 @@ import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ZerveError, type ErrorCode } from '../shared/errors.ts';
 import { readModelConfig } from '../workers/inference/model-config.ts';
-import { addModelVersion, parseRange, parseSize } from '../workers/inference/model-writer.ts';
+import { addModelVersion, parseRange, parseSize } from '../workers/model-exchange/model-writer.ts';
 import { imagePath, modelFile } from './fixtures/inference-models.ts';
 import { tempDir } from './helpers/cluster.ts';
 

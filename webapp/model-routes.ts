@@ -12,8 +12,8 @@ import type express from 'express';
 import { DEFAULT_MODEL_SYNC_OPTIONS, type WebAppOptions } from '../shared/config.ts';
 import { curveOptionsOf } from '../shared/curve-socket-options.ts';
 import { ZerveError } from '../shared/errors.ts';
-import { ModelHolder } from '../workers/inference/model-holder.ts';
-import type { AddModelVersionOptions } from '../workers/inference/model-writer.ts';
+import { ModelHolder } from '../workers/model-exchange/model-holder.ts';
+import type { AddModelVersionOptions } from '../workers/model-exchange/model-writer.ts';
 import { readFileUpload, type UploadKind } from './read-upload.ts';
 import type { CheckedParameters } from './request-validator.ts';
 

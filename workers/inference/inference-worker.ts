@@ -10,9 +10,9 @@ import { WorkerMetrics } from '../worker-metrics.ts';
 import { InferenceEngine } from './inference-engine.ts';
 import { InferenceMetrics } from './inference-metrics.ts';
 import { TensorInference } from './tensor-inference.ts';
-import { ModelHolder } from './model-holder.ts';
-import { ModelSync } from './model-sync.ts';
-import { ModelFetcher } from './model-transfer.ts';
+import { ModelHolder } from '../model-exchange/model-holder.ts';
+import { ModelSync } from '../model-exchange/model-sync.ts';
+import { ModelFetcher } from '../model-exchange/model-transfer.ts';
 
 export type InferenceWorkerOptions = InferenceOptions & Partial<WorkerConnectionOptions> & Partial<ModelSyncOptions>;
 

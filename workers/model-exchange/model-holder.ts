@@ -23,7 +23,7 @@ import { MODELS_FETCH_PREFIX, conflictingHashes, modelFetchService, parseModelFe
 import { HOSTNAME } from '../../shared/protocol.ts';
 import { WorkerConnection } from '../worker-connection.ts';
 import { manifestHash, readManifest } from './model-manifest.ts';
-import { ModelRepository, type VersionEntry } from './model-repository.ts';
+import { ModelRepository, type VersionEntry } from '../inference/model-repository.ts';
 import { INCOMING_FOLDER, removeIfEmpty, serveModelChunk } from './model-transfer.ts';
 import { addModelVersion, type AddedModelVersion, type AddModelVersionOptions } from './model-writer.ts';
 

@@ -16,7 +16,7 @@ import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
 import { readModelCatalog, type CatalogEntry, type ModelVersionRef } from '../../shared/models.ts';
 import type { ModelHolder } from './model-holder.ts';
-import { compareVersions, parseServeList } from './model-repository.ts';
+import { compareVersions, parseServeList } from '../inference/model-repository.ts';
 import type { ModelFetcher } from './model-transfer.ts';
 
 const key = (ref: ModelVersionRef) => `${ref.name}/${ref.version}/${ref.hash}`;

@@ -23,9 +23,9 @@ import { isAlive } from '../../shared/process-alive.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
 import { decodeHeader, decodeReply, encodeJson } from '../../shared/messages.ts';
 import { modelFetchService, type ModelFetchReply, type ModelFetchRequest, type ModelManifest, type ModelVersionRef } from '../../shared/models.ts';
-import { MODEL_CONFIG_FILE, MODEL_FILE } from './model-config.ts';
+import { MODEL_CONFIG_FILE, MODEL_FILE } from '../inference/model-config.ts';
 import { MANIFEST_FILE_PATTERN, manifestHash } from './model-manifest.ts';
-import { MODEL_NAME_PATTERN, VERSION_NAME_PATTERN } from './model-repository.ts';
+import { MODEL_NAME_PATTERN, VERSION_NAME_PATTERN } from '../inference/model-repository.ts';
 
 /** Hidden folder of a repository where transfers and new versions are staged. */
 export const INCOMING_FOLDER = '.incoming';

@@ -18,9 +18,9 @@ import {
   type ModelConfig,
   type ResizePolicy,
   type TensorLayout,
-} from './model-config.ts';
-import { MODEL_NAME_PATTERN } from './model-repository.ts';
-import { ModelSession } from './model-session.ts';
+} from '../inference/model-config.ts';
+import { MODEL_NAME_PATTERN } from '../inference/model-repository.ts';
+import { ModelSession } from '../inference/model-session.ts';
 
 export interface AddModelVersionOptions {
   /** Model name; served as `classify.<name>`. */

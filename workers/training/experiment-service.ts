@@ -14,7 +14,7 @@ import { HOSTNAME } from '../../shared/protocol.ts';
 import { expandSearch } from '../../shared/search-space.ts';
 import { DEFAULT_TRAIN_DEADLINE_MS, TRAIN_RUN_SERVICE, TRAIN_SERVICE, type TrainEpoch, type TrainProgressMessage, type TrainResultMessage, type TrainStarted } from '../../shared/training.ts';
 import type { ParamSet, TrainingRequest } from '../../shared/training-request.ts';
-import type { ModelHolder } from '../inference/model-holder.ts';
+import type { ModelHolder } from '../model-exchange/model-holder.ts';
 import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
 import { abortError, stopping } from './active-trainings.ts';
 import { MNIST_DATASET_ID } from './builtin-mnist.ts';

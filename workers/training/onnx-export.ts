@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ZerveError } from '../../shared/errors.ts';
 import type { ModelConfig } from '../inference/model-config.ts';
-import { addModelVersion, type AddedModelVersion, type AddModelVersionOptions } from '../inference/model-writer.ts';
+import { addModelVersion, type AddedModelVersion, type AddModelVersionOptions } from '../model-exchange/model-writer.ts';
 import { buildEmbeddingModel, EMBEDDING_OUTPUT } from './backbone.ts';
 import type { FeatureSpec } from './features.ts';
 import type { MlpClassifier } from './mlp.ts';
