@@ -154,7 +154,11 @@ describe('multi-host cluster (network namespaces, CURVE)', function () {
       const all = await replies;
       assert.deepEqual(all.map((r) => r.predictions[0]!.index), Array(100).fill(281));
       // Host A's process has two connections (inference, and its model holder): both expire with the link.
-      const removed = logLines(broker).filter((l) => l.msg === 'worker removed' && l.host === a.ns);
+      // The broker's log arrives through a pipe, possibly after the replies.
+      const removed = await eventually("the broker to log host A's requeuing removal", () => {
+        const lines = logLines(broker).filter((l) => l.msg === 'worker removed' && l.host === a.ns);
+        return lines.some((l) => Number(l.requeued) >= 1) ? lines : false;
+      }, 30_000);
       assert.ok(removed.length > 0 && removed.every((l) => l.reason === 'heartbeat expired'), JSON.stringify(removed));
       assert.ok(removed.some((l) => Number(l.requeued) >= 1), `host A's requests were requeued: ${JSON.stringify(removed)}`);
     } finally {
