@@ -1,0 +1,36 @@
+/**
+ * Lists of brokers: every option that names a broker (`--broker`, `--connect` and their `ZERVE_*`
+ * forms) takes one endpoint or several separated by commas; a config file's array arrives here as
+ * the same string (shared/config.ts). `--broker-key` pairs with them: one key file for every broker,
+ * or one per broker in the same order.
+ */
+import { ZerveError } from './errors.ts';
+
+/** The endpoints of a broker list, trimmed; BAD_REQUEST when it names none or one twice. */
+export function parseBrokerList(value: string, option: string): string[] {
+  const endpoints = value.split(',').map((e) => e.trim());
+  if (endpoints.some((e) => e === '')) {
+    throw new ZerveError('BAD_REQUEST', `--${kebab(option)} must be one broker endpoint or several separated by commas, got ${JSON.stringify(value)}`);
+  }
+  const twice = endpoints.find((e, i) => endpoints.indexOf(e) !== i);
+  if (twice !== undefined) throw new ZerveError('BAD_REQUEST', `--${kebab(option)} names ${twice} twice`);
+  return endpoints;
+}
+
+/**
+ * The broker key file for each of `count` brokers: '' (no CURVE) for all, one file for all, or a list
+ * of exactly `count` files in the order of the endpoints; BAD_REQUEST otherwise.
+ */
+export function pairBrokerKeys(brokerKey: string, count: number): string[] {
+  if (brokerKey === '') return Array.from({ length: count }, () => '');
+  const keys = brokerKey.split(',').map((k) => k.trim());
+  if (keys.length === 1) return Array.from({ length: count }, () => keys[0]!);
+  if (keys.length !== count || keys.some((k) => k === '')) {
+    throw new ZerveError('BAD_REQUEST', `--broker-key must name one key file for every broker or one per broker (${count}), got ${keys.length}: ${JSON.stringify(brokerKey)}`);
+  }
+  return keys;
+}
+
+function kebab(option: string): string {
+  return option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
