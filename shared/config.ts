@@ -261,7 +261,7 @@ export const DEFAULT_TRAINING_OPTIONS: TrainingOptions = {
   yieldIntervalMs: 20,
 };
 
-export interface ClientOptions extends CurveOptions {
+export interface ClientOptions extends CurveOptions, HeartbeatOptions {
   /**
    * Broker frontend endpoint, or several separated by commas (an array in a config file): requests
    * are spread over those that are up. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555'
@@ -281,6 +281,9 @@ export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
   timeoutMs: 30_000,
   retries: 0,
   maxInFlight: 100_000,
+  // With several brokers: the ZMTP heartbeat that notices a broker cut off (HeartbeatOptions).
+  heartbeatIntervalMs: 1000,
+  heartbeatLiveness: 3,
 };
 
 function envName(key: string): string {

@@ -72,6 +72,7 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
   private metrics?: WorkerMetrics;
   private lastMetrics = -Infinity;
   private metricsLink?: BrokerLink;
+  private creditTimer?: NodeJS.Timeout;
 
   constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> & ServiceTraits = {}, log: Logger = logger) {
     super();
@@ -162,6 +163,7 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
     }
     clearTimeout(timer);
     clearInterval(this.heartbeatTimer);
+    clearTimeout(this.creditTimer);
     await Promise.all(this.links.map((link) => link.disconnect()));
     for (const link of this.links) link.close();
     this.log.info('worker closed');
@@ -222,7 +224,18 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
   private rebalance(link: BrokerLink, now: number): void {
     link.lastFullAt = now;
     const donor = creditDonor(this.links, link, now, this.options.creditIdleMs);
-    if (!donor) return;
+    if (!donor) {
+      // A broker with credit to spare may just not have been idle long enough yet: look again then,
+      // since a broker with its whole grant in flight sends nothing that would bring us back here.
+      const spare = this.links.some((other) => other !== link && other.up && other.grant > 1 && other.inFlight < other.grant);
+      if (spare && !this.creditTimer && !this.closing) {
+        this.creditTimer = setTimeout(() => {
+          this.creditTimer = undefined;
+          if (link.up && link.inFlight >= link.grant && !this.closing) this.rebalance(link, performance.now());
+        }, this.options.creditIdleMs).unref();
+      }
+      return;
+    }
     donor.grant--;
     link.grant++;
     donor.lastFullAt = now;
