@@ -28,7 +28,7 @@ export function addConnectCurveFlags(root: Command): void {
     if (!(longs.has('--broker') || longs.has('--connect')) || longs.has('--curve-key')) continue;
     command
       .option('--curve-key <file>', "this process's secret key file (NAME.key, NAME.pub beside it)")
-      .option('--broker-key <file>', "the broker's public key file (.pub): connect with CURVE")
+      .option('--broker-key <files>', "the broker's public key file (.pub): connect with CURVE; with several brokers, one for all or one per broker, separated by commas")
       .addOption(clientAuth())
       .option('--insecure', 'accepted for one config file across the cluster; only the broker acts on it');
   }

@@ -12,6 +12,7 @@ import Table from 'cli-table3';
 import type { Broker } from '../broker/broker.ts';
 import {
   DEFAULT_BROKER_OPTIONS,
+  DEFAULT_CLIENT_OPTIONS,
   DEFAULT_INFERENCE_OPTIONS,
   DEFAULT_MODEL_SYNC_OPTIONS,
   DEFAULT_NOTIFIER_OPTIONS,
@@ -19,6 +20,8 @@ import {
   resolveOptions,
 } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
+import { parseBrokerList, pairBrokerKeys } from '../shared/broker-list.ts';
+import { ZerveClient } from '../shared/client.ts';
 import { logger } from '../shared/logger.ts';
 import type { ClassifyReply } from '../shared/messages.ts';
 import { onShutdown, parseInteger, reportError, withClient } from './cli-support.ts';
@@ -310,20 +313,60 @@ program
 
 program
   .command('status')
-  .description('services, workers and queue depths')
-  .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
-  .option('--timeout-ms <ms>', 'time to wait for the broker', '3000')
+  .description('services, workers and queue depths, of each broker when given several')
+  .option('--broker <endpoints>', 'broker frontend endpoint, or several separated by commas (default: ZERVE_BROKER)')
+  .option('--timeout-ms <ms>', 'time to wait for each broker', '3000')
   .option('--json', 'print JSON')
   .action(async (flags: Record<string, unknown>) => {
-    await withClient(flags, async (client) => {
-      const [services, workers, security] = await Promise.all([client.services(), client.workers(), client.requestJson<SecurityInfo>(MMI_SECURITY, [])]);
-      if (flags.json) {
-        process.stdout.write(JSON.stringify({ services, workers, security }, null, 2) + '\n');
-        return;
+    const options = resolveOptions(DEFAULT_CLIENT_OPTIONS, flags);
+    let endpoints: string[];
+    try {
+      endpoints = parseBrokerList(options.broker, 'broker');
+    } catch (err) {
+      return reportError(err);
+    }
+    const ask = (client: ZerveClient) => Promise.all([client.services(), client.workers(), client.requestJson<SecurityInfo>(MMI_SECURITY, [])]);
+    if (endpoints.length === 1) {
+      await withClient(flags, async (client) => {
+        const [services, workers, security] = await ask(client);
+        if (flags.json) {
+          process.stdout.write(JSON.stringify({ services, workers, security }, null, 2) + '\n');
+          return;
+        }
+        if (security.insecure) process.stdout.write('WARNING: the broker runs with --insecure: a worker socket without CURVE is open to anyone who reaches it\n');
+        process.stdout.write(formatStatus(services, workers));
+      });
+      return;
+    }
+    // Each broker apart: a worker registers on every broker, so summing them would count it twice.
+    const keys = pairBrokerKeys(options.brokerKey, endpoints.length);
+    const brokers = await Promise.all(
+      endpoints.map(async (endpoint, i) => {
+        const client = new ZerveClient({ ...options, broker: endpoint, brokerKey: keys[i]! });
+        try {
+          const [services, workers, security] = await ask(client);
+          return { endpoint, services, workers, security, error: undefined };
+        } catch (err) {
+          return { endpoint, error: ZerveError.from(err).toJSON().error };
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+    if (flags.json) {
+      process.stdout.write(JSON.stringify({ brokers }, null, 2) + '\n');
+    } else {
+      for (const b of brokers) {
+        if (b.error !== undefined) {
+          process.stdout.write(`broker ${b.endpoint}: ${b.error.code}: ${b.error.message}\n\n`);
+          continue;
+        }
+        process.stdout.write(`broker ${b.endpoint}: ${b.workers.length} worker connection(s)\n`);
+        if (b.security.insecure) process.stdout.write('WARNING: this broker runs with --insecure: a worker socket without CURVE is open to anyone who reaches it\n');
+        process.stdout.write(formatStatus(b.services, b.workers) + '\n');
       }
-      if (security.insecure) process.stdout.write('WARNING: the broker runs with --insecure: a worker socket without CURVE is open to anyone who reaches it\n');
-      process.stdout.write(formatStatus(services, workers));
-    });
+    }
+    if (brokers.every((b) => b.error)) process.exitCode = 1;
   });
 
 registerModelCommands(program);

@@ -38,6 +38,15 @@ export interface RequestOptions {
   idempotent?: boolean;
 }
 
+/** One broker as a client sees it (`ZerveClient.brokers`). */
+export interface BrokerState {
+  endpoint: string;
+  /** Connected (with several brokers), or simply in use (with one). */
+  up: boolean;
+  /** FINAL replies that came through it. */
+  replies: number;
+}
+
 export interface ReplyChunk {
   final: boolean;
   body: Buffer[];
@@ -92,6 +101,14 @@ export class ZerveClient {
   /** Requests waiting for their FINAL reply. */
   get inFlight(): number {
     return this.calls.size;
+  }
+
+  /** Each broker of the list: whether it is up now, and how many FINAL replies came through it. */
+  get brokers(): BrokerState[] {
+    return this.endpoints.map((endpoint, i) => {
+      const route = this.routes?.[i];
+      return { endpoint, up: route?.up ?? false, replies: route?.replies ?? 0 };
+    });
   }
 
   /** Sends a request and resolves with the FINAL reply's body frames (PARTIALs are skipped). */
@@ -275,7 +292,7 @@ export class ZerveClient {
       ...heartbeats,
       ...clientCurveSocketOptions({ ...this.options, brokerKey }),
     });
-    const route: BrokerRoute = { endpoint, socket, sends: new SendQueue(socket, this.log, this.options.maxInFlight), up: !several, calls: new Set() };
+    const route: BrokerRoute = { endpoint, socket, sends: new SendQueue(socket, this.log, this.options.maxInFlight), up: !several, calls: new Set(), replies: 0 };
     if (several) {
       watchSocketEvents(
         socket,
@@ -287,12 +304,13 @@ export class ZerveClient {
       );
     }
     socket.connect(endpoint);
-    route.loop = this.receive(socket);
+    route.loop = this.receive(route);
     return route;
   }
 
   /** The socket's one reading loop: hands each reply to the call its tag names; anything else is ignored. */
-  private async receive(socket: zmq.Dealer): Promise<void> {
+  private async receive(route: BrokerRoute): Promise<void> {
+    const { socket } = route;
     try {
       for await (const frames of socket) {
         let reply;
@@ -305,6 +323,7 @@ export class ZerveClient {
         const call = this.calls.get(reply.tag.readUInt32BE(0));
         if (!call?.serviceFrame.equals(frames[3]!)) continue;
         if (reply.final) {
+          route.replies++;
           this.calls.delete(call.tag);
           call.route.calls.delete(call);
         }
@@ -411,6 +430,8 @@ interface BrokerRoute {
   up: boolean;
   /** The calls sent through it still waiting for their FINAL reply. */
   calls: Set<PendingCall>;
+  /** FINAL replies that came through it. */
+  replies: number;
   loop?: Promise<void>;
 }
 
