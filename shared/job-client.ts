@@ -4,7 +4,7 @@
  */
 import type { ZerveClient } from './client.ts';
 import { ZerveError, isErrorCode } from './errors.ts';
-import { JOBS_STATUS, JOBS_SUBMIT, isFinishedState, type JobProgress, type JobStatus, type JobTicket } from './jobs.ts';
+import { JOBS_STATUS, JOBS_SUBMIT, isFinishedState, type JobProgress, type JobStatus, type JobSubmitRequest, type JobTicket } from './jobs.ts';
 import { encodeJson } from './messages.ts';
 
 export interface WatchJobOptions {
@@ -16,7 +16,9 @@ export interface WatchJobOptions {
 
 /** `frames` is a whole `jobs.submit` body: `[JSON {service, ...}, ...the service's body]`. */
 export function submitJob(client: ZerveClient, frames: Buffer[]): Promise<JobTicket> {
-  return client.requestJson<JobTicket>(JOBS_SUBMIT, frames);
+  // A job with a key answers a resend with its first ticket: safe to send through another broker.
+  const key = (JSON.parse(frames[0]?.toString() ?? '{}') as Partial<JobSubmitRequest>).key;
+  return client.requestJson<JobTicket>(JOBS_SUBMIT, frames, { idempotent: key !== undefined });
 }
 
 /** Resolves with the job's final status (succeeded, failed or canceled). */
