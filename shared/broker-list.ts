@@ -31,6 +31,18 @@ export function pairBrokerKeys(brokerKey: string, count: number): string[] {
   return keys;
 }
 
+/**
+ * The endpoint of the `index`-th extra broker beside the one at `endpoint` (`zerve up --brokers`):
+ * a TCP port 2 × index higher (each broker has a frontend and a backend port), or an ipc path with
+ * `-<index>` appended.
+ */
+export function siblingEndpoint(endpoint: string, index: number): string {
+  const tcp = /^(tcp:\/\/.*):(\d+)$/.exec(endpoint);
+  if (tcp) return `${tcp[1]}:${Number(tcp[2]) + 2 * index}`;
+  if (endpoint.startsWith('ipc://') || endpoint.startsWith('inproc://')) return `${endpoint}-${index}`;
+  throw new ZerveError('BAD_REQUEST', `cannot place another broker beside ${endpoint}: use tcp://host:port or ipc://path`);
+}
+
 function kebab(option: string): string {
   return option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
