@@ -7,6 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ZerveClient } from '../../shared/client.ts';
+import { ZerveError } from '../../shared/errors.ts';
 import { ECHO_SERVICE } from '../../shared/protocol.ts';
 import { freePort } from './bench-cluster.ts';
 import { CliChild } from './cli-child.ts';
@@ -38,8 +39,9 @@ export interface FailoverSection {
 export interface KillResult {
   /** Requests in flight when broker 1 was SIGKILLed. */
   inFlight: number;
-  /** Of those, how many failed (none should). */
+  /** Of those, how many failed (none should), and the first one's error code. */
   lost: number;
+  firstError?: string;
   /** Round-trip p50 in the second before the kill. */
   baselineP50Ms: number;
   /** Latency of the requests in flight at the kill, less the baseline p50. */
@@ -55,6 +57,8 @@ export interface KillResult {
 
 const WORKERS = 2;
 const BODY = Buffer.alloc(64, 7);
+/** The echo worker declares `echo` idempotent; a client learns it from the caller. */
+const ECHO_OPTIONS = { idempotent: true };
 
 /** Starts a broker child on fresh ports. */
 async function startBroker(): Promise<{ child: CliChild; frontend: string; backend: string }> {
@@ -94,7 +98,7 @@ export async function benchFailover(options: FailoverOptions): Promise<FailoverS
     const two = new ZerveClient({ broker: pair.map((b) => b.frontend).join(',') });
     clients.push(one, two);
     // Both of the pair's connections up before measuring.
-    for (const until = performance.now() + 10_000; !two.brokers.every((b) => b.up) && performance.now() < until; ) await two.request(ECHO_SERVICE, [BODY]);
+    for (const until = performance.now() + 10_000; !two.brokers.every((b) => b.up) && performance.now() < until; ) await two.request(ECHO_SERVICE, [BODY], ECHO_OPTIONS);
 
     const setups = [
       { name: 'one', client: one, pids: { b1: single.child.pid } as Record<string, number>, perSecond: [] as number[], cpuUs: [] as number[] },
@@ -104,7 +108,7 @@ export async function benchFailover(options: FailoverOptions): Promise<FailoverS
       for (const setup of round % 2 === 0 ? setups : [...setups].reverse()) {
         options.progress(`failover: round ${round + 1}/${options.rounds}, ${setup.name} broker(s)`);
         const { result, cpuUs } = await withProcessCpu(setup.pids, () =>
-          runLoad(() => setup.client.request(ECHO_SERVICE, [BODY]), { concurrency: options.concurrency, warmUpMs: options.warmUpMs, durationMs: options.durationMs }),
+          runLoad(() => setup.client.request(ECHO_SERVICE, [BODY], ECHO_OPTIONS), { concurrency: options.concurrency, warmUpMs: options.warmUpMs, durationMs: options.durationMs }),
         );
         setup.perSecond.push(result.perSecond);
         const spent = Object.values(cpuUs).reduce<number>((sum, us) => sum + (us ?? Number.NaN), 0);
@@ -137,7 +141,7 @@ async function killUnderLoad(client: ZerveClient, victim: CliChild, concurrency:
   interface Sent {
     t0: number;
     t1?: number;
-    failed?: boolean;
+    failed?: string;
   }
   const sent: Sent[] = [];
   let running = true;
@@ -146,9 +150,9 @@ async function killUnderLoad(client: ZerveClient, victim: CliChild, concurrency:
       const request: Sent = { t0: performance.now() };
       sent.push(request);
       try {
-        await client.request(ECHO_SERVICE, [BODY]);
-      } catch {
-        request.failed = true;
+        await client.request(ECHO_SERVICE, [BODY], ECHO_OPTIONS);
+      } catch (err) {
+        request.failed = err instanceof ZerveError ? err.code : String(err);
       }
       request.t1 = performance.now();
     }
@@ -168,6 +172,7 @@ async function killUnderLoad(client: ZerveClient, victim: CliChild, concurrency:
   return {
     inFlight: inFlight.length,
     lost: inFlight.filter((r) => r.failed).length,
+    ...(inFlight.some((r) => r.failed) ? { firstError: inFlight.find((r) => r.failed)!.failed } : {}),
     baselineP50Ms,
     addedP50Ms: percentile(added, 0.5),
     addedP99Ms: percentile(added, 0.99),
@@ -183,7 +188,7 @@ export function failoverReport(section: FailoverSection): string[] {
   throughput.push(['2', section.twoBrokers.map((p) => p.toFixed(0)).join(', '), median(section.twoBrokers).toFixed(0), section.cpuUsPerRequest.twoBrokers.toFixed(1)]);
   const k = section.kill;
   const kill = new ReportTable(['in flight at the kill', 'lost', 'added p50 ms', 'added p99 ms', 'added max ms', 'all answered ms after the kill']);
-  kill.push([k.inFlight, k.lost, k.addedP50Ms.toFixed(1), k.addedP99Ms.toFixed(1), k.addedMaxMs.toFixed(1), k.allAnsweredMs.toFixed(1)]);
+  kill.push([k.inFlight, k.firstError ? `${k.lost} (${k.firstError})` : k.lost, k.addedP50Ms.toFixed(1), k.addedP99Ms.toFixed(1), k.addedMaxMs.toFixed(1), k.allAnsweredMs.toFixed(1)]);
   return [
     `Two brokers against one, same echo workers (2, capacity 64) and ${section.concurrency} requests in flight, alternating rounds: ` +
       `throughput ${section.throughputRatio.toFixed(2)}x one broker (median of per-round ratios; goal >= 0.95x), ` +
