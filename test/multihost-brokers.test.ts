@@ -11,7 +11,7 @@ import { ZerveError } from '../shared/errors.ts';
 import { generateKeyFiles } from '../shared/curve-keys.ts';
 import type { ClassifyReply, WorkerInfo } from '../shared/messages.ts';
 import { addModelVersion } from '../workers/inference/model-writer.ts';
-import { image, modelFile } from './fixtures/inference-models.ts';
+import { image, imagePath, modelFile } from './fixtures/inference-models.ts';
 import { TEST_ENV, until, type CliProcess } from './helpers/cluster.ts';
 import { NetnsLab, skipUnlessNetns, type NetnsHost } from './helpers/netns.ts';
 
@@ -135,5 +135,62 @@ describe('several brokers across hosts (network namespaces, CURVE)', function ()
 
   it(`answers all ${IN_FLIGHT} classifications in flight, each once, when broker 2 is SIGKILLed`, async () => {
     await classifyThroughKill(1);
+  });
+});
+
+describe('several brokers across hosts: a broker cut off (link down), with the client on a host of its own', function () {
+  this.timeout(240_000);
+  const CLASSIFICATIONS = 300;
+  let lab: NetnsLab;
+
+  before(async function () {
+    skipUnlessNetns(this);
+    lab = await NetnsLab.create(['b1', 'b2', 'w1', 'c1']);
+  });
+
+  after(async () => {
+    await lab?.close();
+  });
+
+  it(`answers all ${CLASSIFICATIONS} classifications of a client on another host, each once, when broker 1's link is cut`, async () => {
+    const keys = join(lab.dir, 'keys');
+    const allowed = join(lab.dir, 'authorized-workers');
+    await mkdir(allowed, { recursive: true });
+    for (const name of ['b1', 'b2', 'w1']) await generateKeyFiles(name, keys);
+    await copyFile(join(keys, 'w1.pub'), join(allowed, 'w1.pub'));
+    const [b1, b2, w1, c1] = ['b1', 'b2', 'w1', 'c1'].map((name) => lab.host(name)) as [NetnsHost, NetnsHost, NetnsHost, NetnsHost];
+    await addModelVersion({ models: w1.models, name: 'squeezenet', file: modelFile('squeezenet'), labels: modelFile('squeezenet', 'labels.txt'), channels: 'bgr' });
+    const brokers = [b1, b2].map((host) =>
+      lab.spawn(host, ['broker', '--frontend', lab.tcp(host, 5555), '--backend', lab.tcp(host, BACKEND_PORT), '--curve-key', join(keys, `${host.name}.key`), '--authorized-workers', allowed], LAB_ENV),
+    );
+    const connect = [b1, b2].map((h) => lab.tcp(h, BACKEND_PORT)).join(',');
+    const brokerKeys = [b1, b2].map((h) => join(keys, `${h.name}.pub`)).join(',');
+    lab.spawn(w1, ['worker', 'inference', '--connect', connect, '--broker-key', brokerKeys, '--curve-key', join(keys, 'w1.key'), '--models', w1.models, '--capacity', '4'], LAB_ENV);
+    const frontends = [b1, b2].map((h) => lab.tcp(h, 5555)).join(',');
+    // Both brokers list the worker (zerve status on the client host asks each).
+    await until(
+      'the worker on both brokers',
+      async () => {
+        const status = await lab.run(c1, ['status', '--broker', frontends, '--json', '--timeout-ms', '2000'], LAB_ENV);
+        const parsed = JSON.parse(status.stdout || '{"brokers":[]}') as { brokers: { workers?: WorkerInfo[] }[] };
+        return parsed.brokers.length === 2 && parsed.brokers.every((b) => b.workers?.some((w) => w.services.includes('classify.squeezenet')));
+      },
+      90_000,
+    );
+    const files = new Array<string>(CLASSIFICATIONS).fill(imagePath('kitten.png'));
+    const classify = lab.spawn(c1, ['classify', '--model', 'squeezenet', '--broker', frontends, '--json', '--timeout-ms', '60000', ...files], LAB_ENV);
+    await until('some answers', () => classify.stdout.split('\n').length > 50 || classify.child.exitCode !== null, 60_000);
+    await lab.cut(b1);
+    const [code] = await classify.exited;
+    const lines = classify.stdout.trim().split('\n').filter((l) => l.startsWith('{"file"')).map((l) => JSON.parse(l) as ClassifyReply & { error?: { code: string } });
+    assert.deepEqual(
+      lines.map((l) => l.error?.code ?? l.predictions?.[0]?.index ?? JSON.stringify(l)),
+      new Array(CLASSIFICATIONS).fill(KITTEN),
+      'every file answered once, correctly',
+    );
+    assert.equal(code, 0);
+    assert.match(classify.stdout, /broker lost: resending/, 'the client noticed the cut (by its heartbeat) and resent what broker 1 held');
+    assert.ok(brokers.every((b) => b.child.exitCode === null), 'both brokers still run: one was only cut off');
+    await lab.restore(b1);
   });
 });
