@@ -16,9 +16,16 @@ export interface WatchJobOptions {
 
 /** `frames` is a whole `jobs.submit` body: `[JSON {service, ...}, ...the service's body]`. */
 export function submitJob(client: ZerveClient, frames: Buffer[]): Promise<JobTicket> {
-  // A job with a key answers a resend with its first ticket: safe to send through another broker.
-  const key = (JSON.parse(frames[0]?.toString() ?? '{}') as Partial<JobSubmitRequest>).key;
-  return client.requestJson<JobTicket>(JOBS_SUBMIT, frames, { idempotent: key !== undefined });
+  return client.requestJson<JobTicket>(JOBS_SUBMIT, frames, { idempotent: hasIdempotencyKey(frames[0]) });
+}
+
+/** Whether a `jobs.submit` frame names a key: the jobs service answers a resend with the first ticket, so it is safe to send through another broker. */
+function hasIdempotencyKey(frame: Buffer | undefined): boolean {
+  try {
+    return typeof (JSON.parse(frame?.toString() ?? '') as Partial<JobSubmitRequest> | null)?.key === 'string';
+  } catch {
+    return false; // not JSON: the jobs service answers BAD_REQUEST
+  }
 }
 
 /** Resolves with the job's final status (succeeded, failed or canceled). */

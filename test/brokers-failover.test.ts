@@ -4,6 +4,7 @@ import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import type { ZerveError } from '../shared/errors.ts';
 import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerMetrics } from '../workers/worker-metrics.ts';
 import { eventually } from './helpers/eventually.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
 
@@ -116,6 +117,26 @@ describe('several brokers', function () {
       assert.deepEqual((await back)[0], [2, 2]);
       await eventually('broker 2 has its share again', async () => (await capacityOn(b2)) === 2, 10_000);
       await eventually('broker 1 gave it back', async () => (await capacityOn(b1)) === 2, 10_000);
+    });
+
+    it('relays its metrics through one broker at a time, and through the other once that one is gone', async () => {
+      const connection = new WorkerConnection(['classify.metrics'], async (body) => body, {
+        connect: `${b1.backendEndpoint},${b2.backendEndpoint}`,
+        heartbeatIntervalMs: HEARTBEAT_MS,
+        metricsIntervalMs: HEARTBEAT_MS,
+      });
+      closers.push(() => connection.close());
+      connection.reportMetrics(new WorkerMetrics());
+      const counts = [0, 0];
+      b1.metrics.relay.on('snapshot', () => counts[0]!++);
+      b2.metrics.relay.on('snapshot', () => counts[1]!++);
+      connection.start();
+      await once(b1.metrics.relay, 'snapshot');
+      await once(b1.metrics.relay, 'snapshot');
+      await once(b1.metrics.relay, 'snapshot');
+      assert.deepEqual(counts.map((c) => c > 0), [true, false], `broker 2 sums no second copy of the worker's series (${counts.join(', ')})`);
+      await b1.close();
+      await once(b2.metrics.relay, 'snapshot');
     });
 
     it('runs a capacity-1 worker on two brokers one request at a time', async () => {
