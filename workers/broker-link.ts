@@ -93,6 +93,7 @@ export class BrokerLink {
 
   /** Sends READY as the owner describes it now. */
   sendReady(): void {
+    if (!this.sends) return; // between connections: connect() sends it
     const ready = this.owner.ready(this);
     if (ready) this.send(ready);
   }
