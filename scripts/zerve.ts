@@ -332,7 +332,7 @@ program
 program
   .command('status')
   .description('services, workers and queue depths, of each broker when given several')
-  .option('--broker <endpoints>', 'broker frontend endpoint, or several separated by commas (default: ZERVE_BROKER)')
+  .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
   .option('--timeout-ms <ms>', 'time to wait for each broker', '3000')
   .option('--json', 'print JSON')
   .action(async (flags: Record<string, unknown>) => {
