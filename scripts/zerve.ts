@@ -61,6 +61,8 @@ const up = program
   .option('--metrics-port <port>', "serve the broker's /metrics (the whole cluster) on this port (default: off)")
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
+    const brokerCount = Number(flags.brokers);
+    if (!(brokerCount >= 1)) return reportError(new ZerveError('BAD_REQUEST', `--brokers must be at least 1, got ${brokerCount}`));
     const brokerOptions = resolveOptions(DEFAULT_BROKER_OPTIONS, flags);
     const { smtp, mailFrom } = resolveOptions(DEFAULT_NOTIFIER_OPTIONS, flags);
     // Local processes authenticate with the broker's own key pair (always admitted); its .key holds the public key too.
@@ -80,8 +82,6 @@ const up = program
     }
     await broker.start();
     const metrics = await serveMetrics(flags, [broker.metrics.registry]);
-    const brokerCount = Number(flags.brokers);
-    if (!(brokerCount >= 1)) return reportError(new ZerveError('BAD_REQUEST', `--brokers must be at least 1, got ${brokerCount}`));
     // Through the environment, not argv: an smtp URL may carry a password, and argv shows in `ps`.
     const supervisor = new ProcessSupervisor(log, { ...process.env, ...(smtp !== '' ? { ZERVE_SMTP: smtp } : {}), ...(mailFrom !== '' ? { ZERVE_MAIL_FROM: mailFrom } : {}) });
     // The other brokers are child processes, so that one can be killed (and is restarted) while this one serves.

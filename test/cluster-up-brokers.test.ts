@@ -32,6 +32,12 @@ describe('zerve up --brokers 2', function () {
     await dir.remove();
   });
 
+  it('refuses --brokers 0 with BAD_REQUEST before starting anything', async () => {
+    const refused = await runCli(['up', '--brokers', '0', '--models', join(dir.path, 'none'), '--frontend', 'tcp://127.0.0.1:1', '--backend', 'tcp://127.0.0.1:2']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /BAD_REQUEST: --brokers must be at least 1/);
+  });
+
   it('runs two brokers, registers every worker on both, and zerve status shows each broker with its workers', async () => {
     let brokers: BrokerStatus[] = [];
     await eventually(
