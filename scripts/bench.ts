@@ -43,8 +43,9 @@ import { benchModels, modelsReport, type ModelsSection } from './bench/models-se
 import { benchTraining, trainingReport, type TrainingSection } from './bench/training-section.ts';
 import { benchMetricsOverhead, metricsOverheadTable } from './bench/metrics-overhead.ts';
 import { benchCurve, curveReport, type CurveSection } from './bench/curve-section.ts';
+import { benchFailover, failoverReport, type FailoverSection } from './bench/failover-section.ts';
 
-const SECTIONS = ['inference', 'broker', 'metrics', 'curve', 'training', 'models'] as const;
+const SECTIONS = ['inference', 'broker', 'metrics', 'curve', 'training', 'models', 'failover'] as const;
 type Section = (typeof SECTIONS)[number];
 const ARGS = parseArgs({ allowPositionals: true, options: { quick: { type: 'boolean', default: false } } });
 const QUICK = ARGS.values.quick === true;
@@ -506,6 +507,9 @@ async function main(): Promise<void> {
     ? await benchCurve({ fixtures: FIXTURES, model: MODEL, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, progress })
     : undefined;
   const models: ModelsSection | undefined = SELECTED.has('models') ? await benchModels({ fixtures: FIXTURES, quick: QUICK, progress }) : undefined;
+  const failover: FailoverSection | undefined = SELECTED.has('failover')
+    ? await benchFailover({ rounds: QUICK ? 2 : 4, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, concurrency: ECHO_WINDOW, progress })
+    : undefined;
   // Last, on a machine the other sections no longer load.
   const training: TrainingSection | undefined = SELECTED.has('training') ? await benchTraining({ fixtures: FIXTURES, quick: QUICK, progress }) : undefined;
   const loadAfter = loadavg();
@@ -522,6 +526,7 @@ async function main(): Promise<void> {
     ...(curve ? { curve } : {}),
     ...(training ? { training } : {}),
     ...(models ? { models } : {}),
+    ...(failover ? { failover } : {}),
   };
   await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
   await writeFile(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
@@ -592,6 +597,11 @@ async function main(): Promise<void> {
     out.push('');
     out.push(`Metrics: the broker's metrics hooks, on then off in ${metrics.runs.length / 2} pairs (medians), same broker and echo worker; the hooks alone cost ${metrics.hooksNsPerRequest.toFixed(0)} ns per request`);
     out.push(metricsOverheadTable(metrics));
+  }
+  if (failover) {
+    out.push('');
+    out.push('Failover: several live brokers (docs/brokers.md)');
+    out.push(...failoverReport(failover));
   }
   if (training) {
     out.push('');

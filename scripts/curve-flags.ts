@@ -20,15 +20,20 @@ export function addBrokerCurveFlags(command: Command): Command {
     .option('--insecure', 'allow a worker socket reachable from other hosts without CURVE (warns)');
 }
 
-/** Adds the connecting side's CURVE flags to every command below `root` that takes `--broker` or `--connect`. */
+/**
+ * Adds the connecting side's CURVE flags to every command below `root` that takes `--broker` or
+ * `--connect`, and says in their help that those take a list.
+ */
 export function addConnectCurveFlags(root: Command): void {
   for (const command of root.commands) {
     addConnectCurveFlags(command);
     const longs = new Set(command.options.map((o) => o.long));
+    // Every option that names a broker takes a list (shared/broker-list.ts): said once, here.
+    for (const option of command.options) if (option.long === '--broker' || option.long === '--connect') option.description += '; several brokers: comma-separated';
     if (!(longs.has('--broker') || longs.has('--connect')) || longs.has('--curve-key')) continue;
     command
       .option('--curve-key <file>', "this process's secret key file (NAME.key, NAME.pub beside it)")
-      .option('--broker-key <file>', "the broker's public key file (.pub): connect with CURVE")
+      .option('--broker-key <files>', "the broker's public key file (.pub): connect with CURVE; with several brokers, one for all or one per broker, separated by commas")
       .addOption(clientAuth())
       .option('--insecure', 'accepted for one config file across the cluster; only the broker acts on it');
   }

@@ -12,6 +12,7 @@ import Table from 'cli-table3';
 import type { Broker } from '../broker/broker.ts';
 import {
   DEFAULT_BROKER_OPTIONS,
+  DEFAULT_CLIENT_OPTIONS,
   DEFAULT_INFERENCE_OPTIONS,
   DEFAULT_MODEL_SYNC_OPTIONS,
   DEFAULT_NOTIFIER_OPTIONS,
@@ -19,6 +20,8 @@ import {
   resolveOptions,
 } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
+import { pairBrokerKeys, parseBrokerList, siblingEndpoint } from '../shared/broker-list.ts';
+import { ZerveClient } from '../shared/client.ts';
 import { logger } from '../shared/logger.ts';
 import type { ClassifyReply } from '../shared/messages.ts';
 import { onShutdown, parseInteger, reportError, withClient } from './cli-support.ts';
@@ -46,6 +49,7 @@ const up = program
   .option('--frontend <endpoint>', 'endpoint clients connect to')
   .option('--backend <endpoint>', 'endpoint workers connect to')
   .option('--workers <n>', 'inference worker processes', parseInteger, 1)
+  .option('--brokers <n>', 'brokers: this process, plus n-1 broker child processes on the next ports (frontend and backend + 2 each); every component connects to all (docs/brokers.md)', parseInteger, 1)
   .option('--training-workers <n>', 'training worker processes (services train, train.run, datasets.*)', parseInteger, 1)
   .option('--capacity <n>', 'requests each inference worker takes at once', parseInteger)
   .option('--threads <n>', 'onnxruntime threads per inference worker', parseInteger)
@@ -57,6 +61,8 @@ const up = program
   .option('--metrics-port <port>', "serve the broker's /metrics (the whole cluster) on this port (default: off)")
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
+    const brokerCount = Number(flags.brokers);
+    if (!(brokerCount >= 1)) return reportError(new ZerveError('BAD_CONFIG', `--brokers must be at least 1, got ${brokerCount}`));
     const brokerOptions = resolveOptions(DEFAULT_BROKER_OPTIONS, flags);
     const { smtp, mailFrom } = resolveOptions(DEFAULT_NOTIFIER_OPTIONS, flags);
     // Local processes authenticate with the broker's own key pair (always admitted); its .key holds the public key too.
@@ -78,6 +84,21 @@ const up = program
     const metrics = await serveMetrics(flags, [broker.metrics.registry]);
     // Through the environment, not argv: an smtp URL may carry a password, and argv shows in `ps`.
     const supervisor = new ProcessSupervisor(log, { ...process.env, ...(smtp !== '' ? { ZERVE_SMTP: smtp } : {}), ...(mailFrom !== '' ? { ZERVE_MAIL_FROM: mailFrom } : {}) });
+    // The other brokers are child processes, so that one can be killed (and is restarted) while this one serves.
+    const frontends = [broker.frontendEndpoint];
+    const backends = [broker.backendEndpoint];
+    for (let i = 1; i < brokerCount; i++) {
+      frontends.push(siblingEndpoint(broker.frontendEndpoint, i));
+      backends.push(siblingEndpoint(broker.backendEndpoint, i));
+      const args = ['broker', '--frontend', frontends[i]!, '--backend', backends[i]!, '--client-auth', brokerOptions.clientAuth];
+      if (curveKey !== '') args.push('--curve-key', curveKey);
+      if (brokerOptions.authorizedWorkers !== '') args.push('--authorized-workers', resolve(brokerOptions.authorizedWorkers));
+      if (brokerOptions.authorizedClients !== '') args.push('--authorized-clients', resolve(brokerOptions.authorizedClients));
+      if (brokerOptions.insecure) args.push('--insecure');
+      supervisor.add(`broker-${i + 1}`, args);
+    }
+    const frontendList = frontends.join(',');
+    const backendList = backends.join(',');
     const workers = Number(flags.workers);
     let registered = 0;
     broker.on('worker-ready', (info: { kind: string }) => {
@@ -86,7 +107,7 @@ const up = program
       if (registered <= workers) process.stderr.write(`workers ready: ${registered}/${workers}\n`);
     });
     for (let i = 0; i < workers; i++) {
-      const args = ['worker', 'inference', '--connect', broker.backendEndpoint, '--broker', broker.frontendEndpoint, '--models', models, ...curveArgs];
+      const args = ['worker', 'inference', '--connect', backendList, '--broker', frontendList, '--models', models, ...curveArgs];
       if (flags.capacity !== undefined) args.push('--capacity', String(flags.capacity));
       if (flags.threads !== undefined) args.push('--threads', String(flags.threads));
       supervisor.add(`inference-${i + 1}`, args);
@@ -94,14 +115,14 @@ const up = program
     const trainingWorkers = Number(flags.trainingWorkers);
     for (let i = 0; i < trainingWorkers; i++) {
       // --broker lets each worker fan a search's runs out to every training worker.
-      const args = ['worker', 'training', '--connect', broker.backendEndpoint, '--broker', broker.frontendEndpoint, '--models', models, ...curveArgs];
+      const args = ['worker', 'training', '--connect', backendList, '--broker', frontendList, '--models', models, ...curveArgs];
       if (flags.data !== undefined) args.push('--data', resolve(String(flags.data)));
       supervisor.add(`training-${i + 1}`, args);
     }
-    const jobs = startJobsWorker({ ...flags, ...curve, connect: broker.backendEndpoint, broker: broker.frontendEndpoint });
+    const jobs = startJobsWorker({ ...flags, ...curve, connect: backendList, broker: frontendList });
     const samples = flags.samples ?? (existsSync(DEFAULT_SAMPLES) ? DEFAULT_SAMPLES : undefined);
     // The page's model uploads are offered on the worker socket, the one that takes workers under CURVE.
-    const web = await startWebApp({ ...flags, ...curve, broker: broker.frontendEndpoint, connect: broker.backendEndpoint, ...(samples ? { samples } : {}) });
+    const web = await startWebApp({ ...flags, ...curve, broker: frontendList, connect: backendList, ...(samples ? { samples } : {}) });
     onShutdown(async () => {
       await web.close();
       await jobs.close();
@@ -112,10 +133,10 @@ const up = program
     process.stderr.write(`zerve: web app at ${web.url}\n`);
     // Hidden entries (`.incoming`, where transfers are staged) are no models.
     const entries = (await readdir(models).catch(() => [] as string[])).filter((e) => !e.startsWith('.'));
-    process.stderr.write(`zerve: broker ${broker.frontendEndpoint} (workers on ${broker.backendEndpoint}), ${workers} inference worker(s), models in ${models}\n`);
+    process.stderr.write(`zerve: broker${brokerCount > 1 ? 's' : ''} ${frontendList} (workers on ${backendList}), ${workers} inference worker(s), models in ${models}\n`);
     if (entries.length === 0 && trainingWorkers > 0) {
       // The built-in default: a fresh machine gets a served model (classify.digits) with no network.
-      void trainDefaultDigits(broker.frontendEndpoint, curve);
+      void trainDefaultDigits(frontendList, curve);
     } else if (entries.length === 0) {
       process.stderr.write(
         `zerve: no models in ${models} yet. Add one and it is served without a restart, for example:\n` +
@@ -310,20 +331,60 @@ program
 
 program
   .command('status')
-  .description('services, workers and queue depths')
+  .description('services, workers and queue depths, of each broker when given several')
   .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
-  .option('--timeout-ms <ms>', 'time to wait for the broker', '3000')
+  .option('--timeout-ms <ms>', 'time to wait for each broker', '3000')
   .option('--json', 'print JSON')
   .action(async (flags: Record<string, unknown>) => {
-    await withClient(flags, async (client) => {
-      const [services, workers, security] = await Promise.all([client.services(), client.workers(), client.requestJson<SecurityInfo>(MMI_SECURITY, [])]);
-      if (flags.json) {
-        process.stdout.write(JSON.stringify({ services, workers, security }, null, 2) + '\n');
-        return;
+    const options = resolveOptions(DEFAULT_CLIENT_OPTIONS, flags);
+    let endpoints: string[];
+    try {
+      endpoints = parseBrokerList(options.broker, 'broker');
+    } catch (err) {
+      return reportError(err);
+    }
+    const ask = (client: ZerveClient) => Promise.all([client.services(), client.workers(), client.requestJson<SecurityInfo>(MMI_SECURITY, [])]);
+    if (endpoints.length === 1) {
+      await withClient(flags, async (client) => {
+        const [services, workers, security] = await ask(client);
+        if (flags.json) {
+          process.stdout.write(JSON.stringify({ services, workers, security }, null, 2) + '\n');
+          return;
+        }
+        if (security.insecure) process.stdout.write('WARNING: the broker runs with --insecure: a worker socket without CURVE is open to anyone who reaches it\n');
+        process.stdout.write(formatStatus(services, workers));
+      });
+      return;
+    }
+    // Each broker apart: a worker registers on every broker, so summing them would count it twice.
+    const keys = pairBrokerKeys(options.brokerKey, endpoints.length);
+    const brokers = await Promise.all(
+      endpoints.map(async (endpoint, i) => {
+        const client = new ZerveClient({ ...options, broker: endpoint, brokerKey: keys[i]! });
+        try {
+          const [services, workers, security] = await ask(client);
+          return { endpoint, services, workers, security, error: undefined };
+        } catch (err) {
+          return { endpoint, error: ZerveError.from(err).toJSON().error };
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+    if (flags.json) {
+      process.stdout.write(JSON.stringify({ brokers }, null, 2) + '\n');
+    } else {
+      for (const b of brokers) {
+        if (b.error !== undefined) {
+          process.stdout.write(`broker ${b.endpoint}: ${b.error.code}: ${b.error.message}\n\n`);
+          continue;
+        }
+        process.stdout.write(`broker ${b.endpoint}: ${b.workers.length} worker connection(s)\n`);
+        if (b.security.insecure) process.stdout.write('WARNING: this broker runs with --insecure: a worker socket without CURVE is open to anyone who reaches it\n');
+        process.stdout.write(formatStatus(b.services, b.workers) + '\n');
       }
-      if (security.insecure) process.stdout.write('WARNING: the broker runs with --insecure: a worker socket without CURVE is open to anyone who reaches it\n');
-      process.stdout.write(formatStatus(services, workers));
-    });
+    }
+    if (brokers.every((b) => b.error)) process.exitCode = 1;
   });
 
 registerModelCommands(program);

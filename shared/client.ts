@@ -20,6 +20,9 @@ import {
   parseClientReply,
 } from './protocol.ts';
 import { SendQueue } from './send-queue.ts';
+import { parseBrokerList, pairBrokerKeys } from './broker-list.ts';
+import { isIdempotentService } from './idempotent-services.ts';
+import { watchSocketEvents } from './socket-events.ts';
 
 export interface RequestOptions {
   /** Time to wait for the next reply (a PARTIAL restarts it). @defaultValue the client's timeoutMs */
@@ -28,6 +31,20 @@ export interface RequestOptions {
   retries?: number;
   /** Aborts the request: the call rejects with CANCELED and a late reply is dropped. */
   signal?: AbortSignal;
+  /**
+   * Whether the request may run twice, so that it is resent through another broker when the one
+   * holding it goes away (a request with an idempotency key is). @defaultValue the client's `idempotent(service)`
+   */
+  idempotent?: boolean;
+}
+
+/** One broker as a client sees it (`ZerveClient.brokers`). */
+export interface BrokerState {
+  endpoint: string;
+  /** Connected (with several brokers), or simply in use (with one). */
+  up: boolean;
+  /** FINAL replies that came through it. */
+  replies: number;
 }
 
 export interface ReplyChunk {
@@ -36,11 +53,17 @@ export interface ReplyChunk {
 }
 
 /**
- * A Majordomo (MDP/0.2) client with one DEALER socket for any number of requests in flight. Each
+ * A Majordomo (MDP/0.2) client with one DEALER socket per broker for any number of requests in flight. Each
  * request carries a correlation tag in Zerve's tagged REQUEST (`shared/protocol.ts`), which the broker
  * returns with every reply, so replies are matched to their requests by tag. A request that times out
  * is sent again under a new tag (the Guide's Lazy Pirate, without the fresh socket a REQ needs), so a
  * late reply can never be taken for another request's: its tag is forgotten.
+ *
+ * Given several brokers (`broker` a comma-separated list), it sends each request through the next
+ * broker that is up, in turn. A broker counts as gone when its connection drops or its ZMTP heartbeat
+ * goes unanswered for `heartbeatIntervalMs × heartbeatLiveness`; the requests it held are then sent
+ * again through another broker if they are idempotent (and nothing of their reply arrived yet), or
+ * fail with BROKER_LOST. Replies are matched by tag, so a caller is never answered twice.
  *
  * @example
  * const client = new ZerveClient({ broker: 'tcp://127.0.0.1:5555' });
@@ -50,23 +73,29 @@ export interface ReplyChunk {
 export class ZerveClient {
   readonly options: ClientOptions;
   private readonly log: Logger;
-  private socket?: zmq.Dealer;
-  private sends?: SendQueue;
-  private loop?: Promise<void>;
+  private routes?: BrokerRoute[];
+  private nextRoute = 0;
+  private readonly endpoints: string[];
+  private readonly brokerKeys: string[];
   /** Requests waiting for replies, by tag. */
   private readonly calls = new Map<number, PendingCall>();
   private nextTag = 0;
   private closing?: Promise<void>;
-  private readonly curve: ReturnType<typeof clientCurveSocketOptions>;
+  private readonly isIdempotent: (service: string) => boolean;
 
-  constructor(options: Partial<ClientOptions> = {}, log: Logger = logger) {
-    this.options = { ...DEFAULT_CLIENT_OPTIONS, ...options };
+  constructor(options: Partial<ClientOptions> & { idempotent?: (service: string) => boolean } = {}, log: Logger = logger) {
+    const { idempotent, ...clientOptions } = options;
+    this.options = { ...DEFAULT_CLIENT_OPTIONS, ...clientOptions };
+    this.isIdempotent = idempotent ?? isIdempotentService;
     const o = this.options;
     if (!(o.timeoutMs > 0 && o.retries >= 0 && o.maxInFlight >= 1)) {
       throw new ZerveError('BAD_CONFIG', 'timeoutMs and maxInFlight must be positive, retries not negative');
     }
     this.log = log.child({ component: 'client' });
-    this.curve = clientCurveSocketOptions(this.options);
+    this.endpoints = parseBrokerList(this.options.broker, 'broker');
+    this.brokerKeys = pairBrokerKeys(this.options.brokerKey, this.endpoints.length);
+    // Read the key files now, so a bad one fails here rather than at the first request.
+    for (const brokerKey of new Set(this.brokerKeys)) clientCurveSocketOptions({ ...this.options, brokerKey });
   }
 
   /** Requests waiting for their FINAL reply. */
@@ -74,19 +103,28 @@ export class ZerveClient {
     return this.calls.size;
   }
 
+  /** Each broker of the list: whether it is up now, and how many FINAL replies came through it. */
+  get brokers(): BrokerState[] {
+    return this.endpoints.map((endpoint, i) => {
+      const route = this.routes?.[i];
+      return { endpoint, up: route?.up ?? false, replies: route?.replies ?? 0 };
+    });
+  }
+
   /** Sends a request and resolves with the FINAL reply's body frames (PARTIALs are skipped). */
   async request(service: string, body: Buffer[], options: RequestOptions = {}): Promise<Buffer[]> {
     // The loop of `stream` without an async generator: this is every request's hot path.
-    const { timeoutMs, retries, signal, serviceFrame } = this.settle(service, options);
-    for (let attempt = 0; ; attempt++) {
-      const call = this.send(serviceFrame, body, timeoutMs, signal);
+    const { timeoutMs, retries, signal, serviceFrame, idempotent } = this.settle(service, options);
+    for (let attempt = 0, failovers = 0; ; ) {
+      const call = this.send(serviceFrame, body, timeoutMs, signal, idempotent);
       try {
         for (;;) {
           const chunk = await call.next();
           if (chunk.final) return chunk.body;
         }
       } catch (err) {
-        this.rethrowUnlessRetry(err, service, timeoutMs, attempt, retries);
+        if (this.rethrowUnlessRetry(err, service, timeoutMs, attempt, retries, failovers)) failovers++;
+        else attempt++;
       } finally {
         this.forget(call);
       }
@@ -122,9 +160,9 @@ export class ZerveClient {
 
   /** Sends a request and yields each PARTIAL reply, then the FINAL one. */
   async *stream(service: string, body: Buffer[], options: RequestOptions = {}): AsyncGenerator<ReplyChunk> {
-    const { timeoutMs, retries, signal, serviceFrame } = this.settle(service, options);
-    for (let attempt = 0; ; attempt++) {
-      const call = this.send(serviceFrame, body, timeoutMs, signal);
+    const { timeoutMs, retries, signal, serviceFrame, idempotent } = this.settle(service, options);
+    for (let attempt = 0, failovers = 0; ; ) {
+      const call = this.send(serviceFrame, body, timeoutMs, signal, idempotent);
       try {
         for (;;) {
           const chunk = await call.next();
@@ -132,7 +170,8 @@ export class ZerveClient {
           if (chunk.final) return;
         }
       } catch (err) {
-        this.rethrowUnlessRetry(err, service, timeoutMs, attempt, retries);
+        if (this.rethrowUnlessRetry(err, service, timeoutMs, attempt, retries, failovers)) failovers++;
+        else attempt++;
       } finally {
         // Also when the consumer stops early: the tag is forgotten, so a late reply is dropped.
         this.forget(call);
@@ -146,15 +185,25 @@ export class ZerveClient {
       retries: options.retries ?? this.options.retries,
       signal: options.signal,
       serviceFrame: Buffer.from(service),
+      idempotent: options.idempotent ?? this.isIdempotent(service),
     };
   }
 
-  /** A timeout with attempts left returns (the caller sends again); anything else is thrown. */
-  private rethrowUnlessRetry(err: unknown, service: string, timeoutMs: number, attempt: number, retries: number): void {
+  /**
+   * A timeout with attempts left returns false, a broker lost under a request that may be resent
+   * returns true (the caller sends again, through another broker); anything else is thrown.
+   */
+  private rethrowUnlessRetry(err: unknown, service: string, timeoutMs: number, attempt: number, retries: number, failovers: number): boolean {
+    if (err instanceof BrokerLostSignal) {
+      // Each broker in the list may fail under the same request once before it stops being resent.
+      if (failovers < this.endpoints.length) return true;
+      throw new ZerveError('BROKER_LOST', `${service}: every broker went away while holding the request (${failovers + 1} tries)`);
+    }
     if (!(err instanceof TimeoutSignal)) throw err;
     if (attempt >= retries) {
       throw new ZerveError('TIMEOUT', `no reply from ${service} within ${timeoutMs} ms (${attempt + 1} attempt(s))`);
     }
+    return false;
   }
 
   /** Closes the socket; requests in flight reject with CANCELED. Idempotent. */
@@ -163,52 +212,105 @@ export class ZerveClient {
       const error = new ZerveError('CANCELED', 'client closed');
       for (const call of [...this.calls.values()]) call.fail(error);
       this.calls.clear();
-      this.sends?.close();
-      this.socket?.close();
-      await this.loop;
+      for (const route of this.routes ?? []) {
+        route.sends.close();
+        route.socket.close();
+      }
+      await Promise.all((this.routes ?? []).map((route) => route.loop));
     })();
     return this.closing;
   }
 
   /** Registers a call under a new tag and queues its tagged REQUEST. */
-  private send(serviceFrame: Buffer, body: Buffer[], timeoutMs: number, signal: AbortSignal | undefined): PendingCall {
+  private send(serviceFrame: Buffer, body: Buffer[], timeoutMs: number, signal: AbortSignal | undefined, idempotent: boolean): PendingCall {
     if (signal?.aborted) throw canceled(signal);
     if (this.closing) throw new ZerveError('CANCELED', 'client closed');
     if (this.calls.size >= this.options.maxInFlight) {
       throw new ZerveError('OVERLOADED', `${this.calls.size} requests are in flight on this client; retry later`);
     }
-    const sends = this.sends ?? this.open();
+    const route = this.pickRoute();
+    const sends = route.sends;
     // A 32-bit counter: it would take 4 billion requests for a tag to come back while its call is waiting.
     this.nextTag = (this.nextTag + 1) >>> 0;
     const tag = Buffer.allocUnsafe(4);
     tag.writeUInt32BE(this.nextTag);
-    const call = new PendingCall(this.nextTag, serviceFrame, timeoutMs, signal);
+    const call = new PendingCall(this.nextTag, serviceFrame, timeoutMs, signal, idempotent, route);
     if (!sends.push(encodeClientRequest(serviceFrame, body, tag))) {
       call.dispose();
       throw new ZerveError('OVERLOADED', `the client's send queue is full (${sends.size} messages); retry later`);
     }
     this.calls.set(call.tag, call);
+    route.calls.add(call);
     return call;
   }
 
   private forget(call: PendingCall): void {
     call.dispose();
+    call.route.calls.delete(call);
     if (this.calls.get(call.tag) === call) this.calls.delete(call.tag);
   }
 
-  private open(): SendQueue {
+  /** The next broker that is up, in turn; while none is, the next one anyway (ZeroMQ queues until it connects). */
+  private pickRoute(): BrokerRoute {
+    const routes = (this.routes ??= this.endpoints.map((endpoint, i) => this.open(endpoint, this.brokerKeys[i]!)));
+    if (routes.length === 1) return routes[0]!;
+    for (let i = 0; i < routes.length; i++) {
+      const route = routes[(this.nextRoute + i) % routes.length]!;
+      if (route.up) {
+        this.nextRoute = (this.nextRoute + i + 1) % routes.length;
+        return route;
+      }
+    }
+    return routes[this.nextRoute++ % routes.length]!;
+  }
+
+  /** The broker went away: its requests are sent again through another, or fail with BROKER_LOST. */
+  private lost(route: BrokerRoute, reason: string): void {
+    if (!route.up) return;
+    route.up = false;
+    if (this.closing) return;
+    this.log.warn({ broker: route.endpoint, reason, requests: route.calls.size }, 'broker lost: resending its idempotent requests through another');
+    for (const call of [...route.calls]) {
+      route.calls.delete(call);
+      if (call.resendable) call.fail(new BrokerLostSignal());
+      else call.fail(new ZerveError('BROKER_LOST', `the broker at ${route.endpoint} went away holding this ${call.serviceFrame.toString()} request, which is not safe to send twice`));
+    }
+  }
+
+  private open(endpoint: string, brokerKey: string): BrokerRoute {
+    const several = this.endpoints.length > 1;
+    // ZMTP heartbeats notice a broker that is cut off (no FIN, no RST) within its liveness period.
+    const heartbeats = several
+      ? { heartbeatInterval: this.options.heartbeatIntervalMs, heartbeatTimeout: this.options.heartbeatIntervalMs * this.options.heartbeatLiveness }
+      : {};
     // High-water marks well above any window in flight: the broker's ROUTER drops a reply it cannot
     // queue for us (mandatory routing answers EAGAIN), so our receive side must not be what refuses.
-    const socket = new zmq.Dealer({ linger: 0, sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000, ...this.curve });
-    socket.connect(this.options.broker);
-    this.socket = socket;
-    this.sends = new SendQueue(socket, this.log, this.options.maxInFlight);
-    this.loop = this.receive(socket);
-    return this.sends;
+    const socket = new zmq.Dealer({
+      linger: 0,
+      sendHighWaterMark: 100_000,
+      receiveHighWaterMark: 100_000,
+      ...heartbeats,
+      ...clientCurveSocketOptions({ ...this.options, brokerKey }),
+    });
+    const route: BrokerRoute = { endpoint, socket, sends: new SendQueue(socket, this.log, this.options.maxInFlight), up: !several, calls: new Set(), replies: 0 };
+    if (several) {
+      watchSocketEvents(
+        socket,
+        (event) => {
+          if (event.type === 'handshake' || event.type === 'connect') route.up = true;
+          else if (event.type === 'disconnect') this.lost(route, 'connection dropped or heartbeat unanswered');
+        },
+        this.log,
+      );
+    }
+    socket.connect(endpoint);
+    route.loop = this.receive(route);
+    return route;
   }
 
   /** The socket's one reading loop: hands each reply to the call its tag names; anything else is ignored. */
-  private async receive(socket: zmq.Dealer): Promise<void> {
+  private async receive(route: BrokerRoute): Promise<void> {
+    const { socket } = route;
     try {
       for await (const frames of socket) {
         let reply;
@@ -220,7 +322,11 @@ export class ZerveClient {
         if (reply.tag?.length !== 4) continue;
         const call = this.calls.get(reply.tag.readUInt32BE(0));
         if (!call?.serviceFrame.equals(frames[3]!)) continue;
-        if (reply.final) this.calls.delete(call.tag);
+        if (reply.final) {
+          route.replies++;
+          this.calls.delete(call.tag);
+          call.route.calls.delete(call);
+        }
         call.deliver({ final: reply.final, body: reply.body });
       }
     } catch (err) {
@@ -240,6 +346,8 @@ export class ZerveClient {
  */
 class PendingCall {
   private readonly buffered: ReplyChunk[] = [];
+  /** Whether any reply (a PARTIAL) arrived: a call with one is never sent again, or its caller would see it twice. */
+  private answered = false;
   private waiter?: { resolve: (chunk: ReplyChunk) => void; reject: (err: unknown) => void };
   private error?: unknown;
   private readonly timer: NodeJS.Timeout;
@@ -250,6 +358,8 @@ class PendingCall {
     readonly serviceFrame: Buffer,
     timeoutMs: number,
     private readonly signal: AbortSignal | undefined,
+    private readonly idempotent: boolean,
+    readonly route: BrokerRoute,
   ) {
     this.timer = setTimeout(() => this.fail(new TimeoutSignal()), timeoutMs);
     if (signal) {
@@ -258,8 +368,14 @@ class PendingCall {
     }
   }
 
+  /** Whether it may be sent again through another broker. */
+  get resendable(): boolean {
+    return this.idempotent && !this.answered;
+  }
+
   deliver(chunk: ReplyChunk): void {
     if (this.error !== undefined) return;
+    this.answered = true;
     if (chunk.final) clearTimeout(this.timer);
     else this.timer.refresh();
     if (this.waiter) {
@@ -301,6 +417,23 @@ class PendingCall {
 const MAX_BUFFERED_REPLIES = 1024;
 
 class TimeoutSignal extends Error {}
+
+/** The broker holding a call went away and the call may be sent again through another. */
+class BrokerLostSignal extends Error {}
+
+/** The client's connection to one broker. */
+interface BrokerRoute {
+  endpoint: string;
+  socket: zmq.Dealer;
+  sends: SendQueue;
+  /** Connected (several brokers), or always (one broker: requests wait for it as before). */
+  up: boolean;
+  /** The calls sent through it still waiting for their FINAL reply. */
+  calls: Set<PendingCall>;
+  /** FINAL replies that came through it. */
+  replies: number;
+  loop?: Promise<void>;
+}
 
 function canceled(signal: AbortSignal): ZerveError {
   return new ZerveError('CANCELED', 'request canceled', { cause: signal.reason });

@@ -22,7 +22,10 @@ export interface HeartbeatOptions {
 export interface CurveOptions {
   /** This process's own CURVE secret key file (`NAME.key`, `NAME.pub` beside it); '' for none. @defaultValue '' */
   curveKey: string;
-  /** The broker's CURVE public key file (`.pub`); '' connects without CURVE. @defaultValue '' */
+  /**
+   * The broker's CURVE public key file (`.pub`); '' connects without CURVE. With several brokers, one
+   * file for all or a list in the same order as the endpoints. @defaultValue ''
+   */
   brokerKey: string;
   /**
    * The broker's client socket: `plain` (no CURVE), `curve` (CURVE, any client key) or `allowlist`
@@ -111,7 +114,10 @@ export const DEFAULT_BROKER_OPTIONS: BrokerOptions = {
 };
 
 export interface WorkerConnectionOptions extends HeartbeatOptions, CurveOptions {
-  /** Broker backend endpoint. @defaultValue 'tcp://127.0.0.1:5556' */
+  /**
+   * Broker backend endpoint, or several separated by commas (an array in a config file): the worker
+   * registers on each and shares its capacity among them (docs/brokers.md). @defaultValue 'tcp://127.0.0.1:5556'
+   */
   connect: string;
   /** Requests handled at once (credit announced in READY). @defaultValue 2 */
   capacity: number;
@@ -127,6 +133,11 @@ export interface WorkerConnectionOptions extends HeartbeatOptions, CurveOptions 
    * the signal, just finishes). Below the supervisor's 10 s SIGKILL. @defaultValue 5000
    */
   drainTimeoutMs: number;
+  /**
+   * With several brokers: how long a broker must leave part of its grant unused before the worker
+   * gives one unit of it to a broker that has its whole grant in flight. @defaultValue 100
+   */
+  creditIdleMs: number;
 }
 
 export const DEFAULT_WORKER_CONNECTION_OPTIONS: WorkerConnectionOptions = {
@@ -139,6 +150,7 @@ export const DEFAULT_WORKER_CONNECTION_OPTIONS: WorkerConnectionOptions = {
   kind: 'worker',
   metricsIntervalMs: 5000,
   drainTimeoutMs: 5000,
+  creditIdleMs: 100,
 };
 
 export interface MetricsOptions {
@@ -247,8 +259,11 @@ export const DEFAULT_TRAINING_OPTIONS: TrainingOptions = {
   yieldIntervalMs: 20,
 };
 
-export interface ClientOptions extends CurveOptions {
-  /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
+export interface ClientOptions extends CurveOptions, HeartbeatOptions {
+  /**
+   * Broker frontend endpoint, or several separated by commas (an array in a config file): requests
+   * are spread over those that are up. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555'
+   */
   broker: string;
   /** Time to wait for a reply before resending under a new tag. @defaultValue 30000 */
   timeoutMs: number;
@@ -264,6 +279,9 @@ export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
   timeoutMs: 30_000,
   retries: 0,
   maxInFlight: 100_000,
+  // With several brokers: the ZMTP heartbeat that notices a broker cut off (HeartbeatOptions).
+  heartbeatIntervalMs: 1000,
+  heartbeatLiveness: 3,
 };
 
 function envName(key: string): string {
@@ -278,6 +296,8 @@ function coerce(key: string, value: unknown, like: unknown): unknown {
   }
   if (typeof like === 'boolean') return value === true || value === 'true' || value === '1';
   if (typeof like === 'object' && like !== null) return coerceNumberMap(key, value);
+  // A list in a config file (brokers, say) is the comma-separated string a flag would give.
+  if (Array.isArray(value)) return value.map(String).join(',');
   return String(value);
 }
 

@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   TIMEOUT: 'The deadline passed before a reply.',
   WORKER_LOST: 'The worker handling the request died.',
   CANCELED: 'The request was canceled.',
+  BROKER_LOST: 'The broker holding the request went away, and the request is not safe to send twice (it has no idempotency key).',
   NOT_ADMITTED: "The broker refused this process's CURVE key: it is not in the broker's allowlist.",
   INTERNAL: 'An unexpected internal error.',
 } as const;

@@ -4,7 +4,7 @@
  */
 import type { ZerveClient } from './client.ts';
 import { ZerveError, isErrorCode } from './errors.ts';
-import { JOBS_STATUS, JOBS_SUBMIT, isFinishedState, type JobProgress, type JobStatus, type JobTicket } from './jobs.ts';
+import { JOBS_STATUS, JOBS_SUBMIT, isFinishedState, type JobProgress, type JobStatus, type JobSubmitRequest, type JobTicket } from './jobs.ts';
 import { encodeJson } from './messages.ts';
 
 export interface WatchJobOptions {
@@ -16,7 +16,16 @@ export interface WatchJobOptions {
 
 /** `frames` is a whole `jobs.submit` body: `[JSON {service, ...}, ...the service's body]`. */
 export function submitJob(client: ZerveClient, frames: Buffer[]): Promise<JobTicket> {
-  return client.requestJson<JobTicket>(JOBS_SUBMIT, frames);
+  return client.requestJson<JobTicket>(JOBS_SUBMIT, frames, { idempotent: hasIdempotencyKey(frames[0]) });
+}
+
+/** Whether a `jobs.submit` frame names a key: the jobs service answers a resend with the first ticket, so it is safe to send through another broker. */
+function hasIdempotencyKey(frame: Buffer | undefined): boolean {
+  try {
+    return typeof (JSON.parse(frame?.toString() ?? '') as Partial<JobSubmitRequest> | null)?.key === 'string';
+  } catch {
+    return false; // not JSON: the jobs service answers BAD_REQUEST
+  }
 }
 
 /** Resolves with the job's final status (succeeded, failed or canceled). */

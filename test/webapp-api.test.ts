@@ -140,6 +140,27 @@ describe('web app HTTP API', function () {
       assert.equal(events.at(-1)!.data.state, 'canceled');
     });
 
+    it('answers a resubmission with the same Idempotency-Key with the first ticket', async () => {
+      const submit = (key: string) => {
+        const init = png(kitten);
+        return call(url, '/api/jobs?model=fault&version=sleep', { ...init, headers: { ...(init.headers as Record<string, string>), 'idempotency-key': key } });
+      };
+      const first = await submit('resubmit-1');
+      const again = await submit('resubmit-1');
+      const other = await submit('resubmit-2');
+      assert.equal(first.status, 202);
+      assert.equal(again.body.id, first.body.id, 'the same key: the same job');
+      assert.notEqual(other.body.id, first.body.id, 'another key: another job');
+      for (const job of [first, other]) assert.equal((await call<JobStatus>(url, job.body.url, { method: 'DELETE' })).body.state, 'canceled');
+    });
+
+    it('refuses a malformed Idempotency-Key with 400 BAD_REQUEST', async () => {
+      for (const key of ['has space', 'x'.repeat(129)]) {
+        const init = png(kitten);
+        assertError(await call(url, '/api/jobs?model=squeezenet', { ...init, headers: { ...(init.headers as Record<string, string>), 'idempotency-key': key } }), 400, 'BAD_REQUEST');
+      }
+    });
+
     it('answers 404 UNKNOWN_JOB for an unknown ticket, never "pending"', async () => {
       const id = '00000000-0000-0000-0000-000000000000';
       assertError(await call(url, `/api/jobs/${id}`), 404, 'UNKNOWN_JOB');

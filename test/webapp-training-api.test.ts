@@ -158,6 +158,12 @@ describe('web app training API', function () {
       assertError(await call(url, '/api/train', json({ datasetId: 'halves', export: { name: 'x', description: 'a'.repeat(70_000) } })), 413, 'PAYLOAD_TOO_LARGE');
     });
 
+    it('answers 400 BAD_REQUEST to a malformed Idempotency-Key, before anything is submitted', async () => {
+      const request = json(base);
+      const res = await call(url, '/api/train', { ...request, headers: { ...(request.headers as Record<string, string>), 'idempotency-key': 'has space' } });
+      assertError(res, 400, 'BAD_REQUEST');
+    });
+
     it('says which field is wrong', async () => {
       const res = await call(url, '/api/train', json({ ...base, search: { mode: 'grid', params: ['hidden=16,32'] }, epochs: 'many' }));
       assertError(res, 400, 'BAD_REQUEST');

@@ -19,6 +19,7 @@ export const HTTP_STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   WORKER_LOST: 502,
   BAD_TRANSFER: 502,
   NOT_ADMITTED: 502,
+  BROKER_LOST: 502,
   CANCELED: 409,
   BAD_CONFIG: 500,
   INTERNAL: 500,

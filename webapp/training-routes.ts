@@ -17,6 +17,7 @@ import {
   type DatasetSummary,
   type TrainHeader,
 } from '../shared/training.ts';
+import { IDEMPOTENCY_KEY_HEADER, parseIdempotencyKey } from '../shared/idempotency-key.ts';
 import { expandSearch } from '../shared/search-space.ts';
 import { checkTrainParams, checkTrainRequest, type ParamSet } from '../shared/training-request.ts';
 import type { ModelCatalog } from './model-catalog.ts';
@@ -98,6 +99,7 @@ export class TrainingRoutes {
   };
 
   private readonly startTraining: RequestHandler = async (req, res) => {
+    const key = parseIdempotencyKey(req.get(IDEMPOTENCY_KEY_HEADER));
     const request = this.validRequest(req.body);
     const points = this.searchPoints(request);
     await this.context.withSlot(async () => {
@@ -115,7 +117,11 @@ export class TrainingRoutes {
       }
       if (request.backbone !== undefined) await this.context.catalog.requireModel(request.backbone);
       const header: TrainHeader = { ...request };
-      const ticket = await this.ask<JobTicket>(JOBS_SUBMIT, trainingJobFrames(header));
+      const ticket = await this.context.client.requestJson<JobTicket>(JOBS_SUBMIT, trainingJobFrames(header, key ? { key } : {}), {
+        timeoutMs: this.context.options.requestTimeoutMs,
+        retries: 0,
+        idempotent: key !== undefined,
+      });
       const url = `/api/jobs/${encodeURIComponent(ticket.id)}`;
       res.status(202).location(url).json({ id: ticket.id, state: ticket.state, url, eventsUrl: `${url}/events`, runs: points.length });
     });

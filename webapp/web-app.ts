@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import express, { type Request, type RequestHandler, type Response } from 'express';
+import { IDEMPOTENCY_KEY_HEADER, parseIdempotencyKey } from '../shared/idempotency-key.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_WEB_APP_OPTIONS, resolveOptions, type WebAppOptions } from '../shared/config.ts';
 import { curveOptionsOf } from '../shared/curve-socket-options.ts';
@@ -252,12 +253,14 @@ export class WebApp {
     await this.withSlot(async () => {
       await this.requireJobs();
       await this.catalog.requireModel(query.model);
+      const key = parseIdempotencyKey(req.get(IDEMPOTENCY_KEY_HEADER));
       const image = await this.readImage(req, query);
-      const request: JobSubmitRequest = { service: classifyService(query.model) };
+      const request: JobSubmitRequest = { service: classifyService(query.model), ...(key ? { key } : {}) };
+      // With a key the jobs service answers a resend with the first ticket, so it may go through another broker.
       const ticket = await this.client.requestJson<JobTicket>(
         JOBS_SUBMIT,
         [encodeJson(request), encodeHeader(this.headerOf(query)), image],
-        { timeoutMs: this.options.requestTimeoutMs, retries: 0 },
+        { timeoutMs: this.options.requestTimeoutMs, retries: 0, idempotent: key !== undefined },
       );
       const url = `/api/jobs/${encodeURIComponent(ticket.id)}`;
       res.status(202).location(url).json({ id: ticket.id, state: ticket.state, url, eventsUrl: `${url}/events` });

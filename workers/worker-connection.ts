@@ -1,33 +1,19 @@
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
-import * as zmq from 'zeromq';
 import { DEFAULT_WORKER_CONNECTION_OPTIONS, type WorkerConnectionOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { logger, type Logger } from '../shared/logger.ts';
 import { encodeError } from '../shared/messages.ts';
 import type { ServedModelVersions } from '../shared/models.ts';
-import {
-  HOSTNAME,
-  MDPW02,
-  ProtocolError,
-  WorkerCommand,
-  encodeMetricsHeartbeat,
-  encodeReady,
-  encodeWorkerReply,
-  parseBrokerMessage,
-  type ReadyExtension,
-} from '../shared/protocol.ts';
+import { HOSTNAME, encodeMetricsHeartbeat, encodeReady, encodeWorkerReply, type ReadyExtension } from '../shared/protocol.ts';
 import { PauseDetector } from '../shared/pause-detector.ts';
-import { SendQueue } from '../shared/send-queue.ts';
-import { watchSocketEvents } from '../shared/socket-events.ts';
+import type { SendQueue } from '../shared/send-queue.ts';
+import { parseBrokerList, pairBrokerKeys } from '../shared/broker-list.ts';
 import type { WorkerMetrics } from './worker-metrics.ts';
-import { workerCurve, type WorkerCurve } from '../shared/curve-socket-options.ts';
+import { workerCurve } from '../shared/curve-socket-options.ts';
+import { BrokerLink, type BrokerLinkOwner } from './broker-link.ts';
+import { creditDonor, splitCapacity } from './capacity-shares.ts';
 import { proveKey } from '../shared/key-proof.ts';
-
-const HEARTBEAT = [MDPW02, Buffer.from([WorkerCommand.HEARTBEAT])];
-const DISCONNECT = [MDPW02, Buffer.from([WorkerCommand.DISCONNECT])];
 
 export interface RequestContext {
   /** The service the request was sent to. */
@@ -53,42 +39,43 @@ export interface ServiceTraits {
 }
 
 /**
- * An MDP/0.2 worker: one DEALER socket to the broker, READY with Zerve's extension (several services,
- * one capacity), heartbeats both ways, reconnection on its own when the broker goes silent or says
- * DISCONNECT (so a restarted broker gets it back), and a graceful `close()`.
+ * An MDP/0.2 worker on one broker or several: a DEALER socket to each broker in `connect` (a
+ * {@link BrokerLink}), READY with Zerve's extension (several services, one capacity) on each,
+ * heartbeats both ways, reconnection on its own when a broker goes silent or says DISCONNECT (so a
+ * restarted broker gets it back), and a graceful `close()`.
  *
- * Events: `'connected'` after each READY; `'refused'` (a NOT_ADMITTED ZerveError) when the broker's
- * ZAP handler turns this connection's CURVE key away; `'reconnecting'` (the reason) before each new
- * connection after a silent broker or a DISCONNECT.
+ * With several brokers the capacity is shared out as grants (workers/capacity-shares.ts): each broker
+ * is told its grant as the capacity in its READY, a broker that fills its grant takes credit from one
+ * that leaves its own unused, and a broker that goes silent gives its share to the others. The worker
+ * itself never runs more than `capacity` requests at once, whatever the brokers send.
+ *
+ * Events: `'connected'` after each READY; `'refused'` (a NOT_ADMITTED ZerveError) when a broker's
+ * ZAP handler turns this connection's CURVE key away; `'reconnecting'` (the reason, the endpoint)
+ * before each new connection after a silent broker or a DISCONNECT; `'shares'` (the grants, in the
+ * order of `connect`) whenever they change.
  */
-export class WorkerConnection extends EventEmitter {
+export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
   readonly options: WorkerConnectionOptions;
   private readonly isIdempotent: (service: string) => boolean;
   private readonly maxDeadlineOf: (service: string) => number | undefined;
   private services: string[];
   private models?: ServedModelVersions[];
-  private socket?: zmq.Dealer;
-  private sends?: SendQueue;
   private readonly log: Logger;
+  private readonly links: BrokerLink[];
   private heartbeatTimer?: NodeJS.Timeout;
-  private brokerExpiry = 0;
   private pauses?: PauseDetector;
-  private lastSend = 0;
   private draining = false;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Requests running in a handler now (at most `capacity`). */
+  private running = 0;
+  /** Requests that arrived while `capacity` were running, first come first served. */
+  private readonly waiting: Array<() => void> = [];
   private readonly abort = new AbortController();
   private closing?: Promise<void>;
-  private generation = 0;
   private metrics?: WorkerMetrics;
   private lastMetrics = -Infinity;
-  private readonly curve?: WorkerCurve;
-  /** This connection's routing id: chosen here, so the READY key proof can bind to it. */
-  private routingId = '';
-  /**
-   * Set while the broker refuses this connection's CURVE key (its ZAP handler answered 400: the key is
-   * not in its allowlist); cleared by the next handshake that succeeds. ZeroMQ itself retries quietly.
-   */
-  refusal?: ZerveError;
+  private metricsLink?: BrokerLink;
+  private creditTimer?: NodeJS.Timeout;
 
   constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> & ServiceTraits = {}, log: Logger = logger) {
     super();
@@ -99,19 +86,40 @@ export class WorkerConnection extends EventEmitter {
     if (!(Number.isInteger(this.options.capacity) && this.options.capacity >= 1)) {
       throw new ZerveError('BAD_CONFIG', `capacity must be a positive integer, got ${this.options.capacity}`);
     }
+    if (!(this.options.creditIdleMs >= 0)) throw new ZerveError('BAD_CONFIG', `creditIdleMs must not be negative, got ${this.options.creditIdleMs}`);
     this.services = [...services];
     this.log = log.child({ component: 'worker', kind: this.options.kind });
-    this.curve = workerCurve(this.options);
+    const endpoints = parseBrokerList(this.options.connect, 'connect');
+    const keys = pairBrokerKeys(this.options.brokerKey, endpoints.length);
+    this.links = endpoints.map((endpoint, i) => {
+      const curve = workerCurve({ ...this.options, brokerKey: keys[i]! });
+      const linkLog = endpoints.length > 1 ? this.log.child({ broker: endpoint }) : this.log;
+      return new BrokerLink(endpoint, curve, this.options, this, linkLog);
+    });
+    this.share(performance.now());
   }
 
-  /** Requests being handled now. */
+  /** Requests being handled now (running or waiting for a free slot). */
   get busy(): number {
     return this.inFlight.size;
   }
 
+  /** The capacity announced to each broker now, in the order of `connect`. */
+  get grants(): number[] {
+    return this.links.map((link) => link.grant);
+  }
+
+  /**
+   * Set while a broker refuses this connection's CURVE key (its ZAP handler answered 400: the key is
+   * not in its allowlist); cleared by the next handshake that succeeds. ZeroMQ itself retries quietly.
+   */
+  get refusal(): ZerveError | undefined {
+    return this.links.find((link) => link.refusal)?.refusal;
+  }
+
   /** Connects and registers; reconnects by itself until closed. Registers nothing while there are no services. */
   start(): void {
-    this.connect();
+    for (const link of this.links) link.connect();
     this.pauses = new PauseDetector(this.options.heartbeatIntervalMs);
     this.heartbeatTimer = setInterval(() => this.tick(), this.options.heartbeatIntervalMs);
   }
@@ -120,10 +128,10 @@ export class WorkerConnection extends EventEmitter {
   setServices(services: string[], models?: ServedModelVersions[]): void {
     this.services = [...services];
     this.models = models;
-    this.ready();
+    for (const link of this.links) link.sendReady();
   }
 
-  /** Carries these metrics to the broker on a HEARTBEAT every `metricsIntervalMs` (Zerve's extension). */
+  /** Carries these metrics to one broker at a time on a HEARTBEAT every `metricsIntervalMs` (Zerve's extension). */
   reportMetrics(metrics: WorkerMetrics): void {
     this.metrics = metrics;
   }
@@ -141,7 +149,7 @@ export class WorkerConnection extends EventEmitter {
 
   private async shutdown(): Promise<void> {
     this.draining = true;
-    this.ready(); // tells the broker to send nothing new
+    for (const link of this.links) link.sendReady(); // tells each broker to send nothing new
     // Requests the broker sent before it read the draining READY arrive while others finish: wait for those too.
     const settled = (async () => {
       while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
@@ -159,92 +167,18 @@ export class WorkerConnection extends EventEmitter {
     }
     clearTimeout(timer);
     clearInterval(this.heartbeatTimer);
-    if (this.socket && this.sends) {
-      // A broker that is gone, or refuses this key, takes nothing: a DEALER with no peer would wait forever.
-      const waitMs = this.refusal ? 0 : this.livenessMs();
-      const flushed = await Promise.race([this.sends.flush().then(() => true), sleep(waitMs, false, { ref: false })]);
-      this.sends.close();
-      if (flushed) {
-        // One last direct send; the socket is idle, so no other send can be pending.
-        await Promise.race([this.socket.send(DISCONNECT).catch(() => undefined), sleep(waitMs, undefined, { ref: false })]);
-      }
-    }
-    this.teardown();
+    clearTimeout(this.creditTimer);
+    await Promise.all(this.links.map((link) => link.disconnect()));
+    for (const link of this.links) link.close();
     this.log.info('worker closed');
   }
 
-  private connect(): void {
-    const generation = ++this.generation;
-    // A fresh routing id per connection: a broker that revoked the last one's key ignores it for good.
-    this.routingId = `w${randomBytes(12).toString('hex')}`;
-    const socket = new zmq.Dealer({
-      linger: 0,
-      sendHighWaterMark: 100_000,
-      receiveHighWaterMark: 100_000,
-      routingId: this.routingId,
-      ...this.curve?.socketOptions,
-    });
-    if (this.curve) this.watchHandshakes(socket, generation);
-    socket.connect(this.options.connect);
-    this.socket = socket;
-    this.sends = new SendQueue(socket, this.log);
-    this.brokerExpiry = performance.now() + this.livenessMs();
-    this.lastMetrics = -Infinity; // a new broker gets the metrics at the next tick
-    this.ready();
-    void this.receive(socket, generation);
-  }
-
-  private teardown(): void {
-    this.sends?.close();
-    this.socket?.close();
-    this.socket = undefined;
-    this.sends = undefined;
-  }
-
-  private reconnect(reason: string): void {
-    if (this.closing) return;
-    this.log.warn({ reason, broker: this.options.connect }, 'reconnecting to broker');
-    this.emit('reconnecting', reason);
-    this.teardown();
-    setTimeout(() => {
-      if (!this.closing) this.connect();
-    }, this.options.reconnectDelayMs).unref();
-  }
-
-  /** Notes the broker refusing this key (see `refusal`), which would otherwise look like a broker that never answers. */
-  private watchHandshakes(socket: zmq.Dealer, generation: number): void {
-    // Without a watch, a refused key looks like a silent broker, as it would without this.
-    watchSocketEvents(
-      socket,
-      (event) => {
-        if (generation !== this.generation) return;
-        if (event.type === 'handshake') {
-          this.refusal = undefined;
-        } else if (event.type === 'handshake:error:auth' && !this.refusal) {
-          const key = this.curve!.keyPair.publicKey;
-          this.refusal = new ZerveError(
-            'NOT_ADMITTED',
-            `the broker at ${this.options.connect} refused this process's CURVE key ${key} (ZAP status ${event.error.status}): ` +
-              "it is not in the broker's --authorized-workers; add this key's .pub there",
-            { details: { publicKey: key, endpoint: this.options.connect } },
-          );
-          this.log.error({ broker: this.options.connect, publicKey: key }, 'the broker refused this key (not in its --authorized-workers); retrying');
-          this.emit('refused', this.refusal);
-        }
-      },
-      this.log,
-    );
-  }
-
-  private livenessMs(): number {
-    return this.options.heartbeatIntervalMs * this.options.heartbeatLiveness;
-  }
-
-  private ready(): void {
-    if (!this.sends || this.services.length === 0) return;
+  /** READY for `link`, announcing its grant as the capacity; undefined while there are no services. */
+  ready(link: BrokerLink): Buffer[] | undefined {
+    if (this.services.length === 0) return undefined;
     const extension: ReadyExtension = {
       services: this.services,
-      capacity: this.options.capacity,
+      capacity: link.grant,
       kind: this.options.kind,
       host: HOSTNAME,
       pid: process.pid,
@@ -257,83 +191,122 @@ export class WorkerConnection extends EventEmitter {
     });
     if (caps.length > 0) extension.maxDeadlineMs = Object.fromEntries(caps);
     if (this.draining) extension.draining = true;
-    if (this.curve) extension.keyProof = proveKey(this.curve.keyPair, this.curve.brokerPublicKey, Buffer.from(this.routingId));
+    if (link.curve) extension.keyProof = proveKey(link.curve.keyPair, link.curve.brokerPublicKey, Buffer.from(link.routingId));
     if (this.models) extension.models = this.models;
-    this.send(encodeReady(extension));
     this.emit('connected', this.services);
+    return encodeReady(extension);
   }
 
-  private send(message: Buffer[]): void {
-    if (this.sends?.push(message, true)) this.lastSend = performance.now();
+  onLive(link: BrokerLink): void {
+    this.log.info({ broker: link.endpoint }, 'broker is back: sharing capacity with it again');
+    this.reshare();
+  }
+
+  onLost(link: BrokerLink, reason: string): void {
+    this.emit('reconnecting', reason, link.endpoint);
+    if (this.metricsLink === link) this.lastMetrics = -Infinity; // the next broker gets the metrics at the next tick
+    this.reshare();
+  }
+
+  onRefused(_link: BrokerLink, error: ZerveError): void {
+    this.emit('refused', error);
+  }
+
+  /** Splits the capacity evenly over the brokers that are up and tells each its grant. */
+  private reshare(): void {
+    const before = this.grants;
+    this.share(performance.now());
+    const changed = this.links.filter((link, i) => link.grant !== before[i]);
+    for (const link of changed) link.sendReady();
+    if (changed.length > 0) this.emit('shares', this.grants);
+  }
+
+  private share(now: number): void {
+    const grants = splitCapacity(this.options.capacity, this.links);
+    this.links.forEach((link, i) => {
+      link.grant = grants[i]!;
+      link.lastFullAt = now;
+    });
+  }
+
+  /** Moves one unit of credit to `link`, which has its whole grant in flight, from a broker that leaves part of its own unused. */
+  private rebalance(link: BrokerLink, now: number): void {
+    link.lastFullAt = now;
+    const donor = creditDonor(this.links, link, now, this.options.creditIdleMs);
+    if (!donor) {
+      // A broker with credit to spare may just not have been idle long enough yet: look again then,
+      // since a broker with its whole grant in flight sends nothing that would bring us back here.
+      const spare = this.links.some((other) => other !== link && other.up && other.grant > 1 && other.inFlight < other.grant);
+      if (spare && !this.creditTimer && !this.closing) {
+        this.creditTimer = setTimeout(() => {
+          this.creditTimer = undefined;
+          if (link.up && link.inFlight >= link.grant && !this.closing) this.rebalance(link, performance.now());
+        }, this.options.creditIdleMs).unref();
+      }
+      return;
+    }
+    donor.grant--;
+    link.grant++;
+    donor.lastFullAt = now;
+    donor.sendReady();
+    link.sendReady();
+    this.emit('shares', this.grants);
   }
 
   private tick(): void {
     const now = performance.now();
-    // After a pause of this process's own, the broker gets one liveness period from now, as the broker
-    // does for its workers after a pause of its own.
-    if (this.pauses!.tick(now) > 0) this.brokerExpiry = Math.max(this.brokerExpiry, now + this.livenessMs());
-    // Not registered (no services yet): the broker answers a HEARTBEAT from an unknown worker with
-    // DISCONNECT and sends none itself, so neither side's heartbeat means anything until READY.
-    if (this.services.length === 0) {
-      this.brokerExpiry = now + this.livenessMs();
-      return;
-    }
-    if (now > this.brokerExpiry) return this.reconnect('broker silent for the liveness period');
-    // Sent even while replies flow (they stand in for heartbeats then), so a busy worker reports too.
-    if (this.metrics && now - this.lastMetrics >= this.options.metricsIntervalMs) {
-      this.lastMetrics = now;
-      return this.send(encodeMetricsHeartbeat(this.metrics.snapshot()));
-    }
-    if (now - this.lastSend >= this.options.heartbeatIntervalMs * 0.9) this.send(HEARTBEAT);
-  }
-
-  private async receive(socket: zmq.Dealer, generation: number): Promise<void> {
-    try {
-      for await (const frames of socket) {
-        if (generation !== this.generation) return;
-        this.brokerExpiry = performance.now() + this.livenessMs();
-        let message;
-        try {
-          message = parseBrokerMessage(frames);
-        } catch (err) {
-          if (err instanceof ProtocolError) {
-            this.log.warn({ reason: err.message }, 'malformed message from broker dropped');
-            continue;
-          }
-          throw err;
-        }
-        if (message.kind === 'disconnect') return this.reconnect('broker sent DISCONNECT');
-        if (message.kind === 'request') this.handle(message.client, message.body);
-      }
-    } catch (err) {
-      if (!socket.closed) this.log.error({ err }, 'worker receive loop failed');
+    // After a pause of this process's own, each broker gets one liveness period from now, as the
+    // broker does for its workers after a pause of its own.
+    const paused = this.pauses!.tick(now) > 0;
+    // Metrics go through one broker at a time (the first that is up), so that summing a series over
+    // brokers counts each worker once.
+    this.metricsLink = this.links.find((link) => link.up);
+    const metricsDue = this.metrics !== undefined && now - this.lastMetrics >= this.options.metricsIntervalMs;
+    if (metricsDue && this.metricsLink) this.lastMetrics = now;
+    const registered = this.services.length > 0;
+    for (const link of this.links) {
+      if (paused) link.extendExpiry(now);
+      const metrics = metricsDue && link === this.metricsLink ? () => encodeMetricsHeartbeat(this.metrics!.snapshot()) : undefined;
+      link.tick(now, registered, metrics);
     }
   }
 
-  private handle(client: Buffer, frames: Buffer[]): void {
+  onRequest(link: BrokerLink, client: Buffer, frames: Buffer[], sends: SendQueue): void {
     // The broker puts the service first for workers registered with the extension (see protocol.ts).
     const service = frames[0]?.toString() ?? '';
     const body = frames.slice(1);
-    const sends = this.sends;
+    const generation = link.generation;
     const reply = (frames: Buffer[], final: boolean) => {
       // A reply for a request from an earlier connection goes nowhere: that broker is gone.
-      if (sends === this.sends) this.send(encodeWorkerReply(client, frames, final));
+      if (sends === link.sends) link.send(encodeWorkerReply(client, frames, final));
     };
     const ctx: RequestContext = {
       service,
       signal: this.abort.signal,
       partial: (frames) => reply(frames, false),
     };
+    link.inFlight++;
+    if (this.links.length > 1 && link.inFlight >= link.grant) this.rebalance(link, performance.now());
     const task = (async () => {
+      if (this.running >= this.options.capacity) await new Promise<void>((resolve) => this.waiting.push(resolve));
+      // Its broker went away while it waited: nobody could get the answer.
+      if (generation !== link.generation) return;
+      this.running++;
       try {
         reply(await this.handler(body, ctx), true);
       } catch (err) {
         const error = ZerveError.from(err);
         if (error.code === 'INTERNAL') this.log.error({ err, service }, 'request failed');
         reply([encodeError(error)], true);
+      } finally {
+        this.running--;
       }
     })();
     this.inFlight.add(task);
-    void task.finally(() => this.inFlight.delete(task));
+    void task.finally(() => {
+      this.inFlight.delete(task);
+      if (generation === link.generation) link.inFlight--;
+      this.waiting.shift()?.();
+    });
   }
 }
