@@ -21,6 +21,11 @@ export const ERROR_CODES = {
   WORKER_LOST: 'The worker handling the request died.',
   CANCELED: 'The request was canceled.',
   NOT_ADMITTED: "The broker refused this process's CURVE key: it is not in the broker's allowlist.",
+  UNAUTHENTICATED: 'No valid credentials: the bearer token or session is missing, unknown, expired or revoked.',
+  FORBIDDEN: 'The credentials are valid but lack the scope or ownership this action needs.',
+  UNKNOWN_USER: 'No such user.',
+  UNKNOWN_TOKEN: 'No such API token.',
+  ALREADY_EXISTS: 'Something of that name already exists (a user).',
   INTERNAL: 'An unexpected internal error.',
 } as const;
 
