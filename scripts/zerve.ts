@@ -25,6 +25,7 @@ import { onShutdown, parseInteger, reportError, withClient } from './cli-support
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
 import { registerModelCommands } from './model-commands.ts';
+import { registerAuthCommands } from './auth-commands.ts';
 import { formatStatus } from './status-view.ts';
 import { registerTrainingCommands, trainDefaultDigits } from './training-commands.ts';
 import { addBrokerCurveFlags, addConnectCurveFlags } from './curve-flags.ts';
@@ -236,10 +237,18 @@ program
   .option('--http <port>', 'port')
   .option('--host <host>', 'address to listen on')
   .option('--samples <dir>', 'sample images offered on the page')
+  .option('--auth <mode>', 'off (default) or tokens: ask for bearer tokens of the auth store in --data (docs/auth.md)')
+  .option('--data <dir>', 'data directory of the auth store (default: ./data)')
+  .option('--metrics-auth <mode>', 'open (default) or token: /metrics asks for a token with the metrics scope')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const { startWebApp } = await import('../webapp/web-app.ts');
-    const web = await startWebApp(flags);
+    let web: Awaited<ReturnType<typeof startWebApp>>;
+    try {
+      web = await startWebApp(flags);
+    } catch (err) {
+      return reportError(err); // e.g. secure by default: says why it will not start
+    }
     process.stderr.write(`zerve: web app at ${web.url}\n`);
     onShutdown(() => web.close());
   });
@@ -327,6 +336,7 @@ program
   });
 
 registerModelCommands(program);
+registerAuthCommands(program);
 registerTrainingCommands(program, worker);
 addConnectCurveFlags(program);
 

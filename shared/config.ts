@@ -385,7 +385,29 @@ export const DEFAULT_MODEL_PUBLISHER_OPTIONS: ModelPublisherOptions = {
 };
 
 /** `HeartbeatOptions`: those of the worker connection a model upload is offered on (the broker's own). */
-export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, HeartbeatOptions {
+/** Who may use the web app (docs/auth.md). */
+export interface WebAuthOptions {
+  /**
+   * `off` (every route open), `tokens` (bearer tokens from the auth store) or `oidc`. Off on a
+   * non-loopback `host` refuses to start unless `insecure`. @defaultValue 'off'
+   */
+  auth: string;
+  /** Data directory of the auth store (`<data>/auth.sqlite`), shared with `zerve users` and `zerve tokens`. @defaultValue './data' */
+  data: string;
+  /** How long a token's stored record is trusted before it is read again: the longest a revocation takes to hold on a replica. @defaultValue 2000 */
+  authCacheMs: number;
+  /** `/metrics`: `open`, or `token` (a bearer token with the `metrics` scope) when auth is on. @defaultValue 'open' */
+  metricsAuth: string;
+}
+
+export const DEFAULT_WEB_AUTH_OPTIONS: WebAuthOptions = {
+  auth: 'off',
+  data: './data',
+  authCacheMs: 2000,
+  metricsAuth: 'open',
+};
+
+export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, HeartbeatOptions, WebAuthOptions {
   /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
   /** TCP port of the HTTP server; 0 picks a free one. @defaultValue 8080 */
@@ -420,6 +442,7 @@ export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, Hear
 
 export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   ...DEFAULT_CURVE_OPTIONS,
+  ...DEFAULT_WEB_AUTH_OPTIONS,
   ...DEFAULT_MODEL_PUBLISHER_OPTIONS,
   heartbeatIntervalMs: 1000,
   heartbeatLiveness: 3,

@@ -33,6 +33,10 @@ import { RequestValidator, type CheckedParameters } from './request-validator.ts
 import { SampleGallery } from './sample-gallery.ts';
 import { ModelRoutes } from './model-routes.ts';
 import { TrainingRoutes } from './training-routes.ts';
+import { AUTH_MODES, AuthGate, isLoopbackHost, type AuthMode } from './auth-gate.ts';
+import { withSecurity } from './route-scopes.ts';
+import type { AuthStore } from '../shared/store/auth-store.ts';
+import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 
 /** Folder of the page's files (HTML, CSS, JS): served as they are, no build step, no CDN. */
 export const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'public');
@@ -72,6 +76,11 @@ export class WebApp {
   private readonly catalog: ModelCatalog;
   private readonly gallery: SampleGallery;
   private readonly validator = new RequestValidator(OPENAPI_DOCUMENT);
+  /** The document served at `/api/openapi.json`: OPENAPI_DOCUMENT with its security schemes. */
+  private readonly openapi = withSecurity(OPENAPI_DOCUMENT);
+  private readonly gate: AuthGate;
+  /** The auth store this web app opened (closed with it); an injected one stays the caller's. */
+  private ownStore: AuthStore | undefined;
   /** `/metrics`: HTTP durations by route and status, and the process's default metrics. */
   readonly metrics = new HttpMetrics();
   private readonly log: Logger;
@@ -82,7 +91,8 @@ export class WebApp {
   private inFlight = 0;
   private baseUrl = '';
 
-  constructor(options: Partial<WebAppOptions> = {}, log: Logger = rootLogger) {
+  /** `authStore`: users and tokens (default: SQLite in `data` when auth is on); the caller closes one it passes. */
+  constructor(options: Partial<WebAppOptions> = {}, log: Logger = rootLogger, authStore?: AuthStore) {
     this.options = { ...DEFAULT_WEB_APP_OPTIONS, ...options };
     const o = this.options;
     if (!(Number.isInteger(o.http) && o.http >= 0 && o.http < 65536)) {
@@ -92,6 +102,7 @@ export class WebApp {
       if (!(o[key] > 0)) throw new ZerveError('BAD_REQUEST', `${key} must be positive, got ${o[key]}`);
     }
     this.log = log.child({ component: 'webapp' });
+    this.gate = this.authGate(authStore);
     this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, ...curveOptionsOf(o) }, log);
     this.catalog = new ModelCatalog(this.client, o);
     this.gallery = new SampleGallery(o.samples);
@@ -135,6 +146,11 @@ export class WebApp {
       } catch (err) {
         this.log.error({ err }, 'closing the client failed');
       }
+      try {
+        await this.ownStore?.close();
+      } catch (err) {
+        this.log.error({ err }, 'closing the auth store failed');
+      }
       this.log.info('web app closed');
     })();
     return this.closing;
@@ -142,7 +158,12 @@ export class WebApp {
 
   private routes(): express.Express {
     const app = express();
-    const check = (operationId: string) => this.validator.middleware(operationId);
+    // Who may call comes before what they send: a stranger learns nothing from validation errors.
+    const check = (operationId: string): RequestHandler => {
+      const guard = this.gate.guard(operationId);
+      const validate = this.validator.middleware(operationId);
+      return (req, res, next) => guard(req, res, (err?: unknown) => (err === undefined ? validate(req, res, next) : next(err)));
+    };
     app.disable('x-powered-by');
     app.use(this.metrics.middleware);
     app.use(this.securityHeaders);
@@ -150,9 +171,9 @@ export class WebApp {
       res.json({ status: 'ok' });
     });
     app.get('/readyz', this.ready);
-    app.get('/metrics', this.metrics.handler);
+    app.get('/metrics', this.gate.guard('metrics'), this.metrics.handler);
     app.get('/api/openapi.json', (_req, res) => {
-      res.json(OPENAPI_DOCUMENT);
+      res.json(this.openapi);
     });
     app.get('/api/info', check('info'), this.info);
     app.get('/api/samples/:name', check('sample'), this.sample);
@@ -176,6 +197,34 @@ export class WebApp {
     app.use(this.notFound);
     app.use(httpErrorHandler(this.log, this.options.retryAfterSeconds, (error) => error.toJSON()));
     return app;
+  }
+
+  /** The gate of `options.auth`; refuses an open web app on a non-loopback address unless `insecure`. */
+  private authGate(injected: AuthStore | undefined): AuthGate {
+    const o = this.options;
+    if (!(AUTH_MODES as readonly string[]).includes(o.auth)) {
+      throw new ZerveError('BAD_REQUEST', `auth must be one of ${AUTH_MODES.join(', ')}, got ${JSON.stringify(o.auth)}`);
+    }
+    if (o.metricsAuth !== 'open' && o.metricsAuth !== 'token') {
+      throw new ZerveError('BAD_REQUEST', `metricsAuth must be open or token, got ${JSON.stringify(o.metricsAuth)}`);
+    }
+    const auth = o.auth as AuthMode;
+    if (auth === 'off' && !isLoopbackHost(o.host)) {
+      if (!o.insecure) {
+        throw new ZerveError(
+          'BAD_REQUEST',
+          `refusing to listen on ${o.host} with --auth off: anyone who reaches the port could upload models, start trainings and cancel jobs. ` +
+            'Use --auth tokens (docs/auth.md), listen on 127.0.0.1, or pass --insecure to run open anyway',
+        );
+      }
+      this.log.warn({ host: o.host }, 'auth is off on a non-loopback address (--insecure): every route is open to anyone who reaches it');
+    } else if (auth === 'off') {
+      this.log.info({ host: o.host }, 'auth is off: every route is open to this machine (loopback); --auth tokens asks for tokens');
+    }
+    const store = auth === 'off' ? undefined : (injected ?? SqliteAuthStore.inDataDir(o.data));
+    this.ownStore = injected ? undefined : store;
+    if (store) this.log.info({ auth, store: injected ? 'injected' : o.data }, 'auth is on: routes ask for bearer tokens');
+    return new AuthGate({ auth, metricsAuth: o.metricsAuth, authCacheMs: o.authCacheMs }, store, this.log);
   }
 
   private readonly securityHeaders: RequestHandler = (_req, res, next) => {

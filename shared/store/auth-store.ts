@@ -12,7 +12,7 @@ export const ROLES = ['admin', 'member', 'viewer'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** Route groups a token may be allowed (docs/auth.md lists the routes of each). */
-export const SCOPES = ['infer', 'read', 'train', 'models', 'admin'] as const;
+export const SCOPES = ['infer', 'read', 'train', 'models', 'admin', 'metrics'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export interface User {

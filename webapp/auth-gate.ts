@@ -1,0 +1,93 @@
+import type { Request, RequestHandler, Response } from 'express';
+import { ANONYMOUS, type Principal } from '../shared/access-policy.ts';
+import { ZerveError } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { AuthStore } from '../shared/store/auth-store.ts';
+import { ROUTE_SCOPES, type RouteAccess } from './route-scopes.ts';
+import { TokenVerifier } from './token-verifier.ts';
+
+/** The web app's auth modes (`--auth`). */
+export const AUTH_MODES = ['off', 'tokens'] as const;
+export type AuthMode = (typeof AUTH_MODES)[number];
+
+export interface AuthGateOptions {
+  /** @defaultValue 'off' */
+  auth: AuthMode;
+  /** `open` or `token`: whether `/metrics` asks a token with the `metrics` scope. @defaultValue 'open' */
+  metricsAuth: 'open' | 'token';
+  /** See TokenVerifierOptions.cacheMs. @defaultValue 2000 */
+  authCacheMs: number;
+}
+
+const PRINCIPAL = 'principal';
+
+/**
+ * Express middleware that admits a request to a route group: reads `Authorization: Bearer`,
+ * answers UNAUTHENTICATED (401) without a valid token and FORBIDDEN (403) without the route's
+ * scope, and leaves the caller in `res.locals.principal` (`anonymous` with auth off).
+ */
+export class AuthGate {
+  private readonly verifier: TokenVerifier | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly options: AuthGateOptions,
+    store: AuthStore | undefined,
+    log: Logger,
+  ) {
+    this.log = log.child({ component: 'auth' });
+    if (options.auth !== 'off') {
+      if (!store) throw new ZerveError('BAD_REQUEST', `auth ${options.auth} needs an auth store`);
+      this.verifier = new TokenVerifier(store, { cacheMs: options.authCacheMs });
+    }
+  }
+
+  get enabled(): boolean {
+    return this.verifier !== undefined;
+  }
+
+  /** The caller of a request the gate admitted. */
+  static principalOf(res: Response): Principal {
+    return (res.locals[PRINCIPAL] as Principal | undefined) ?? ANONYMOUS;
+  }
+
+  /** Middleware for the operation `operationId` (see ROUTE_SCOPES); throws at registration for an operation not in the table. */
+  guard(operationId: string): RequestHandler {
+    const access = ROUTE_SCOPES[operationId];
+    if (access === undefined) throw new Error(`route ${operationId} has no entry in ROUTE_SCOPES`);
+    return this.require(operationId === 'metrics' && this.options.metricsAuth === 'open' ? 'open' : access);
+  }
+
+  /** Middleware asking for `access`. */
+  require(access: RouteAccess): RequestHandler {
+    return (req, res, next) => {
+      this.admit(req, res, access).then(() => next(), next);
+    };
+  }
+
+  private async admit(req: Request, res: Response, access: RouteAccess): Promise<void> {
+    if (!this.verifier || access === 'open') {
+      res.locals[PRINCIPAL] = ANONYMOUS;
+      return;
+    }
+    const header = req.get('authorization');
+    const match = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+    try {
+      if (!match) throw new ZerveError('UNAUTHENTICATED', header === undefined ? 'send Authorization: Bearer <token>' : 'the Authorization header is not "Bearer <token>"');
+      const principal = await this.verifier.verify(match[1]!);
+      if (!principal.scopes.includes(access)) {
+        throw new ZerveError('FORBIDDEN', `this token lacks the ${access} scope (it has: ${principal.scopes.join(', ') || 'none'})`);
+      }
+      res.locals[PRINCIPAL] = principal;
+    } catch (err) {
+      if (err instanceof ZerveError && err.code === 'UNAUTHENTICATED') res.set('WWW-Authenticate', 'Bearer realm="zerve"');
+      if (err instanceof ZerveError) this.log.info({ code: err.code, path: req.path, ip: req.ip }, err.message);
+      throw err;
+    }
+  }
+}
+
+/** Whether `host` is a loopback address, reachable only from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
