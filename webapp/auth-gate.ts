@@ -2,7 +2,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import { ANONYMOUS, type Principal } from '../shared/access-policy.ts';
 import { ZerveError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
-import type { AuthStore } from '../shared/store/auth-store.ts';
+import type { AuthStore, Scope } from '../shared/store/auth-store.ts';
 import { ROUTE_SCOPES, type RouteAccess } from './route-scopes.ts';
 import { TokenVerifier } from './token-verifier.ts';
 
@@ -60,21 +60,25 @@ export class AuthGate {
 
   /** Middleware asking for `access`. */
   require(access: RouteAccess): RequestHandler {
+    const verifier = this.verifier;
+    if (!verifier || access === 'open') {
+      // No await with auth off: the hot path stays as it was.
+      return (_req, res, next) => {
+        res.locals[PRINCIPAL] = ANONYMOUS;
+        next();
+      };
+    }
     return (req, res, next) => {
-      this.admit(req, res, access).then(() => next(), next);
+      this.admit(verifier, req, res, access).then(() => next(), next);
     };
   }
 
-  private async admit(req: Request, res: Response, access: RouteAccess): Promise<void> {
-    if (!this.verifier || access === 'open') {
-      res.locals[PRINCIPAL] = ANONYMOUS;
-      return;
-    }
+  private async admit(verifier: TokenVerifier, req: Request, res: Response, access: Scope): Promise<void> {
     const header = req.get('authorization');
     const match = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);
     try {
       if (!match) throw new ZerveError('UNAUTHENTICATED', header === undefined ? 'send Authorization: Bearer <token>' : 'the Authorization header is not "Bearer <token>"');
-      const principal = await this.verifier.verify(match[1]!);
+      const principal = await verifier.verify(match[1]!);
       if (!principal.scopes.includes(access)) {
         throw new ZerveError('FORBIDDEN', `this token lacks the ${access} scope (it has: ${principal.scopes.join(', ') || 'none'})`);
       }

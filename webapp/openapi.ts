@@ -8,6 +8,7 @@ import { JOB_STATES } from '../shared/jobs.ts';
 import { OIP_PATHS, OIP_SCHEMAS } from './oip-openapi.ts';
 import { MODEL_PATHS, MODEL_SCHEMAS } from './model-openapi.ts';
 import { TRAINING_PATHS, TRAINING_SCHEMAS } from './training-openapi.ts';
+import { withSecurity } from './route-scopes.ts';
 
 const MODEL_NAME = '^[A-Za-z0-9._-]{1,64}$';
 const JOB_ID = '^[A-Za-z0-9-]{1,128}$';
@@ -81,7 +82,8 @@ const jobIdParameter = {
 
 const json = (ref: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } });
 
-export const OPENAPI_DOCUMENT = {
+/** With each operation's `security` from ROUTE_SCOPES (route-scopes.ts). */
+export const OPENAPI_DOCUMENT = withSecurity({
   openapi: '3.0.3',
   info: {
     title: 'Zerve web API',
@@ -347,4 +349,4 @@ export const OPENAPI_DOCUMENT = {
       },
     },
   },
-} as const;
+} as const);

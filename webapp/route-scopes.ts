@@ -40,9 +40,10 @@ export const ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
 /** Name of the bearer scheme in the OpenAPI document. */
 export const BEARER_SCHEME = 'bearerToken';
 
-const authError = (description: string) => ({
+/** The OIP routes (`/v2/...`) answer errors in the protocol's own body. */
+const authError = (path: string, description: string) => ({
   description,
-  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+  content: { 'application/json': { schema: { $ref: path.startsWith('/v2') ? '#/components/schemas/OipError' : '#/components/schemas/Error' } } },
 });
 
 interface OpenApiLike {
@@ -69,8 +70,8 @@ export function withSecurity<T extends OpenApiLike>(document: T): T {
               security: [{ [BEARER_SCHEME]: [access] }],
               responses: {
                 ...operation.responses,
-                '401': authError('UNAUTHENTICATED: no token, or an unknown, expired or revoked one (auth on).'),
-                '403': authError(`FORBIDDEN: the token lacks the \`${access}\` scope, or the caller does not own the item.`),
+                '401': authError(path, 'UNAUTHENTICATED: no token, or an unknown, expired or revoked one (auth on).'),
+                '403': authError(path, `FORBIDDEN: the token lacks the \`${access}\` scope, or the caller does not own the item.`),
               },
             },
           ];

@@ -34,7 +34,6 @@ import { SampleGallery } from './sample-gallery.ts';
 import { ModelRoutes } from './model-routes.ts';
 import { TrainingRoutes } from './training-routes.ts';
 import { AUTH_MODES, AuthGate, isLoopbackHost, type AuthMode } from './auth-gate.ts';
-import { withSecurity } from './route-scopes.ts';
 import type { AuthStore } from '../shared/store/auth-store.ts';
 import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 
@@ -76,8 +75,6 @@ export class WebApp {
   private readonly catalog: ModelCatalog;
   private readonly gallery: SampleGallery;
   private readonly validator = new RequestValidator(OPENAPI_DOCUMENT);
-  /** The document served at `/api/openapi.json`: OPENAPI_DOCUMENT with its security schemes. */
-  private readonly openapi = withSecurity(OPENAPI_DOCUMENT);
   private readonly gate: AuthGate;
   /** The auth store this web app opened (closed with it); an injected one stays the caller's. */
   private ownStore: AuthStore | undefined;
@@ -162,7 +159,15 @@ export class WebApp {
     const check = (operationId: string): RequestHandler => {
       const guard = this.gate.guard(operationId);
       const validate = this.validator.middleware(operationId);
-      return (req, res, next) => guard(req, res, (err?: unknown) => (err === undefined ? validate(req, res, next) : next(err)));
+      return (req, res, next) =>
+        guard(req, res, (err?: unknown) => {
+          if (err !== undefined) return next(err);
+          try {
+            validate(req, res, next); // throws BAD_REQUEST, maybe after the gate's await: hand it to express
+          } catch (error) {
+            next(error);
+          }
+        });
     };
     app.disable('x-powered-by');
     app.use(this.metrics.middleware);
@@ -173,7 +178,7 @@ export class WebApp {
     app.get('/readyz', this.ready);
     app.get('/metrics', this.gate.guard('metrics'), this.metrics.handler);
     app.get('/api/openapi.json', (_req, res) => {
-      res.json(this.openapi);
+      res.json(OPENAPI_DOCUMENT);
     });
     app.get('/api/info', check('info'), this.info);
     app.get('/api/samples/:name', check('sample'), this.sample);

@@ -1,0 +1,243 @@
+import assert from 'node:assert/strict';
+import { AuthAdmin } from '../shared/auth-admin.ts';
+import { issueToken } from '../shared/api-token.ts';
+import { ERROR_CODES } from '../shared/errors.ts';
+import type { AuthStore, Scope } from '../shared/store/auth-store.ts';
+import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
+import { OPENAPI_DOCUMENT } from '../webapp/openapi.ts';
+import { ROUTE_SCOPES, BEARER_SCHEME } from '../webapp/route-scopes.ts';
+import { WebApp } from '../webapp/web-app.ts';
+import { SAMPLES, startWebCluster, testLogger, type WebCluster } from './fixtures/webapp-cluster.ts';
+import { runCli, TEST_HEARTBEAT_MS } from './helpers/cluster.ts';
+import { rejectsWith } from './helpers/error-code.ts';
+import { eventually } from './helpers/eventually.ts';
+
+interface Route {
+  operationId: string;
+  method: 'GET' | 'POST' | 'DELETE';
+  /** A request the route answers; `JOB` stands for a finished job's id. */
+  path: string;
+  body?: () => RequestInit;
+  /** What the right scope gets, the same as a web app with auth off answers. */
+  status: number;
+}
+
+const json = (value: unknown) => () => ({ body: JSON.stringify(value), headers: { 'content-type': 'application/json' } });
+const infer = json({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: ['not base64 image bytes'] }] });
+
+/** Every guarded route of the OpenAPI document. Those of the training services answer 503 here: no training worker runs in this cluster. */
+const ROUTES: Route[] = [
+  { operationId: 'info', method: 'GET', path: '/api/info', status: 200 },
+  { operationId: 'sample', method: 'GET', path: '/api/samples/kitten.png', status: 200 },
+  { operationId: 'classify', method: 'POST', path: '/api/classify?model=squeezenet&sample=kitten.png', status: 200 },
+  { operationId: 'submitJob', method: 'POST', path: '/api/jobs?model=squeezenet&sample=kitten.png', status: 202 },
+  { operationId: 'jobStatus', method: 'GET', path: '/api/jobs/JOB', status: 200 },
+  { operationId: 'jobEvents', method: 'GET', path: '/api/jobs/JOB/events', status: 200 },
+  { operationId: 'cancelJob', method: 'DELETE', path: '/api/jobs/JOB', status: 200 },
+  { operationId: 'addModel', method: 'POST', path: '/api/models?name=bad', body: () => ({ body: 'not onnx', headers: { 'content-type': 'application/octet-stream' } }), status: 400 },
+  { operationId: 'listDatasets', method: 'GET', path: '/api/datasets', status: 503 },
+  { operationId: 'addDataset', method: 'POST', path: '/api/datasets', body: () => ({ body: 'x', headers: { 'content-type': 'application/zip' } }), status: 503 },
+  { operationId: 'startTraining', method: 'POST', path: '/api/train', body: json({ dataset: 'd' }), status: 400 },
+  { operationId: 'listRuns', method: 'GET', path: '/api/runs', status: 503 },
+  { operationId: 'getRun', method: 'GET', path: '/api/runs/r1', status: 503 },
+  { operationId: 'oipServerMetadata', method: 'GET', path: '/v2', status: 200 },
+  { operationId: 'oipModelMetadata', method: 'GET', path: '/v2/models/squeezenet', status: 200 },
+  { operationId: 'oipModelVersionMetadata', method: 'GET', path: '/v2/models/squeezenet/versions/1', status: 200 },
+  { operationId: 'oipModelReady', method: 'GET', path: '/v2/models/squeezenet/ready', status: 200 },
+  { operationId: 'oipModelVersionReady', method: 'GET', path: '/v2/models/squeezenet/versions/1/ready', status: 200 },
+  { operationId: 'oipInfer', method: 'POST', path: '/v2/models/squeezenet/infer', body: infer, status: 400 },
+  { operationId: 'oipVersionInfer', method: 'POST', path: '/v2/models/squeezenet/versions/1/infer', body: infer, status: 400 },
+];
+const OPEN_ROUTES = [
+  { operationId: 'health', path: '/healthz' },
+  { operationId: 'ready', path: '/readyz' },
+  { operationId: 'oipLive', path: '/v2/health/live' },
+  { operationId: 'oipReady', path: '/v2/health/ready' },
+  { operationId: 'openapi', path: '/api/openapi.json' },
+  { operationId: 'metrics', path: '/metrics' },
+];
+
+describe('web app auth', function () {
+  this.timeout(120_000);
+  let cluster: WebCluster;
+  let store: AuthStore;
+  let guarded: WebApp;
+  let replica: WebApp | undefined;
+  let jobId: string;
+  /** Tokens by name: one per scope (`infer`, `read`, ...), plus `revoked` and `expired` with every scope. */
+  const tokens: Record<string, string> = {};
+
+  before(async () => {
+    cluster = await startWebCluster();
+    store = SqliteAuthStore.inDataDir(cluster.data);
+    const admin = new AuthAdmin(store, 'test');
+    await admin.addUser('ada', 'admin');
+    for (const scope of ['infer', 'read', 'train', 'models', 'admin', 'metrics'] satisfies Scope[]) {
+      tokens[scope] = (await admin.createToken('ada', scope)).token;
+    }
+    const revoked = await admin.createToken('ada', 'infer,read,train,models');
+    await admin.revokeToken(revoked.id);
+    tokens.revoked = revoked.token;
+    const ada = (await store.userByName('ada'))!;
+    const expired = issueToken();
+    await store.createToken({ id: expired.id, userId: ada.id, scopes: ['infer', 'read', 'train', 'models'], hash: expired.hash, expiresAt: Date.now() - 1 });
+    tokens.expired = expired.token;
+    guarded = await startGuarded();
+    const submitted = await fetch(new URL('/api/jobs?model=squeezenet&sample=kitten.png', cluster.url), { method: 'POST' });
+    jobId = ((await submitted.json()) as { id: string }).id;
+    await eventually('the job to finish', async () => {
+      const status = (await (await fetch(new URL(`/api/jobs/${jobId}`, cluster.url))).json()) as { state: string };
+      return status.state === 'succeeded';
+    });
+  });
+  after(async () => {
+    await replica?.close();
+    await guarded?.close();
+    await store?.close();
+    await cluster?.close();
+  });
+
+  function startGuarded(options: Record<string, unknown> = {}): Promise<WebApp> {
+    const web = new WebApp(
+      { broker: cluster.broker.frontendEndpoint, http: 0, samples: SAMPLES, heartbeatIntervalMs: TEST_HEARTBEAT_MS, auth: 'tokens', data: cluster.data, authCacheMs: 200, ...options },
+      testLogger,
+    );
+    return web.start().then(() => web);
+  }
+
+  async function call(web: WebApp | string, route: Pick<Route, 'method' | 'path' | 'body'>, token?: string) {
+    const base = typeof web === 'string' ? web : web.url;
+    const init = route.body?.() ?? {};
+    const headers = { ...(init.headers as Record<string, string> | undefined), ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) };
+    const res = await fetch(new URL(route.path.replace('JOB', jobId), base), { ...init, method: route.method, headers });
+    const text = await res.text();
+    let body: { error?: { code?: string } | string; code?: string } = {};
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // an image, an event stream, metrics text
+    }
+    // Ours: {"error":{"code","message"}}; the OIP routes': {"error":"message","code"}.
+    const code = typeof body.error === 'object' ? body.error.code : body.code;
+    return { status: res.status, code, headers: res.headers };
+  }
+
+  it('has a scope for every operation of the OpenAPI document, and a row here for each guarded one', () => {
+    const ids = Object.values(OPENAPI_DOCUMENT.paths as unknown as Record<string, Record<string, { operationId: string }>>).flatMap((item) =>
+      Object.values(item).map((op) => op.operationId),
+    );
+    assert.deepEqual(ids.filter((id) => ROUTE_SCOPES[id] === undefined), []);
+    assert.deepEqual(
+      [...ROUTES.map((r) => r.operationId), ...OPEN_ROUTES.map((r) => r.operationId)].sort(),
+      ids.sort(),
+      'every operation is in the table test',
+    );
+  });
+
+  for (const route of ROUTES) {
+    it(`${route.method} ${route.path}: none 401, wrong scope 403, revoked 401, expired 401, right scope as with auth off`, async () => {
+      const scope = ROUTE_SCOPES[route.operationId] as Scope;
+      const none = await call(guarded, route);
+      assert.deepEqual([none.status, none.code], [401, 'UNAUTHENTICATED'], 'no token');
+      assert.match(none.headers.get('www-authenticate') ?? '', /^Bearer /);
+      const wrong = await call(guarded, route, tokens[scope === 'read' ? 'infer' : 'read']);
+      assert.deepEqual([wrong.status, wrong.code], [403, 'FORBIDDEN'], 'wrong scope');
+      for (const name of ['revoked', 'expired']) {
+        const refused = await call(guarded, route, tokens[name]);
+        assert.deepEqual([refused.status, refused.code], [401, 'UNAUTHENTICATED'], name);
+      }
+      const right = await call(guarded, route, tokens[scope]);
+      const open = await call(cluster.url, route);
+      assert.equal(right.status, route.status, `right scope: ${right.code ?? ''}`);
+      assert.deepEqual([right.status, right.code], [open.status, open.code], 'the same as with auth off');
+    });
+  }
+
+  it('keeps health, readiness, the OpenAPI document and /metrics open', async () => {
+    for (const route of OPEN_ROUTES) {
+      const res = await call(guarded, { method: 'GET', path: route.path });
+      assert.ok(res.status !== 401 && res.status !== 403, `${route.path}: ${res.status}`);
+    }
+  });
+
+  it('asks /metrics for a token with the metrics scope when metricsAuth is token', async () => {
+    const web = await startGuarded({ metricsAuth: 'token' });
+    try {
+      const route = { method: 'GET' as const, path: '/metrics' };
+      assert.equal((await call(web, route)).status, 401);
+      assert.equal((await call(web, route, tokens.read)).status, 403);
+      assert.equal((await call(web, route, tokens.metrics)).status, 200);
+    } finally {
+      await web.close();
+    }
+  });
+
+  it('answers 401 to a malformed Authorization header and to an unknown or forged token', async () => {
+    const route = { method: 'GET' as const, path: '/api/info' };
+    const real = tokens.read!;
+    const forged = real.slice(0, -4) + (real.endsWith('AAAA') ? 'BBBB' : 'AAAA');
+    for (const header of ['Basic dXNlcjpwYXNz', 'Bearer', `Token ${real}`]) {
+      const res = await fetch(new URL(route.path, guarded.url), { headers: { authorization: header } });
+      assert.equal(res.status, 401, header);
+    }
+    for (const token of ['garbage', issueToken().token, forged]) {
+      assert.deepEqual(Object.values(await call(guarded, route, token)).slice(0, 2), [401, 'UNAUTHENTICATED'], token);
+    }
+  });
+
+  it('gives a token no scope beyond its user’s role', async () => {
+    const viewer = await store.addUser({ name: 'vic', role: 'viewer' });
+    const t = issueToken();
+    await store.createToken({ id: t.id, userId: viewer.id, scopes: ['read', 'train'], hash: t.hash, expiresAt: null });
+    assert.equal((await call(guarded, { method: 'GET', path: '/api/info' }, t.token)).status, 200);
+    const train = await call(guarded, { method: 'GET', path: '/api/jobs/JOB' }, t.token);
+    assert.deepEqual([train.status, train.code], [403, 'FORBIDDEN']);
+    await rejectsWith(new AuthAdmin(store, 'test').createToken('vic', 'train'), 'BAD_REQUEST');
+  });
+
+  it('declares the bearer scheme and each route’s scope in the served OpenAPI document', async () => {
+    const doc = (await (await fetch(new URL('/api/openapi.json', guarded.url))).json()) as {
+      paths: Record<string, Record<string, { operationId: string; security: Record<string, string[]>[]; responses: Record<string, unknown> }>>;
+      components: { securitySchemes: Record<string, { type: string; scheme: string }> };
+    };
+    assert.deepEqual(doc.components.securitySchemes[BEARER_SCHEME], { ...doc.components.securitySchemes[BEARER_SCHEME], type: 'http', scheme: 'bearer' });
+    for (const item of Object.values(doc.paths)) {
+      for (const op of Object.values(item)) {
+        const access = ROUTE_SCOPES[op.operationId];
+        assert.deepEqual(op.security, access === 'open' ? [] : [{ [BEARER_SCHEME]: [access] }], op.operationId);
+        if (access !== 'open') assert.ok(op.responses['401'] && op.responses['403'], op.operationId);
+      }
+    }
+  });
+
+  it('refuses a token revoked through the CLI on a second replica on the same store', async () => {
+    replica = await startGuarded();
+    const created = await runCli(['tokens', 'create', '--user', 'ada', '--scope', 'read', '--expires', '1d', '--json', '--data', cluster.data]);
+    assert.equal(created.code, 0, created.stderr);
+    const printed = JSON.parse(created.stdout) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(printed).sort(), ['expiresAt', 'id', 'scopes', 'token', 'user']);
+    const token = String(printed.token);
+    const route = { method: 'GET' as const, path: '/api/info' };
+    assert.equal((await call(guarded, route, token)).status, 200);
+    assert.equal((await call(replica, route, token)).status, 200);
+    const listed = await runCli(['tokens', 'list', '--json', '--data', cluster.data]);
+    assert.ok(!listed.stdout.includes(token), 'a listing never shows the secret');
+    const revoked = await runCli(['tokens', 'revoke', String(printed.id), '--data', cluster.data]);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    for (const web of [guarded, replica]) {
+      await eventually('the revocation to hold', async () => (await call(web, route, token)).status === 401, 10_000);
+    }
+    const audit = await runCli(['audit', '--json', '--since', '1h', '--data', cluster.data]);
+    const actions = audit.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { action: string; target: string }));
+    assert.ok(actions.some((a) => a.action === 'token.revoke' && a.target === printed.id), audit.stdout);
+  });
+
+  it('refuses to start open on a non-loopback address unless insecure, and refuses unknown modes', async () => {
+    await rejectsWith(Promise.resolve().then(() => new WebApp({ host: '0.0.0.0', auth: 'off' }, testLogger)), 'BAD_REQUEST');
+    await rejectsWith(Promise.resolve().then(() => new WebApp({ auth: 'maybe' }, testLogger)), 'BAD_REQUEST');
+    await rejectsWith(Promise.resolve().then(() => new WebApp({ auth: 'tokens', metricsAuth: 'sometimes', data: cluster.data }, testLogger)), 'BAD_REQUEST');
+    const open = new WebApp({ host: '0.0.0.0', auth: 'off', insecure: true, http: 0, broker: cluster.broker.frontendEndpoint }, testLogger);
+    await open.close();
+    assert.ok(ERROR_CODES.UNAUTHENTICATED && ERROR_CODES.FORBIDDEN);
+  });
+});
