@@ -73,6 +73,22 @@ export interface AuditEntry {
   details: Record<string, unknown>;
 }
 
+/** Kinds of items that record who made them. */
+export const OWNED_KINDS = ['dataset', 'job'] as const;
+export type OwnedKind = (typeof OWNED_KINDS)[number];
+
+/** One owner of one item. An item may have several: a dataset two users uploaded (deduplicated by hash) is each one's. */
+export interface Ownership {
+  kind: OwnedKind;
+  id: string;
+  ownerId: string;
+  /** Visible to every user (read, not cancel). */
+  shared: boolean;
+  createdAt: number;
+}
+
+export type NewOwnership = Omit<Ownership, 'createdAt' | 'shared'> & { shared?: boolean };
+
 export type NewAuditEntry = Omit<AuditEntry, 'seq' | 'at' | 'details'> & { at?: number; details?: Record<string, unknown> };
 
 /**
@@ -93,6 +109,10 @@ export interface AuthStore {
   listTokens(userId?: string): Promise<TokenRecord[]>;
   /** Marks the token revoked; false when there is no such token (revoking twice is true and keeps the first time). */
   revokeToken(id: string, at?: number): Promise<boolean>;
+  /** Records an owner of an item; adding the same owner again keeps one row (and its first `shared`). */
+  addOwner(ownership: NewOwnership): Promise<void>;
+  /** The owners of an item, oldest first; empty for an item nobody recorded (made with auth off). */
+  ownersOf(kind: OwnedKind, id: string): Promise<Ownership[]>;
   appendAudit(entry: NewAuditEntry): Promise<AuditEntry>;
   /** Entries at or after `since` (epoch ms), oldest first. */
   listAudit(since?: number): Promise<AuditEntry[]>;

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ZerveError } from '../errors.ts';
-import type { AuditEntry, AuthStore, NewAuditEntry, NewToken, NewUser, Role, Scope, TokenRecord, User } from './auth-store.ts';
+import type { AuditEntry, AuthStore, NewAuditEntry, NewOwnership, NewToken, NewUser, OwnedKind, Ownership, Role, Scope, TokenRecord, User } from './auth-store.ts';
 
 /** File name of the auth store inside `--data`. */
 export const AUTH_STORE_FILE = 'auth.sqlite';
@@ -34,6 +34,14 @@ CREATE TABLE IF NOT EXISTS audit (
   details TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
+CREATE TABLE IF NOT EXISTS owners (
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  owner_id TEXT NOT NULL,
+  shared INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (kind, id, owner_id)
+);
 `;
 
 interface UserRow {
@@ -152,6 +160,23 @@ export class SqliteAuthStore implements AuthStore {
   async revokeToken(id: string, at = Date.now()): Promise<boolean> {
     const result = this.db.prepare(`UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`).run(at, id);
     return result.changes > 0;
+  }
+
+  async addOwner(o: NewOwnership): Promise<void> {
+    this.db
+      .prepare(`INSERT OR IGNORE INTO owners (kind, id, owner_id, shared, created_at) VALUES (?, ?, ?, ?, ?)`)
+      .run(o.kind, o.id, o.ownerId, o.shared ? 1 : 0, Date.now());
+  }
+
+  async ownersOf(kind: OwnedKind, id: string): Promise<Ownership[]> {
+    const rows = this.db.prepare(`SELECT * FROM owners WHERE kind = ? AND id = ? ORDER BY created_at, rowid`).all(kind, id) as {
+      kind: OwnedKind;
+      id: string;
+      owner_id: string;
+      shared: number;
+      created_at: number;
+    }[];
+    return rows.map((r) => ({ kind: r.kind, id: r.id, ownerId: r.owner_id, shared: r.shared === 1, createdAt: r.created_at }));
   }
 
   async appendAudit(entry: NewAuditEntry): Promise<AuditEntry> {

@@ -74,6 +74,14 @@ export function authStoreBehaviour(makeStore: () => Promise<AuthStore>): void {
     assert.deepEqual((await store.listAudit(150)).map((e) => e.target), ['abc']);
   });
 
+  it('records several owners of one item once each, and none for an item nobody recorded', async () => {
+    await store.addOwner({ kind: 'dataset', id: 'abc', ownerId: 'u1' });
+    await store.addOwner({ kind: 'dataset', id: 'abc', ownerId: 'u2', shared: true });
+    await store.addOwner({ kind: 'dataset', id: 'abc', ownerId: 'u1', shared: true });
+    assert.deepEqual((await store.ownersOf('dataset', 'abc')).map((o) => [o.ownerId, o.shared]), [['u1', false], ['u2', true]]);
+    assert.deepEqual(await store.ownersOf('job', 'abc'), []);
+  });
+
   it('closes twice without error', async () => {
     await store.close();
     await store.close();
