@@ -232,6 +232,25 @@ describe('web app auth', function () {
     assert.ok(actions.some((a) => a.action === 'token.revoke' && a.target === printed.id), audit.stdout);
   });
 
+  it("keeps user B's job from user A: status, events and cancel answer 403, while B and an admin get through", async () => {
+    const admin = new AuthAdmin(store, 'test');
+    await admin.addUser('alice', 'member');
+    await admin.addUser('bert', 'member');
+    const a = (await admin.createToken('alice', 'train')).token;
+    const b = (await admin.createToken('bert', 'train')).token;
+    const submit = await fetch(new URL('/api/jobs?model=squeezenet&sample=kitten.png', guarded.url), { method: 'POST', headers: { authorization: `Bearer ${b}` } });
+    assert.equal(submit.status, 202);
+    const id = ((await submit.json()) as { id: string }).id;
+    const at = (path: string, method: Route['method'] = 'GET') => ({ method, path: path.replace('ID', id) });
+    for (const route of [at('/api/jobs/ID'), at('/api/jobs/ID/events'), at('/api/jobs/ID', 'DELETE')]) {
+      const refused = await call(guarded, route, a);
+      assert.deepEqual([refused.status, refused.code], [403, 'FORBIDDEN'], `alice: ${route.method} ${route.path}`);
+    }
+    assert.equal((await call(guarded, at('/api/jobs/ID'), b)).status, 200);
+    assert.equal((await call(guarded, at('/api/jobs/ID'), tokens.train)).status, 200, 'an admin reads it');
+    assert.equal((await call(guarded, at('/api/jobs/ID', 'DELETE'), b)).status, 200, 'its owner cancels it');
+  });
+
   it('refuses to start open on a non-loopback address unless insecure, and refuses unknown modes', async () => {
     await rejectsWith(Promise.resolve().then(() => new WebApp({ host: '0.0.0.0', auth: 'off' }, testLogger)), 'BAD_REQUEST');
     await rejectsWith(Promise.resolve().then(() => new WebApp({ auth: 'maybe' }, testLogger)), 'BAD_REQUEST');

@@ -22,6 +22,8 @@ import { checkTrainParams, checkTrainRequest, type ParamSet } from '../shared/tr
 import type { ModelCatalog } from './model-catalog.ts';
 import { readFileUpload, type UploadKind } from './read-upload.ts';
 import type { CheckedParameters } from './request-validator.ts';
+import { AuthGate } from './auth-gate.ts';
+import type { OwnerCheck } from './owner-check.ts';
 
 /** A dataset archive: the multipart field `archive`, or the raw zip or tar.gz bytes. */
 export const DATASET_UPLOAD: UploadKind = {
@@ -56,7 +58,12 @@ export interface TrainingRoutesContext {
   options: WebAppOptions;
   /** Runs `work` within the web app's bound of requests in flight (OVERLOADED past it). */
   withSlot: (work: () => Promise<void>) => Promise<void>;
+  /** Who may see which dataset and job. */
+  owners: OwnerCheck;
 }
+
+/** The built-in dataset (workers/training/builtin-mnist.ts): everyone's. */
+const BUILT_IN_DATASET = 'mnist';
 
 function params(res: Response): CheckedParameters {
   return res.locals.params as CheckedParameters;
@@ -81,7 +88,8 @@ export class TrainingRoutes {
 
   private readonly listDatasets: RequestHandler = async (_req, res) => {
     await this.requireService(DATASETS_LIST);
-    res.json(await clusterDatasets(this.context.client, this.context.options.requestTimeoutMs));
+    const datasets = await clusterDatasets(this.context.client, this.context.options.requestTimeoutMs);
+    res.json(await this.context.owners.visible('dataset', datasets, (d) => d.id, AuthGate.principalOf(res)));
   };
 
   private readonly addDataset: RequestHandler = async (req, res) => {
@@ -93,6 +101,8 @@ export class TrainingRoutes {
       if (upload.bytes.length === 0) throw new ZerveError('BAD_DATASET', 'the archive is empty');
       const header = { ...(name === undefined ? {} : { name }), deadlineMs: DATASET_IMPORT_TIMEOUT_MS };
       const summary = await this.ask<DatasetSummary>(DATASETS_ADD, [encodeJson(header), upload.bytes], DATASET_IMPORT_TIMEOUT_MS);
+      // Deduplicated by hash where it is stored; each uploader is an owner of the one copy.
+      await this.context.owners.record('dataset', summary.id, AuthGate.principalOf(res));
       res.status(201).json(summary);
     });
   };
@@ -110,12 +120,15 @@ export class TrainingRoutes {
       if (!dataset && !(await this.context.catalog.offers(datasetFetchService(request.datasetId)))) {
         throw new ZerveError('UNKNOWN_DATASET', `no dataset ${JSON.stringify(request.datasetId)}: add it first`);
       }
+      const datasetId = dataset?.id ?? request.datasetId;
+      if (datasetId !== BUILT_IN_DATASET) await this.context.owners.requireRead('dataset', datasetId, AuthGate.principalOf(res));
       if (dataset && request.split?.kind === 'explicit' && !dataset.explicitTest) {
         throw new ZerveError('BAD_REQUEST', `split explicit needs a test/ folder, and dataset ${request.datasetId} has none`);
       }
       if (request.backbone !== undefined) await this.context.catalog.requireModel(request.backbone);
       const header: TrainHeader = { ...request };
       const ticket = await this.ask<JobTicket>(JOBS_SUBMIT, trainingJobFrames(header));
+      await this.context.owners.record('job', ticket.id, AuthGate.principalOf(res));
       const url = `/api/jobs/${encodeURIComponent(ticket.id)}`;
       res.status(202).location(url).json({ id: ticket.id, state: ticket.state, url, eventsUrl: `${url}/events`, runs: points.length });
     });

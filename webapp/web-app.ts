@@ -34,6 +34,7 @@ import { SampleGallery } from './sample-gallery.ts';
 import { ModelRoutes } from './model-routes.ts';
 import { TrainingRoutes } from './training-routes.ts';
 import { AUTH_MODES, AuthGate, isLoopbackHost, type AuthMode } from './auth-gate.ts';
+import { OwnerCheck } from './owner-check.ts';
 import type { AuthStore } from '../shared/store/auth-store.ts';
 import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 
@@ -76,6 +77,7 @@ export class WebApp {
   private readonly gallery: SampleGallery;
   private readonly validator = new RequestValidator(OPENAPI_DOCUMENT);
   private readonly gate: AuthGate;
+  private readonly owners: OwnerCheck;
   /** The auth store this web app opened (closed with it); an injected one stays the caller's. */
   private ownStore: AuthStore | undefined;
   /** `/metrics`: HTTP durations by route and status, and the process's default metrics. */
@@ -100,6 +102,7 @@ export class WebApp {
     }
     this.log = log.child({ component: 'webapp' });
     this.gate = this.authGate(authStore);
+    this.owners = new OwnerCheck(authStore ?? this.ownStore);
     this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, ...curveOptionsOf(o) }, log);
     this.catalog = new ModelCatalog(this.client, o);
     this.gallery = new SampleGallery(o.samples);
@@ -188,7 +191,7 @@ export class WebApp {
     app.delete('/api/jobs/:id', check('cancelJob'), this.cancelJob);
     app.get('/api/jobs/:id/events', check('jobEvents'), this.jobEvents);
     new ModelRoutes({ options: this.options, withSlot: (work) => this.withSlot(work) }).register(app, check);
-    new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work) }).register(app, check);
+    new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work), owners: this.owners }).register(app, check);
     new OipRoutes({
       client: this.client,
       catalog: this.catalog,
@@ -314,17 +317,22 @@ export class WebApp {
         [encodeJson(request), encodeHeader(this.headerOf(query)), image],
         { timeoutMs: this.options.requestTimeoutMs, retries: 0 },
       );
+      await this.owners.record('job', ticket.id, AuthGate.principalOf(res));
       const url = `/api/jobs/${encodeURIComponent(ticket.id)}`;
       res.status(202).location(url).json({ id: ticket.id, state: ticket.state, url, eventsUrl: `${url}/events` });
     });
   };
 
   private readonly jobStatus: RequestHandler = async (_req, res) => {
-    res.json(await this.askJobs(JOBS_STATUS, params(res).path.id as string));
+    const id = params(res).path.id as string;
+    await this.owners.requireRead('job', id, AuthGate.principalOf(res));
+    res.json(await this.askJobs(JOBS_STATUS, id));
   };
 
   private readonly cancelJob: RequestHandler = async (_req, res) => {
-    res.json(await this.askJobs(JOBS_CANCEL, params(res).path.id as string));
+    const id = params(res).path.id as string;
+    await this.owners.requireOwner('job', id, AuthGate.principalOf(res));
+    res.json(await this.askJobs(JOBS_CANCEL, id));
   };
 
   /** Server-Sent Events: polls the jobs service and sends what changed, until the job is finished. */
@@ -332,6 +340,7 @@ export class WebApp {
     const id = params(res).path.id as string;
     const lastEventId = Number(req.get('last-event-id'));
     let since = Number.isInteger(lastEventId) && lastEventId > 0 ? lastEventId : 0;
+    await this.owners.requireRead('job', id, AuthGate.principalOf(res));
     let status = await this.askJobs(JOBS_STATUS, id, since); // unknown job: a 404 before the stream starts
     const stop = new AbortController();
     this.streams.add(stop);
