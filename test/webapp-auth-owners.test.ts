@@ -50,5 +50,7 @@ describe('web app owners of datasets', function () {
     assert.equal(again.status, 201);
     assert.equal((again.body as DatasetSummary).id, id, 'the same bytes are stored once');
     assert.ok((await listed('alice')).includes(id), 'her own upload of it is hers');
+    const audit = (await store.listAudit()).filter((e) => e.action === 'dataset.add' && e.target === id);
+    assert.deepEqual(audit.map((e) => e.user), ['bert', 'alice'], 'each upload is in the audit log with its user');
   });
 });

@@ -249,6 +249,8 @@ describe('web app auth', function () {
     assert.equal((await call(guarded, at('/api/jobs/ID'), b)).status, 200);
     assert.equal((await call(guarded, at('/api/jobs/ID'), tokens.train)).status, 200, 'an admin reads it');
     assert.equal((await call(guarded, at('/api/jobs/ID', 'DELETE'), b)).status, 200, 'its owner cancels it');
+    const audit = await store.listAudit();
+    assert.ok(audit.some((e) => e.action === 'job.cancel' && e.target === id && e.user === 'bert'), 'the cancel is in the audit log with its user');
   });
 
   it('refuses to start open on a non-loopback address unless insecure, and refuses unknown modes', async () => {

@@ -24,6 +24,7 @@ import { readFileUpload, type UploadKind } from './read-upload.ts';
 import type { CheckedParameters } from './request-validator.ts';
 import { AuthGate } from './auth-gate.ts';
 import type { OwnerCheck } from './owner-check.ts';
+import type { AuditTrail } from './audit-trail.ts';
 
 /** A dataset archive: the multipart field `archive`, or the raw zip or tar.gz bytes. */
 export const DATASET_UPLOAD: UploadKind = {
@@ -60,6 +61,7 @@ export interface TrainingRoutesContext {
   withSlot: (work: () => Promise<void>) => Promise<void>;
   /** Who may see which dataset and job. */
   owners: OwnerCheck;
+  audit: AuditTrail;
 }
 
 /** The built-in dataset (workers/training/builtin-mnist.ts): everyone's. */
@@ -103,6 +105,7 @@ export class TrainingRoutes {
       const summary = await this.ask<DatasetSummary>(DATASETS_ADD, [encodeJson(header), upload.bytes], DATASET_IMPORT_TIMEOUT_MS);
       // Deduplicated by hash where it is stored; each uploader is an owner of the one copy.
       await this.context.owners.record('dataset', summary.id, AuthGate.principalOf(res));
+      await this.context.audit.record(res, 'dataset.add', summary.id, { name: summary.name ?? null, images: summary.images });
       res.status(201).json(summary);
     });
   };
@@ -129,6 +132,7 @@ export class TrainingRoutes {
       const header: TrainHeader = { ...request };
       const ticket = await this.ask<JobTicket>(JOBS_SUBMIT, trainingJobFrames(header));
       await this.context.owners.record('job', ticket.id, AuthGate.principalOf(res));
+      await this.context.audit.record(res, 'train.start', ticket.id, { dataset: datasetId, runs: points.length });
       const url = `/api/jobs/${encodeURIComponent(ticket.id)}`;
       res.status(202).location(url).json({ id: ticket.id, state: ticket.state, url, eventsUrl: `${url}/events`, runs: points.length });
     });

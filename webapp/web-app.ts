@@ -35,6 +35,7 @@ import { ModelRoutes } from './model-routes.ts';
 import { TrainingRoutes } from './training-routes.ts';
 import { AUTH_MODES, AuthGate, isLoopbackHost, type AuthMode } from './auth-gate.ts';
 import { OwnerCheck } from './owner-check.ts';
+import { AuditTrail } from './audit-trail.ts';
 import type { AuthStore } from '../shared/store/auth-store.ts';
 import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 
@@ -78,6 +79,7 @@ export class WebApp {
   private readonly validator = new RequestValidator(OPENAPI_DOCUMENT);
   private readonly gate: AuthGate;
   private readonly owners: OwnerCheck;
+  private readonly audit: AuditTrail;
   /** The auth store this web app opened (closed with it); an injected one stays the caller's. */
   private ownStore: AuthStore | undefined;
   /** `/metrics`: HTTP durations by route and status, and the process's default metrics. */
@@ -102,7 +104,9 @@ export class WebApp {
     }
     this.log = log.child({ component: 'webapp' });
     this.gate = this.authGate(authStore);
-    this.owners = new OwnerCheck(authStore ?? this.ownStore);
+    const activeStore = this.gate.enabled ? (authStore ?? this.ownStore) : undefined;
+    this.owners = new OwnerCheck(activeStore);
+    this.audit = new AuditTrail(activeStore, this.log);
     this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, ...curveOptionsOf(o) }, log);
     this.catalog = new ModelCatalog(this.client, o);
     this.gallery = new SampleGallery(o.samples);
@@ -190,8 +194,8 @@ export class WebApp {
     app.get('/api/jobs/:id', check('jobStatus'), this.jobStatus);
     app.delete('/api/jobs/:id', check('cancelJob'), this.cancelJob);
     app.get('/api/jobs/:id/events', check('jobEvents'), this.jobEvents);
-    new ModelRoutes({ options: this.options, withSlot: (work) => this.withSlot(work) }).register(app, check);
-    new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work), owners: this.owners }).register(app, check);
+    new ModelRoutes({ options: this.options, withSlot: (work) => this.withSlot(work), audit: this.audit }).register(app, check);
+    new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work), owners: this.owners, audit: this.audit }).register(app, check);
     new OipRoutes({
       client: this.client,
       catalog: this.catalog,
@@ -332,7 +336,9 @@ export class WebApp {
   private readonly cancelJob: RequestHandler = async (_req, res) => {
     const id = params(res).path.id as string;
     await this.owners.requireOwner('job', id, AuthGate.principalOf(res));
-    res.json(await this.askJobs(JOBS_CANCEL, id));
+    const status = await this.askJobs(JOBS_CANCEL, id);
+    await this.audit.record(res, 'job.cancel', id, { state: status.state });
+    res.json(status);
   };
 
   /** Server-Sent Events: polls the jobs service and sends what changed, until the job is finished. */
