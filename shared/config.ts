@@ -398,6 +398,10 @@ export interface WebAuthOptions {
   authCacheMs: number;
   /** `/metrics`: `open`, or `token` (a bearer token with the `metrics` scope) when auth is on. @defaultValue 'open' */
   metricsAuth: string;
+  /** Failed authentications an address or a token id may have per `authFailureWindowMs`; past it, 429 TOO_MANY_ATTEMPTS. @defaultValue 20 */
+  maxAuthFailures: number;
+  /** The window of `maxAuthFailures`, in milliseconds (whole seconds). @defaultValue 60000 */
+  authFailureWindowMs: number;
 }
 
 export const DEFAULT_WEB_AUTH_OPTIONS: WebAuthOptions = {
@@ -405,6 +409,8 @@ export const DEFAULT_WEB_AUTH_OPTIONS: WebAuthOptions = {
   data: './data',
   authCacheMs: 2000,
   metricsAuth: 'open',
+  maxAuthFailures: 20,
+  authFailureWindowMs: 60_000,
 };
 
 export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, HeartbeatOptions, WebAuthOptions {

@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   UNKNOWN_USER: 'No such user.',
   UNKNOWN_TOKEN: 'No such API token.',
   ALREADY_EXISTS: 'Something of that name already exists (a user).',
+  TOO_MANY_ATTEMPTS: 'Too many failed authentications from this address or for this token; retry after Retry-After seconds.',
   INTERNAL: 'An unexpected internal error.',
 } as const;
 

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { issueToken, tokenIdOf, tokenMatches } from '../shared/api-token.ts';
 import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 import { authStoreBehaviour } from './helpers/auth-store-behaviour.ts';
+import { hasCode, rejectsWith } from './helpers/error-code.ts';
+import { AuthFailureLimiter } from '../webapp/auth-failure-limiter.ts';
 
 describe('auth store (SQLite)', () => {
   let dir: string;
@@ -48,5 +50,21 @@ describe('API tokens', () => {
     for (const bad of ['', 'Bearer x', 'zrv_', 'zrv_0123456789ab_short', `zrv_XYZ_${'a'.repeat(43)}`]) {
       assert.equal(tokenIdOf(bad), undefined, bad);
     }
+  });
+});
+
+describe('failed authentication limits', () => {
+  it('refuse a token id past its failures, from any address, and not other keys', async () => {
+    const limiter = new AuthFailureLimiter({ maxAuthFailures: 2, authFailureWindowMs: 60_000 });
+    await limiter.fail(['address:a', 'token:t1']);
+    await limiter.fail(['address:b', 'token:t1']);
+    await rejectsWith(limiter.check(['address:c', 'token:t1']), 'TOO_MANY_ATTEMPTS');
+    await limiter.check(['address:a', 'token:t2']);
+    await limiter.fail(['token:t1']); // past the limit already: counted without an error
+  });
+
+  it('refuse settings that cannot work', () => {
+    assert.throws(() => new AuthFailureLimiter({ maxAuthFailures: 0, authFailureWindowMs: 60_000 }), hasCode('BAD_REQUEST'));
+    assert.throws(() => new AuthFailureLimiter({ maxAuthFailures: 3, authFailureWindowMs: 10 }), hasCode('BAD_REQUEST'));
   });
 });

@@ -99,7 +99,7 @@ describe('web app auth', function () {
 
   function startGuarded(options: Record<string, unknown> = {}): Promise<WebApp> {
     const web = new WebApp(
-      { broker: cluster.broker.frontendEndpoint, http: 0, samples: SAMPLES, heartbeatIntervalMs: TEST_HEARTBEAT_MS, auth: 'tokens', data: cluster.data, authCacheMs: 200, ...options },
+      { broker: cluster.broker.frontendEndpoint, http: 0, samples: SAMPLES, heartbeatIntervalMs: TEST_HEARTBEAT_MS, auth: 'tokens', data: cluster.data, authCacheMs: 200, maxAuthFailures: 100_000, ...options },
       testLogger,
     );
     return web.start().then(() => web);
@@ -230,6 +230,22 @@ describe('web app auth', function () {
     const audit = await runCli(['audit', '--json', '--since', '1h', '--data', cluster.data]);
     const actions = audit.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { action: string; target: string }));
     assert.ok(actions.some((a) => a.action === 'token.revoke' && a.target === printed.id), audit.stdout);
+  });
+
+  it('answers 429 TOO_MANY_ATTEMPTS with Retry-After to an address past its failed authentications, even with a good token', async () => {
+    const web = await startGuarded({ maxAuthFailures: 3, authFailureWindowMs: 60_000 });
+    try {
+      const route = { method: 'GET' as const, path: '/api/info' };
+      assert.equal((await call(web, route)).status, 401, 'no credentials at all is no attempt');
+      for (let i = 0; i < 3; i++) assert.equal((await call(web, route, issueToken().token)).status, 401);
+      for (const token of [issueToken().token, tokens.read]) {
+        const limited = await call(web, route, token);
+        assert.deepEqual([limited.status, limited.code], [429, 'TOO_MANY_ATTEMPTS']);
+        assert.match(limited.headers.get('retry-after') ?? '', /^[1-9]\d*$/);
+      }
+    } finally {
+      await web.close();
+    }
   });
 
   it("keeps user B's job from user A: status, events and cancel answer 403, while B and an admin get through", async () => {

@@ -5,6 +5,9 @@ import type { Logger } from '../shared/logger.ts';
 import type { AuthStore, Scope } from '../shared/store/auth-store.ts';
 import { ROUTE_SCOPES, type RouteAccess } from './route-scopes.ts';
 import { TokenVerifier } from './token-verifier.ts';
+import { AuthFailureLimiter } from './auth-failure-limiter.ts';
+import { retryAfterSeconds } from './http-status.ts';
+import { tokenIdOf } from '../shared/api-token.ts';
 
 /** The web app's auth modes (`--auth`). */
 export const AUTH_MODES = ['off', 'tokens'] as const;
@@ -17,6 +20,10 @@ export interface AuthGateOptions {
   metricsAuth: 'open' | 'token';
   /** See TokenVerifierOptions.cacheMs. @defaultValue 2000 */
   authCacheMs: number;
+  /** See AuthFailureLimiterOptions. @defaultValue 20 */
+  maxAuthFailures: number;
+  /** @defaultValue 60000 */
+  authFailureWindowMs: number;
 }
 
 const PRINCIPAL = 'principal';
@@ -28,6 +35,7 @@ const PRINCIPAL = 'principal';
  */
 export class AuthGate {
   private readonly verifier: TokenVerifier | undefined;
+  private readonly failures: AuthFailureLimiter;
   private readonly log: Logger;
 
   constructor(
@@ -36,6 +44,7 @@ export class AuthGate {
     log: Logger,
   ) {
     this.log = log.child({ component: 'auth' });
+    this.failures = new AuthFailureLimiter(options);
     if (options.auth !== 'off') {
       if (!store) throw new ZerveError('BAD_REQUEST', `auth ${options.auth} needs an auth store`);
       this.verifier = new TokenVerifier(store, { cacheMs: options.authCacheMs });
@@ -76,15 +85,26 @@ export class AuthGate {
   private async admit(verifier: TokenVerifier, req: Request, res: Response, access: Scope): Promise<void> {
     const header = req.get('authorization');
     const match = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+    // Failures count per address and per token id; a request with no credentials at all is no attempt.
+    const tokenId = match ? tokenIdOf(match[1]!) : undefined;
+    const keys = header === undefined ? [] : [`address:${req.ip ?? ''}`, ...(tokenId === undefined ? [] : [`token:${tokenId}`])];
     try {
+      await this.failures.check(keys);
       if (!match) throw new ZerveError('UNAUTHENTICATED', header === undefined ? 'send Authorization: Bearer <token>' : 'the Authorization header is not "Bearer <token>"');
-      const principal = await verifier.verify(match[1]!);
+      let principal: Principal;
+      try {
+        principal = await verifier.verify(match[1]!);
+      } catch (err) {
+        await this.failures.fail(keys);
+        throw err;
+      }
       if (!principal.scopes.includes(access)) {
         throw new ZerveError('FORBIDDEN', `this token lacks the ${access} scope (it has: ${principal.scopes.join(', ') || 'none'})`);
       }
       res.locals[PRINCIPAL] = principal;
     } catch (err) {
       if (err instanceof ZerveError && err.code === 'UNAUTHENTICATED') res.set('WWW-Authenticate', 'Bearer realm="zerve"');
+      if (err instanceof ZerveError && err.code === 'TOO_MANY_ATTEMPTS') res.set('Retry-After', String(retryAfterSeconds(err, 1)));
       if (err instanceof ZerveError) this.log.info({ code: err.code, path: req.path, ip: req.ip }, err.message);
       throw err;
     }

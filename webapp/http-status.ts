@@ -25,6 +25,7 @@ export const HTTP_STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   UNKNOWN_USER: 404,
   UNKNOWN_TOKEN: 404,
   ALREADY_EXISTS: 409,
+  TOO_MANY_ATTEMPTS: 429,
   INTERNAL: 500,
 };
 

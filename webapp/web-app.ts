@@ -236,7 +236,11 @@ export class WebApp {
     const store = auth === 'off' ? undefined : (injected ?? SqliteAuthStore.inDataDir(o.data));
     this.ownStore = injected ? undefined : store;
     if (store) this.log.info({ auth, store: injected ? 'injected' : o.data }, 'auth is on: routes ask for bearer tokens');
-    return new AuthGate({ auth, metricsAuth: o.metricsAuth, authCacheMs: o.authCacheMs }, store, this.log);
+    return new AuthGate(
+      { auth, metricsAuth: o.metricsAuth, authCacheMs: o.authCacheMs, maxAuthFailures: o.maxAuthFailures, authFailureWindowMs: o.authFailureWindowMs },
+      store,
+      this.log,
+    );
   }
 
   private readonly securityHeaders: RequestHandler = (_req, res, next) => {
