@@ -15,11 +15,13 @@ import { eventually } from './helpers/eventually.ts';
 interface Route {
   operationId: string;
   method: 'GET' | 'POST' | 'DELETE';
-  /** A request the route answers; `JOB` stands for a finished job's id. */
+  /** A request the route answers; `JOB` stands for a finished job's id, `TOKENID` for a revoked token's id. */
   path: string;
   body?: () => RequestInit;
-  /** What the right scope gets, the same as a web app with auth off answers. */
+  /** What the right scope gets, the same as a web app with auth off answers unless `offStatus` says otherwise. */
   status: number;
+  /** What the web app with auth off answers, when not `status` (user management needs the auth store). */
+  offStatus?: number;
 }
 
 const json = (value: unknown) => () => ({ body: JSON.stringify(value), headers: { 'content-type': 'application/json' } });
@@ -47,6 +49,12 @@ const ROUTES: Route[] = [
   { operationId: 'oipModelVersionReady', method: 'GET', path: '/v2/models/squeezenet/versions/1/ready', status: 200 },
   { operationId: 'oipInfer', method: 'POST', path: '/v2/models/squeezenet/infer', body: infer, status: 400 },
   { operationId: 'oipVersionInfer', method: 'POST', path: '/v2/models/squeezenet/versions/1/infer', body: infer, status: 400 },
+  { operationId: 'listUsers', method: 'GET', path: '/api/users', status: 200, offStatus: 400 },
+  { operationId: 'addUser', method: 'POST', path: '/api/users', body: () => json({ name: `u${Math.random().toString(36).slice(2, 10)}`, role: 'viewer' })(), status: 201, offStatus: 400 },
+  { operationId: 'listTokens', method: 'GET', path: '/api/tokens', status: 200, offStatus: 400 },
+  { operationId: 'createToken', method: 'POST', path: '/api/tokens', body: json({ user: 'ada', scopes: 'read', expires: '1h' }), status: 201, offStatus: 400 },
+  { operationId: 'revokeToken', method: 'DELETE', path: '/api/tokens/TOKENID', status: 200, offStatus: 400 },
+  { operationId: 'listAudit', method: 'GET', path: '/api/audit?since=0', status: 200, offStatus: 400 },
 ];
 const OPEN_ROUTES = [
   { operationId: 'health', path: '/healthz' },
@@ -64,6 +72,7 @@ describe('web app auth', function () {
   let guarded: WebApp;
   let replica: WebApp | undefined;
   let jobId: string;
+  let revokedId: string;
   /** Tokens by name: one per scope (`infer`, `read`, ...), plus `revoked` and `expired` with every scope. */
   const tokens: Record<string, string> = {};
 
@@ -78,6 +87,7 @@ describe('web app auth', function () {
     const revoked = await admin.createToken('ada', 'infer,read,train,models');
     await admin.revokeToken(revoked.id);
     tokens.revoked = revoked.token;
+    revokedId = revoked.id;
     const ada = (await store.userByName('ada'))!;
     const expired = issueToken();
     await store.createToken({ id: expired.id, userId: ada.id, scopes: ['infer', 'read', 'train', 'models'], hash: expired.hash, expiresAt: Date.now() - 1 });
@@ -109,7 +119,7 @@ describe('web app auth', function () {
     const base = typeof web === 'string' ? web : web.url;
     const init = route.body?.() ?? {};
     const headers = { ...(init.headers as Record<string, string> | undefined), ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) };
-    const res = await fetch(new URL(route.path.replace('JOB', jobId), base), { ...init, method: route.method, headers });
+    const res = await fetch(new URL(route.path.replace('JOB', jobId).replace('TOKENID', revokedId), base), { ...init, method: route.method, headers });
     const text = await res.text();
     let body: { error?: { code?: string } | string; code?: string } = {};
     try {
@@ -149,7 +159,8 @@ describe('web app auth', function () {
       const right = await call(guarded, route, tokens[scope]);
       const open = await call(cluster.url, route);
       assert.equal(right.status, route.status, `right scope: ${right.code ?? ''}`);
-      assert.deepEqual([right.status, right.code], [open.status, open.code], 'the same as with auth off');
+      if (route.offStatus === undefined) assert.deepEqual([right.status, right.code], [open.status, open.code], 'the same as with auth off');
+      else assert.equal(open.status, route.offStatus, 'with auth off');
     });
   }
 
@@ -230,6 +241,33 @@ describe('web app auth', function () {
     const audit = await runCli(['audit', '--json', '--since', '1h', '--data', cluster.data]);
     const actions = audit.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { action: string; target: string }));
     assert.ok(actions.some((a) => a.action === 'token.revoke' && a.target === printed.id), audit.stdout);
+  });
+
+  it('manages users and tokens over HTTP as the CLI does, acting as the caller in the audit log', async () => {
+    const post = (path: string, body: unknown) => ({ method: 'POST' as const, path, body: json(body) });
+    assert.equal((await call(guarded, post('/api/users', { name: 'http-user', role: 'member' }), tokens.admin)).status, 201);
+    const dup = await call(guarded, post('/api/users', { name: 'http-user' }), tokens.admin);
+    assert.deepEqual([dup.status, dup.code], [409, 'ALREADY_EXISTS']);
+    const res = await fetch(new URL('/api/tokens', guarded.url), {
+      method: 'POST',
+      body: JSON.stringify({ user: 'http-user', scopes: 'read' }),
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens.admin}` },
+    });
+    assert.equal(res.status, 201);
+    const created = (await res.json()) as { id: string; token: string };
+    assert.equal((await call(guarded, { method: 'GET', path: '/api/info' }, created.token)).status, 200);
+    const beyond = await call(guarded, post('/api/tokens', { user: 'http-user', scopes: 'admin' }), tokens.admin);
+    assert.deepEqual([beyond.status, beyond.code], [400, 'BAD_REQUEST'], 'a member holds no admin scope');
+    const ghost = await call(guarded, post('/api/tokens', { user: 'ghost', scopes: 'read' }), tokens.admin);
+    assert.deepEqual([ghost.status, ghost.code], [404, 'UNKNOWN_USER']);
+    const unknown = await call(guarded, { method: 'DELETE', path: '/api/tokens/0123456789ab' }, tokens.admin);
+    assert.deepEqual([unknown.status, unknown.code], [404, 'UNKNOWN_TOKEN']);
+    assert.equal((await call(guarded, { method: 'DELETE', path: `/api/tokens/${created.id}` }, tokens.admin)).status, 200);
+    await eventually('the revocation to hold', async () => (await call(guarded, { method: 'GET', path: '/api/info' }, created.token)).status === 401, 10_000);
+    const audit = await store.listAudit();
+    assert.ok(audit.some((e) => e.action === 'token.revoke' && e.target === created.id && e.user === 'ada'), 'ada revoked it, per the audit log');
+    const bad = await call(guarded, { method: 'POST', path: '/api/users', body: () => ({ body: '[1]', headers: { 'content-type': 'application/json' } }) }, tokens.admin);
+    assert.deepEqual([bad.status, bad.code], [400, 'BAD_REQUEST']);
   });
 
   it('answers 429 TOO_MANY_ATTEMPTS with Retry-After to an address past its failed authentications, even with a good token', async () => {

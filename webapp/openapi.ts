@@ -7,6 +7,7 @@ import { ERROR_CODES } from '../shared/errors.ts';
 import { JOB_STATES } from '../shared/jobs.ts';
 import { OIP_PATHS, OIP_SCHEMAS } from './oip-openapi.ts';
 import { MODEL_PATHS, MODEL_SCHEMAS } from './model-openapi.ts';
+import { AUTH_PATHS, AUTH_SCHEMAS } from './auth-openapi.ts';
 import { TRAINING_PATHS, TRAINING_SCHEMAS } from './training-openapi.ts';
 import { withSecurity } from './route-scopes.ts';
 
@@ -226,12 +227,14 @@ export const OPENAPI_DOCUMENT = withSecurity({
     ...TRAINING_PATHS,
     ...OIP_PATHS,
     ...MODEL_PATHS,
+    ...AUTH_PATHS,
   },
   components: {
     schemas: {
       ...TRAINING_SCHEMAS,
       ...OIP_SCHEMAS,
       ...MODEL_SCHEMAS,
+      ...AUTH_SCHEMAS,
       Error: {
         type: 'object',
         required: ['error'],

@@ -35,6 +35,12 @@ export const ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
   addDataset: 'train',
   startTraining: 'train',
   addModel: 'models',
+  listUsers: 'admin',
+  addUser: 'admin',
+  listTokens: 'admin',
+  createToken: 'admin',
+  revokeToken: 'admin',
+  listAudit: 'admin',
 };
 
 /** Name of the bearer scheme in the OpenAPI document. */

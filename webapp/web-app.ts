@@ -36,6 +36,7 @@ import { TrainingRoutes } from './training-routes.ts';
 import { AUTH_MODES, AuthGate, isLoopbackHost, type AuthMode } from './auth-gate.ts';
 import { OwnerCheck } from './owner-check.ts';
 import { AuditTrail } from './audit-trail.ts';
+import { AuthRoutes } from './auth-routes.ts';
 import type { AuthStore } from '../shared/store/auth-store.ts';
 import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 
@@ -82,6 +83,8 @@ export class WebApp {
   private readonly audit: AuditTrail;
   /** The auth store this web app opened (closed with it); an injected one stays the caller's. */
   private ownStore: AuthStore | undefined;
+  /** The auth store in use: none with auth off. */
+  private activeStore: AuthStore | undefined;
   /** `/metrics`: HTTP durations by route and status, and the process's default metrics. */
   readonly metrics = new HttpMetrics();
   private readonly log: Logger;
@@ -104,9 +107,9 @@ export class WebApp {
     }
     this.log = log.child({ component: 'webapp' });
     this.gate = this.authGate(authStore);
-    const activeStore = this.gate.enabled ? (authStore ?? this.ownStore) : undefined;
-    this.owners = new OwnerCheck(activeStore);
-    this.audit = new AuditTrail(activeStore, this.log);
+    this.activeStore = this.gate.enabled ? (authStore ?? this.ownStore) : undefined;
+    this.owners = new OwnerCheck(this.activeStore);
+    this.audit = new AuditTrail(this.activeStore, this.log);
     this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, ...curveOptionsOf(o) }, log);
     this.catalog = new ModelCatalog(this.client, o);
     this.gallery = new SampleGallery(o.samples);
@@ -195,6 +198,7 @@ export class WebApp {
     app.delete('/api/jobs/:id', check('cancelJob'), this.cancelJob);
     app.get('/api/jobs/:id/events', check('jobEvents'), this.jobEvents);
     new ModelRoutes({ options: this.options, withSlot: (work) => this.withSlot(work), audit: this.audit }).register(app, check);
+    new AuthRoutes(this.gate.enabled ? this.activeStore : undefined).register(app, check);
     new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work), owners: this.owners, audit: this.audit }).register(app, check);
     new OipRoutes({
       client: this.client,
