@@ -402,6 +402,8 @@ export interface WebAuthOptions {
   maxAuthFailures: number;
   /** The window of `maxAuthFailures`, in milliseconds (whole seconds). @defaultValue 60000 */
   authFailureWindowMs: number;
+  /** Lifetime of a page session made by logging in with a token. @defaultValue 43200000 */
+  sessionTtlMs: number;
 }
 
 export const DEFAULT_WEB_AUTH_OPTIONS: WebAuthOptions = {
@@ -411,6 +413,7 @@ export const DEFAULT_WEB_AUTH_OPTIONS: WebAuthOptions = {
   metricsAuth: 'open',
   maxAuthFailures: 20,
   authFailureWindowMs: 60_000,
+  sessionTtlMs: 12 * 3_600_000,
 };
 
 export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, HeartbeatOptions, WebAuthOptions {

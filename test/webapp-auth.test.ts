@@ -64,6 +64,8 @@ const OPEN_ROUTES = [
   { operationId: 'openapi', path: '/api/openapi.json' },
   { operationId: 'metrics', path: '/metrics' },
 ];
+/** The page's session routes, tested on their own below. */
+const SESSION_OPERATIONS = ['getSession', 'login', 'logout'];
 
 describe('web app auth', function () {
   this.timeout(120_000);
@@ -138,7 +140,7 @@ describe('web app auth', function () {
     );
     assert.deepEqual(ids.filter((id) => ROUTE_SCOPES[id] === undefined), []);
     assert.deepEqual(
-      [...ROUTES.map((r) => r.operationId), ...OPEN_ROUTES.map((r) => r.operationId)].sort(),
+      [...ROUTES.map((r) => r.operationId), ...OPEN_ROUTES.map((r) => r.operationId), ...SESSION_OPERATIONS].sort(),
       ids.sort(),
       'every operation is in the table test',
     );
@@ -215,14 +217,15 @@ describe('web app auth', function () {
     for (const item of Object.values(doc.paths)) {
       for (const op of Object.values(item)) {
         const access = ROUTE_SCOPES[op.operationId];
-        assert.deepEqual(op.security, access === 'open' ? [] : [{ [BEARER_SCHEME]: [access] }], op.operationId);
-        if (access !== 'open') assert.ok(op.responses['401'] && op.responses['403'], op.operationId);
+        assert.deepEqual(op.security, access === 'open' ? [] : [{ [BEARER_SCHEME]: access === 'any' ? [] : [access] }], op.operationId);
+        if (access !== 'open') assert.ok(op.responses['401'], op.operationId);
+        if (access !== 'open' && access !== 'any') assert.ok(op.responses['403'], op.operationId);
       }
     }
   });
 
   it('refuses a token revoked through the CLI on a second replica on the same store', async () => {
-    replica = await startGuarded();
+    replica ??= await startGuarded();
     const created = await runCli(['tokens', 'create', '--user', 'ada', '--scope', 'read', '--expires', '1d', '--json', '--data', cluster.data]);
     assert.equal(created.code, 0, created.stderr);
     const printed = JSON.parse(created.stdout) as Record<string, unknown>;
@@ -268,6 +271,45 @@ describe('web app auth', function () {
     assert.ok(audit.some((e) => e.action === 'token.revoke' && e.target === created.id && e.user === 'ada'), 'ada revoked it, per the audit log');
     const bad = await call(guarded, { method: 'POST', path: '/api/users', body: () => ({ body: '[1]', headers: { 'content-type': 'application/json' } }) }, tokens.admin);
     assert.deepEqual([bad.status, bad.code], [400, 'BAD_REQUEST']);
+  });
+
+  it('logs the page in with a token into an HttpOnly SameSite=Lax cookie, refuses cross-site writes, and logs out on every replica', async () => {
+    const origin = new URL(guarded.url).origin;
+    const member = await new AuthAdmin(store, 'test').addUser('pat', 'member');
+    const { token } = await new AuthAdmin(store, 'test').createToken(member.name, 'read,infer');
+    const session = (init: RequestInit & { cookie?: string; from?: string } = {}) =>
+      fetch(new URL('/api/session', guarded.url), {
+        ...init,
+        headers: { 'content-type': 'application/json', origin: init.from ?? origin, ...(init.cookie ? { cookie: init.cookie } : {}) },
+      });
+    const crossSite = await session({ method: 'POST', body: JSON.stringify({ token }), from: 'http://evil.example' });
+    assert.equal(crossSite.status, 403, 'no login from another site');
+    assert.equal((await session({ method: 'POST', body: JSON.stringify({ token: 'zrv_nope' }) })).status, 401);
+    const login = await session({ method: 'POST', body: JSON.stringify({ token }) });
+    assert.equal(login.status, 201);
+    const setCookie = login.headers.get('set-cookie') ?? '';
+    assert.match(setCookie, /^zerve_session=zrv_[0-9a-f]{12}_/);
+    assert.match(setCookie, /HttpOnly/);
+    assert.match(setCookie, /SameSite=Lax/);
+    assert.doesNotMatch(setCookie, /Secure/, 'not Secure over plain HTTP');
+    const cookie = setCookie.split(';')[0]!;
+    const who = (await (await session({ cookie })).json()) as { user: string; scopes: string[] };
+    assert.deepEqual([who.user, who.scopes], ['pat', ['read', 'infer']]);
+    const classify = (headers: Record<string, string>) =>
+      fetch(new URL('/api/classify?model=squeezenet&sample=kitten.png', guarded.url), { method: 'POST', headers: { cookie, ...headers } });
+    assert.equal((await classify({ origin: 'http://evil.example' })).status, 403, 'a cross-site POST with the cookie');
+    assert.equal((await classify({ 'sec-fetch-site': 'cross-site' })).status, 403);
+    assert.equal((await classify({ origin })).status, 200, 'the page itself');
+    const job = await fetch(new URL('/api/jobs?model=squeezenet&sample=kitten.png', guarded.url), { method: 'POST', headers: { cookie, origin } });
+    assert.equal(job.status, 403, 'the session has the scopes of its token, no more');
+    replica ??= await startGuarded();
+    assert.equal((await fetch(new URL('/api/info', replica.url), { headers: { cookie } })).status, 200, 'a session holds on every replica');
+    assert.equal((await session({ method: 'DELETE', cookie })).status, 204);
+    for (const web of [guarded, replica]) {
+      await eventually('the logout to hold', async () => (await fetch(new URL('/api/info', web.url), { headers: { cookie } })).status === 401, 10_000);
+    }
+    assert.equal((await fetch(new URL('/api/session', guarded.url))).status, 401, 'nobody is logged in without a cookie');
+    assert.equal((await fetch(new URL('/api/info', guarded.url), { headers: { authorization: `Bearer ${token}` } })).status, 200, 'the token itself stays valid');
   });
 
   it('answers 429 TOO_MANY_ATTEMPTS with Retry-After to an address past its failed authentications, even with a good token', async () => {

@@ -27,6 +27,9 @@ export interface AuthGateOptions {
 }
 
 const PRINCIPAL = 'principal';
+/** The page's session cookie (session-routes.ts): a short-lived token, HttpOnly. */
+export const SESSION_COOKIE = 'zerve_session';
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**
  * Express middleware that admits a request to a route group: reads `Authorization: Bearer`,
@@ -60,6 +63,41 @@ export class AuthGate {
     return (res.locals[PRINCIPAL] as Principal | undefined) ?? ANONYMOUS;
   }
 
+  /** The session token in the request's cookie, if any. */
+  static sessionTokenOf(req: Request): string | undefined {
+    for (const part of (req.get('cookie') ?? '').split(';')) {
+      const [name, ...value] = part.trim().split('=');
+      if (name === SESSION_COOKIE) return decodeURIComponent(value.join('='));
+    }
+    return undefined;
+  }
+
+  /**
+   * CSRF defence for cookie-authenticated requests (OWASP "verifying origin with standard headers"):
+   * FORBIDDEN unless the browser says the request comes from this site. Browsers send `Origin` on
+   * every POST and DELETE, and `Sec-Fetch-Site` on every request.
+   */
+  static requireSameOrigin(req: Request): void {
+    const site = req.get('sec-fetch-site');
+    const origin = req.get('origin');
+    if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new ZerveError('FORBIDDEN', `cross-site request refused (Sec-Fetch-Site: ${site})`);
+    if (origin !== undefined && origin !== `${req.protocol}://${req.get('host') ?? ''}`) throw new ZerveError('FORBIDDEN', `cross-site request refused (Origin: ${origin})`);
+  }
+
+  /** The caller a token stands for, counting a failure per address and token id (TOO_MANY_ATTEMPTS past the limit). */
+  async authenticate(req: Request, token: string): Promise<Principal> {
+    if (!this.verifier) return ANONYMOUS;
+    const tokenId = tokenIdOf(token);
+    const keys = [`address:${req.ip ?? ''}`, ...(tokenId === undefined ? [] : [`token:${tokenId}`])];
+    await this.failures.check(keys);
+    try {
+      return await this.verifier.verify(token);
+    } catch (err) {
+      await this.failures.fail(keys);
+      throw err;
+    }
+  }
+
   /** Middleware for the operation `operationId` (see ROUTE_SCOPES); throws at registration for an operation not in the table. */
   guard(operationId: string): RequestHandler {
     const access = ROUTE_SCOPES[operationId];
@@ -78,27 +116,23 @@ export class AuthGate {
       };
     }
     return (req, res, next) => {
-      this.admit(verifier, req, res, access).then(() => next(), next);
+      this.admit(req, res, access).then(() => next(), next);
     };
   }
 
-  private async admit(verifier: TokenVerifier, req: Request, res: Response, access: Scope): Promise<void> {
+  private async admit(req: Request, res: Response, access: Scope | 'any'): Promise<void> {
     const header = req.get('authorization');
     const match = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);
-    // Failures count per address and per token id; a request with no credentials at all is no attempt.
-    const tokenId = match ? tokenIdOf(match[1]!) : undefined;
-    const keys = header === undefined ? [] : [`address:${req.ip ?? ''}`, ...(tokenId === undefined ? [] : [`token:${tokenId}`])];
+    const session = header === undefined ? AuthGate.sessionTokenOf(req) : undefined;
     try {
-      await this.failures.check(keys);
-      if (!match) throw new ZerveError('UNAUTHENTICATED', header === undefined ? 'send Authorization: Bearer <token>' : 'the Authorization header is not "Bearer <token>"');
-      let principal: Principal;
-      try {
-        principal = await verifier.verify(match[1]!);
-      } catch (err) {
-        await this.failures.fail(keys);
-        throw err;
+      // A request with no credentials at all is no failed attempt; a malformed header is.
+      if (header !== undefined && !match) {
+        await this.authenticate(req, '');
       }
-      if (!principal.scopes.includes(access)) {
+      if (!match && session === undefined) throw new ZerveError('UNAUTHENTICATED', 'send Authorization: Bearer <token>, or log in');
+      if (session !== undefined && !SAFE_METHODS.has(req.method)) AuthGate.requireSameOrigin(req);
+      const principal = await this.authenticate(req, match ? match[1]! : session!);
+      if (access !== 'any' && !principal.scopes.includes(access)) {
         throw new ZerveError('FORBIDDEN', `this token lacks the ${access} scope (it has: ${principal.scopes.join(', ') || 'none'})`);
       }
       res.locals[PRINCIPAL] = principal;

@@ -59,6 +59,32 @@ export const AUTH_PATHS = {
       },
     },
   },
+  '/api/session': {
+    get: {
+      operationId: 'getSession',
+      summary: 'Who the caller is: user, role and scopes (`anonymous` with auth off); 401 when not logged in.',
+      responses: { '200': jsonAnswer('The caller.', ref('Session')) },
+    },
+    post: {
+      operationId: 'login',
+      summary:
+        'Logs the page in with an API token: answers a session cookie (HttpOnly, SameSite=Lax, Secure behind TLS) holding a short-lived token ' +
+        'of the same user and scopes. Refused from another site (Origin, Sec-Fetch-Site).',
+      requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', required: ['token'], properties: { token: { type: 'string' } } } } } },
+      responses: {
+        '201': jsonAnswer('Logged in; the cookie is set.', ref('Session')),
+        '400': errorResponse('BAD_REQUEST: no token in the body, or auth is off.'),
+        '401': errorResponse('UNAUTHENTICATED: the token is unknown, expired or revoked.'),
+        '403': errorResponse('FORBIDDEN: a request from another site.'),
+        '429': errorResponse('TOO_MANY_ATTEMPTS: too many failed logins from this address or for this token; see Retry-After.'),
+      },
+    },
+    delete: {
+      operationId: 'logout',
+      summary: 'Logs out: revokes the session token on every replica and clears the cookie.',
+      responses: { '204': { description: 'Logged out.' } },
+    },
+  },
   '/api/audit': {
     get: {
       operationId: 'listAudit',
@@ -104,6 +130,18 @@ export const AUTH_SCHEMAS = {
       createdAt: { type: 'string', format: 'date-time' },
       expiresAt: NULLABLE_TIME,
       revokedAt: NULLABLE_TIME,
+    },
+  },
+  Session: {
+    type: 'object',
+    required: ['user', 'role', 'scopes'],
+    properties: {
+      auth: { type: 'boolean', description: 'Whether the web app asks for credentials.' },
+      insecure: { type: 'boolean', description: 'Whether it runs open on a non-loopback address (`--insecure`): the page warns.' },
+      user: { type: 'string' },
+      role: { type: 'string', enum: [...ROLES] },
+      scopes: { type: 'array', items: { type: 'string', enum: [...SCOPES] } },
+      expiresAt: { type: 'string', format: 'date-time' },
     },
   },
   AuditEntry: {

@@ -1,7 +1,7 @@
 import type { Scope } from '../shared/store/auth-store.ts';
 
-/** `open`: no token asked, even with auth on. */
-export type RouteAccess = Scope | 'open';
+/** `open`: no token asked, even with auth on; `any`: any valid token or session, whatever its scopes. */
+export type RouteAccess = Scope | 'open' | 'any';
 
 /**
  * The scope each operation of the OpenAPI document needs, by operationId: the one table the
@@ -41,6 +41,9 @@ export const ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
   createToken: 'admin',
   revokeToken: 'admin',
   listAudit: 'admin',
+  getSession: 'any',
+  login: 'open',
+  logout: 'any',
 };
 
 /** Name of the bearer scheme in the OpenAPI document. */
@@ -69,6 +72,10 @@ export function withSecurity<T extends OpenApiLike>(document: T): T {
         Object.entries(item).map(([method, operation]) => {
           const access = ROUTE_SCOPES[operation.operationId];
           if (access === undefined || access === 'open') return [method, { ...operation, security: [] }];
+          if (access === 'any') {
+            const unauthenticated = authError(path, 'UNAUTHENTICATED: no valid token or session (auth on).');
+            return [method, { ...operation, security: [{ [BEARER_SCHEME]: [] }], responses: { ...operation.responses, '401': unauthenticated } }];
+          }
           return [
             method,
             {

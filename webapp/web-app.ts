@@ -37,6 +37,7 @@ import { AUTH_MODES, AuthGate, isLoopbackHost, type AuthMode } from './auth-gate
 import { OwnerCheck } from './owner-check.ts';
 import { AuditTrail } from './audit-trail.ts';
 import { AuthRoutes } from './auth-routes.ts';
+import { SessionRoutes } from './session-routes.ts';
 import type { AuthStore } from '../shared/store/auth-store.ts';
 import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 
@@ -198,7 +199,9 @@ export class WebApp {
     app.delete('/api/jobs/:id', check('cancelJob'), this.cancelJob);
     app.get('/api/jobs/:id/events', check('jobEvents'), this.jobEvents);
     new ModelRoutes({ options: this.options, withSlot: (work) => this.withSlot(work), audit: this.audit }).register(app, check);
-    new AuthRoutes(this.gate.enabled ? this.activeStore : undefined).register(app, check);
+    new AuthRoutes(this.activeStore).register(app, check);
+    const openToOthers = !this.gate.enabled && !isLoopbackHost(this.options.host);
+    new SessionRoutes(this.activeStore, this.gate, this.audit, { sessionTtlMs: this.options.sessionTtlMs, insecure: openToOthers }).register(app, check);
     new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work), owners: this.owners, audit: this.audit }).register(app, check);
     new OipRoutes({
       client: this.client,
