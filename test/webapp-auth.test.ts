@@ -11,6 +11,8 @@ import { SAMPLES, startWebCluster, testLogger, type WebCluster } from './fixture
 import { runCli, TEST_HEARTBEAT_MS } from './helpers/cluster.ts';
 import { rejectsWith } from './helpers/error-code.ts';
 import { eventually } from './helpers/eventually.ts';
+import { join } from 'node:path';
+import { launchBrowser, SCREENSHOTS, type Browser } from './helpers/browser.ts';
 
 interface Route {
   operationId: string;
@@ -356,5 +358,58 @@ describe('web app auth', function () {
     const open = new WebApp({ host: '0.0.0.0', auth: 'off', insecure: true, http: 0, broker: cluster.broker.frontendEndpoint }, testLogger);
     await open.close();
     assert.ok(ERROR_CODES.UNAUTHENTICATED && ERROR_CODES.FORBIDDEN);
+  });
+
+  describe('on the page', () => {
+    let browser: Browser;
+    before(async () => {
+      browser = await launchBrowser({ width: 1100, height: 900 });
+    });
+    after(async () => {
+      await browser?.close();
+    });
+
+    it('logs in with a token, classifies, is told FORBIDDEN beyond its scopes, and logs out (screenshots)', async () => {
+      const admin = new AuthAdmin(store, 'test');
+      await admin.addUser('vera', 'viewer');
+      const { token } = await admin.createToken('vera', 'read,infer');
+      const page = await browser.context.newPage();
+      try {
+        await page.goto(guarded.url);
+        await page.waitForSelector('body[data-session="logged-out"]');
+        await page.screenshot({ path: join(SCREENSHOTS, 'auth-logged-out.png'), fullPage: true });
+        await page.fill('#login-token', token);
+        await Promise.all([page.waitForEvent('load'), page.click('#login button[type="submit"]')]);
+        await page.waitForSelector('body[data-session="logged-in"]');
+        await page.waitForSelector('body[data-ready="true"]');
+        assert.match((await page.textContent('#whoami')) ?? '', /^vera \(viewer: read, infer\)/);
+        await page.click('button[data-sample="kitten.png"]');
+        await page.waitForFunction(() => /tabby/.test(document.getElementById('status')?.textContent ?? ''));
+        await page.screenshot({ path: join(SCREENSHOTS, 'auth-logged-in.png'), fullPage: true });
+        await page.click('#add-model-title');
+        await page.setInputFiles('#add-model-file', { name: 'm.onnx', mimeType: 'application/octet-stream', buffer: Buffer.from('not onnx') });
+        await page.fill('#add-model-name', 'veras');
+        await page.click('#add-model button[type="submit"]');
+        await page.waitForFunction(() => /FORBIDDEN/.test(document.getElementById('add-model-status')?.textContent ?? ''));
+        await page.screenshot({ path: join(SCREENSHOTS, 'auth-forbidden.png'), fullPage: true });
+        await Promise.all([page.waitForEvent('load'), page.click('#logout')]);
+        await page.waitForSelector('body[data-session="logged-out"]');
+      } finally {
+        await page.close();
+      }
+    });
+
+    it('warns on the page of a web app open on a non-loopback address (--insecure)', async () => {
+      const open = new WebApp({ host: '0.0.0.0', http: 0, auth: 'off', insecure: true, broker: cluster.broker.frontendEndpoint, samples: SAMPLES }, testLogger);
+      const page = await browser.context.newPage();
+      try {
+        await open.start();
+        await page.goto(open.url);
+        await page.waitForSelector('body[data-session="open"] .insecure[role="alert"]');
+      } finally {
+        await page.close();
+        await open.close();
+      }
+    });
   });
 });
