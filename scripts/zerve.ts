@@ -237,9 +237,13 @@ program
   .option('--http <port>', 'port')
   .option('--host <host>', 'address to listen on')
   .option('--samples <dir>', 'sample images offered on the page')
-  .option('--auth <mode>', 'off (default) or tokens: ask for bearer tokens of the auth store in --data (docs/auth.md)')
+  .option('--auth <mode>', 'off (default), tokens (bearer tokens of the auth store in --data) or oidc (tokens, and login through --oidc-issuer); docs/auth.md')
   .option('--data <dir>', 'data directory of the auth store (default: ./data)')
   .option('--metrics-auth <mode>', 'open (default) or token: /metrics asks for a token with the metrics scope')
+  .option('--oidc-issuer <url>', 'auth oidc: the OpenID provider (client secret in ZERVE_OIDC_CLIENT_SECRET)')
+  .option('--oidc-client-id <id>', "auth oidc: this web app's client id at the provider")
+  .option('--oidc-admins <groups>', 'auth oidc: groups or @domains whose users are admins, comma-separated')
+  .option('--oidc-members <groups>', 'auth oidc: groups or @domains whose users are members (others: viewers)')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const { startWebApp } = await import('../webapp/web-app.ts');

@@ -404,6 +404,18 @@ export interface WebAuthOptions {
   authFailureWindowMs: number;
   /** Lifetime of a page session made by logging in with a token. @defaultValue 43200000 */
   sessionTtlMs: number;
+  /** `auth oidc`: the OpenID provider's issuer URL. @defaultValue '' */
+  oidcIssuer: string;
+  /** `auth oidc`: this web app's client id at the provider. @defaultValue '' */
+  oidcClientId: string;
+  /** `auth oidc`: its client secret (better in ZERVE_OIDC_CLIENT_SECRET or the config file than in argv). @defaultValue '' */
+  oidcClientSecret: string;
+  /** Groups (`groups` claim) or e-mail domains (`@example.org`) whose users are admins, comma-separated. @defaultValue '' */
+  oidcAdmins: string;
+  /** Groups or e-mail domains whose users are members; other users are viewers. @defaultValue '' */
+  oidcMembers: string;
+  /** Accept an `http:` issuer (a provider on loopback, for trials and tests). @defaultValue false */
+  oidcAllowHttp: boolean;
 }
 
 export const DEFAULT_WEB_AUTH_OPTIONS: WebAuthOptions = {
@@ -414,6 +426,12 @@ export const DEFAULT_WEB_AUTH_OPTIONS: WebAuthOptions = {
   maxAuthFailures: 20,
   authFailureWindowMs: 60_000,
   sessionTtlMs: 12 * 3_600_000,
+  oidcIssuer: '',
+  oidcClientId: '',
+  oidcClientSecret: '',
+  oidcAdmins: '',
+  oidcMembers: '',
+  oidcAllowHttp: false,
 };
 
 export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, HeartbeatOptions, WebAuthOptions {

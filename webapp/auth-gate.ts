@@ -6,11 +6,12 @@ import type { AuthStore, Scope } from '../shared/store/auth-store.ts';
 import { ROUTE_SCOPES, type RouteAccess } from './route-scopes.ts';
 import { TokenVerifier } from './token-verifier.ts';
 import { AuthFailureLimiter } from './auth-failure-limiter.ts';
+import { OIDC_LOGIN_PATH } from './oidc-login.ts';
 import { retryAfterSeconds } from './http-status.ts';
 import { tokenIdOf } from '../shared/api-token.ts';
 
 /** The web app's auth modes (`--auth`). */
-export const AUTH_MODES = ['off', 'tokens'] as const;
+export const AUTH_MODES = ['off', 'tokens', 'oidc'] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
 
 export interface AuthGateOptions {
@@ -137,7 +138,11 @@ export class AuthGate {
       }
       res.locals[PRINCIPAL] = principal;
     } catch (err) {
-      if (err instanceof ZerveError && err.code === 'UNAUTHENTICATED') res.set('WWW-Authenticate', 'Bearer realm="zerve"');
+      if (err instanceof ZerveError && err.code === 'UNAUTHENTICATED') {
+        res.set('WWW-Authenticate', 'Bearer realm="zerve"');
+        // Where the page sends a browser to log in through the OpenID provider.
+        if (this.options.auth === 'oidc') throw new ZerveError('UNAUTHENTICATED', err.message, { cause: err, details: { login: OIDC_LOGIN_PATH } });
+      }
       if (err instanceof ZerveError && err.code === 'TOO_MANY_ATTEMPTS') res.set('Retry-After', String(retryAfterSeconds(err, 1)));
       if (err instanceof ZerveError) this.log.info({ code: err.code, path: req.path, ip: req.ip }, err.message);
       throw err;

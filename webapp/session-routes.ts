@@ -1,9 +1,15 @@
-import express, { type Request, type RequestHandler } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
+import type { Principal } from '../shared/access-policy.ts';
 import { issueToken, tokenIdOf } from '../shared/api-token.ts';
 import { ZerveError } from '../shared/errors.ts';
 import type { AuthStore } from '../shared/store/auth-store.ts';
 import { AuthGate, SESSION_COOKIE } from './auth-gate.ts';
 import type { AuditTrail } from './audit-trail.ts';
+
+/** Starts a page session for a caller already authenticated (by a token, or by an OpenID provider). */
+export interface SessionIssuer {
+  start(req: Request, res: Response, principal: Principal): Promise<{ expiresAt: number }>;
+}
 
 export interface SessionRoutesOptions {
   /** Lifetime of a page session. @defaultValue 43200000 (12 h) */
@@ -18,7 +24,7 @@ export interface SessionRoutesOptions {
  * a new short-lived token of the same user and scopes, kept in the store like any token, so a
  * logout (`DELETE /api/session`) or a revocation holds on every replica. `GET /api/session` says who is logged in.
  */
-export class SessionRoutes {
+export class SessionRoutes implements SessionIssuer {
   constructor(
     private readonly store: AuthStore | undefined,
     private readonly gate: AuthGate,
@@ -45,14 +51,20 @@ export class SessionRoutes {
     if (typeof token !== 'string') throw new ZerveError('BAD_REQUEST', 'send {"token": "zrv_..."} as JSON');
     AuthGate.requireSameOrigin(req); // no login CSRF: another site cannot log a browser in as someone else
     const principal = await this.gate.authenticate(req, token);
+    res.locals.principal = principal;
+    const { expiresAt } = await this.start(req, res, principal);
+    res.status(201).json({ user: principal.userName, role: principal.role, scopes: principal.scopes, expiresAt: new Date(expiresAt).toISOString() });
+  };
+
+  async start(req: Request, res: Response, principal: Principal): Promise<{ expiresAt: number }> {
+    if (!this.store) throw new ZerveError('BAD_REQUEST', 'auth is off: there is nothing to log in to');
     const session = issueToken();
     const expiresAt = Date.now() + this.options.sessionTtlMs;
     await this.store.createToken({ id: session.id, userId: principal.userId, scopes: [...principal.scopes], hash: session.hash, expiresAt });
-    res.locals.principal = principal;
     await this.audit.record(res, 'session.login', session.id);
     res.cookie(SESSION_COOKIE, session.token, { httpOnly: true, sameSite: 'lax', secure: req.secure, path: '/', maxAge: this.options.sessionTtlMs });
-    res.status(201).json({ user: principal.userName, role: principal.role, scopes: principal.scopes, expiresAt: new Date(expiresAt).toISOString() });
-  };
+    return { expiresAt };
+  }
 
   private readonly logout: RequestHandler = async (req, res) => {
     const id = sessionIdOf(req);

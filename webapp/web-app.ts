@@ -38,6 +38,7 @@ import { OwnerCheck } from './owner-check.ts';
 import { AuditTrail } from './audit-trail.ts';
 import { AuthRoutes } from './auth-routes.ts';
 import { SessionRoutes } from './session-routes.ts';
+import { OIDC_CALLBACK_PATH, OIDC_LOGIN_PATH, OidcLogin } from './oidc-login.ts';
 import type { AuthStore } from '../shared/store/auth-store.ts';
 import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 
@@ -201,7 +202,13 @@ export class WebApp {
     new ModelRoutes({ options: this.options, withSlot: (work) => this.withSlot(work), audit: this.audit }).register(app, check);
     new AuthRoutes(this.activeStore).register(app, check);
     const openToOthers = !this.gate.enabled && !isLoopbackHost(this.options.host);
-    new SessionRoutes(this.activeStore, this.gate, this.audit, { sessionTtlMs: this.options.sessionTtlMs, insecure: openToOthers }).register(app, check);
+    const sessions = new SessionRoutes(this.activeStore, this.gate, this.audit, { sessionTtlMs: this.options.sessionTtlMs, insecure: openToOthers });
+    sessions.register(app, check);
+    if (this.options.auth === 'oidc' && this.activeStore) {
+      const oidc = new OidcLogin(this.options, this.activeStore, sessions, this.log);
+      app.get(OIDC_LOGIN_PATH, oidc.login);
+      app.get(OIDC_CALLBACK_PATH, oidc.callback);
+    }
     new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work), owners: this.owners, audit: this.audit }).register(app, check);
     new OipRoutes({
       client: this.client,

@@ -40,8 +40,14 @@ function loginForm(message) {
 async function loadSession() {
   const res = await fetch('/api/session');
   if (res.status === 401) {
+    const body = await res.json().catch(() => ({}));
+    const sso = body.error?.details?.login;
     document.body.dataset.session = 'logged-out';
-    show(element('p', {}, 'This web app asks who you are. Log in with an API token (zerve tokens create).'), loginForm());
+    show(
+      element('p', {}, 'This web app asks who you are. Log in with an API token (zerve tokens create).'),
+      ...(sso ? [element('a', { id: 'login-sso', href: sso, className: 'login-sso' }, 'Log in with single sign-on')] : []),
+      loginForm(),
+    );
     return;
   }
   const session = await res.json();
