@@ -4,8 +4,9 @@ import type { DatasetSummary } from '../shared/training.ts';
 import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 import { halvesZip, startTrainingCluster, type TrainingCluster } from './fixtures/webapp-training-cluster.ts';
 import { tempDir } from './helpers/cluster.ts';
+import { eventually } from './helpers/eventually.ts';
 
-describe('web app owners of datasets', function () {
+describe('web app owners of datasets and experiments', function () {
   this.timeout(120_000);
   let cluster: TrainingCluster;
   let authDir: { path: string; remove: () => Promise<void> };
@@ -52,5 +53,31 @@ describe('web app owners of datasets', function () {
     assert.ok((await listed('alice')).includes(id), 'her own upload of it is hers');
     const audit = (await store.listAudit()).filter((e) => e.action === 'dataset.add' && e.target === id);
     assert.deepEqual(audit.map((e) => e.user), ['bert', 'alice'], 'each upload is in the audit log with its user');
+  });
+
+  it("keeps user B's experiment and its runs from user A, recorded with the experiment where the training worker keeps it", async () => {
+    const added = await upload('bert', await halvesZip(4));
+    const id = (added.body as DatasetSummary).id;
+    const started = await call('bert', '/api/train', { method: 'POST', body: JSON.stringify({ datasetId: id, family: 'mlp', epochs: 1, owner: 'someone-else' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    const job = await eventually('the training to finish', async () => {
+      const status = (await call('bert', `/api/jobs/${started.body.id}`)).body as { state: string; result?: { experimentId: string } };
+      return status.state === 'succeeded' || status.state === 'failed' ? status : undefined;
+    }, 90_000, 200);
+    assert.equal(job.state, 'succeeded', JSON.stringify(job));
+    const experimentId = job.result!.experimentId;
+    const ids = async (user: string) => ((await call(user, '/api/runs')).body as { id: string; request: { owner?: string } }[]);
+    const berts = (await ids('bert')).find((e) => e.id === experimentId);
+    assert.ok(berts, 'bert lists his experiment');
+    assert.notEqual(berts.request.owner, 'someone-else', 'the owner is the caller, whatever the body says');
+    assert.ok((await ids('ada')).some((e) => e.id === experimentId), 'an admin lists it');
+    assert.ok(!(await ids('alice')).some((e) => e.id === experimentId), 'alice does not');
+    for (const target of [experimentId, `${experimentId}-1`]) {
+      const refused = await call('alice', `/api/runs/${target}`);
+      assert.deepEqual([refused.status, refused.body.error?.code], [403, 'FORBIDDEN'], target);
+      assert.equal((await call('bert', `/api/runs/${target}`)).status, 200, target);
+    }
+    const cancel = await call('alice', `/api/jobs/${started.body.id}`, { method: 'DELETE' });
+    assert.deepEqual([cancel.status, cancel.body.error?.code], [403, 'FORBIDDEN'], 'nor cancels his training');
   });
 });

@@ -10,6 +10,21 @@ import type { AuthStore, OwnedKind } from '../shared/store/auth-store.ts';
 export class OwnerCheck {
   constructor(private readonly store: AuthStore | undefined) {}
 
+  /** Whether owners are recorded and checked (auth is on). */
+  get enabled(): boolean {
+    return this.store !== undefined;
+  }
+
+  /**
+   * Whether `principal` may read an experiment (or its runs): its `request.owner`, recorded by the
+   * training worker in its run store, is theirs, or they are an admin.
+   */
+  ownsExperiment(experiment: { request: unknown }, principal: Principal): boolean {
+    if (!this.store || principal.role === 'admin') return true;
+    const owner = (experiment.request as { owner?: unknown } | null)?.owner;
+    return owner === principal.userId;
+  }
+
   /** Records `principal` as an owner of the item it just made. */
   async record(kind: OwnedKind, id: string, principal: Principal): Promise<void> {
     await this.store?.addOwner({ kind, id, ownerId: principal.userId });

@@ -129,7 +129,9 @@ export class TrainingRoutes {
         throw new ZerveError('BAD_REQUEST', `split explicit needs a test/ folder, and dataset ${request.datasetId} has none`);
       }
       if (request.backbone !== undefined) await this.context.catalog.requireModel(request.backbone);
-      const header: TrainHeader = { ...request };
+      const principal = AuthGate.principalOf(res);
+      // The owner travels with the request to the training worker and is kept with the experiment in its run store.
+      const header: TrainHeader = { ...request, ...(this.context.owners.enabled ? { owner: principal.userId } : {}) };
       const ticket = await this.ask<JobTicket>(JOBS_SUBMIT, trainingJobFrames(header));
       await this.context.owners.record('job', ticket.id, AuthGate.principalOf(res));
       await this.context.audit.record(res, 'train.start', ticket.id, { dataset: datasetId, runs: points.length });
@@ -142,13 +144,22 @@ export class TrainingRoutes {
     const { limit } = params(res).query as { limit?: number };
     await this.requireService(RUNS_LIST);
     // Every training worker's run store, so experiments trained on any host show.
-    res.json(await new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).list(limit));
+    const experiments = await new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).list(limit);
+    const principal = AuthGate.principalOf(res);
+    res.json(experiments.filter((e) => this.context.owners.ownsExperiment(e, principal)));
   };
 
   private readonly getRun: RequestHandler = async (_req, res) => {
     const id = params(res).path.id as string;
     await this.requireService(RUNS_GET);
-    res.json(await new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).get(id));
+    const runs = new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs);
+    const found = await runs.get(id);
+    // A run is its experiment's: its owner is read from there.
+    const experiment = 'request' in found ? found : await runs.get(found.experimentId);
+    if (!this.context.owners.ownsExperiment(experiment as { request: unknown }, AuthGate.principalOf(res))) {
+      throw new ZerveError('FORBIDDEN', `run or experiment ${id} is not ${AuthGate.principalOf(res).userName}'s`);
+    }
+    res.json(found);
   };
 
   /** The body checked against `TrainRequest`, with the rules a schema cannot say. */
