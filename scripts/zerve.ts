@@ -56,6 +56,7 @@ const up = program
   .option('--smtp <url>', "training workers' SMTP server for completion emails, e.g. smtp://host:587 (default: no email)")
   .option('--mail-from <address>', 'sender of completion emails (default: zerve@<host name>)')
   .option('--metrics-port <port>', "serve the broker's /metrics (the whole cluster) on this port (default: off)")
+  .option('--auth <mode>', 'web app: off (default on loopback), tokens or oidc (docs/auth.md); users and tokens in --data')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const brokerOptions = resolveOptions(DEFAULT_BROKER_OPTIONS, flags);

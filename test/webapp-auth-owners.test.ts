@@ -51,6 +51,10 @@ describe('web app owners of datasets and experiments', function () {
     assert.equal(again.status, 201);
     assert.equal((again.body as DatasetSummary).id, id, 'the same bytes are stored once');
     assert.ok((await listed('alice')).includes(id), 'her own upload of it is hers');
+    const sharedZip = await halvesZip(5);
+    const shared = await call('bert', '/api/datasets?name=common&shared=true', { method: 'POST', body: new Uint8Array(sharedZip), headers: { 'content-type': 'application/zip' } });
+    assert.equal(shared.status, 201);
+    assert.ok((await listed('alice')).includes((shared.body as DatasetSummary).id), 'a shared dataset is listed to everyone');
     const audit = (await store.listAudit()).filter((e) => e.action === 'dataset.add' && e.target === id);
     assert.deepEqual(audit.map((e) => e.user), ['bert', 'alice'], 'each upload is in the audit log with its user');
   });

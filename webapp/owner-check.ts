@@ -25,9 +25,9 @@ export class OwnerCheck {
     return owner === principal.userId;
   }
 
-  /** Records `principal` as an owner of the item it just made. */
-  async record(kind: OwnedKind, id: string, principal: Principal): Promise<void> {
-    await this.store?.addOwner({ kind, id, ownerId: principal.userId });
+  /** Records `principal` as an owner of the item it just made; `shared` lets every user read it. */
+  async record(kind: OwnedKind, id: string, principal: Principal, shared = false): Promise<void> {
+    await this.store?.addOwner({ kind, id, ownerId: principal.userId, shared });
   }
 
   async mayRead(kind: OwnedKind, id: string, principal: Principal): Promise<boolean> {

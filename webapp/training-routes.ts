@@ -95,7 +95,7 @@ export class TrainingRoutes {
   };
 
   private readonly addDataset: RequestHandler = async (req, res) => {
-    const { name } = params(res).query as { name?: string };
+    const { name, shared } = params(res).query as { name?: string; shared?: boolean };
     await this.context.withSlot(async () => {
       await this.requireService(DATASETS_ADD);
       const upload = await readFileUpload(req, this.context.options.maxUploadBytes, DATASET_UPLOAD);
@@ -104,7 +104,7 @@ export class TrainingRoutes {
       const header = { ...(name === undefined ? {} : { name }), deadlineMs: DATASET_IMPORT_TIMEOUT_MS };
       const summary = await this.ask<DatasetSummary>(DATASETS_ADD, [encodeJson(header), upload.bytes], DATASET_IMPORT_TIMEOUT_MS);
       // Deduplicated by hash where it is stored; each uploader is an owner of the one copy.
-      await this.context.owners.record('dataset', summary.id, AuthGate.principalOf(res));
+      await this.context.owners.record('dataset', summary.id, AuthGate.principalOf(res), shared === true);
       await this.context.audit.record(res, 'dataset.add', summary.id, { name: summary.name ?? null, images: summary.images });
       res.status(201).json(summary);
     });
