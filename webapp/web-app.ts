@@ -235,6 +235,9 @@ export class WebApp {
       throw new ZerveError('BAD_REQUEST', `metricsAuth must be open or token, got ${JSON.stringify(o.metricsAuth)}`);
     }
     const auth = o.auth as AuthMode;
+    if (auth === 'oidc' && (o.oidcIssuer === '' || o.oidcClientId === '')) {
+      throw new ZerveError('BAD_REQUEST', 'auth oidc needs --oidc-issuer and --oidc-client-id (docs/auth.md)');
+    }
     if (auth === 'off' && !isLoopbackHost(o.host)) {
       if (!o.insecure) {
         throw new ZerveError(
@@ -250,11 +253,16 @@ export class WebApp {
     const store = auth === 'off' ? undefined : (injected ?? SqliteAuthStore.inDataDir(o.data));
     this.ownStore = injected ? undefined : store;
     if (store) this.log.info({ auth, store: injected ? 'injected' : o.data }, 'auth is on: routes ask for bearer tokens');
-    return new AuthGate(
-      { auth, metricsAuth: o.metricsAuth, authCacheMs: o.authCacheMs, maxAuthFailures: o.maxAuthFailures, authFailureWindowMs: o.authFailureWindowMs },
-      store,
-      this.log,
-    );
+    try {
+      return new AuthGate(
+        { auth, metricsAuth: o.metricsAuth, authCacheMs: o.authCacheMs, maxAuthFailures: o.maxAuthFailures, authFailureWindowMs: o.authFailureWindowMs },
+        store,
+        this.log,
+      );
+    } catch (err) {
+      void this.ownStore?.close(); // a web app that does not start leaves no store open
+      throw err;
+    }
   }
 
   private readonly securityHeaders: RequestHandler = (_req, res, next) => {
