@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { issueToken, tokenIdOf, tokenMatches } from '../shared/api-token.ts';
+import { AuthAdmin } from '../shared/auth-admin.ts';
 import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 import { authStoreBehaviour } from './helpers/auth-store-behaviour.ts';
 import { hasCode, rejectsWith } from './helpers/error-code.ts';
@@ -66,5 +67,48 @@ describe('failed authentication limits', () => {
   it('refuse settings that cannot work', () => {
     assert.throws(() => new AuthFailureLimiter({ maxAuthFailures: 0, authFailureWindowMs: 60_000 }), hasCode('BAD_REQUEST'));
     assert.throws(() => new AuthFailureLimiter({ maxAuthFailures: 3, authFailureWindowMs: 10 }), hasCode('BAD_REQUEST'));
+  });
+});
+
+describe('user and token management', () => {
+  let dir: string;
+  let store: SqliteAuthStore;
+  let admin: AuthAdmin;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'zerve-auth-admin-'));
+    store = SqliteAuthStore.inDataDir(dir);
+    admin = new AuthAdmin(store, 'tester');
+    await admin.addUser('ada', 'member', 'ada@example.org');
+  });
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a bad user name or role with BAD_REQUEST', async () => {
+    for (const name of ['', 'with space', 'a/b', 'x'.repeat(65)]) await rejectsWith(admin.addUser(name, 'member'), 'BAD_REQUEST');
+    await rejectsWith(admin.addUser('bob', 'owner'), 'BAD_REQUEST');
+    assert.deepEqual((await store.listUsers()).map((u) => u.name), ['ada']);
+  });
+
+  it('refuses unknown scopes, scopes beyond the role, no scopes, a bad lifetime and an unknown user', async () => {
+    await rejectsWith(admin.createToken('ada', 'read,everything'), 'BAD_REQUEST');
+    await rejectsWith(admin.createToken('ada', 'admin'), 'BAD_REQUEST');
+    await rejectsWith(admin.createToken('ada', ' , '), 'BAD_REQUEST');
+    for (const expires of ['90', '90x', '-1d', '0d', 'soon']) await rejectsWith(admin.createToken('ada', 'read', expires), 'BAD_REQUEST');
+    await rejectsWith(admin.createToken('nobody', 'read'), 'UNKNOWN_USER');
+    assert.deepEqual(await store.listTokens(), [], 'nothing was stored');
+  });
+
+  it('makes a token that expires when asked, lists it without its secret, and audits who did it', async () => {
+    const now = Date.UTC(2030, 0, 1);
+    const created = await admin.createToken('ada', 'read,infer,read', '90d', now);
+    assert.deepEqual(created.scopes, ['read', 'infer']);
+    assert.equal(created.expiresAt, new Date(now + 90 * 86_400_000).toISOString());
+    const [listed] = await admin.listTokens();
+    assert.deepEqual(Object.keys(listed!).sort(), ['createdAt', 'expiresAt', 'id', 'revokedAt', 'scopes', 'user']);
+    await rejectsWith(admin.revokeToken('000000000000'), 'UNKNOWN_TOKEN');
+    await admin.revokeToken(created.id);
+    assert.deepEqual((await store.listAudit()).map((e) => [e.user, e.action]), [['tester', 'user.add'], ['tester', 'token.create'], ['tester', 'token.revoke']]);
   });
 });
