@@ -228,6 +228,12 @@ describe('web app auth', function () {
 
   it('refuses a token revoked through the CLI on a second replica on the same store', async () => {
     replica ??= await startGuarded();
+    const added = await runCli(['users', 'add', 'cli-user', '--role', 'viewer', '--json', '--data', cluster.data]);
+    assert.equal(added.code, 0, added.stderr);
+    assert.equal((await store.userByName('cli-user'))?.role, 'viewer', "the web app's store sees the CLI's user");
+    const refused = await runCli(['users', 'add', 'cli-user', '--data', cluster.data]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /zerve: ALREADY_EXISTS: /);
     const created = await runCli(['tokens', 'create', '--user', 'ada', '--scope', 'read', '--expires', '1d', '--json', '--data', cluster.data]);
     assert.equal(created.code, 0, created.stderr);
     const printed = JSON.parse(created.stdout) as Record<string, unknown>;
