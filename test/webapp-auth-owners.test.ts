@@ -61,6 +61,7 @@ describe('web app owners of datasets and experiments', function () {
 
   it("keeps user B's experiment and its runs from user A, recorded with the experiment where the training worker keeps it", async () => {
     const added = await upload('bert', await halvesZip(4));
+    assert.equal(added.status, 201, JSON.stringify(added.body));
     const id = (added.body as DatasetSummary).id;
     const started = await call('bert', '/api/train', { method: 'POST', body: JSON.stringify({ datasetId: id, family: 'mlp', epochs: 1, owner: 'someone-else' }), headers: { 'content-type': 'application/json' } });
     assert.equal(started.status, 202, JSON.stringify(started.body));
