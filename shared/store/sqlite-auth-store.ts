@@ -91,6 +91,10 @@ export class SqliteAuthStore implements AuthStore {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
+    // better-sqlite3 writes on the event loop: with FULL every owner and audit row would wait for an
+    // fsync there, stalling the web app's other requests on a busy disk. NORMAL in WAL mode keeps
+    // every commit across a process crash; only a power loss may drop the last ones (docs/auth.md).
+    this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
