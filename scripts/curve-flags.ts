@@ -35,6 +35,6 @@ export function addConnectCurveFlags(root: Command): void {
       .option('--curve-key <file>', "this process's secret key file (NAME.key, NAME.pub beside it)")
       .option('--broker-key <files>', "the broker's public key file (.pub): connect with CURVE; with several brokers, one for all or one per broker, separated by commas")
       .addOption(clientAuth())
-      .option('--insecure', 'accepted for one config file across the cluster; only the broker acts on it');
+      .option('--insecure', 'accepted for one config file across the cluster; the broker and the web app (open on a non-loopback --host) act on it');
   }
 }

@@ -28,6 +28,7 @@ import { onShutdown, parseInteger, reportError, withClient } from './cli-support
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
 import { registerModelCommands } from './model-commands.ts';
+import { registerAuthCommands } from './auth-commands.ts';
 import { formatStatus } from './status-view.ts';
 import { registerTrainingCommands, trainDefaultDigits } from './training-commands.ts';
 import { addBrokerCurveFlags, addConnectCurveFlags } from './curve-flags.ts';
@@ -59,6 +60,7 @@ const up = program
   .option('--smtp <url>', "training workers' SMTP server for completion emails, e.g. smtp://host:587 (default: no email)")
   .option('--mail-from <address>', 'sender of completion emails (default: zerve@<host name>)')
   .option('--metrics-port <port>', "serve the broker's /metrics (the whole cluster) on this port (default: off)")
+  .option('--auth <mode>', 'web app: off (default on loopback), tokens or oidc (docs/auth.md); users and tokens in --data')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const brokerCount = Number(flags.brokers);
@@ -257,10 +259,22 @@ program
   .option('--http <port>', 'port')
   .option('--host <host>', 'address to listen on')
   .option('--samples <dir>', 'sample images offered on the page')
+  .option('--auth <mode>', 'off (default), tokens (bearer tokens of the auth store in --data) or oidc (tokens, and login through --oidc-issuer); docs/auth.md')
+  .option('--data <dir>', 'data directory of the auth store (default: ./data)')
+  .option('--metrics-auth <mode>', 'open (default) or token: /metrics asks for a token with the metrics scope')
+  .option('--oidc-issuer <url>', 'auth oidc: the OpenID provider (client secret in ZERVE_OIDC_CLIENT_SECRET)')
+  .option('--oidc-client-id <id>', "auth oidc: this web app's client id at the provider")
+  .option('--oidc-admins <groups>', 'auth oidc: groups or @domains whose users are admins, comma-separated')
+  .option('--oidc-members <groups>', 'auth oidc: groups or @domains whose users are members (others: viewers)')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const { startWebApp } = await import('../webapp/web-app.ts');
-    const web = await startWebApp(flags);
+    let web: Awaited<ReturnType<typeof startWebApp>>;
+    try {
+      web = await startWebApp(flags);
+    } catch (err) {
+      return reportError(err); // e.g. secure by default: says why it will not start
+    }
     process.stderr.write(`zerve: web app at ${web.url}\n`);
     onShutdown(() => web.close());
   });
@@ -388,6 +402,7 @@ program
   });
 
 registerModelCommands(program);
+registerAuthCommands(program);
 registerTrainingCommands(program, worker);
 addConnectCurveFlags(program);
 

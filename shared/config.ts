@@ -403,7 +403,56 @@ export const DEFAULT_MODEL_PUBLISHER_OPTIONS: ModelPublisherOptions = {
 };
 
 /** `HeartbeatOptions`: those of the worker connection a model upload is offered on (the broker's own). */
-export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, HeartbeatOptions {
+/** Who may use the web app (docs/auth.md). */
+export interface WebAuthOptions {
+  /**
+   * `off` (every route open), `tokens` (bearer tokens from the auth store) or `oidc`. Off on a
+   * non-loopback `host` refuses to start unless `insecure`. @defaultValue 'off'
+   */
+  auth: string;
+  /** Data directory of the auth store (`<data>/auth.sqlite`), shared with `zerve users` and `zerve tokens`. @defaultValue './data' */
+  data: string;
+  /** How long a token's stored record is trusted before it is read again: the longest a revocation takes to hold on a replica. @defaultValue 2000 */
+  authCacheMs: number;
+  /** `/metrics`: `open`, or `token` (a bearer token with the `metrics` scope) when auth is on. @defaultValue 'open' */
+  metricsAuth: string;
+  /** Failed authentications an address or a token id may have per `authFailureWindowMs`; past it, 429 TOO_MANY_ATTEMPTS. @defaultValue 20 */
+  maxAuthFailures: number;
+  /** The window of `maxAuthFailures`, in milliseconds (whole seconds). @defaultValue 60000 */
+  authFailureWindowMs: number;
+  /** Lifetime of a page session made by logging in with a token. @defaultValue 43200000 */
+  sessionTtlMs: number;
+  /** `auth oidc`: the OpenID provider's issuer URL. @defaultValue '' */
+  oidcIssuer: string;
+  /** `auth oidc`: this web app's client id at the provider. @defaultValue '' */
+  oidcClientId: string;
+  /** `auth oidc`: its client secret (better in ZERVE_OIDC_CLIENT_SECRET or the config file than in argv). @defaultValue '' */
+  oidcClientSecret: string;
+  /** Groups (`groups` claim) or e-mail domains (`@example.org`) whose users are admins, comma-separated. @defaultValue '' */
+  oidcAdmins: string;
+  /** Groups or e-mail domains whose users are members; other users are viewers. @defaultValue '' */
+  oidcMembers: string;
+  /** Accept an `http:` issuer (a provider on loopback, for trials and tests). @defaultValue false */
+  oidcAllowHttp: boolean;
+}
+
+export const DEFAULT_WEB_AUTH_OPTIONS: WebAuthOptions = {
+  auth: 'off',
+  data: './data',
+  authCacheMs: 2000,
+  metricsAuth: 'open',
+  maxAuthFailures: 20,
+  authFailureWindowMs: 60_000,
+  sessionTtlMs: 12 * 3_600_000,
+  oidcIssuer: '',
+  oidcClientId: '',
+  oidcClientSecret: '',
+  oidcAdmins: '',
+  oidcMembers: '',
+  oidcAllowHttp: false,
+};
+
+export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, HeartbeatOptions, WebAuthOptions {
   /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
   /** TCP port of the HTTP server; 0 picks a free one. @defaultValue 8080 */
@@ -438,6 +487,7 @@ export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, Hear
 
 export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   ...DEFAULT_CURVE_OPTIONS,
+  ...DEFAULT_WEB_AUTH_OPTIONS,
   ...DEFAULT_MODEL_PUBLISHER_OPTIONS,
   heartbeatIntervalMs: 1000,
   heartbeatLiveness: 3,

@@ -24,6 +24,12 @@ export const ERROR_CODES = {
   CANCELED: 'The request was canceled.',
   BROKER_LOST: 'The broker holding the request went away, and the request is not safe to send twice (it has no idempotency key).',
   NOT_ADMITTED: "The broker refused this process's CURVE key: it is not in the broker's allowlist.",
+  UNAUTHENTICATED: 'No valid credentials: the bearer token or session is missing, unknown, expired or revoked.',
+  FORBIDDEN: 'The credentials are valid but lack the scope or ownership this action needs.',
+  UNKNOWN_USER: 'No such user.',
+  UNKNOWN_TOKEN: 'No such API token.',
+  ALREADY_EXISTS: 'Something of that name already exists (a user).',
+  TOO_MANY_ATTEMPTS: 'Too many failed authentications from this address or for this token; retry after Retry-After seconds.',
   INTERNAL: 'An unexpected internal error.',
 } as const;
 

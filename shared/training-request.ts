@@ -46,6 +46,8 @@ export interface TrainingRequest {
   augmentShiftPx?: number;
   /** @defaultValue 1 */
   seed?: number;
+  /** Id of the user who started the training, recorded with the experiment in the run store; set by the web app when auth is on. */
+  owner?: string;
   /** Export the refitted best model as the next version of `name`. */
   export?: { name: string; description?: string };
 }
@@ -141,6 +143,7 @@ export const TRAIN_REQUEST_SCHEMA = {
       },
     },
     seed: { type: 'integer', minimum: 0, maximum: 2147483647 },
+    owner: { type: 'string', maxLength: 128, description: 'Who started it: set by the web app when auth is on (a value sent is replaced).' },
     augmentShiftPx: { type: 'integer', minimum: 0, maximum: 8, description: 'Random pixel shifts (family mlp).' },
     pixels: {
       type: 'object',

@@ -2,8 +2,12 @@ import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT, fixtureImage } from './helpers/cluster.ts';
+import { REPO_ROOT, fixtureImage, tempDir } from './helpers/cluster.ts';
 import { startOipCluster, type OipCluster } from './fixtures/oip-cluster.ts';
+import { testLogger } from './fixtures/webapp-cluster.ts';
+import { AuthAdmin } from '../shared/auth-admin.ts';
+import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
+import { WebApp } from '../webapp/web-app.ts';
 
 const PYTHON = '/usr/bin/python3';
 const TRITON_CLIENT = join(REPO_ROOT, '..', 'shared', 'reference', 'tritonclient');
@@ -68,5 +72,30 @@ describe("Triton's Python HTTP client against /v2", function () {
     assert.equal(report.tensorArgmax, 281);
     assert.deepEqual(report.tensorShape, [1, 1000, 1, 1]);
     assert.ok(Math.abs(report.bytes[0]!.score - report.tensor[0]!.score) < 1e-3, 'the test preprocessing matches the worker decode');
+  });
+
+  it('passes with a bearer token sent through headers=, and is refused 401 without one, when auth is on', async () => {
+    const data = await tempDir('zerve-oip-auth-');
+    const store = SqliteAuthStore.inDataDir(data.path);
+    const web = new WebApp({ broker: cluster!.broker.frontendEndpoint, http: 0, infoCacheMs: 200, auth: 'tokens', data: data.path }, testLogger);
+    try {
+      const admin = new AuthAdmin(store, 'test');
+      await admin.addUser('triton', 'member');
+      const { token } = await admin.createToken('triton', 'read,infer');
+      const host = new URL(await web.start()).host;
+      const args = [SCRIPT, host, 'squeezenet-fp32', fixtureImage('kitten.png')];
+      const { stdout } = await promisify(execFile)(PYTHON, args, { env: { ...ENV, ZERVE_TOKEN: token } });
+      assert.equal((JSON.parse(stdout) as { tensorArgmax: number }).tensorArgmax, 281);
+      const refused = await promisify(execFile)(PYTHON, args, { env: ENV }).then(
+        () => assert.fail('the client passed without a token'),
+        (err: { code: number; stderr: string }) => err,
+      );
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /\[401\]/, 'the client reports the 401');
+    } finally {
+      await web.close();
+      await store.close();
+      await data.remove();
+    }
   });
 });

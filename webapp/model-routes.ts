@@ -16,6 +16,7 @@ import { ModelHolder } from '../workers/model-exchange/model-holder.ts';
 import type { AddModelVersionOptions } from '../workers/model-exchange/model-writer.ts';
 import { readFileUpload, type UploadKind } from './read-upload.ts';
 import type { CheckedParameters } from './request-validator.ts';
+import type { AuditTrail } from './audit-trail.ts';
 
 /** Multipart field of the optional labels file (one label per line, line N = class N). */
 export const LABELS_FIELD = 'labels';
@@ -35,6 +36,7 @@ const STRING_OPTIONS = ['channels', 'size', 'range', 'mean', 'std'] as const;
 export interface ModelRoutesContext {
   options: WebAppOptions;
   withSlot: (work: () => Promise<void>) => Promise<void>;
+  audit: AuditTrail;
 }
 
 export class ModelRoutes {
@@ -75,6 +77,7 @@ export class ModelRoutes {
         await holder.start();
         const published = await holder.publish(version);
         await holder.handoff(published, options.modelHandoffTimeoutMs);
+        await this.context.audit.record(res, 'model.add', `${published.name}@${published.version}`, { sha256: published.hash });
         res.status(201).json({ name: published.name, version: published.version, sha256: published.hash });
       } finally {
         await holder?.close();

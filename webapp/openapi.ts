@@ -8,7 +8,9 @@ import { JOB_STATES } from '../shared/jobs.ts';
 import { MODEL_NAME_RULE } from '../shared/model-name.ts';
 import { OIP_PATHS, OIP_SCHEMAS } from './oip-openapi.ts';
 import { MODEL_PATHS, MODEL_SCHEMAS } from './model-openapi.ts';
+import { AUTH_PATHS, AUTH_SCHEMAS } from './auth-openapi.ts';
 import { TRAINING_PATHS, TRAINING_SCHEMAS } from './training-openapi.ts';
+import { withSecurity } from './route-scopes.ts';
 
 const JOB_ID = '^[A-Za-z0-9-]{1,128}$';
 
@@ -81,7 +83,8 @@ const jobIdParameter = {
 
 const json = (ref: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } });
 
-export const OPENAPI_DOCUMENT = {
+/** With each operation's `security` from ROUTE_SCOPES (route-scopes.ts). */
+export const OPENAPI_DOCUMENT = withSecurity({
   openapi: '3.0.3',
   info: {
     title: 'Zerve web API',
@@ -224,12 +227,14 @@ export const OPENAPI_DOCUMENT = {
     ...TRAINING_PATHS,
     ...OIP_PATHS,
     ...MODEL_PATHS,
+    ...AUTH_PATHS,
   },
   components: {
     schemas: {
       ...TRAINING_SCHEMAS,
       ...OIP_SCHEMAS,
       ...MODEL_SCHEMAS,
+      ...AUTH_SCHEMAS,
       Error: {
         type: 'object',
         required: ['error'],
@@ -347,4 +352,4 @@ export const OPENAPI_DOCUMENT = {
       },
     },
   },
-} as const;
+} as const);

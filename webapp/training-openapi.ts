@@ -136,6 +136,13 @@ export const TRAINING_PATHS = {
           description: 'A name to train with instead of the id.',
           schema: { type: 'string', pattern: DATASET_NAME },
         },
+        {
+          name: 'shared',
+          in: 'query',
+          required: false,
+          description: 'With auth on: every user may list it and train on it (default: its uploader and admins only).',
+          schema: { type: 'boolean' },
+        },
       ],
       requestBody: {
         required: true,

@@ -23,6 +23,9 @@ import { checkTrainParams, checkTrainRequest, type ParamSet } from '../shared/tr
 import type { ModelCatalog } from './model-catalog.ts';
 import { readFileUpload, type UploadKind } from './read-upload.ts';
 import type { CheckedParameters } from './request-validator.ts';
+import { AuthGate } from './auth-gate.ts';
+import type { OwnerCheck } from './owner-check.ts';
+import type { AuditTrail } from './audit-trail.ts';
 
 /** A dataset archive: the multipart field `archive`, or the raw zip or tar.gz bytes. */
 export const DATASET_UPLOAD: UploadKind = {
@@ -57,7 +60,13 @@ export interface TrainingRoutesContext {
   options: WebAppOptions;
   /** Runs `work` within the web app's bound of requests in flight (OVERLOADED past it). */
   withSlot: (work: () => Promise<void>) => Promise<void>;
+  /** Who may see which dataset and job. */
+  owners: OwnerCheck;
+  audit: AuditTrail;
 }
+
+/** The built-in dataset (workers/training/builtin-mnist.ts): everyone's. */
+const BUILT_IN_DATASET = 'mnist';
 
 function params(res: Response): CheckedParameters {
   return res.locals.params as CheckedParameters;
@@ -82,11 +91,12 @@ export class TrainingRoutes {
 
   private readonly listDatasets: RequestHandler = async (_req, res) => {
     await this.requireService(DATASETS_LIST);
-    res.json(await clusterDatasets(this.context.client, this.context.options.requestTimeoutMs));
+    const datasets = await clusterDatasets(this.context.client, this.context.options.requestTimeoutMs);
+    res.json(await this.context.owners.visible('dataset', datasets, (d) => d.id, AuthGate.principalOf(res)));
   };
 
   private readonly addDataset: RequestHandler = async (req, res) => {
-    const { name } = params(res).query as { name?: string };
+    const { name, shared } = params(res).query as { name?: string; shared?: boolean };
     await this.context.withSlot(async () => {
       await this.requireService(DATASETS_ADD);
       const upload = await readFileUpload(req, this.context.options.maxUploadBytes, DATASET_UPLOAD);
@@ -94,6 +104,9 @@ export class TrainingRoutes {
       if (upload.bytes.length === 0) throw new ZerveError('BAD_DATASET', 'the archive is empty');
       const header = { ...(name === undefined ? {} : { name }), deadlineMs: DATASET_IMPORT_TIMEOUT_MS };
       const summary = await this.ask<DatasetSummary>(DATASETS_ADD, [encodeJson(header), upload.bytes], DATASET_IMPORT_TIMEOUT_MS);
+      // Deduplicated by hash where it is stored; each uploader is an owner of the one copy.
+      await this.context.owners.record('dataset', summary.id, AuthGate.principalOf(res), shared === true);
+      await this.context.audit.record(res, 'dataset.add', summary.id, { name: summary.name ?? null, images: summary.images });
       res.status(201).json(summary);
     });
   };
@@ -112,16 +125,22 @@ export class TrainingRoutes {
       if (!dataset && !(await this.context.catalog.offers(datasetFetchService(request.datasetId)))) {
         throw new ZerveError('UNKNOWN_DATASET', `no dataset ${JSON.stringify(request.datasetId)}: add it first`);
       }
+      const datasetId = dataset?.id ?? request.datasetId;
+      if (datasetId !== BUILT_IN_DATASET) await this.context.owners.requireRead('dataset', datasetId, AuthGate.principalOf(res));
       if (dataset && request.split?.kind === 'explicit' && !dataset.explicitTest) {
         throw new ZerveError('BAD_REQUEST', `split explicit needs a test/ folder, and dataset ${request.datasetId} has none`);
       }
       if (request.backbone !== undefined) await this.context.catalog.requireModel(request.backbone);
-      const header: TrainHeader = { ...request };
+      const principal = AuthGate.principalOf(res);
+      // The owner travels with the request to the training worker and is kept with the experiment in its run store.
+      const header: TrainHeader = { ...request, ...(this.context.owners.enabled ? { owner: principal.userId } : {}) };
       const ticket = await this.context.client.requestJson<JobTicket>(JOBS_SUBMIT, trainingJobFrames(header, key ? { key } : {}), {
         timeoutMs: this.context.options.requestTimeoutMs,
         retries: 0,
         idempotent: key !== undefined,
       });
+      await this.context.owners.record('job', ticket.id, principal);
+      await this.context.audit.record(res, 'train.start', ticket.id, { dataset: datasetId, runs: points.length });
       const url = `/api/jobs/${encodeURIComponent(ticket.id)}`;
       res.status(202).location(url).json({ id: ticket.id, state: ticket.state, url, eventsUrl: `${url}/events`, runs: points.length });
     });
@@ -131,13 +150,22 @@ export class TrainingRoutes {
     const { limit } = params(res).query as { limit?: number };
     await this.requireService(RUNS_LIST);
     // Every training worker's run store, so experiments trained on any host show.
-    res.json(await new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).list(limit));
+    const experiments = await new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).list(limit);
+    const principal = AuthGate.principalOf(res);
+    res.json(experiments.filter((e) => this.context.owners.ownsExperiment(e, principal)));
   };
 
   private readonly getRun: RequestHandler = async (_req, res) => {
     const id = params(res).path.id as string;
     await this.requireService(RUNS_GET);
-    res.json(await new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).get(id));
+    const runs = new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs);
+    const found = await runs.get(id);
+    // A run is its experiment's: its owner is read from there.
+    const experiment = 'request' in found ? found : await runs.get(found.experimentId);
+    if (!this.context.owners.ownsExperiment(experiment as { request: unknown }, AuthGate.principalOf(res))) {
+      throw new ZerveError('FORBIDDEN', `run or experiment ${id} is not ${AuthGate.principalOf(res).userName}'s`);
+    }
+    res.json(found);
   };
 
   /** The body checked against `TrainRequest`, with the rules a schema cannot say. */

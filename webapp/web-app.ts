@@ -33,6 +33,14 @@ import { RequestValidator, type CheckedParameters } from './request-validator.ts
 import { SampleGallery } from './sample-gallery.ts';
 import { ModelRoutes } from './model-routes.ts';
 import { TrainingRoutes } from './training-routes.ts';
+import { AUTH_MODES, AuthGate, isLoopbackHost, type AuthMode } from './auth-gate.ts';
+import { OwnerCheck } from './owner-check.ts';
+import { AuditTrail } from './audit-trail.ts';
+import { AuthRoutes } from './auth-routes.ts';
+import { SessionRoutes } from './session-routes.ts';
+import { OIDC_CALLBACK_PATH, OIDC_LOGIN_PATH, OidcLogin } from './oidc-login.ts';
+import type { AuthStore } from '../shared/store/auth-store.ts';
+import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 
 /** Folder of the page's files (HTML, CSS, JS): served as they are, no build step, no CDN. */
 export const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'public');
@@ -72,6 +80,13 @@ export class WebApp {
   private readonly catalog: ModelCatalog;
   private readonly gallery: SampleGallery;
   private readonly validator = new RequestValidator(OPENAPI_DOCUMENT);
+  private readonly gate: AuthGate;
+  private readonly owners: OwnerCheck;
+  private readonly audit: AuditTrail;
+  /** The auth store this web app opened (closed with it); an injected one stays the caller's. */
+  private ownStore: AuthStore | undefined;
+  /** The auth store in use: none with auth off. */
+  private activeStore: AuthStore | undefined;
   /** `/metrics`: HTTP durations by route and status, and the process's default metrics. */
   readonly metrics = new HttpMetrics();
   private readonly log: Logger;
@@ -82,7 +97,8 @@ export class WebApp {
   private inFlight = 0;
   private baseUrl = '';
 
-  constructor(options: Partial<WebAppOptions> = {}, log: Logger = rootLogger) {
+  /** `authStore`: users and tokens (default: SQLite in `data` when auth is on); the caller closes one it passes. */
+  constructor(options: Partial<WebAppOptions> = {}, log: Logger = rootLogger, authStore?: AuthStore) {
     this.options = { ...DEFAULT_WEB_APP_OPTIONS, ...options };
     const o = this.options;
     if (!(Number.isInteger(o.http) && o.http >= 0 && o.http < 65536)) {
@@ -92,6 +108,10 @@ export class WebApp {
       if (!(o[key] > 0)) throw new ZerveError('BAD_CONFIG', `${key} must be positive, got ${o[key]}`);
     }
     this.log = log.child({ component: 'webapp' });
+    this.gate = this.authGate(authStore);
+    this.activeStore = this.gate.enabled ? (authStore ?? this.ownStore) : undefined;
+    this.owners = new OwnerCheck(this.activeStore);
+    this.audit = new AuditTrail(this.activeStore, this.log);
     this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, ...curveOptionsOf(o) }, log);
     this.catalog = new ModelCatalog(this.client, o);
     this.gallery = new SampleGallery(o.samples);
@@ -135,6 +155,11 @@ export class WebApp {
       } catch (err) {
         this.log.error({ err }, 'closing the client failed');
       }
+      try {
+        await this.ownStore?.close();
+      } catch (err) {
+        this.log.error({ err }, 'closing the auth store failed');
+      }
       this.log.info('web app closed');
     })();
     return this.closing;
@@ -142,7 +167,20 @@ export class WebApp {
 
   private routes(): express.Express {
     const app = express();
-    const check = (operationId: string) => this.validator.middleware(operationId);
+    // Who may call comes before what they send: a stranger learns nothing from validation errors.
+    const check = (operationId: string): RequestHandler => {
+      const guard = this.gate.guard(operationId);
+      const validate = this.validator.middleware(operationId);
+      return (req, res, next) =>
+        guard(req, res, (err?: unknown) => {
+          if (err !== undefined) return next(err);
+          try {
+            validate(req, res, next); // throws BAD_REQUEST, maybe after the gate's await: hand it to express
+          } catch (error) {
+            next(error);
+          }
+        });
+    };
     app.disable('x-powered-by');
     app.use(this.metrics.middleware);
     app.use(this.securityHeaders);
@@ -150,7 +188,7 @@ export class WebApp {
       res.json({ status: 'ok' });
     });
     app.get('/readyz', this.ready);
-    app.get('/metrics', this.metrics.handler);
+    app.get('/metrics', this.gate.guard('metrics'), this.metrics.handler);
     app.get('/api/openapi.json', (_req, res) => {
       res.json(OPENAPI_DOCUMENT);
     });
@@ -161,8 +199,17 @@ export class WebApp {
     app.get('/api/jobs/:id', check('jobStatus'), this.jobStatus);
     app.delete('/api/jobs/:id', check('cancelJob'), this.cancelJob);
     app.get('/api/jobs/:id/events', check('jobEvents'), this.jobEvents);
-    new ModelRoutes({ options: this.options, withSlot: (work) => this.withSlot(work) }).register(app, check);
-    new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work) }).register(app, check);
+    new ModelRoutes({ options: this.options, withSlot: (work) => this.withSlot(work), audit: this.audit }).register(app, check);
+    new AuthRoutes(this.activeStore).register(app, check);
+    const openToOthers = !this.gate.enabled && !isLoopbackHost(this.options.host);
+    const sessions = new SessionRoutes(this.activeStore, this.gate, this.audit, { sessionTtlMs: this.options.sessionTtlMs, insecure: openToOthers });
+    sessions.register(app, check);
+    if (this.options.auth === 'oidc' && this.activeStore) {
+      const oidc = new OidcLogin(this.options, this.activeStore, sessions, this.log);
+      app.get(OIDC_LOGIN_PATH, oidc.login);
+      app.get(OIDC_CALLBACK_PATH, oidc.callback);
+    }
+    new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work), owners: this.owners, audit: this.audit }).register(app, check);
     new OipRoutes({
       client: this.client,
       catalog: this.catalog,
@@ -176,6 +223,46 @@ export class WebApp {
     app.use(this.notFound);
     app.use(httpErrorHandler(this.log, this.options.retryAfterSeconds, (error) => error.toJSON()));
     return app;
+  }
+
+  /** The gate of `options.auth`; refuses an open web app on a non-loopback address unless `insecure`. */
+  private authGate(injected: AuthStore | undefined): AuthGate {
+    const o = this.options;
+    if (!(AUTH_MODES as readonly string[]).includes(o.auth)) {
+      throw new ZerveError('BAD_REQUEST', `auth must be one of ${AUTH_MODES.join(', ')}, got ${JSON.stringify(o.auth)}`);
+    }
+    if (o.metricsAuth !== 'open' && o.metricsAuth !== 'token') {
+      throw new ZerveError('BAD_REQUEST', `metricsAuth must be open or token, got ${JSON.stringify(o.metricsAuth)}`);
+    }
+    const auth = o.auth as AuthMode;
+    if (auth === 'oidc' && (o.oidcIssuer === '' || o.oidcClientId === '')) {
+      throw new ZerveError('BAD_REQUEST', 'auth oidc needs --oidc-issuer and --oidc-client-id (docs/auth.md)');
+    }
+    if (auth === 'off' && !isLoopbackHost(o.host)) {
+      if (!o.insecure) {
+        throw new ZerveError(
+          'BAD_REQUEST',
+          `refusing to listen on ${o.host} with --auth off: anyone who reaches the port could upload models, start trainings and cancel jobs. ` +
+            'Use --auth tokens (docs/auth.md), listen on 127.0.0.1, or pass --insecure to run open anyway',
+        );
+      }
+      this.log.warn({ host: o.host }, 'auth is off on a non-loopback address (--insecure): every route is open to anyone who reaches it');
+    } else if (auth === 'off') {
+      this.log.info({ host: o.host }, 'auth is off: every route is open to this machine (loopback); --auth tokens asks for tokens');
+    }
+    const store = auth === 'off' ? undefined : (injected ?? SqliteAuthStore.inDataDir(o.data));
+    this.ownStore = injected ? undefined : store;
+    if (store) this.log.info({ auth, store: injected ? 'injected' : o.data }, 'auth is on: routes ask for bearer tokens');
+    try {
+      return new AuthGate(
+        { auth, metricsAuth: o.metricsAuth, authCacheMs: o.authCacheMs, maxAuthFailures: o.maxAuthFailures, authFailureWindowMs: o.authFailureWindowMs },
+        store,
+        this.log,
+      );
+    } catch (err) {
+      void this.ownStore?.close(); // a web app that does not start leaves no store open
+      throw err;
+    }
   }
 
   private readonly securityHeaders: RequestHandler = (_req, res, next) => {
@@ -262,17 +349,24 @@ export class WebApp {
         [encodeJson(request), encodeHeader(this.headerOf(query)), image],
         { timeoutMs: this.options.requestTimeoutMs, retries: 0, idempotent: key !== undefined },
       );
+      await this.owners.record('job', ticket.id, AuthGate.principalOf(res));
       const url = `/api/jobs/${encodeURIComponent(ticket.id)}`;
       res.status(202).location(url).json({ id: ticket.id, state: ticket.state, url, eventsUrl: `${url}/events` });
     });
   };
 
   private readonly jobStatus: RequestHandler = async (_req, res) => {
-    res.json(await this.askJobs(JOBS_STATUS, params(res).path.id as string));
+    const id = params(res).path.id as string;
+    await this.owners.requireRead('job', id, AuthGate.principalOf(res));
+    res.json(await this.askJobs(JOBS_STATUS, id));
   };
 
   private readonly cancelJob: RequestHandler = async (_req, res) => {
-    res.json(await this.askJobs(JOBS_CANCEL, params(res).path.id as string));
+    const id = params(res).path.id as string;
+    await this.owners.requireOwner('job', id, AuthGate.principalOf(res));
+    const status = await this.askJobs(JOBS_CANCEL, id);
+    await this.audit.record(res, 'job.cancel', id, { state: status.state });
+    res.json(status);
   };
 
   /** Server-Sent Events: polls the jobs service and sends what changed, until the job is finished. */
@@ -280,6 +374,7 @@ export class WebApp {
     const id = params(res).path.id as string;
     const lastEventId = Number(req.get('last-event-id'));
     let since = Number.isInteger(lastEventId) && lastEventId > 0 ? lastEventId : 0;
+    await this.owners.requireRead('job', id, AuthGate.principalOf(res));
     let status = await this.askJobs(JOBS_STATUS, id, since); // unknown job: a 404 before the stream starts
     const stop = new AbortController();
     this.streams.add(stop);

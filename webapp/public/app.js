@@ -24,6 +24,8 @@ const ERROR_WORDS = {
   OVERLOADED: 'The cluster is busy. Try again in a moment.',
   TIMEOUT: 'The cluster took too long to answer. Try again.',
   WORKER_LOST: 'The worker handling the image stopped. Try again.',
+  UNAUTHENTICATED: 'Log in first (above).',
+  FORBIDDEN: 'Your token does not allow this.',
   INTERNAL: 'Something went wrong on the server.',
 };
 
