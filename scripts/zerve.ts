@@ -98,7 +98,7 @@ const up = program
       if (flags.data !== undefined) args.push('--data', resolve(String(flags.data)));
       supervisor.add(`training-${i + 1}`, args);
     }
-    const jobs = startJobsWorker({ ...flags, ...curve, connect: broker.backendEndpoint, broker: broker.frontendEndpoint });
+    const jobs = await startJobsWorker({ ...flags, ...curve, connect: broker.backendEndpoint, broker: broker.frontendEndpoint });
     const samples = flags.samples ?? (existsSync(DEFAULT_SAMPLES) ? DEFAULT_SAMPLES : undefined);
     // The page's model uploads are offered on the worker socket, the one that takes workers under CURVE.
     const web = await startWebApp({ ...flags, ...curve, broker: broker.frontendEndpoint, connect: broker.backendEndpoint, ...(samples ? { samples } : {}) });
@@ -216,11 +216,13 @@ const jobsCommand = worker
   .option('--connect <endpoint>', 'broker backend endpoint')
   .option('--broker <endpoint>', 'broker frontend endpoint jobs are dispatched through')
   .option('--data <dir>', 'folder of the job store')
+  .option('--store <url>', "where jobs are kept: sqlite:FOLDER or a postgres:// URL shared by several jobs services (default: jobs.sqlite in --data)")
+  .option('--lease-ms <ms>', 'lease of a running job; another jobs service takes it over when it runs out')
   .option('--concurrency <n>', 'jobs dispatched at once')
   .option('--config <file>', 'JSON config file');
 addMetricsOptions(jobsCommand, true).action(async (flags: Record<string, unknown>) => {
   const { startJobsWorker } = await import('../workers/jobs/jobs-worker.ts');
-  const jobs = startJobsWorker(flags);
+  const jobs = await startJobsWorker(flags);
   const metrics = await serveMetrics(flags, [jobs.metrics.registry]);
   onShutdown(async () => {
     await jobs.close();

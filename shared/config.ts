@@ -331,8 +331,18 @@ export interface JobsOptions extends HeartbeatOptions, CurveOptions, Pick<Worker
   connect: string;
   /** Broker frontend endpoint jobs are dispatched through. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
-  /** Folder of the job store (`jobs.sqlite`, WAL). @defaultValue './data' */
+  /** Folder of the job store (`jobs.sqlite`, WAL) when `store` is ''. @defaultValue './data' */
   data: string;
+  /**
+   * Where jobs are kept: '' for `jobs.sqlite` in `data`, `sqlite:FOLDER`, or a `postgres://` URL of a
+   * database several jobs services share (docs/store.md). @defaultValue ''
+   */
+  store: string;
+  /**
+   * A running job's lease in the store, renewed every third of it; when its jobs service dies, another
+   * takes the job over once the lease runs out. @defaultValue 30000
+   */
+  leaseMs: number;
   /** Jobs dispatched to their target service at once. @defaultValue 4 */
   concurrency: number;
   /** Queued jobs kept at most; past it `jobs.submit` is answered OVERLOADED. @defaultValue 10000 */
@@ -356,6 +366,8 @@ export const DEFAULT_JOBS_OPTIONS: JobsOptions = {
   connect: DEFAULT_BACKEND,
   broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
   data: './data',
+  store: '',
+  leaseMs: 30_000,
   concurrency: 4,
   maxQueuedJobs: 10_000,
   maxJobBytes: 32 * 1024 * 1024,

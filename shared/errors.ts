@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   WORKER_LOST: 'The worker handling the request died.',
   CANCELED: 'The request was canceled.',
   NOT_ADMITTED: "The broker refused this process's CURVE key: it is not in the broker's allowlist.",
+  STORE_UNAVAILABLE: 'The store (PostgreSQL) cannot be reached; retry later.',
   INTERNAL: 'An unexpected internal error.',
 } as const;
 
