@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { JobState, JobStatus, JobTicket } from '../jobs.ts';
 import {
@@ -68,7 +69,8 @@ const STATUS_COLUMNS = `id, service, state, attempts, created_at, started_at, fi
  * const store = await PostgresJobStore.open(pool, 'postgres://zerve@db/zerve', { resultTtlMs: 86_400_000, maxProgressEntries: 100 });
  */
 export class PostgresJobStore implements JobStore {
-  readonly owner = randomUUID();
+  /** `host/pid/uuid`: who holds a lease, readable in the database. */
+  readonly owner = `${hostname()}/${process.pid}/${randomUUID()}`;
   readonly exclusive = false;
   private closing: Promise<void> | undefined;
 

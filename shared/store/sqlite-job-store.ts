@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import type { JobState, JobStatus, JobTicket } from '../jobs.ts';
 import {
@@ -76,7 +77,8 @@ CREATE INDEX jobs_leases ON jobs (lease_until) WHERE state = 'running';`,
 export class SqliteJobStore implements JobStore {
   readonly file: string;
   readonly location: string;
-  readonly owner = randomUUID();
+  /** `host/pid/uuid`: who holds a lease, readable in the database. */
+  readonly owner = `${hostname()}/${process.pid}/${randomUUID()}`;
   readonly exclusive = true;
   private readonly db: Database.Database;
   private readonly options: SqliteJobStoreOptions;
