@@ -128,7 +128,7 @@ export class JobService extends EventEmitter {
       const held = new Set(await this.store.renewLeases(ids, this.options.leaseMs));
       for (const id of ids) {
         // Canceled, or taken over after this service could not renew in time: stop working for nobody.
-        if (!held.has(id)) this.log.warn({ job: id }, 'the lease on a running job is no longer held');
+        if (!held.has(id) && this.running.has(id)) this.log.warn({ job: id }, 'the lease on a running job is no longer held');
       }
       if (!this.store.exclusive) await this.recover(false);
     } catch (err) {
