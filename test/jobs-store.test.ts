@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testLogger } from './fixtures/webapp-cluster.ts';
 import { packFrames, unpackFrames, type JobStore } from '../shared/store/job-store.ts';
 import { openJobStore } from '../shared/store/open-job-store.ts';
+import { SQLITE_JOB_MIGRATIONS, SqliteJobStore } from '../shared/store/sqlite-job-store.ts';
 import { TestPostgres, skipUnlessPostgres } from './helpers/postgres.ts';
 
 const LOST = { code: 'WORKER_LOST', message: 'gone' } as const;
@@ -178,3 +181,54 @@ for (const backend of ['sqlite', 'postgres'] as const) {
     });
   });
 }
+
+describe('jobs store migrations (sqlite)', () => {
+  let dir: string;
+  let store: SqliteJobStore | undefined;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'zerve-jobs-migrate-'));
+  });
+  afterEach(async () => {
+    await store?.close();
+    store = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("upgrades a file the previous release wrote, losing nothing, and runs its jobs", async () => {
+    const file = join(dir, 'jobs.sqlite');
+    const old = new Database(file);
+    old.exec(readFileSync(fileURLToPath(new URL('./fixtures/jobs-store-previous-schema.sql', import.meta.url)), 'utf8'));
+    old.close();
+    store = new SqliteJobStore({ file, resultTtlMs: 60_000, maxProgressEntries: 10 });
+    const check = new Database(file, { readonly: true });
+    try {
+      assert.equal(check.pragma('user_version', { simple: true }), SQLITE_JOB_MIGRATIONS.length);
+    } finally {
+      check.close();
+    }
+    const running = (await store.status('old-running'))!;
+    assert.equal(running.state, 'running');
+    assert.deepEqual(running.progress.map((p) => p.data), [{ epoch: 1 }, { epoch: 2 }]);
+    assert.deepEqual((await store.status('old-done'))?.result, { ok: true });
+    assert.deepEqual(await store.submit('classify.squeezenet', [], { key: 'k-old' }), { id: 'old-queued', state: 'queued' }, 'keys still match');
+    // A running job of the old release has no lease: it counts as abandoned.
+    assert.deepEqual(await store.recoverAbandoned(5, { code: 'WORKER_LOST', message: 'gone' }), { failed: [], requeued: 1 });
+    const first = (await store.claim(30_000))!;
+    assert.equal(first.id, 'old-queued');
+    assert.deepEqual(first.body.map(String), ['{}']);
+    const second = (await store.claim(30_000))!;
+    assert.equal(second.id, 'old-running');
+    assert.equal(second.attempts, 2);
+    assert.equal(await store.addProgress('old-running', [Buffer.from('{"epoch":3}')]), 3);
+    assert.equal(await store.succeed('old-running', [Buffer.from('{"done":1}')]), true);
+  });
+
+  it('migrates an upgraded file no further when opened again', async () => {
+    const file = join(dir, 'jobs.sqlite');
+    store = new SqliteJobStore({ file, resultTtlMs: 60_000, maxProgressEntries: 10 });
+    const { id } = await store.submit('s', []);
+    await store.close();
+    store = new SqliteJobStore({ file, resultTtlMs: 60_000, maxProgressEntries: 10 });
+    assert.equal((await store.status(id))?.state, 'queued');
+  });
+});
