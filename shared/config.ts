@@ -400,6 +400,11 @@ export const DEFAULT_MODEL_PUBLISHER_OPTIONS: ModelPublisherOptions = {
 export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, HeartbeatOptions {
   /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
+  /**
+   * A shared experiment store (`postgres://` URL) `GET /api/runs` reads from directly; '' asks every
+   * training worker through the broker (their own SQLite stores). @defaultValue ''
+   */
+  store: string;
   /** TCP port of the HTTP server; 0 picks a free one. @defaultValue 8080 */
   http: number;
   /** Address the HTTP server listens on. @defaultValue '127.0.0.1' */
@@ -433,6 +438,7 @@ export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, Hear
 export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   ...DEFAULT_CURVE_OPTIONS,
   ...DEFAULT_MODEL_PUBLISHER_OPTIONS,
+  store: '',
   heartbeatIntervalMs: 1000,
   heartbeatLiveness: 3,
   broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
@@ -487,6 +493,11 @@ export interface TrainingWorkerOptions extends TrainingOptions, WorkerConnection
   runRetries: number;
   /** `train.run` requests this worker computes at once. @defaultValue 1 */
   runCapacity: number;
+  /**
+   * Where experiments, runs, epochs and dataset names are kept: '' for `runs.sqlite` in `data`,
+   * `sqlite:FOLDER`, or a `postgres://` URL every training worker shares (docs/store.md). @defaultValue ''
+   */
+  store: string;
 }
 
 export const DEFAULT_TRAINING_WORKER_OPTIONS: TrainingWorkerOptions = {
@@ -500,4 +511,5 @@ export const DEFAULT_TRAINING_WORKER_OPTIONS: TrainingWorkerOptions = {
   runConcurrency: 4,
   runRetries: 1,
   runCapacity: 1,
+  store: '',
 };

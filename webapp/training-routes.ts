@@ -2,6 +2,7 @@ import express, { type RequestHandler, type Response } from 'express';
 import type { ZerveClient } from '../shared/client.ts';
 import { clusterDatasets } from '../shared/cluster-datasets.ts';
 import { ClusterRuns } from '../shared/cluster-runs.ts';
+import type { StoreRuns } from '../shared/store/store-runs.ts';
 import type { WebAppOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { JOBS_SUBMIT, type JobTicket } from '../shared/jobs.ts';
@@ -56,6 +57,8 @@ export interface TrainingRoutesContext {
   options: WebAppOptions;
   /** Runs `work` within the web app's bound of requests in flight (OVERLOADED past it). */
   withSlot: (work: () => Promise<void>) => Promise<void>;
+  /** The shared experiment store's history, when the web app has one (`--store postgres://…`). */
+  storeRuns: () => StoreRuns | undefined;
 }
 
 function params(res: Response): CheckedParameters {
@@ -123,6 +126,11 @@ export class TrainingRoutes {
 
   private readonly listRuns: RequestHandler = async (_req, res) => {
     const { limit } = params(res).query as { limit?: number };
+    const stored = this.context.storeRuns();
+    if (stored) {
+      res.json(await stored.list(limit));
+      return;
+    }
     await this.requireService(RUNS_LIST);
     // Every training worker's run store, so experiments trained on any host show.
     res.json(await new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).list(limit));
@@ -130,6 +138,11 @@ export class TrainingRoutes {
 
   private readonly getRun: RequestHandler = async (_req, res) => {
     const id = params(res).path.id as string;
+    const stored = this.context.storeRuns();
+    if (stored) {
+      res.json(await stored.get(id));
+      return;
+    }
     await this.requireService(RUNS_GET);
     res.json(await new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).get(id));
   };

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ExperimentStore } from '../shared/store/experiment-store.ts';
+import { openExperimentStore } from '../shared/store/open-experiment-store.ts';
+import { StoreRuns } from '../shared/store/store-runs.ts';
+import type { ExperimentDetail, RunRecord } from '../shared/training.ts';
+import { testLogger } from './fixtures/webapp-cluster.ts';
+import { TestPostgres, skipUnlessPostgres } from './helpers/postgres.ts';
+
+const epoch = (n: number) => ({ phase: 'run' as const, epoch: n, loss: 1 / n, valAccuracy: 0.5 + n / 100, valLoss: 1 / n, elapsedMs: n * 10 });
+
+/** The same behaviour, said once, for each backend. */
+for (const backend of ['sqlite', 'postgres'] as const) {
+  describe(`experiment store (${backend})`, () => {
+    let server: TestPostgres | undefined;
+    let location: string;
+    let dir: string;
+    let databases = 0;
+    const opened: ExperimentStore[] = [];
+    let store: ExperimentStore;
+    const open = async (): Promise<ExperimentStore> => {
+      const s = await openExperimentStore(location, dir, testLogger);
+      opened.push(s);
+      return s;
+    };
+
+    before(async function () {
+      if (backend !== 'postgres') return;
+      skipUnlessPostgres(this);
+      this.timeout(30_000);
+      server = await TestPostgres.start();
+    });
+    after(() => server?.close());
+    beforeEach(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'zerve-experiments-'));
+      location = server ? await server.createDatabase(`experiments${++databases}`) : '';
+      store = await open();
+    });
+    afterEach(async () => {
+      await Promise.all(opened.splice(0).map((s) => s.close()));
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    const record = async (s: ExperimentStore, id: string, host = 'host-a') => {
+      await s.startExperiment({ id, datasetId: 'd'.repeat(64), request: { family: 'mlp' }, seed: 7, host, pid: process.pid });
+      for (const i of [1, 2]) {
+        const runId = `${id}-${i}`;
+        await s.startRun({ id: runId, experimentId: id, index: i, params: { lr: i / 10 } });
+        // Not awaited one by one, as the training worker writes them: they land in order anyway.
+        await Promise.all([1, 2, 3].map((n) => s.addEpoch(runId, epoch(n))));
+        await s.finishRun(runId, { status: 'succeeded', valAccuracy: 0.9 + i / 100, valLoss: 0.1, bestEpoch: 3, epochsRun: 3, durationMs: 30, host });
+      }
+      await s.finishExperiment(id, { status: 'succeeded', durationMs: 100, bestRunId: `${id}-2`, test: { accuracy: 0.93 }, modelName: 'digits', modelVersion: '1' });
+    };
+
+    it('keeps an experiment, its runs and their epochs in order, and the best run carries the test metrics', async () => {
+      await record(store, 'e1');
+      const run = (await store.detail('e1-2')) as RunRecord;
+      assert.deepEqual(run.epochs?.map((e) => e.epoch), [1, 2, 3]);
+      assert.equal(run.params.lr, 0.2);
+      assert.deepEqual(run.test, { accuracy: 0.93 });
+      assert.equal(run.modelVersion, '1');
+      assert.equal(((await store.detail('e1-1')) as RunRecord).test, undefined);
+      const experiment = (await store.detail('e1')) as ExperimentDetail;
+      assert.equal(experiment.status, 'succeeded');
+      assert.deepEqual(experiment.runs.map((r) => r.id), ['e1-1', 'e1-2']);
+      assert.equal(experiment.runs[0]!.epochs?.length, 3);
+      assert.equal(await store.detail('nope'), undefined);
+    });
+
+    it('lists experiments newest first, each with its runs', async () => {
+      await record(store, 'e1');
+      await new Promise((resolve) => setTimeout(resolve, 5)); // started_at has millisecond resolution
+      await record(store, 'e2');
+      const list = await store.summaries(10);
+      assert.deepEqual(list.map((e) => e.id), ['e2', 'e1']);
+      assert.deepEqual(list[0]!.runs.map((r) => r.index), [1, 2]);
+      assert.deepEqual((await store.summaries(1)).map((e) => e.id), ['e2']);
+      assert.deepEqual((await store.runs({ limit: 3 })).map((r) => r.id), ['e2-1', 'e2-2', 'e1-1']);
+    });
+
+    it('ends the runs still running with a failed experiment', async () => {
+      await store.startExperiment({ id: 'e3', datasetId: 'd', request: {}, seed: 1, host: 'h', pid: process.pid });
+      await store.startRun({ id: 'e3-1', experimentId: 'e3', index: 1, params: {} });
+      await store.finishExperiment('e3', { status: 'failed', error: 'TIMEOUT: slow' });
+      assert.equal((await store.run('e3-1'))?.status, 'failed');
+      assert.equal((await store.experiment('e3'))?.error, 'TIMEOUT: slow');
+    });
+
+    it('marks failed the running experiments of a dead worker on its host, and only those', async () => {
+      await store.startExperiment({ id: 'dead', datasetId: 'd', request: {}, seed: 1, host: 'h1', pid: 1_000_001 });
+      await store.startExperiment({ id: 'alive', datasetId: 'd', request: {}, seed: 1, host: 'h1', pid: process.pid });
+      await store.startExperiment({ id: 'elsewhere', datasetId: 'd', request: {}, seed: 1, host: 'h2', pid: 1_000_001 });
+      assert.deepEqual(await store.failAbandoned('h1', (pid) => pid === process.pid), ['dead']);
+      assert.equal((await store.experiment('dead'))?.status, 'failed');
+      assert.equal((await store.experiment('alive'))?.status, 'running');
+      assert.equal((await store.experiment('elsewhere'))?.status, 'running');
+    });
+
+    it('names datasets, the newest under a name winning', async () => {
+      await store.nameDataset('a'.repeat(64), 'cats');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await store.nameDataset('b'.repeat(64), 'cats');
+      assert.equal(await store.datasetName('a'.repeat(64)), 'cats');
+      assert.equal(await store.datasetByName('cats'), 'b'.repeat(64));
+      assert.equal(await store.datasetByName('dogs'), undefined);
+    });
+
+    it('answers run history from the store, UNKNOWN_RUN for an unknown id', async () => {
+      await record(store, 'e1');
+      const history = new StoreRuns(store);
+      assert.deepEqual((await history.list(5)).map((e) => e.id), ['e1']);
+      await assert.rejects(history.get('e404'), (err: { code?: string }) => err.code === 'UNKNOWN_RUN');
+    });
+  });
+}
+
+describe('experiment store shared by two writers (postgres)', () => {
+  let server: TestPostgres | undefined;
+  const opened: ExperimentStore[] = [];
+  before(async function () {
+    skipUnlessPostgres(this);
+    this.timeout(30_000);
+    server = await TestPostgres.start();
+  });
+  after(() => server?.close());
+  afterEach(() => Promise.all(opened.splice(0).map((s) => s.close())));
+
+  it("shows both workers' experiments to a third reader once both writers have closed", async () => {
+    const open = async () => {
+      const s = await openExperimentStore(server!.url, '.', testLogger);
+      opened.push(s);
+      return s;
+    };
+    const [a, b] = await Promise.all([open(), open()]); // two processes migrating at once: once
+    await a.startExperiment({ id: 'ea', datasetId: 'd', request: {}, seed: 1, host: 'host-a', pid: 1 });
+    await b.startExperiment({ id: 'eb', datasetId: 'd', request: {}, seed: 1, host: 'host-b', pid: 2 });
+    await Promise.all([a.close(), b.close()]);
+    const reader = await open();
+    assert.deepEqual(new Set((await reader.summaries(10)).map((e) => `${e.id}@${e.host}`)), new Set(['ea@host-a', 'eb@host-b']));
+  });
+});
