@@ -7,7 +7,8 @@
  * - `postgresUnavailable(): string | undefined` — why a server cannot be started here (Debian's
  *   `postgresql` package missing), or undefined. `skipUnlessPostgres(this)` in a mocha `before`
  *   skips the suite with the reason, or fails it under ZERVE_CI=1 (.ci/run installs the package).
- * - `await TestPostgres.start()` — a running server; `url` is `postgres://zerve:<password>@127.0.0.1:<port>/zerve`,
+ * - `await TestPostgres.start({ durable })` — a running server (`fsync=off` unless `durable`: tests need
+ *   no crash safety, a benchmark does); `url` is `postgres://zerve:<password>@127.0.0.1:<port>/zerve`,
  *   `urlFor(database)` the same for another database (`createDatabase(name)` makes one).
  * - `await pg.stop()` / `await pg.restart()` — the server down (fast shutdown) and up again on the same port.
  * - `await pg.close()` — stops the server and removes its folder; idempotent.
@@ -69,7 +70,10 @@ export class TestPostgres {
   private readonly asRoot: boolean;
   private closing: Promise<void> | undefined;
 
-  private constructor(dir: string, port: number, password: string) {
+  private readonly durable: boolean;
+
+  private constructor(dir: string, port: number, password: string, durable: boolean) {
+    this.durable = durable;
     this.dir = dir;
     this.port = port;
     this.password = password;
@@ -77,9 +81,9 @@ export class TestPostgres {
   }
 
   /** initdb, then start the server; the `zerve` role owns a `zerve` database. */
-  static async start(): Promise<TestPostgres> {
+  static async start(options: { durable?: boolean } = {}): Promise<TestPostgres> {
     const dir = mkdtempSync(join(tmpdir(), 'zerve-pg-'));
-    const pg = new TestPostgres(dir, await freePort(), randomBytes(12).toString('hex'));
+    const pg = new TestPostgres(dir, await freePort(), randomBytes(12).toString('hex'), options.durable ?? false);
     live.add(pg);
     try {
       if (pg.asRoot) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
@@ -115,7 +119,7 @@ export class TestPostgres {
   }
 
   async up(): Promise<void> {
-    const options = `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`;
+    const options = `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1 -c fsync=${this.durable ? 'on' : 'off'} -c max_connections=100`;
     await this.exec(join(BIN, 'pg_ctl'), ['-D', this.dataDir, '-l', join(this.dir, 'server.log'), '-o', options, '-w', 'start']);
   }
 
