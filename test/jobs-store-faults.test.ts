@@ -12,6 +12,8 @@ import { eventually } from './helpers/eventually.ts';
 import { TEST_HEARTBEAT_MS, fixtureImage, nextWorker, startBroker, tempDir } from './helpers/cluster.ts';
 import { testLogger } from './fixtures/webapp-cluster.ts';
 import { TestPostgres, skipUnlessPostgres } from './helpers/postgres.ts';
+import { inTransaction, openPostgresPool } from '../shared/store/postgres-pool.ts';
+import pg from 'pg';
 
 const kitten = readFileSync(fixtureImage('kitten.png'));
 const JOBS = 100;
@@ -119,6 +121,30 @@ describe('jobs on a PostgreSQL store that goes away', function () {
     const malformed = await bad('mysql://somewhere');
     assert.equal(malformed.code, 'BAD_REQUEST');
     assert.match(malformed.message, /store/);
+  });
+
+  it('leaves nothing half-written when the connection is cut in the middle of a transaction', async () => {
+    const pool = await openPostgresPool(server!.url, {}, testLogger);
+    const killer = new pg.Client({ connectionString: server!.url });
+    await killer.connect();
+    try {
+      const { id } = await jobs.store.submit('classify.quick', []);
+      const cut = inTransaction(pool, async (client) => {
+        await client.query(`UPDATE jobs SET progress_seq = 99 WHERE id = $1`, [id]);
+        await client.query(`INSERT INTO job_progress (job_id, seq, at, data) VALUES ($1, 99, 0, '\\x00')`, [id]);
+        const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+        await killer.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]); // the server drops this session mid-transaction
+        await client.query('SELECT 1');
+      });
+      await assert.rejects(cut);
+      const status = (await jobs.store.status(id))!;
+      assert.equal(status.progressSeq, 0, 'the update was rolled back');
+      assert.deepEqual(status.progress, [], 'and the insert with it');
+      assert.equal((await pool.query('SELECT 1 AS one')).rows[0].one, 1, 'the pool replaced the broken connection');
+    } finally {
+      await killer.end();
+      await pool.end();
+    }
   });
 
   it('keeps serving requests that do not need the store while it is down', async () => {

@@ -108,6 +108,12 @@ export async function openPostgresPool(url: string, options: Partial<PostgresPoo
 export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken = false;
+  // A session the server drops between two statements emits 'error' on the checked-out client; with
+  // no listener that would take the process down. The next statement fails, and the work with it.
+  const onError = () => {
+    broken = true;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const result = await work(client);
@@ -119,6 +125,7 @@ export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClie
     });
     throw err;
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }

@@ -6,6 +6,7 @@
  */
 import type Database from 'better-sqlite3';
 import type pg from 'pg';
+import { inTransaction } from './postgres-pool.ts';
 
 export interface Migration {
   /** 1, 2, 3, ...: applied in order, each once. */
@@ -41,9 +42,7 @@ export function migrateSqlite(db: Database.Database, migrations: readonly Migrat
  */
 export async function migratePostgres(pool: pg.Pool, component: string, migrations: readonly Migration[]): Promise<number[]> {
   check(migrations);
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     // Transaction-level: released by COMMIT or ROLLBACK, and by the server when the session dies.
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`zerve-schema:${component}`]);
     await client.query('CREATE TABLE IF NOT EXISTS zerve_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)');
@@ -57,12 +56,6 @@ export async function migratePostgres(pool: pg.Pool, component: string, migratio
         [component, pending.at(-1)!.version],
       );
     }
-    await client.query('COMMIT');
     return pending.map((m) => m.version);
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
