@@ -7,6 +7,9 @@ import { openExperimentStore } from '../shared/store/open-experiment-store.ts';
 import { StoreRuns } from '../shared/store/store-runs.ts';
 import type { ExperimentDetail, RunRecord } from '../shared/training.ts';
 import { testLogger } from './fixtures/webapp-cluster.ts';
+import type { Broker } from '../broker/broker.ts';
+import { WebApp } from '../webapp/web-app.ts';
+import { runCli, startBroker } from './helpers/cluster.ts';
 import { TestPostgres, skipUnlessPostgres } from './helpers/postgres.ts';
 
 const epoch = (n: number) => ({ phase: 'run' as const, epoch: n, loss: 1 / n, valAccuracy: 0.5 + n / 100, valLoss: 1 / n, elapsedMs: n * 10 });
@@ -140,5 +143,53 @@ describe('experiment store shared by two writers (postgres)', () => {
     await Promise.all([a.close(), b.close()]);
     const reader = await open();
     assert.deepEqual(new Set((await reader.summaries(10)).map((e) => `${e.id}@${e.host}`)), new Set(['ea@host-a', 'eb@host-b']));
+  });
+});
+
+describe('run history read from a shared PostgreSQL store, with no training worker up', function () {
+  this.timeout(60_000);
+  let server: TestPostgres | undefined;
+  let broker: Broker | undefined;
+  let web: WebApp | undefined;
+  before(async function () {
+    skipUnlessPostgres(this);
+    server = await TestPostgres.start();
+    const writer = await openExperimentStore(server.url, '.', testLogger);
+    try {
+      await writer.startExperiment({ id: 'e1', datasetId: 'd', request: {}, seed: 1, host: 'gone-host', pid: 1 });
+      await writer.startRun({ id: 'e1-1', experimentId: 'e1', index: 1, params: { lr: 0.1 } });
+      await writer.addEpoch('e1-1', epoch(1));
+      await writer.finishRun('e1-1', { status: 'succeeded', valAccuracy: 0.9, valLoss: 0.1, bestEpoch: 1, epochsRun: 1, durationMs: 10 });
+      await writer.finishExperiment('e1', { status: 'succeeded', durationMs: 20, bestRunId: 'e1-1', test: { accuracy: 0.9 } });
+    } finally {
+      await writer.close(); // the worker that wrote it is gone
+    }
+    broker = await startBroker();
+  });
+  after(async () => {
+    await web?.close();
+    await broker?.close();
+    await server?.close();
+  });
+
+  it('answers GET /api/runs and /api/runs/{id} from the store, 404 UNKNOWN_RUN for an unknown id', async () => {
+    web = new WebApp({ broker: broker!.frontendEndpoint, http: 0, store: server!.url }, testLogger);
+    const url = await web.start();
+    const list = (await (await fetch(new URL('/api/runs', url))).json()) as { id: string; host: string; runs: unknown[] }[];
+    assert.deepEqual(list.map((e) => [e.id, e.host, e.runs.length]), [['e1', 'gone-host', 1]]);
+    const run = (await (await fetch(new URL('/api/runs/e1-1', url))).json()) as RunRecord;
+    assert.deepEqual(run.epochs?.map((e) => e.epoch), [1]);
+    const missing = await fetch(new URL('/api/runs/e404', url));
+    assert.equal(missing.status, 404);
+    assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'UNKNOWN_RUN');
+  });
+
+  it('lists and shows them with zerve runs --store (a real process)', async () => {
+    const listed = await runCli(['runs', 'list', '--store', server!.url, '--format', 'json']);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.deepEqual((JSON.parse(listed.stdout) as RunRecord[]).map((r) => r.id), ['e1-1']);
+    const shown = await runCli(['runs', 'show', 'e1', '--store', server!.url]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.equal((JSON.parse(shown.stdout) as ExperimentDetail).runs[0]!.id, 'e1-1');
   });
 });
