@@ -98,7 +98,16 @@ const up = program
       if (flags.data !== undefined) args.push('--data', resolve(String(flags.data)));
       supervisor.add(`training-${i + 1}`, args);
     }
-    const jobs = await startJobsWorker({ ...flags, ...curve, connect: broker.backendEndpoint, broker: broker.frontendEndpoint });
+    let jobs: Awaited<ReturnType<typeof startJobsWorker>>;
+    try {
+      jobs = await startJobsWorker({ ...flags, ...curve, connect: broker.backendEndpoint, broker: broker.frontendEndpoint });
+    } catch (err) {
+      // A store that cannot be opened (wrong URL, password, server down) stops `up` with its message.
+      await supervisor.close();
+      await metrics?.close();
+      await broker.close();
+      return reportError(err);
+    }
     const samples = flags.samples ?? (existsSync(DEFAULT_SAMPLES) ? DEFAULT_SAMPLES : undefined);
     // The page's model uploads are offered on the worker socket, the one that takes workers under CURVE.
     const web = await startWebApp({ ...flags, ...curve, broker: broker.frontendEndpoint, connect: broker.backendEndpoint, ...(samples ? { samples } : {}) });
@@ -222,7 +231,12 @@ const jobsCommand = worker
   .option('--config <file>', 'JSON config file');
 addMetricsOptions(jobsCommand, true).action(async (flags: Record<string, unknown>) => {
   const { startJobsWorker } = await import('../workers/jobs/jobs-worker.ts');
-  const jobs = await startJobsWorker(flags);
+  let jobs: Awaited<ReturnType<typeof startJobsWorker>>;
+  try {
+    jobs = await startJobsWorker(flags);
+  } catch (err) {
+    return reportError(err);
+  }
   const metrics = await serveMetrics(flags, [jobs.metrics.registry]);
   onShutdown(async () => {
     await jobs.close();

@@ -9,7 +9,7 @@ import { WebApp } from '../webapp/web-app.ts';
 import { JobsWorker } from '../workers/jobs/jobs-worker.ts';
 import { WorkerConnection } from '../workers/worker-connection.ts';
 import { eventually } from './helpers/eventually.ts';
-import { TEST_HEARTBEAT_MS, fixtureImage, nextWorker, startBroker, tempDir } from './helpers/cluster.ts';
+import { TEST_HEARTBEAT_MS, fixtureImage, nextWorker, runCli, startBroker, tempDir } from './helpers/cluster.ts';
 import { testLogger } from './fixtures/webapp-cluster.ts';
 import { TestPostgres, skipUnlessPostgres } from './helpers/postgres.ts';
 import { inTransaction, openPostgresPool } from '../shared/store/postgres-pool.ts';
@@ -121,6 +121,17 @@ describe('jobs on a PostgreSQL store that goes away', function () {
     const malformed = await bad('mysql://somewhere');
     assert.equal(malformed.code, 'BAD_REQUEST');
     assert.match(malformed.message, /store/);
+  });
+
+  it('exits at start with a message naming the store when zerve worker jobs cannot open it (a real process)', async () => {
+    const args = ['worker', 'jobs', '--connect', broker.backendEndpoint, '--broker', broker.frontendEndpoint, '--data', data.path];
+    const wrongPassword = await runCli([...args, '--store', server!.urlFor('zerve', 'not-the-password')]);
+    assert.equal(wrongPassword.code, 1);
+    assert.match(wrongPassword.stderr, /zerve: BAD_REQUEST: cannot open the store postgres:\/\/zerve:\*\*\*@127\.0\.0\.1:\d+\/zerve: /);
+    assert.doesNotMatch(wrongPassword.stderr, /not-the-password/, 'the password is never printed');
+    const malformed = await runCli([...args, '--store', 'mysql://db/zerve']);
+    assert.equal(malformed.code, 1);
+    assert.match(malformed.stderr, /zerve: BAD_REQUEST: the store .* is neither sqlite:FOLDER nor a postgres:\/\/ URL/);
   });
 
   it('leaves nothing half-written when the connection is cut in the middle of a transaction', async () => {
