@@ -111,6 +111,17 @@ for (const backend of ['sqlite', 'postgres'] as const) {
       assert.equal(await store.datasetByName('dogs'), undefined);
     });
 
+    it('records where dataset bytes are held, once per host', async () => {
+      const id = 'c'.repeat(64);
+      await store.addDatasetHolder({ datasetId: id, host: 'host-a', images: 40, bytes: 12_345 });
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await store.addDatasetHolder({ datasetId: id, host: 'host-b', images: 40, bytes: 12_345 });
+      await store.addDatasetHolder({ datasetId: id, host: 'host-a', images: 40, bytes: 12_345 });
+      const holders = await store.datasetHolders(id);
+      assert.deepEqual(holders.map((h) => [h.host, h.images, h.bytes]), [['host-a', 40, 12_345], ['host-b', 40, 12_345]]);
+      assert.deepEqual(await store.datasetHolders('e'.repeat(64)), []);
+    });
+
     it('answers run history from the store, UNKNOWN_RUN for an unknown id', async () => {
       await record(store, 'e1');
       const history = new StoreRuns(store);

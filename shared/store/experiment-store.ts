@@ -44,6 +44,17 @@ export interface RunEnd {
   host?: string;
 }
 
+/** One host holding a dataset's bytes: the dataset index a fresh host reads to find them. */
+export interface DatasetHolder {
+  /** The dataset's id: the SHA-256 of its content. */
+  datasetId: string;
+  host: string;
+  images: number;
+  bytes: number;
+  /** ISO time the holder was first recorded. */
+  addedAt?: string;
+}
+
 export interface ExperimentStore {
   /** What the store is, for logs: a file path or a URL without its password. */
   readonly location: string;
@@ -72,5 +83,9 @@ export interface ExperimentStore {
   datasetName(id: string): Promise<string | undefined>;
   /** The id of the dataset most recently added under `name`. */
   datasetByName(name: string): Promise<string | undefined>;
+  /** Records that `host` holds a dataset's bytes (imported or fetched there); once per host. */
+  addDatasetHolder(holder: DatasetHolder): Promise<void>;
+  /** The hosts holding a dataset's bytes, first recorded first; empty when none recorded it. */
+  datasetHolders(datasetId: string): Promise<DatasetHolder[]>;
   close(): Promise<void>;
 }

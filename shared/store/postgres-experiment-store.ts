@@ -2,10 +2,10 @@ import type pg from 'pg';
 import { codeVersion } from '../code-version.ts';
 import type { Logger } from '../logger.ts';
 import type { EpochRecord, ExperimentDetail, ExperimentRecord, ExperimentSummary, RunRecord } from '../training.ts';
-import type { ExperimentEnd, ExperimentStart, ExperimentStore, RunEnd, RunStart } from './experiment-store.ts';
+import type { DatasetHolder, ExperimentEnd, ExperimentStart, ExperimentStore, RunEnd, RunStart } from './experiment-store.ts';
 import { inTransaction, storeErrorOf } from './postgres-pool.ts';
 import { migratePostgres, type Migration } from './schema-migrations.ts';
-import { toExperiment, toRun, type Row } from './sqlite-experiment-store.ts';
+import { holderOf, toExperiment, toRun, type Row } from './sqlite-experiment-store.ts';
 
 /** The experiment tables' schema in PostgreSQL, version by version; columns as in each worker's runs.sqlite. */
 export const POSTGRES_EXPERIMENT_MIGRATIONS: readonly Migration[] = [
@@ -35,6 +35,15 @@ CREATE TABLE epochs (
 CREATE INDEX epochs_by_run ON epochs (run_id, seq);
 CREATE TABLE dataset_names (id TEXT PRIMARY KEY, name TEXT NOT NULL, added_at TEXT NOT NULL);
 CREATE INDEX dataset_names_by_name ON dataset_names (name, added_at DESC);`,
+  },
+  {
+    version: 2,
+    name: 'where dataset bytes are held',
+    sql: `
+CREATE TABLE dataset_holders (
+  dataset_id TEXT NOT NULL, host TEXT NOT NULL, images INTEGER NOT NULL, bytes BIGINT NOT NULL, added_at TEXT NOT NULL,
+  PRIMARY KEY (dataset_id, host)
+);`,
   },
 ];
 
@@ -249,6 +258,23 @@ export class PostgresExperimentStore implements ExperimentStore {
     return this.read(
       async () => (await this.pool.query<{ id: string }>(`SELECT id FROM dataset_names WHERE name = $1 ORDER BY added_at DESC LIMIT 1`, [name])).rows[0]?.id,
     );
+  }
+
+  addDatasetHolder(h: DatasetHolder): Promise<void> {
+    const addedAt = new Date().toISOString();
+    return this.write(() =>
+      this.pool.query(
+        `INSERT INTO dataset_holders (dataset_id, host, images, bytes, added_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+        [h.datasetId, h.host, h.images, h.bytes, addedAt],
+      ),
+    );
+  }
+
+  datasetHolders(datasetId: string): Promise<DatasetHolder[]> {
+    return this.read(async () => {
+      const { rows } = await this.pool.query<Row>(`SELECT * FROM dataset_holders WHERE dataset_id = $1 ORDER BY added_at, host`, [datasetId]);
+      return rows.map(holderOf);
+    });
   }
 
   /** Waits for queued writes (those that can still be made), then closes the pool; idempotent. */

@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { codeVersion } from '../code-version.ts';
 import { ZerveError } from '../errors.ts';
 import type { EpochRecord, ExperimentDetail, ExperimentRecord, ExperimentSummary, ExperimentTest, RunRecord, RunStatus } from '../training.ts';
-import type { ExperimentStore, ExperimentStart, ExperimentEnd, RunEnd, RunStart } from './experiment-store.ts';
+import type { DatasetHolder, ExperimentStore, ExperimentStart, ExperimentEnd, RunEnd, RunStart } from './experiment-store.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS experiments (
@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS epochs (
   val_loss REAL, elapsed_ms REAL
 );
 CREATE TABLE IF NOT EXISTS dataset_names (id TEXT PRIMARY KEY, name TEXT NOT NULL, added_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dataset_holders (
+  dataset_id TEXT NOT NULL, host TEXT NOT NULL, images INTEGER NOT NULL, bytes INTEGER NOT NULL, added_at TEXT NOT NULL,
+  PRIMARY KEY (dataset_id, host)
+);
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment_id, idx);
 CREATE INDEX IF NOT EXISTS epochs_by_run ON epochs(run_id);
 `;
@@ -206,11 +210,29 @@ export class SqliteExperimentStore implements ExperimentStore {
     return (this.db.prepare(`SELECT id FROM dataset_names WHERE name = ? ORDER BY added_at DESC LIMIT 1`).get(name) as { id: string } | undefined)?.id;
   }
 
+  async addDatasetHolder(h: DatasetHolder): Promise<void> {
+    this.db
+      .prepare(`INSERT OR IGNORE INTO dataset_holders (dataset_id, host, images, bytes, added_at) VALUES (?, ?, ?, ?, ?)`)
+      .run(h.datasetId, h.host, h.images, h.bytes, new Date().toISOString());
+  }
+
+  async datasetHolders(datasetId: string): Promise<DatasetHolder[]> {
+    // A runs.sqlite written before the index has no such table (opened read-only, it is not added).
+    const known = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dataset_holders'`).get();
+    if (!known) return [];
+    const rows = this.db.prepare(`SELECT * FROM dataset_holders WHERE dataset_id = ? ORDER BY added_at, host`).all(datasetId) as Row[];
+    return rows.map(holderOf);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.db.close();
   }
+}
+
+export function holderOf(row: Row): DatasetHolder {
+  return { datasetId: String(row.dataset_id), host: String(row.host), images: Number(row.images), bytes: Number(row.bytes), addedAt: String(row.added_at) };
 }
 
 export function toExperiment(row: Row): ExperimentRecord {

@@ -26,6 +26,7 @@ import type { DatasetManifest, DatasetStore } from './dataset-store.ts';
 import type { DatasetTransfer } from './dataset-transfer.ts';
 import type { RequestResolver } from './request-resolver.ts';
 import type { ExperimentStore } from '../../shared/store/experiment-store.ts';
+import { HOSTNAME } from '../../shared/protocol.ts';
 
 export interface ControlServiceParts {
   options: TrainingWorkerOptions;
@@ -64,6 +65,19 @@ export class ControlService {
     if (fresh.length === 0) return;
     for (const id of fresh) this.offered.add(id);
     this.connection.setServices([...this.services, ...[...this.offered].map(datasetFetchService)]);
+    void this.recordHolding(fresh);
+  }
+
+  /** Records in the dataset index that this host holds these datasets' bytes; failures are logged. */
+  private async recordHolding(ids: string[]): Promise<void> {
+    for (const id of ids) {
+      try {
+        const manifest = await this.parts.datasets.manifest(id);
+        await this.parts.store.addDatasetHolder({ datasetId: id, host: HOSTNAME, images: manifest.images.length, bytes: manifest.totalBytes });
+      } catch (err) {
+        this.log.warn({ err, datasetId: id }, 'cannot record the dataset in the dataset index');
+      }
+    }
   }
 
   async offerStoredDatasets(): Promise<void> {
