@@ -1,5 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { POSTGRES_EXPERIMENT_MIGRATIONS } from '../shared/store/postgres-experiment-store.ts';
+import { migratePostgres } from '../shared/store/schema-migrations.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExperimentStore } from '../shared/store/experiment-store.ts';
@@ -202,5 +207,60 @@ describe('run history read from a shared PostgreSQL store, with no training work
     const shown = await runCli(['runs', 'show', 'e1', '--store', server!.url]);
     assert.equal(shown.code, 0, shown.stderr);
     assert.equal((JSON.parse(shown.stdout) as ExperimentDetail).runs[0]!.id, 'e1-1');
+  });
+});
+
+describe('experiment store upgrades', () => {
+  let dir: string;
+  let server: TestPostgres | undefined;
+  const opened: ExperimentStore[] = [];
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'zerve-runs-upgrade-'));
+  });
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((s) => s.close()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  after(() => server?.close());
+
+  it('opens a runs.sqlite the previous release wrote, losing nothing, and adds the dataset index', async () => {
+    const old = new Database(join(dir, 'runs.sqlite'));
+    old.exec(readFileSync(fileURLToPath(new URL('./fixtures/runs-store-previous-schema.sql', import.meta.url)), 'utf8'));
+    old.close();
+    const readOnly = await openExperimentStore(`sqlite:${dir}`, dir, testLogger, { readonly: true });
+    opened.push(readOnly);
+    assert.deepEqual(await readOnly.datasetHolders('f'.repeat(64)), [], 'read-only, an old file answers an empty index');
+    const store = await openExperimentStore(`sqlite:${dir}`, dir, testLogger);
+    opened.push(store);
+    const run = (await store.detail('eold-1')) as RunRecord;
+    assert.deepEqual(run.epochs?.map((e) => e.valAccuracy), [0.9, 0.96]);
+    assert.deepEqual(run.test, { accuracy: 0.97 });
+    const [experiment] = await store.summaries(5);
+    assert.equal(experiment?.host, 'old-host');
+    assert.equal(await store.datasetByName('photos'), 'f'.repeat(64));
+    await store.addDatasetHolder({ datasetId: 'f'.repeat(64), host: 'new-host', images: 3, bytes: 300 });
+    assert.deepEqual((await store.datasetHolders('f'.repeat(64))).map((h) => h.host), ['new-host']);
+  });
+
+  it('migrates a PostgreSQL database at the first schema version to the newest, once, losing nothing', async function () {
+    skipUnlessPostgres(this);
+    this.timeout(30_000);
+    server = await TestPostgres.start();
+    const pool = new pg.Pool({ connectionString: server.url });
+    try {
+      await migratePostgres(pool, 'experiments', POSTGRES_EXPERIMENT_MIGRATIONS.slice(0, 1));
+      await pool.query(
+        `INSERT INTO experiments (id, dataset_id, request, seed, code_version, status, started_at, host, pid) VALUES ('ev1', 'd', '{}', 1, '1', 'running', '2026-12-01T00:00:00Z', 'h', 1)`,
+      );
+      const [a, b] = await Promise.all([openExperimentStore(server.url, '.', testLogger), openExperimentStore(server.url, '.', testLogger)]);
+      opened.push(a, b);
+      assert.equal((await a.experiment('ev1'))?.status, 'running');
+      const { rows } = await pool.query<{ version: number }>(`SELECT version FROM zerve_schema WHERE component = 'experiments'`);
+      assert.deepEqual(rows.map((r) => r.version), [POSTGRES_EXPERIMENT_MIGRATIONS.length]);
+      await b.addDatasetHolder({ datasetId: 'd', host: 'h', images: 1, bytes: 1 });
+      assert.equal((await a.datasetHolders('d')).length, 1);
+    } finally {
+      await pool.end();
+    }
   });
 });
