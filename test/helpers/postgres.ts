@@ -14,7 +14,7 @@
  * - `await pg.close()` — stops the server and removes its folder; idempotent.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +22,14 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 
 const run = promisify(execFile);
-const BIN = process.env.ZERVE_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+/** Debian keeps each major version's programs in /usr/lib/postgresql/<major>/bin: the newest, or ZERVE_PG_BIN. */
+function postgresBin(): string {
+  if (process.env.ZERVE_PG_BIN) return process.env.ZERVE_PG_BIN;
+  const root = '/usr/lib/postgresql';
+  const majors = existsSync(root) ? readdirSync(root).filter((d) => /^\d+$/.test(d)).map(Number).sort((x, y) => y - x) : [];
+  return join(root, String(majors[0] ?? 15), 'bin');
+}
+const BIN = postgresBin();
 const USER = 'zerve';
 
 /** Why a PostgreSQL server cannot be started here, or undefined when it can. */

@@ -24,7 +24,10 @@ import { JobService } from './job-service.ts';
  */
 export class JobsWorker {
   readonly options: JobsOptions;
-  /** `zerve_jobs{state}`, counted in the store on each metrics beat (the last counts while it is unreachable). */
+  /**
+   * `zerve_jobs{state}`: counted in the store after each request and each settled attempt, and on each
+   * metrics beat (the last counts stand while the store is unreachable).
+   */
   readonly metrics = new WorkerMetrics();
   private readonly client: ZerveClient;
   private readonly counts = new Map<string, number>();
@@ -54,7 +57,8 @@ export class JobsWorker {
     // Status and cancel must be answered while every dispatch slot is busy: capacity is independent.
     this.connection = new WorkerConnection(
       [...JOBS_SERVICES],
-      (body, ctx) => this.service!.handle(ctx.service, body), // registered only once the service exists
+      // Registered only once the service exists; the counts follow each submit and cancel at once.
+      (body, ctx) => this.service!.handle(ctx.service, body).finally(() => void this.countJobs()),
       {
         connect: this.options.connect,
         kind: 'jobs',
@@ -103,6 +107,7 @@ export class JobsWorker {
       this.storeValue = store;
       await this.countJobs();
       this.service = new JobService(store, this.client, this.options, this.log);
+      this.service.on('settled', () => void this.countJobs());
       await this.service.start();
       if (this.closing) return;
       this.connection.start();
