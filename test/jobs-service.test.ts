@@ -9,6 +9,8 @@ import { JOBS_CANCEL, JOBS_STATUS, JOBS_SUBMIT, type JobStatus, type JobTicket }
 import { JobService, type JobServiceOptions, type JobTarget } from '../workers/jobs/job-service.ts';
 import type { JobStore } from '../shared/store/job-store.ts';
 import { SqliteJobStore } from '../shared/store/sqlite-job-store.ts';
+import { openJobStore } from '../shared/store/open-job-store.ts';
+import { TestPostgres, skipUnlessPostgres } from './helpers/postgres.ts';
 
 type Chunk = { final: boolean; body: Buffer[] };
 type Script = (body: Buffer[], signal: AbortSignal) => AsyncIterable<Chunk>;
@@ -268,5 +270,40 @@ describe('jobs service', () => {
     const done = settled(ticket.id);
     await service.start();
     assert.equal(await done, 'succeeded');
+  });
+});
+
+describe('jobs services sharing a PostgreSQL store (in one process)', () => {
+  let server: TestPostgres | undefined;
+  const closing: (() => Promise<void>)[] = [];
+  const options: JobServiceOptions = { concurrency: 2, maxQueuedJobs: 100, maxJobBytes: 1024, requestTimeoutMs: 1000, maxAttempts: 3, retryDelayMs: 1, resultTtlMs: 60_000, leaseMs: 30_000 };
+  before(async function () {
+    skipUnlessPostgres(this);
+    this.timeout(30_000);
+    server = await TestPostgres.start();
+  });
+  after(() => server?.close());
+  afterEach(async () => {
+    for (const close of closing.splice(0).reverse()) await close();
+  });
+
+  it('runs a job submitted through a service that is not dispatching on another one, which looks for it by itself', async () => {
+    const open = async () => {
+      const store = await openJobStore(server!.url, '.', { resultTtlMs: 60_000, maxProgressEntries: 10 }, silent);
+      closing.push(() => store.close());
+      return store;
+    };
+    const target = new FakeTarget();
+    target.scripts.set('echo', async function* (body) {
+      yield final({ echo: body[0]!.toString() });
+    });
+    const front = new JobService(await open(), target, options, silent); // answers requests, never started: dispatches nothing
+    const back = new JobService(await open(), target, options, silent);
+    closing.push(() => front.close(), () => back.close());
+    await back.start(); // started before the job exists: it finds the job by polling
+    const ticket = await front.submit({ service: 'echo' }, [Buffer.from('hi')]);
+    const done = new Promise<string>((resolve) => back.on('settled', (id: string, state: string) => id === ticket.id && resolve(state)));
+    assert.equal(await done, 'succeeded');
+    assert.deepEqual((await front.status(ticket.id)).result, { echo: 'hi' });
   });
 });

@@ -38,6 +38,8 @@ const MAX_RETRY_DELAY_MS = 30_000;
 const MAX_PURGE_INTERVAL_MS = 60_000;
 /** Pause before dispatching again after the store failed (unreachable, timed out). */
 const STORE_RETRY_MS = 1000;
+/** On a shared store, how often an idle service looks for jobs submitted through another one. */
+const SHARED_POLL_MS = 1000;
 const LOST_WORKER_ERROR = { code: 'WORKER_LOST', message: 'the jobs service stopped while the job ran, and it has no attempts left' } as const;
 
 function requireId(request: Record<string, unknown>): string {
@@ -58,7 +60,7 @@ function requireId(request: Record<string, unknown>): string {
  *
  * Jobs run under a lease in the store, renewed every `leaseMs / 3` while they run. On a store that
  * several jobs services share, each also takes back, on the same beat, running jobs whose lease ran
- * out (their service died), and looks for jobs submitted through another service.
+ * out (their service died); and every second it looks for jobs submitted through another service.
  */
 export class JobService extends EventEmitter {
   private readonly options: JobServiceOptions;
@@ -72,6 +74,7 @@ export class JobService extends EventEmitter {
   private pumpTimer: NodeJS.Timeout | undefined;
   private purgeTimer: NodeJS.Timeout | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
   private pumping = false;
   private pumpAgain = false;
   private started = false;
@@ -109,6 +112,10 @@ export class JobService extends EventEmitter {
     this.purgeTimer.unref();
     this.leaseTimer = setInterval(() => void this.leaseBeat(), Math.max(Math.floor(this.options.leaseMs / 3), 10));
     this.leaseTimer.unref();
+    if (!this.store.exclusive) {
+      this.pollTimer = setInterval(() => this.pump(), Math.min(SHARED_POLL_MS, Math.max(Math.floor(this.options.leaseMs / 3), 10)));
+      this.pollTimer.unref();
+    }
     this.pump();
   }
 
@@ -228,6 +235,7 @@ export class JobService extends EventEmitter {
       clearTimeout(this.pumpTimer);
       clearInterval(this.purgeTimer);
       clearInterval(this.leaseTimer);
+      clearInterval(this.pollTimer);
       // A target told to cancel stops working for nobody; the job runs again on the next start.
       const cancels = [...this.running].map(([id, controller]) => {
         controller.abort(new ZerveError('CANCELED', 'the jobs service is stopping'));
