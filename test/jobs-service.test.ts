@@ -276,7 +276,7 @@ describe('jobs service', () => {
 describe('jobs services sharing a PostgreSQL store (in one process)', () => {
   let server: TestPostgres | undefined;
   const closing: (() => Promise<void>)[] = [];
-  const options: JobServiceOptions = { concurrency: 2, maxQueuedJobs: 100, maxJobBytes: 1024, requestTimeoutMs: 1000, maxAttempts: 3, retryDelayMs: 1, resultTtlMs: 60_000, leaseMs: 30_000 };
+  const options: JobServiceOptions = { concurrency: 2, maxQueuedJobs: 100, maxJobBytes: 1024, requestTimeoutMs: 1000, maxAttempts: 3, retryDelayMs: 1, resultTtlMs: 60_000, leaseMs: 300_000 }; // lease beats 100 s apart: only the poll finds the job in time
   before(async function () {
     skipUnlessPostgres(this);
     this.timeout(30_000);
