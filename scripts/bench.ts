@@ -44,8 +44,9 @@ import { benchTraining, trainingReport, type TrainingSection } from './bench/tra
 import { benchMetricsOverhead, metricsOverheadTable } from './bench/metrics-overhead.ts';
 import { benchCurve, curveReport, type CurveSection } from './bench/curve-section.ts';
 import { benchFailover, failoverReport, type FailoverSection } from './bench/failover-section.ts';
+import { benchStore, storeReport, type StoreSection } from './bench/store-section.ts';
 
-const SECTIONS = ['inference', 'broker', 'metrics', 'curve', 'training', 'models', 'failover'] as const;
+const SECTIONS = ['inference', 'broker', 'metrics', 'curve', 'training', 'models', 'failover', 'store'] as const;
 type Section = (typeof SECTIONS)[number];
 const ARGS = parseArgs({ allowPositionals: true, options: { quick: { type: 'boolean', default: false } } });
 const QUICK = ARGS.values.quick === true;
@@ -510,6 +511,7 @@ async function main(): Promise<void> {
   const failover: FailoverSection | undefined = SELECTED.has('failover')
     ? await benchFailover({ rounds: QUICK ? 2 : 4, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, concurrency: ECHO_WINDOW, progress })
     : undefined;
+  const store: StoreSection | undefined = SELECTED.has('store') ? await benchStore({ quick: QUICK, durationMs: DURATION_MS, progress }) : undefined;
   // Last, on a machine the other sections no longer load.
   const training: TrainingSection | undefined = SELECTED.has('training') ? await benchTraining({ fixtures: FIXTURES, quick: QUICK, progress }) : undefined;
   const loadAfter = loadavg();
@@ -527,6 +529,7 @@ async function main(): Promise<void> {
     ...(training ? { training } : {}),
     ...(models ? { models } : {}),
     ...(failover ? { failover } : {}),
+    ...(store ? { store } : {}),
   };
   await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
   await writeFile(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
@@ -617,6 +620,11 @@ async function main(): Promise<void> {
     out.push('');
     out.push('6. Models between hosts: a version fetched through the broker from a holder process');
     out.push(...modelsReport(models));
+  }
+  if (store) {
+    out.push('');
+    out.push(`7. Store: SQLite and PostgreSQL side by side (each its own broker, echo worker and jobs service, all up at once), ${store.rounds} alternating rounds, medians`);
+    out.push(...storeReport(store));
   }
   await writeFile(MARKDOWN_FILE, `${render(out, true)}\n`);
   out.push('');

@@ -25,7 +25,8 @@ import { DATASETS_ADD, DIGITS_REQUEST, requestTraining, trainingJobFrames, type 
 import { onShutdown, parseInteger, reportError, withClient } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 // The stores and the worker are imported when a command needs them (see scripts/zerve.ts).
-import type { RunStore } from '../workers/training/run-store.ts';
+import type { ExperimentStore } from '../shared/store/experiment-store.ts';
+import { logger } from '../shared/logger.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -198,6 +199,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .option('--connect <endpoint>', 'broker backend endpoint')
     .option('--broker <endpoint>', 'broker frontend endpoint, to fan a search out to every training worker (default: run it here)')
     .option('--data <dir>', 'data directory (datasets, run store)')
+    .option('--store <url>', 'where experiments and runs are kept: sqlite:FOLDER or a postgres:// URL every training worker shares (default: runs.sqlite in --data)')
     .option('--models <dir>', 'model repository trained models are exported to')
     .option('--run-concurrency <n>', 'runs of one search in flight at once')
     .option('--run-capacity <n>', 'runs of any search this worker computes at once')
@@ -208,7 +210,12 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
   addMetricsOptions(trainingCommand, true)
     .action(async (flags: Record<string, unknown>) => {
       const { TrainingWorker } = await import('../workers/training/training-worker.ts');
-      const training = new TrainingWorker(resolveOptions(DEFAULT_TRAINING_WORKER_OPTIONS, flags));
+      let training: InstanceType<typeof TrainingWorker>;
+      try {
+        training = await TrainingWorker.open(resolveOptions(DEFAULT_TRAINING_WORKER_OPTIONS, flags));
+      } catch (err) {
+        return reportError(err);
+      }
       const metrics = await serveMetrics(flags, [training.metrics.registry]);
       onShutdown(async () => {
         await Promise.all([training.close(), metrics?.close()]);
@@ -313,8 +320,14 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
       });
     });
 
-  const runs = program.command('runs').description('tracked experiments and runs: from every training worker through the broker, or from a run store with --data (offline)');
-  const openStore = async (flags: Record<string, unknown>): Promise<RunStore> => new (await import('../workers/training/run-store.ts')).RunStore(String(flags.data), { readonly: true });
+  const runs = program.command('runs').description('tracked experiments and runs: from every training worker through the broker, from the shared store with --store, or from a run store with --data (offline)');
+  /** With --store (or ZERVE_STORE) or --data: the store to read instead of asking the cluster. */
+  const storeOf = (flags: Record<string, unknown>): string | undefined =>
+    (flags.store as string | undefined) ?? process.env.ZERVE_STORE ?? (flags.data !== undefined ? `sqlite:${String(flags.data)}` : undefined);
+  const openStore = async (flags: Record<string, unknown>): Promise<ExperimentStore> => {
+    const { openExperimentStore } = await import('../shared/store/open-experiment-store.ts');
+    return openExperimentStore(storeOf(flags)!, String(flags.data ?? '.'), logger, { readonly: true });
+  };
   /** Runs `fn` with the cluster's run history, closing the client afterwards. */
   const withCluster = async <T>(flags: Record<string, unknown>, fn: (runs: ClusterRuns) => Promise<T>): Promise<T> => {
     const client = new ZerveClient(resolveOptions(DEFAULT_CLIENT_OPTIONS, flags));
@@ -327,6 +340,7 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
   const clusterFlags = (command: Command) =>
     command
       .option('--data <dir>', 'read this run store instead of asking the cluster (offline)')
+      .option('--store <url>', 'read the shared store (postgres://...) instead of asking the cluster (default: ZERVE_STORE)')
       .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
       .option('--timeout-ms <ms>', 'time to wait for each training worker', '10000');
   clusterFlags(runs.command('list').description('runs, newest experiment first'))
@@ -336,10 +350,13 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
       try {
         const limit = Number(flags.limit);
         let list: RunRecord[];
-        if (flags.data !== undefined) {
+        if (storeOf(flags) !== undefined) {
           const store = await openStore(flags);
-          list = store.runs({ limit }).map((r) => store.run(r.id)!);
-          store.close();
+          try {
+            list = await Promise.all((await store.runs({ limit })).map(async (r) => (await store.run(r.id))!));
+          } finally {
+            await store.close();
+          }
         } else {
           list = (await withCluster(flags, (cluster) => cluster.list(limit))).flatMap(experimentRuns).slice(0, limit);
         }
@@ -353,12 +370,15 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .action(async (id: string, flags: Record<string, unknown>) => {
       try {
         let shown: unknown;
-        if (flags.data !== undefined) {
+        if (storeOf(flags) !== undefined) {
           const store = await openStore(flags);
-          const run = store.run(id);
-          const experiment = run ? undefined : store.experiment(id);
-          shown = run ?? (experiment ? { ...experiment, runs: store.runs({ experimentId: id }) } : undefined);
-          store.close();
+          try {
+            const run = await store.run(id);
+            const experiment = run ? undefined : await store.experiment(id);
+            shown = run ?? (experiment ? { ...experiment, runs: await store.runs({ experimentId: id }) } : undefined);
+          } finally {
+            await store.close();
+          }
           if (!shown) throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
         } else {
           shown = await withCluster(flags, (cluster) => cluster.get(id));
@@ -374,15 +394,19 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .action(async (ids: string[], flags: Record<string, unknown>) => {
       try {
         const list: RunRecord[] = [];
-        if (flags.data !== undefined) {
+        if (storeOf(flags) !== undefined) {
           const store = await openStore(flags);
-          for (const id of ids) {
-            const run = store.run(id);
-            if (run) list.push(run);
-            else if (store.experiment(id)) list.push(...store.runs({ experimentId: id }).map((r) => store.run(r.id)!));
-            else throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
+          try {
+            for (const id of ids) {
+              const run = await store.run(id);
+              if (run) list.push(run);
+              else if (await store.experiment(id)) {
+                for (const r of await store.runs({ experimentId: id })) list.push((await store.run(r.id))!);
+              } else throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
+            }
+          } finally {
+            await store.close();
           }
-          store.close();
         } else {
           await withCluster(flags, async (cluster) => {
             for (const found of await Promise.all(ids.map((id) => cluster.get(id)))) {

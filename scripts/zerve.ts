@@ -121,7 +121,16 @@ const up = program
       if (flags.data !== undefined) args.push('--data', resolve(String(flags.data)));
       supervisor.add(`training-${i + 1}`, args);
     }
-    const jobs = startJobsWorker({ ...flags, ...curve, connect: backendList, broker: frontendList });
+    let jobs: Awaited<ReturnType<typeof startJobsWorker>>;
+    try {
+      jobs = await startJobsWorker({ ...flags, ...curve, connect: backendList, broker: frontendList });
+    } catch (err) {
+      // A store that cannot be opened (wrong URL, password, server down) stops `up` with its message.
+      await supervisor.close();
+      await metrics?.close();
+      await broker.close();
+      return reportError(err);
+    }
     const samples = flags.samples ?? (existsSync(DEFAULT_SAMPLES) ? DEFAULT_SAMPLES : undefined);
     // The page's model uploads are offered on the worker socket, the one that takes workers under CURVE.
     const web = await startWebApp({ ...flags, ...curve, broker: frontendList, connect: backendList, ...(samples ? { samples } : {}) });
@@ -239,11 +248,18 @@ const jobsCommand = worker
   .option('--connect <endpoint>', 'broker backend endpoint')
   .option('--broker <endpoint>', 'broker frontend endpoint jobs are dispatched through')
   .option('--data <dir>', 'folder of the job store')
+  .option('--store <url>', "where jobs are kept: sqlite:FOLDER or a postgres:// URL shared by several jobs services (default: jobs.sqlite in --data)")
+  .option('--lease-ms <ms>', 'lease of a running job; another jobs service takes it over when it runs out')
   .option('--concurrency <n>', 'jobs dispatched at once')
   .option('--config <file>', 'JSON config file');
 addMetricsOptions(jobsCommand, true).action(async (flags: Record<string, unknown>) => {
   const { startJobsWorker } = await import('../workers/jobs/jobs-worker.ts');
-  const jobs = startJobsWorker(flags);
+  let jobs: Awaited<ReturnType<typeof startJobsWorker>>;
+  try {
+    jobs = await startJobsWorker(flags);
+  } catch (err) {
+    return reportError(err);
+  }
   const metrics = await serveMetrics(flags, [jobs.metrics.registry]);
   onShutdown(async () => {
     await jobs.close();
@@ -254,6 +270,7 @@ addMetricsOptions(jobsCommand, true).action(async (flags: Record<string, unknown
 program
   .command('web')
   .description('run the web app (page and HTTP API) against a broker')
+  .option('--store <url>', 'read run history from this shared store (postgres://...) instead of asking every training worker')
   .option('--broker <endpoint>', 'broker frontend endpoint')
   .option('--connect <endpoint>', "broker worker endpoint a model uploaded on the page is offered on until an inference worker takes it (default: the --broker endpoint; under CURVE: the broker's worker socket)")
   .option('--http <port>', 'port')

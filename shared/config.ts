@@ -349,8 +349,18 @@ export interface JobsOptions extends HeartbeatOptions, CurveOptions, Pick<Worker
   connect: string;
   /** Broker frontend endpoint jobs are dispatched through. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
-  /** Folder of the job store (`jobs.sqlite`, WAL). @defaultValue './data' */
+  /** Folder of the job store (`jobs.sqlite`, WAL) when `store` is ''. @defaultValue './data' */
   data: string;
+  /**
+   * Where jobs are kept: '' for `jobs.sqlite` in `data`, `sqlite:FOLDER`, or a `postgres://` URL of a
+   * database several jobs services share (docs/store.md). @defaultValue ''
+   */
+  store: string;
+  /**
+   * A running job's lease in the store, renewed every third of it; when its jobs service dies, another
+   * takes the job over once the lease runs out. @defaultValue 30000
+   */
+  leaseMs: number;
   /** Jobs dispatched to their target service at once. @defaultValue 4 */
   concurrency: number;
   /** Queued jobs kept at most; past it `jobs.submit` is answered OVERLOADED. @defaultValue 10000 */
@@ -374,6 +384,8 @@ export const DEFAULT_JOBS_OPTIONS: JobsOptions = {
   connect: DEFAULT_BACKEND,
   broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
   data: './data',
+  store: '',
+  leaseMs: 30_000,
   concurrency: 4,
   maxQueuedJobs: 10_000,
   maxJobBytes: 32 * 1024 * 1024,
@@ -455,6 +467,11 @@ export const DEFAULT_WEB_AUTH_OPTIONS: WebAuthOptions = {
 export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, HeartbeatOptions, WebAuthOptions {
   /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
+  /**
+   * A shared experiment store (`postgres://` URL) `GET /api/runs` reads from directly; '' asks every
+   * training worker through the broker (their own SQLite stores). @defaultValue ''
+   */
+  store: string;
   /** TCP port of the HTTP server; 0 picks a free one. @defaultValue 8080 */
   http: number;
   /** Address the HTTP server listens on. @defaultValue '127.0.0.1' */
@@ -489,6 +506,7 @@ export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   ...DEFAULT_CURVE_OPTIONS,
   ...DEFAULT_WEB_AUTH_OPTIONS,
   ...DEFAULT_MODEL_PUBLISHER_OPTIONS,
+  store: '',
   heartbeatIntervalMs: 1000,
   heartbeatLiveness: 3,
   broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,
@@ -543,6 +561,11 @@ export interface TrainingWorkerOptions extends TrainingOptions, WorkerConnection
   runRetries: number;
   /** `train.run` requests this worker computes at once. @defaultValue 1 */
   runCapacity: number;
+  /**
+   * Where experiments, runs, epochs and dataset names are kept: '' for `runs.sqlite` in `data`,
+   * `sqlite:FOLDER`, or a `postgres://` URL every training worker shares (docs/store.md). @defaultValue ''
+   */
+  store: string;
 }
 
 export const DEFAULT_TRAINING_WORKER_OPTIONS: TrainingWorkerOptions = {
@@ -556,4 +579,5 @@ export const DEFAULT_TRAINING_WORKER_OPTIONS: TrainingWorkerOptions = {
   runConcurrency: 4,
   runRetries: 1,
   runCapacity: 1,
+  store: '',
 };

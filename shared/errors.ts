@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   UNKNOWN_TOKEN: 'No such API token.',
   ALREADY_EXISTS: 'Something of that name already exists (a user).',
   TOO_MANY_ATTEMPTS: 'Too many failed authentications from this address or for this token; retry after Retry-After seconds.',
+  STORE_UNAVAILABLE: 'The store (PostgreSQL) cannot be reached; retry later.',
   INTERNAL: 'An unexpected internal error.',
 } as const;
 

@@ -4,7 +4,7 @@ import { DEFAULT_BROKER_OPTIONS, DEFAULT_JOBS_OPTIONS, resolveOptions } from '..
 import { ZerveError } from '../shared/errors.ts';
 import { pino } from 'pino';
 import { JobService, type JobTarget } from '../workers/jobs/job-service.ts';
-import { JobStore } from '../workers/jobs/job-store.ts';
+import { SqliteJobStore } from '../shared/store/sqlite-job-store.ts';
 import { runCli, tempDir } from './helpers/cluster.ts';
 
 const isBadConfig = (pattern: RegExp) => (err: unknown) => err instanceof ZerveError && err.code === 'BAD_CONFIG' && pattern.test(err.message);
@@ -24,17 +24,17 @@ describe('start-up configuration errors', () => {
     assert.throws(() => resolveOptions(DEFAULT_BROKER_OPTIONS, { config: join(dir.path, 'missing.json') }), isBadConfig(/cannot read config file/));
   });
 
-  it('answers the jobs store and service options out of range with BAD_CONFIG, not a RangeError', () => {
+  it('answers the jobs store and service options out of range with BAD_CONFIG, not a RangeError', async () => {
     const file = join(dir.path, 'jobs.sqlite');
-    assert.throws(() => new JobStore({ file, resultTtlMs: -1, maxProgressEntries: 1 }), isBadConfig(/resultTtlMs/));
-    const store = new JobStore({ file, resultTtlMs: 1000, maxProgressEntries: 1 });
+    assert.throws(() => new SqliteJobStore({ file, resultTtlMs: -1, maxProgressEntries: 1 }), isBadConfig(/resultTtlMs/));
+    const store = new SqliteJobStore({ file, resultTtlMs: 1000, maxProgressEntries: 1 });
     try {
       const target: JobTarget = { stream: () => ({ [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true as const, value: undefined }) }) }) };
       const log = pino({ level: 'silent' });
       assert.throws(() => new JobService(store, target, { ...DEFAULT_JOBS_OPTIONS, concurrency: 0 }, log), isBadConfig(/concurrency/));
       assert.throws(() => new JobService(store, target, { ...DEFAULT_JOBS_OPTIONS, maxAttempts: 0 }, log), isBadConfig(/maxAttempts/));
     } finally {
-      store.close();
+      await store.close();
     }
   });
 

@@ -108,6 +108,7 @@ function modernSchema(schema: unknown): Json {
 function zerveCommands(): { where: string; args: string[] }[] {
   const found: { where: string; args: string[] }[] = [];
   for (const [name, service] of Object.entries(compose.services as Record<string, Json>)) {
+    if (name === 'postgres') continue; // the official image, not zerve
     found.push({ where: `compose ${name}`, args: service.command });
     const test = service.healthcheck?.test as string[] | undefined;
     if (test?.[1] === 'zerve') found.push({ where: `compose ${name} healthcheck`, args: test.slice(2) });
@@ -306,14 +307,14 @@ describe('deployment files (static checks)', function () {
     const validate = ajv.compile(modernSchema(composeSchema));
     assert.ok(validate(compose), ajv.errorsText(validate.errors));
     const services = compose.services as Record<string, Json>;
-    assert.deepEqual(Object.keys(services).sort(), ['broker', 'broker2', 'inference', 'jobs', 'training', 'web']);
-    for (const [name, service] of Object.entries(services).filter(([n]) => !n.startsWith('broker'))) {
+    assert.deepEqual(Object.keys(services).sort(), ['broker', 'broker2', 'inference', 'jobs', 'postgres', 'training', 'web']);
+    for (const [name, service] of Object.entries(services).filter(([n]) => !n.startsWith('broker') && n !== 'postgres')) {
       for (const flag of ['--connect', '--broker']) {
         const hosts = (argOf(service.command, flag) ?? '').split(',').map((e) => /^tcp:\/\/([^:]+):\d+$/.exec(e)?.[1]);
         assert.deepEqual(hosts, ['broker', 'broker2'], `${name} ${flag} lists both brokers`);
       }
     }
-    for (const [name, service] of Object.entries(services)) {
+    for (const [name, service] of Object.entries(services).filter(([n]) => n !== 'postgres')) {
       for (const volume of (service.volumes ?? []) as string[]) {
         // SOURCE:TARGET[:MODE] names a volume; TARGET[:MODE] is an anonymous one.
         const parts = volume.split(':');
@@ -345,6 +346,27 @@ describe('deployment files (static checks)', function () {
     for (const file of Object.values(compose.secrets as Record<string, Json>)) assert.match(file.file, /^\.\/deploy\/keys\//);
   });
 
+  it('keeps job tickets in a postgres service (official image, named volume, health check) whose URL reaches the jobs service as a secret', () => {
+    const services = compose.services as Record<string, Json>;
+    const postgres = services.postgres!;
+    assert.match(postgres.image, /^postgres:\d+$/, 'the official image, a pinned major version');
+    const [volume, target] = (postgres.volumes as string[])[0]!.split(':');
+    assert.ok(volume! in compose.volumes && target === '/var/lib/postgresql/data', 'its data on a named volume');
+    assert.equal(postgres.healthcheck.test[1], 'pg_isready');
+    assert.equal(postgres.environment.POSTGRES_PASSWORD_FILE, `/run/secrets/${postgres.secrets[0]}`, 'the password from a secret');
+    assert.ok(postgres.secrets[0] in compose.secrets);
+    const jobs = services.jobs!;
+    assert.equal(jobs.depends_on.postgres.condition, 'service_healthy');
+    const config = argOf(jobs.command, '--config')!;
+    assert.ok(config.startsWith('/run/secrets/') && jobs.secrets.includes(config.slice('/run/secrets/'.length)), 'the store URL from a secret config file');
+    assert.ok(!(jobs.command as string[]).some((a) => a.startsWith('postgres')), 'never a URL with a password in argv');
+    // Kubernetes: the URL from a Secret, optional so that the SQLite default still starts.
+    const env = (containerOf('zerve-jobs').env ?? []) as Json[];
+    const store = env.find((e) => e.name === 'ZERVE_STORE');
+    assert.ok(store?.valueFrom?.secretKeyRef?.name && store.valueFrom.secretKeyRef.key, 'ZERVE_STORE from a Secret');
+    assert.ok(!(containerOf('zerve-jobs').args as string[]).includes('--store'));
+  });
+
   it('builds one image for every role: multi-stage, Debian slim Node 20, non-root, zerve as entry point', () => {
     const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
     const stages = [...dockerfile.matchAll(/^FROM (\S+)(?: AS (\w+))?$/gm)];
@@ -356,7 +378,7 @@ describe('deployment files (static checks)', function () {
     // empty takes their ownership, so the workers can write their models and data.
     const runtime = dockerfile.slice(dockerfile.lastIndexOf('FROM '), dockerfile.indexOf('USER node'));
     for (const service of Object.values(compose.services as Record<string, Json>)) {
-      for (const folder of foldersOf(service.command)) {
+      for (const folder of foldersOf(service.command ?? [])) {
         const root = folder.split('/').slice(0, 5).join('/'); // /var/lib/zerve/models, /var/lib/zerve/data
         assert.match(runtime, new RegExp(`mkdir -p [^\\n]*${root}\\b`), `the image makes ${root}`);
       }

@@ -11,6 +11,8 @@ import { WorkerConnection } from '../workers/worker-connection.ts';
 import { JOBS_SUBMIT } from '../shared/jobs.ts';
 import { TEST_ENV, TEST_HEARTBEAT_MS, fixtureImage, nextWorker, spawnWorker, startBroker, tempDir, type CliProcess } from './helpers/cluster.ts';
 import { squeezenetRepository, testLogger } from './fixtures/webapp-cluster.ts';
+import { TestPostgres, skipUnlessPostgres } from './helpers/postgres.ts';
+import pg from 'pg';
 
 const JOBS_PROCESS = fileURLToPath(new URL('./fixtures/jobs-worker-process.ts', import.meta.url));
 const kitten = readFileSync(fixtureImage('kitten.png'));
@@ -56,8 +58,8 @@ class GateWorker extends EventEmitter {
   }
 }
 
-function spawnJobs(broker: Broker, data: string): { child: ChildProcess; registered: Promise<unknown> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', JOBS_PROCESS, broker.backendEndpoint, broker.frontendEndpoint, data], {
+function spawnJobs(broker: Broker, data: string, store: string[] = []): { child: ChildProcess; registered: Promise<unknown> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', JOBS_PROCESS, broker.backendEndpoint, broker.frontendEndpoint, data, ...store], {
     env: TEST_ENV,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -163,5 +165,69 @@ describe('job durability across restarts', function () {
     inference = await spawnWorker(broker, ['inference', '--models', await squeezenetRepository(), '--threads', '1']);
     const tabby = await finalStatus(webUrl, await submit(webUrl, 'squeezenet'));
     assert.equal((tabby.result as { predictions: { label: string }[] }).predictions[0]!.label, 'tabby, tabby cat');
+  });
+});
+
+describe('jobs services sharing a PostgreSQL store', function () {
+  this.timeout(60_000);
+  let server: TestPostgres | undefined;
+  let broker: Broker;
+  let data: { path: string; remove: () => Promise<void> };
+  let gate: GateWorker;
+  let services: ChildProcess[] = [];
+  let webs: WebApp[] = [];
+
+  before(async function () {
+    skipUnlessPostgres(this);
+    server = await TestPostgres.start();
+  });
+  after(() => server?.close());
+  beforeEach(async () => {
+    data = await tempDir('zerve-jobs-shared-');
+    broker = await startBroker();
+    gate = new GateWorker(broker);
+    const spawned = [spawnJobs(broker, data.path, [server!.url, '1000']), spawnJobs(broker, data.path, [server!.url, '1000'])];
+    services = spawned.map((s) => s.child);
+    await Promise.all([...spawned.map((s) => s.registered), nextWorker(broker, (w) => w.services.includes('classify.gate'))]);
+  });
+  afterEach(async () => {
+    gate.release();
+    await Promise.all(webs.map((w) => w.close()));
+    webs = [];
+    await Promise.all(services.map((child) => kill(child, 'SIGTERM')));
+    await gate.connection.close();
+    await broker.close();
+    await data.remove();
+  });
+
+  const startWeb = async (): Promise<string> => {
+    const web = new WebApp({ broker: broker.frontendEndpoint, http: 0, eventsPollMs: 50, infoCacheMs: 100 }, testLogger);
+    webs.push(web);
+    return web.start();
+  };
+
+  it('finishes a job through the other service, once, when the one running it is SIGKILLed; its events stream from any web app', async () => {
+    const [webA, webB] = await Promise.all([startWeb(), startWeb()]);
+    const id = await submit(webA, 'gate');
+    await gate.request(1);
+    const db = new pg.Client({ connectionString: server!.url });
+    await db.connect();
+    let holder: string;
+    try {
+      holder = (await db.query<{ lease_owner: string }>('SELECT lease_owner FROM jobs WHERE id = $1', [id])).rows[0]!.lease_owner;
+    } finally {
+      await db.end();
+    }
+    const pid = Number(holder.split('/')[1]);
+    const victim = services.find((child) => child.pid === pid);
+    assert.ok(victim, `the lease holder ${holder} is one of the two services`);
+    await kill(victim); // SIGKILL with the job running
+    await gate.request(2); // the survivor took the job over when its lease ran out
+    gate.release();
+    const status = await finalStatus(webB, id);
+    assert.equal(status.state, 'succeeded');
+    assert.equal(status.attempts, 2, 'one attempt per service: the survivor ran it once');
+    assert.equal(gate.received, 2);
+    assert.equal((status.result as { predictions: { label: string }[] }).predictions[0]!.label, 'open');
   });
 });

@@ -7,7 +7,10 @@ import { pino } from 'pino';
 import { ZerveError } from '../shared/errors.ts';
 import { JOBS_CANCEL, JOBS_STATUS, JOBS_SUBMIT, type JobStatus, type JobTicket } from '../shared/jobs.ts';
 import { JobService, type JobServiceOptions, type JobTarget } from '../workers/jobs/job-service.ts';
-import { JobStore } from '../workers/jobs/job-store.ts';
+import type { JobStore } from '../shared/store/job-store.ts';
+import { SqliteJobStore } from '../shared/store/sqlite-job-store.ts';
+import { openJobStore } from '../shared/store/open-job-store.ts';
+import { TestPostgres, skipUnlessPostgres } from './helpers/postgres.ts';
 
 type Chunk = { final: boolean; body: Buffer[] };
 type Script = (body: Buffer[], signal: AbortSignal) => AsyncIterable<Chunk>;
@@ -54,6 +57,7 @@ describe('jobs service', () => {
     maxAttempts: 3,
     retryDelayMs: 1,
     resultTtlMs: 60_000,
+    leaseMs: 30_000,
   };
 
   const submit = async (body: unknown[], svc = JOBS_SUBMIT) =>
@@ -73,13 +77,13 @@ describe('jobs service', () => {
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'zerve-jobs-service-'));
-    store = new JobStore({ file: join(dir, 'jobs.sqlite'), resultTtlMs: 60_000, maxProgressEntries: 10 });
+    store = new SqliteJobStore({ file: join(dir, 'jobs.sqlite'), resultTtlMs: 60_000, maxProgressEntries: 10 });
     target = new FakeTarget();
     service = new JobService(store, target, options, silent);
   });
   afterEach(async () => {
     await service.close();
-    store.close();
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -92,7 +96,7 @@ describe('jobs service', () => {
       yield { final: false, body: [json({ epoch: 2 })] };
       yield final({ echo: body[0]!.toString() });
     });
-    service.start();
+    await service.start();
     const progressed = once(service, 'progress');
     const ticket = await submit([{ service: 'train' }, Buffer.from('payload')]);
     assert.equal(ticket.state, 'queued');
@@ -115,7 +119,7 @@ describe('jobs service', () => {
       if (++calls === 1) throw new ZerveError('TIMEOUT');
       yield final({ ok: calls });
     });
-    service.start();
+    await service.start();
     const ticket = await submit([{ service: 'flaky' }]);
     assert.equal(await settled(ticket.id), 'succeeded');
     const status = await submit([{ id: ticket.id }], JOBS_STATUS);
@@ -127,7 +131,7 @@ describe('jobs service', () => {
     target.scripts.set('bad', async function* () {
       yield final({ error: { code: 'BAD_IMAGE', message: 'corrupt' } });
     });
-    service.start();
+    await service.start();
     const ticket = await submit([{ service: 'bad' }]);
     assert.equal(await settled(ticket.id), 'failed');
     const status = await submit([{ id: ticket.id }], JOBS_STATUS);
@@ -139,7 +143,7 @@ describe('jobs service', () => {
     target.scripts.set('down', async function* () {
       throw new ZerveError('NO_WORKERS');
     });
-    service.start();
+    await service.start();
     const ticket = await submit([{ service: 'down' }]);
     assert.equal(await settled(ticket.id), 'failed');
     const status = await submit([{ id: ticket.id }], JOBS_STATUS);
@@ -161,7 +165,7 @@ describe('jobs service', () => {
       }
       yield final({});
     });
-    service.start();
+    await service.start();
     const ticket = await submit([{ service: 'slow' }]);
     await isRunning;
     const done = settled(ticket.id);
@@ -192,7 +196,7 @@ describe('jobs service', () => {
       stopped();
       yield final({ canceled: true });
     });
-    service.start();
+    await service.start();
     const ticket = await submit([{ service: 'train', announcesCancel: true }]);
     await isRunning;
     const done = settled(ticket.id);
@@ -210,7 +214,7 @@ describe('jobs service', () => {
     assert.equal((await submit([{ service: 'work', key: 'digits' }])).id, first.id);
     assert.notEqual((await submit([{ service: 'work', key: 'other' }])).id, first.id);
     const done = settled(first.id);
-    service.start();
+    await service.start();
     assert.equal(await done, 'succeeded');
     assert.notEqual((await submit([{ service: 'work', key: 'digits' }])).id, first.id);
   });
@@ -220,14 +224,14 @@ describe('jobs service', () => {
       await new Promise((resolve) => setImmediate(resolve));
       yield final({});
     });
-    service.start();
+    await service.start();
     const tickets = await Promise.all(Array.from({ length: 6 }, () => submit([{ service: 'work' }])));
     await Promise.all(tickets.map((t) => settled(t.id)));
     assert.equal(target.maxActive, 2);
   });
 
   it('answers UNKNOWN_JOB for an unknown id, BAD_REQUEST for malformed requests', async () => {
-    service.start();
+    await service.start();
     const code = (p: Promise<unknown>) => p.then(() => 'none', (err: ZerveError) => err.code);
     assert.equal(await code(submit([{ id: 'no-such-job' }], JOBS_STATUS)), 'UNKNOWN_JOB');
     assert.equal(await code(submit([{ id: 'no-such-job' }], JOBS_CANCEL)), 'UNKNOWN_JOB');
@@ -243,7 +247,7 @@ describe('jobs service', () => {
 
   it('answers OVERLOADED when the queue is full', async () => {
     // not started: nothing is dispatched, so the queue only grows
-    for (let i = 0; i < options.maxQueuedJobs; i++) store.submit('x', []);
+    for (let i = 0; i < options.maxQueuedJobs; i++) await store.submit('x', []);
     await assert.rejects(submit([{ service: 'x' }]), (err: ZerveError) => err.code === 'OVERLOADED');
   });
 
@@ -254,17 +258,52 @@ describe('jobs service', () => {
       started();
       await aborted(signal);
     });
-    service.start();
+    await service.start();
     const ticket = await submit([{ service: 'long' }]);
     await isRunning;
     await service.close();
-    assert.equal(store.status(ticket.id)?.state, 'queued');
+    assert.equal((await store.status(ticket.id))?.state, 'queued');
     target.scripts.set('long', async function* () {
       yield final({ second: true });
     });
     service = new JobService(store, target, options, silent);
     const done = settled(ticket.id);
-    service.start();
+    await service.start();
     assert.equal(await done, 'succeeded');
+  });
+});
+
+describe('jobs services sharing a PostgreSQL store (in one process)', () => {
+  let server: TestPostgres | undefined;
+  const closing: (() => Promise<void>)[] = [];
+  const options: JobServiceOptions = { concurrency: 2, maxQueuedJobs: 100, maxJobBytes: 1024, requestTimeoutMs: 1000, maxAttempts: 3, retryDelayMs: 1, resultTtlMs: 60_000, leaseMs: 300_000 }; // lease beats 100 s apart: only the poll finds the job in time
+  before(async function () {
+    skipUnlessPostgres(this);
+    this.timeout(30_000);
+    server = await TestPostgres.start();
+  });
+  after(() => server?.close());
+  afterEach(async () => {
+    for (const close of closing.splice(0).reverse()) await close();
+  });
+
+  it('runs a job submitted through a service that is not dispatching on another one, which looks for it by itself', async () => {
+    const open = async () => {
+      const store = await openJobStore(server!.url, '.', { resultTtlMs: 60_000, maxProgressEntries: 10 }, silent);
+      closing.push(() => store.close());
+      return store;
+    };
+    const target = new FakeTarget();
+    target.scripts.set('echo', async function* (body) {
+      yield final({ echo: body[0]!.toString() });
+    });
+    const front = new JobService(await open(), target, options, silent); // answers requests, never started: dispatches nothing
+    const back = new JobService(await open(), target, options, silent);
+    closing.push(() => front.close(), () => back.close());
+    await back.start(); // started before the job exists: it finds the job by polling
+    const ticket = await front.submit({ service: 'echo' }, [Buffer.from('hi')]);
+    const done = new Promise<string>((resolve) => back.on('settled', (id: string, state: string) => id === ticket.id && resolve(state)));
+    assert.equal(await done, 'succeeded');
+    assert.deepEqual((await front.status(ticket.id)).result, { echo: 'hi' });
   });
 });

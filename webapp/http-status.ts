@@ -15,6 +15,7 @@ export const HTTP_STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   UNKNOWN_RUN: 404,
   NO_WORKERS: 503,
   OVERLOADED: 503,
+  STORE_UNAVAILABLE: 503,
   TIMEOUT: 504,
   WORKER_LOST: 502,
   BAD_TRANSFER: 502,

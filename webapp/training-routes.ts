@@ -2,6 +2,7 @@ import express, { type RequestHandler, type Response } from 'express';
 import type { ZerveClient } from '../shared/client.ts';
 import { clusterDatasets } from '../shared/cluster-datasets.ts';
 import { ClusterRuns } from '../shared/cluster-runs.ts';
+import type { StoreRuns } from '../shared/store/store-runs.ts';
 import type { WebAppOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { JOBS_SUBMIT, type JobTicket } from '../shared/jobs.ts';
@@ -63,6 +64,8 @@ export interface TrainingRoutesContext {
   /** Who may see which dataset and job. */
   owners: OwnerCheck;
   audit: AuditTrail;
+  /** The shared experiment store's history, when the web app has one (`--store postgres://…`). */
+  storeRuns: () => StoreRuns | undefined;
 }
 
 /** The built-in dataset (workers/training/builtin-mnist.ts): everyone's. */
@@ -148,17 +151,14 @@ export class TrainingRoutes {
 
   private readonly listRuns: RequestHandler = async (_req, res) => {
     const { limit } = params(res).query as { limit?: number };
-    await this.requireService(RUNS_LIST);
-    // Every training worker's run store, so experiments trained on any host show.
-    const experiments = await new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).list(limit);
+    const experiments = await this.runs().list(limit);
     const principal = AuthGate.principalOf(res);
     res.json(experiments.filter((e) => this.context.owners.ownsExperiment(e, principal)));
   };
 
   private readonly getRun: RequestHandler = async (_req, res) => {
     const id = params(res).path.id as string;
-    await this.requireService(RUNS_GET);
-    const runs = new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs);
+    const runs = this.runs();
     const found = await runs.get(id);
     // A run is its experiment's: its owner is read from there.
     const experiment = 'request' in found ? found : await runs.get(found.experimentId);
@@ -167,6 +167,17 @@ export class TrainingRoutes {
     }
     res.json(found);
   };
+
+  /**
+   * Where the run history is read: the shared experiment store when the web app has one (no
+   * training worker needs to be up), else every training worker's own store through the broker.
+   */
+  private runs(): Pick<ClusterRuns, 'list' | 'get'> {
+    const stored = this.context.storeRuns();
+    if (stored) return stored;
+    return { list: async (limit) => { await this.requireService(RUNS_LIST); return new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).list(limit); },
+             get: async (id) => { await this.requireService(RUNS_GET); return new ClusterRuns(this.context.client, this.context.options.requestTimeoutMs).get(id); } };
+  }
 
   /** The body checked against `TrainRequest`, with the rules a schema cannot say. */
   private validRequest(body: unknown): TrainRequestBody {

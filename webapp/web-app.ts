@@ -1,3 +1,5 @@
+import { StoreRuns } from '../shared/store/store-runs.ts';
+import { parseStoreLocation } from '../shared/store/store-location.ts';
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -92,6 +94,8 @@ export class WebApp {
   private readonly log: Logger;
   private readonly streams = new Set<AbortController>();
   private server: Server | undefined;
+  /** Run history read from the shared store, with `store` set. */
+  private storeRuns: StoreRuns | undefined;
   private starting: Promise<string> | undefined;
   private closing: Promise<void> | undefined;
   private inFlight = 0;
@@ -126,6 +130,11 @@ export class WebApp {
   /** Listens on `host:http`; resolves with the page's URL. */
   start(): Promise<string> {
     this.starting ??= (async () => {
+      // SQLite stores are each training worker's own: their history is read through the broker.
+      if (this.options.store !== '' && parseStoreLocation(this.options.store, '').kind === 'postgres') {
+        const { openExperimentStore } = await import('../shared/store/open-experiment-store.ts');
+        this.storeRuns = new StoreRuns(await openExperimentStore(this.options.store, '.', this.log, { readonly: true }));
+      }
       const server = this.app.listen(this.options.http, this.options.host, LISTEN_BACKLOG);
       this.server = server;
       await once(server, 'listening');
@@ -160,6 +169,7 @@ export class WebApp {
       } catch (err) {
         this.log.error({ err }, 'closing the auth store failed');
       }
+      await this.storeRuns?.close().catch((err: unknown) => this.log.error({ err }, 'closing the experiment store failed'));
       this.log.info('web app closed');
     })();
     return this.closing;
@@ -209,7 +219,7 @@ export class WebApp {
       app.get(OIDC_LOGIN_PATH, oidc.login);
       app.get(OIDC_CALLBACK_PATH, oidc.callback);
     }
-    new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work), owners: this.owners, audit: this.audit }).register(app, check);
+    new TrainingRoutes({ client: this.client, catalog: this.catalog, options: this.options, withSlot: (work) => this.withSlot(work), owners: this.owners, audit: this.audit, storeRuns: () => this.storeRuns }).register(app, check);
     new OipRoutes({
       client: this.client,
       catalog: this.catalog,

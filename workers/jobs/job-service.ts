@@ -16,7 +16,7 @@ import {
   type JobTicket,
 } from '../../shared/jobs.ts';
 import { MMI_PREFIX } from '../../shared/protocol.ts';
-import type { ClaimedJob, JobRunOptions, JobStore } from './job-store.ts';
+import type { ClaimedJob, JobRunOptions, JobStore } from '../../shared/store/job-store.ts';
 
 /** Where jobs are sent: a `ZerveClient` in production, anything with the same `stream` in tests. */
 export interface JobTarget {
@@ -29,13 +29,18 @@ export interface JobTarget {
 
 export type JobServiceOptions = Pick<
   JobsOptions,
-  'concurrency' | 'maxQueuedJobs' | 'maxJobBytes' | 'requestTimeoutMs' | 'maxAttempts' | 'retryDelayMs' | 'resultTtlMs'
+  'concurrency' | 'maxQueuedJobs' | 'maxJobBytes' | 'requestTimeoutMs' | 'maxAttempts' | 'retryDelayMs' | 'resultTtlMs' | 'leaseMs'
 >;
 
 /** Failures that another attempt may cure: the job goes back in the queue. */
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['TIMEOUT', 'NO_WORKERS', 'OVERLOADED', 'WORKER_LOST']);
 const MAX_RETRY_DELAY_MS = 30_000;
 const MAX_PURGE_INTERVAL_MS = 60_000;
+/** Pause before dispatching again after the store failed (unreachable, timed out). */
+const STORE_RETRY_MS = 1000;
+/** On a shared store, how often an idle service looks for jobs submitted through another one. */
+const SHARED_POLL_MS = 1000;
+const LOST_WORKER_ERROR = { code: 'WORKER_LOST', message: 'the jobs service stopped while the job ran, and it has no attempts left' } as const;
 
 function requireId(request: Record<string, unknown>): string {
   const id = request.id;
@@ -50,7 +55,12 @@ function requireId(request: Record<string, unknown>): string {
  * and runs queued jobs against their target service with bounded concurrency.
  *
  * Events: `'progress'` (id, seq) after a PARTIAL reply is stored; `'settled'` (id, state) when an
- * attempt ends (`queued` again when it will be retried).
+ * attempt ends (`queued` again when it will be retried); `'recovered'` (RecoveredJobs) after jobs
+ * abandoned by a stopped jobs service were taken back.
+ *
+ * Jobs run under a lease in the store, renewed every `leaseMs / 3` while they run. On a store that
+ * several jobs services share, each also takes back, on the same beat, running jobs whose lease ran
+ * out (their service died); and every second it looks for jobs submitted through another service.
  */
 export class JobService extends EventEmitter {
   private readonly options: JobServiceOptions;
@@ -63,6 +73,10 @@ export class JobService extends EventEmitter {
   private readonly inFlight = new Set<Promise<void>>();
   private pumpTimer: NodeJS.Timeout | undefined;
   private purgeTimer: NodeJS.Timeout | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private pumping = false;
+  private pumpAgain = false;
   private started = false;
   private closing = false;
   private closed: Promise<void> | undefined;
@@ -87,17 +101,46 @@ export class JobService extends EventEmitter {
    * Re-queues jobs a previous process left running (classification is idempotent; jobs out of
    * attempts fail with WORKER_LOST instead) and starts dispatching.
    */
-  start(): void {
+  async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    const exhausted = this.store.failExhausted(this.options.maxAttempts, { code: 'WORKER_LOST', message: 'the jobs worker stopped while the job ran, and it has no attempts left' });
-    if (exhausted.length > 0) this.log.warn({ jobs: exhausted }, 'failed jobs left running by a previous run');
-    const requeued = this.store.requeueRunning();
-    if (requeued > 0) this.log.info({ requeued }, 'requeued jobs left running by a previous run');
-    this.purge();
+    // A store of its own (SQLite): whatever runs was left by a previous process. A shared one: only jobs whose lease ran out.
+    await this.recover(this.store.exclusive);
+    void this.purge();
     const purgeEveryMs = Math.min(Math.max(this.options.resultTtlMs, 1000), MAX_PURGE_INTERVAL_MS);
-    this.purgeTimer = setInterval(() => this.purge(), purgeEveryMs);
+    this.purgeTimer = setInterval(() => void this.purge(), purgeEveryMs);
     this.purgeTimer.unref();
+    this.leaseTimer = setInterval(() => void this.leaseBeat(), Math.max(Math.floor(this.options.leaseMs / 3), 10));
+    this.leaseTimer.unref();
+    if (!this.store.exclusive) {
+      this.pollTimer = setInterval(() => this.pump(), Math.min(SHARED_POLL_MS, Math.max(Math.floor(this.options.leaseMs / 3), 10)));
+      this.pollTimer.unref();
+    }
+    this.pump();
+  }
+
+  /** Takes back jobs abandoned by a stopped jobs service: requeued, or failed when out of attempts. */
+  private async recover(all: boolean): Promise<void> {
+    const recovered = await this.store.recoverAbandoned(this.options.maxAttempts, LOST_WORKER_ERROR, { all });
+    if (recovered.failed.length > 0) this.log.warn({ jobs: recovered.failed }, 'failed abandoned jobs that have no attempts left');
+    if (recovered.requeued > 0) this.log.info({ requeued: recovered.requeued }, 'requeued jobs abandoned by a stopped jobs service');
+    if (recovered.failed.length > 0 || recovered.requeued > 0) this.emit('recovered', recovered);
+  }
+
+  /** Renews the leases of running jobs; on a shared store, also takes back abandoned jobs and looks for new ones. */
+  private async leaseBeat(): Promise<void> {
+    if (this.closing) return;
+    try {
+      const ids = [...this.running.keys()];
+      const held = new Set(await this.store.renewLeases(ids, this.options.leaseMs));
+      for (const id of ids) {
+        // Canceled, or taken over after this service could not renew in time: stop working for nobody.
+        if (!held.has(id) && this.running.has(id)) this.log.warn({ job: id }, 'the lease on a running job is no longer held');
+      }
+      if (!this.store.exclusive) await this.recover(false);
+    } catch (err) {
+      this.log.warn({ err }, 'renewing job leases failed');
+    }
     this.pump();
   }
 
@@ -106,22 +149,22 @@ export class JobService extends EventEmitter {
     const request = decodeHeader(body[0]) as Record<string, unknown>;
     switch (service) {
       case JOBS_SUBMIT:
-        return [encodeJson(this.submit(request, body.slice(1)))];
+        return [encodeJson(await this.submit(request, body.slice(1)))];
       case JOBS_STATUS: {
         const since = request.since ?? 0;
         if (!(Number.isInteger(since) && (since as number) >= 0)) {
           throw new ZerveError('BAD_REQUEST', 'since must be an integer >= 0');
         }
-        return [encodeJson(this.status(requireId(request), since as number))];
+        return [encodeJson(await this.status(requireId(request), since as number))];
       }
       case JOBS_CANCEL:
-        return [encodeJson(this.cancel(requireId(request)))];
+        return [encodeJson(await this.cancel(requireId(request)))];
       default:
         throw new ZerveError('UNKNOWN_SERVICE', `the jobs worker does not offer ${service}`);
     }
   }
 
-  submit(request: Record<string, unknown>, targetBody: Buffer[]): JobTicket {
+  async submit(request: Record<string, unknown>, targetBody: Buffer[]): Promise<JobTicket> {
     if (this.closing) throw new ZerveError('OVERLOADED', 'the jobs service is stopping');
     const { service, timeoutMs, maxAttempts, key, announcesCancel } = request as Partial<JobSubmitRequest>;
     if (typeof service !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(service)) {
@@ -137,7 +180,7 @@ export class JobService extends EventEmitter {
     if (bytes > this.options.maxJobBytes) {
       throw new ZerveError('PAYLOAD_TOO_LARGE', `the job body is ${bytes} bytes; the limit is ${this.options.maxJobBytes}`);
     }
-    if (this.store.count('queued') >= this.options.maxQueuedJobs) {
+    if ((await this.store.count('queued')) >= this.options.maxQueuedJobs) {
       throw new ZerveError('OVERLOADED', `${this.options.maxQueuedJobs} jobs are queued; retry later`);
     }
     if (maxAttempts !== undefined && !(Number.isInteger(maxAttempts) && maxAttempts >= 1 && maxAttempts <= 10)) {
@@ -153,20 +196,20 @@ export class JobService extends EventEmitter {
       ...(key !== undefined ? { key } : {}),
       ...(announcesCancel ? { announcesCancel } : {}),
     };
-    const ticket = this.store.submit(service, targetBody, runOptions);
+    const ticket = await this.store.submit(service, targetBody, runOptions);
     this.log.debug({ job: ticket.id, service }, 'job queued');
     this.pump();
     return ticket;
   }
 
-  status(id: string, since = 0): JobStatus {
-    const status = this.store.status(id, since);
+  async status(id: string, since = 0): Promise<JobStatus> {
+    const status = await this.store.status(id, since);
     if (!status) throw new ZerveError('UNKNOWN_JOB', `no job ${id}`);
     return status;
   }
 
-  cancel(id: string): JobStatus {
-    const status = this.store.cancel(id);
+  async cancel(id: string): Promise<JobStatus> {
+    const status = await this.store.cancel(id);
     if (!status) throw new ZerveError('UNKNOWN_JOB', `no job ${id}`);
     const controller = this.running.get(id);
     if (controller && !controller.signal.aborted) {
@@ -191,6 +234,8 @@ export class JobService extends EventEmitter {
       this.closing = true;
       clearTimeout(this.pumpTimer);
       clearInterval(this.purgeTimer);
+      clearInterval(this.leaseTimer);
+      clearInterval(this.pollTimer);
       // A target told to cancel stops working for nobody; the job runs again on the next start.
       const cancels = [...this.running].map(([id, controller]) => {
         controller.abort(new ZerveError('CANCELED', 'the jobs service is stopping'));
@@ -215,41 +260,71 @@ export class JobService extends EventEmitter {
     }
   }
 
-  private stateOf(id: string): JobState | undefined {
+  private async stateOf(id: string): Promise<JobState | undefined> {
     try {
-      return this.store.status(id)?.state;
+      return (await this.store.status(id))?.state;
     } catch {
-      return undefined; // the store is closed: nobody is listening any more
+      return undefined; // the store is closed or unreachable: the state is read again by whoever asks
     }
   }
 
-  private purge(): void {
+  private async purge(): Promise<void> {
     try {
-      const removed = this.store.purgeExpired();
+      const removed = await this.store.purgeExpired();
       if (removed > 0) this.log.debug({ removed }, 'removed expired jobs');
     } catch (err) {
       this.log.error({ err }, 'purging expired jobs failed');
     }
   }
 
+  /** Claims due jobs while a dispatch slot is free; one pass at a time, a call during a pass runs another. */
   private pump(): void {
     if (this.closing || !this.started) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
     clearTimeout(this.pumpTimer);
     this.pumpTimer = undefined;
-    while (this.running.size < this.options.concurrency) {
-      const job = this.store.claim();
-      if (!job) break;
-      const run = this.run(job).finally(() => {
-        this.inFlight.delete(run);
+    const pass: Promise<void> = this.pumpPass().finally(() => {
+      this.inFlight.delete(pass);
+      this.pumping = false;
+      if (this.pumpAgain) {
+        this.pumpAgain = false;
         this.pump();
-      });
-      this.inFlight.add(run);
-    }
-    if (this.running.size < this.options.concurrency) {
-      const dueAt = this.store.nextDueAt();
-      if (dueAt !== undefined) {
-        this.pumpTimer = setTimeout(() => this.pump(), Math.max(dueAt - Date.now(), 1));
       }
+    });
+    // Tracked, so close() waits for a claim in progress before the store closes under it.
+    this.inFlight.add(pass);
+  }
+
+  private async pumpPass(): Promise<void> {
+    try {
+      while (this.running.size < this.options.concurrency && !this.closing) {
+        const job = await this.store.claim(this.options.leaseMs);
+        if (!job) break;
+        if (this.closing) {
+          await this.store.retry(job.id, Date.now(), { code: 'CANCELED', message: 'the jobs service stopped' });
+          break;
+        }
+        const run = this.run(job).finally(() => {
+          this.inFlight.delete(run);
+          this.pump();
+        });
+        this.inFlight.add(run);
+      }
+      if (this.running.size < this.options.concurrency && !this.closing) {
+        const dueAt = await this.store.nextDueAt();
+        if (dueAt !== undefined && !this.closing) {
+          this.pumpTimer = setTimeout(() => this.pump(), Math.max(dueAt - Date.now(), 1));
+        }
+      }
+    } catch (err) {
+      if (this.closing) return;
+      this.log.warn({ err }, 'dispatching jobs failed; trying again shortly');
+      clearTimeout(this.pumpTimer);
+      this.pumpTimer = setTimeout(() => this.pump(), STORE_RETRY_MS);
     }
   }
 
@@ -274,33 +349,53 @@ export class JobService extends EventEmitter {
           this.announcing.delete(job.id);
           if (this.cancelOnHandle.delete(job.id)) this.stopRunning(job.id, controller);
         }
-        const seq = this.store.addProgress(job.id, chunk.body);
+        const seq = await this.store.addProgress(job.id, chunk.body).catch((err: unknown) => {
+          log.warn({ err }, 'storing a progress entry failed; the job goes on');
+          return undefined;
+        });
         if (seq !== undefined) this.emit('progress', job.id, seq);
       }
       if (controller.signal.aborted) throw controller.signal.reason;
       if (!final) throw new ZerveError('INTERNAL', 'the target ended without a final reply');
       const error = errorOf(final[0]);
       if (error) throw error;
-      if (this.store.succeed(job.id, final)) log.debug('job succeeded');
+      if (await this.recordSuccess(job, final, log)) log.debug('job succeeded');
     } catch (err) {
       try {
-        this.settleFailure(job, controller, err, log);
+        await this.settleFailure(job, controller, err, log);
       } catch (storeErr) {
-        log.error({ err: storeErr }, 'recording the job failure failed; it is re-queued on the next start');
+        log.error({ err: storeErr }, 'recording the job failure failed; it is taken back when its lease runs out');
       }
     } finally {
       this.running.delete(job.id);
       this.cancelHandles.delete(job.id);
       this.announcing.delete(job.id);
       this.cancelOnHandle.delete(job.id);
-      this.emit('settled', job.id, this.stateOf(job.id));
+      this.emit('settled', job.id, await this.stateOf(job.id));
     }
   }
 
-  private settleFailure(job: ClaimedJob, controller: AbortController, err: unknown, log: Logger): void {
+  /**
+   * Stores the final reply. The reply must not be lost to a store outage (the target did the work):
+   * while the store is unreachable, it is tried again until this service closes; then the lease runs
+   * out and the job runs again elsewhere.
+   */
+  private async recordSuccess(job: ClaimedJob, final: Buffer[], log: Logger): Promise<boolean> {
+    for (;;) {
+      try {
+        return await this.store.succeed(job.id, final);
+      } catch (err) {
+        if (this.closing || !(err instanceof ZerveError && err.code === 'STORE_UNAVAILABLE')) throw err;
+        log.warn({ err }, 'storing the result failed; trying again');
+        await new Promise((resolve) => setTimeout(resolve, STORE_RETRY_MS));
+      }
+    }
+  }
+
+  private async settleFailure(job: ClaimedJob, controller: AbortController, err: unknown, log: Logger): Promise<void> {
     if (this.closing) {
-      // Left for the next start; the store re-queues running jobs then anyway, this only makes it visible.
-      this.store.retry(job.id, Date.now(), { code: 'CANCELED', message: 'the jobs service stopped' });
+      // Left for the next start or another service; this only makes it visible at once.
+      await this.store.retry(job.id, Date.now(), { code: 'CANCELED', message: 'the jobs service stopped' });
       return;
     }
     if (controller.signal.aborted) return; // canceled: the store already says so
@@ -308,10 +403,10 @@ export class JobService extends EventEmitter {
     if (RETRYABLE.has(error.code) && job.attempts < (job.options.maxAttempts ?? this.options.maxAttempts)) {
       const delayMs = Math.min(this.options.retryDelayMs * 2 ** (job.attempts - 1), MAX_RETRY_DELAY_MS);
       log.warn({ code: error.code, delayMs }, 'job attempt failed; retrying');
-      this.store.retry(job.id, Date.now() + delayMs, { code: error.code, message: error.message });
+      await this.store.retry(job.id, Date.now() + delayMs, { code: error.code, message: error.message });
     } else {
       log.info({ code: error.code }, 'job failed');
-      this.store.fail(job.id, { code: error.code, message: error.message });
+      await this.store.fail(job.id, { code: error.code, message: error.message });
     }
   }
 }

@@ -25,7 +25,8 @@ import { MNIST_DATASET_ID } from './builtin-mnist.ts';
 import type { DatasetManifest, DatasetStore } from './dataset-store.ts';
 import type { DatasetTransfer } from './dataset-transfer.ts';
 import type { RequestResolver } from './request-resolver.ts';
-import type { RunStore } from './run-store.ts';
+import type { ExperimentStore } from '../../shared/store/experiment-store.ts';
+import { HOSTNAME } from '../../shared/protocol.ts';
 
 export interface ControlServiceParts {
   options: TrainingWorkerOptions;
@@ -34,7 +35,7 @@ export interface ControlServiceParts {
   active: ActiveTrainings;
   requests: RequestResolver;
   datasets: DatasetStore;
-  store: RunStore;
+  store: ExperimentStore;
   transfer: DatasetTransfer;
 }
 
@@ -64,6 +65,19 @@ export class ControlService {
     if (fresh.length === 0) return;
     for (const id of fresh) this.offered.add(id);
     this.connection.setServices([...this.services, ...[...this.offered].map(datasetFetchService)]);
+    void this.recordHolding(fresh);
+  }
+
+  /** Records in the dataset index that this host holds these datasets' bytes; failures are logged. */
+  private async recordHolding(ids: string[]): Promise<void> {
+    for (const id of ids) {
+      try {
+        const manifest = await this.parts.datasets.manifest(id);
+        await this.parts.store.addDatasetHolder({ datasetId: id, host: HOSTNAME, images: manifest.images.length, bytes: manifest.totalBytes });
+      } catch (err) {
+        this.log.warn({ err, datasetId: id }, 'cannot record the dataset in the dataset index');
+      }
+    }
   }
 
   async offerStoredDatasets(): Promise<void> {
@@ -83,9 +97,9 @@ export class ControlService {
         }
         const manifest = await this.parts.datasets.importArchive(archive);
         this.offerDatasets(manifest.id);
-        if (typeof header.name === 'string') this.parts.store.nameDataset(manifest.id, header.name);
+        if (typeof header.name === 'string') await this.parts.store.nameDataset(manifest.id, header.name);
         this.log.info({ datasetId: manifest.id, name: header.name, images: manifest.images.length, skipped: manifest.skipped.length }, 'dataset added');
-        return [encodeJson(this.summary(manifest))];
+        return [encodeJson(await this.summary(manifest))];
       }
       case DATASETS_LIST: {
         const ids = await this.parts.datasets.list();
@@ -95,19 +109,19 @@ export class ControlService {
       case DATASETS_GET: {
         const { id } = decodeHeader(body[0]);
         if (typeof id !== 'string') throw new ZerveError('BAD_REQUEST', 'datasets.get needs {"id"}');
-        const manifest = await this.parts.datasets.manifest(this.parts.requests.datasetId(id));
+        const manifest = await this.parts.datasets.manifest(await this.parts.requests.datasetId(id));
         // The built-in mnist lists 10,000 images; a summary is what anyone wants from it.
-        return [encodeJson(manifest.id === MNIST_DATASET_ID ? this.summary(manifest) : { ...manifest, name: this.parts.store.datasetName(manifest.id) })];
+        return [encodeJson(manifest.id === MNIST_DATASET_ID ? await this.summary(manifest) : { ...manifest, name: await this.parts.store.datasetName(manifest.id) })];
       }
       case RUNS_LIST: {
         const { limit = 50 } = decodeHeader(body[0]);
         if (!(Number.isInteger(limit) && (limit as number) >= 1 && (limit as number) <= 1000)) throw new ZerveError('BAD_REQUEST', 'limit must be an integer from 1 to 1000');
-        return [encodeJson(this.parts.store.summaries(limit as number))];
+        return [encodeJson(await this.parts.store.summaries(limit as number))];
       }
       case RUNS_GET: {
         const { id } = decodeHeader(body[0]);
         if (typeof id !== 'string') throw new ZerveError('BAD_REQUEST', 'runs.get needs {"id"}');
-        const found = this.parts.store.detail(id);
+        const found = await this.parts.store.detail(id);
         if (!found) throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
         return [encodeJson(found)];
       }
@@ -123,8 +137,8 @@ export class ControlService {
     }
   }
 
-  private summary(manifest: DatasetManifest, withSkipped = true): DatasetSummary {
-    const name = manifest.id === MNIST_DATASET_ID ? 'mnist' : this.parts.store.datasetName(manifest.id);
+  private async summary(manifest: DatasetManifest, withSkipped = true): Promise<DatasetSummary> {
+    const name = manifest.id === MNIST_DATASET_ID ? 'mnist' : await this.parts.store.datasetName(manifest.id);
     return {
       id: manifest.id,
       ...(name ? { name } : {}),

@@ -20,14 +20,14 @@ import { abortError, stopping } from './active-trainings.ts';
 import { MNIST_DATASET_ID } from './builtin-mnist.ts';
 import type { EpochProgress } from './mlp.ts';
 import type { Notifier } from './notifier.ts';
-import type { RunStore } from './run-store.ts';
+import type { ExperimentStore } from '../../shared/store/experiment-store.ts';
 import type { RunServiceParts, TrainRunRequest } from './run-service.ts';
 import { finishTraining, runConfigFor, trainOne, type PreparedTraining, type RunConfig, type RunResult } from './trainer.ts';
 
 type RunOutcome = RunResult & { host?: string; pid?: number };
 
 export interface ExperimentServiceParts extends RunServiceParts {
-  store: RunStore;
+  store: ExperimentStore;
   notifier: Notifier;
   /** `zerve_training_experiments_total{state}`. */
   experiments: MetricTable;
@@ -61,9 +61,9 @@ export class ExperimentService {
     const configs = points.map((point) => runConfigFor(request, point));
     const runIds = points.map((_, i) => `${experimentId}-${i + 1}`);
     // Before the experiment is recorded: nothing may throw between that and the try that finishes it.
-    const datasetName = this.parts.store.datasetName(request.datasetId) ?? (request.datasetId === MNIST_DATASET_ID ? 'mnist' : null);
+    const datasetName = (await this.parts.store.datasetName(request.datasetId)) ?? (request.datasetId === MNIST_DATASET_ID ? 'mnist' : null);
     const outcome = { experimentId, datasetId: request.datasetId, datasetName, name: request.export?.name ?? null, runs: points.length, startedAt: new Date() };
-    this.parts.store.startExperiment({ id: experimentId, ...(request.export ? { name: request.export.name } : {}), datasetId: request.datasetId, request, seed, host: HOSTNAME, pid: process.pid });
+    await this.parts.store.startExperiment({ id: experimentId, ...(request.export ? { name: request.export.name } : {}), datasetId: request.datasetId, request, seed, host: HOSTNAME, pid: process.pid });
     const controller = this.parts.active.track(experimentId, ctx.signal);
     send({
       type: 'started',
@@ -97,7 +97,7 @@ export class ExperimentService {
         // An upper bound: early stopping usually ends runs sooner.
         const etaMs = (elapsedMs / epochsDone) * Math.max(totalEpochs - epochsDone, 0);
         const runId = runIds[index];
-        this.parts.store.addEpoch(runId, { phase, epoch, loss: p.loss, valAccuracy: p.valAccuracy, valLoss: p.valLoss, elapsedMs: p.elapsedMs });
+        this.record(this.parts.store.addEpoch(runId, { phase, epoch, loss: p.loss, valAccuracy: p.valAccuracy, valLoss: p.valLoss, elapsedMs: p.elapsedMs }), log);
         const message: TrainEpoch = { type: 'epoch', experimentId, phase, run: index + 1, runs: configs.length, runId, params, epoch, epochs, loss: p.loss, valAccuracy: p.valAccuracy, valLoss: p.valLoss, elapsedMs, etaMs };
         send(message);
       };
@@ -123,13 +123,13 @@ export class ExperimentService {
         elapsedMs,
       };
       this.parts.experiments.child('succeeded').inc();
-      this.parts.store.finishExperiment(experimentId, {
+      this.record(this.parts.store.finishExperiment(experimentId, {
         status: 'succeeded',
         durationMs: elapsedMs,
         bestRunId: runIds[bestIndex],
         test: { ...result.test, perClass: finished.test.perClass, classes: finished.classes },
         ...(result.model ? { modelName: result.model.name, modelVersion: result.model.version } : {}),
-      });
+      }), log);
       log.info({ testAccuracy: accuracy, best: finished.best.params, model: result.model, ms: Math.round(elapsedMs) }, 'experiment done');
       // In the background: a slow or dead webhook or SMTP server never delays the reply.
       void this.parts.notifier.notify(notify, { ...outcome, durationMs: elapsedMs, result });
@@ -137,7 +137,7 @@ export class ExperimentService {
     } catch (err) {
       const error = controller.signal.aborted ? abortError(controller.signal, err) : ZerveError.from(err);
       this.parts.experiments.child(error.code === 'CANCELED' ? 'canceled' : 'failed').inc();
-      this.parts.store.finishExperiment(experimentId, { status: error.code === 'CANCELED' ? 'canceled' : 'failed', durationMs: performance.now() - started, error: `${error.code}: ${error.message}` });
+      this.record(this.parts.store.finishExperiment(experimentId, { status: error.code === 'CANCELED' ? 'canceled' : 'failed', durationMs: performance.now() - started, error: `${error.code}: ${error.message}` }), log);
       log.warn({ code: error.code, err: error.message }, 'experiment ended without a model');
       // A worker that stops hands the training back (WORKER_LOST): it is not over, so nobody is told yet.
       if (!stopping(controller.signal)) void this.parts.notifier.notify(notify, { ...outcome, durationMs: performance.now() - started, error });
@@ -145,6 +145,14 @@ export class ExperimentService {
     } finally {
       this.parts.active.untrack(experimentId);
     }
+  }
+
+  /**
+   * A history write, not awaited: the store applies writes in order (SQLite at once, PostgreSQL in a
+   * queue), and training goes on when one fails; the failure is logged.
+   */
+  private record(write: Promise<void>, log: Logger): void {
+    write.catch((err: unknown) => log.error({ err }, 'recording the experiment history failed'));
   }
 
   private fansOut(points: number): boolean {
@@ -165,12 +173,12 @@ export class ExperimentService {
   ): Promise<RunOutcome[]> {
     const results: RunOutcome[] = new Array(points.length);
     const runOne = async (i: number): Promise<void> => {
-      this.parts.store.startRun({ id: runIds[i], experimentId, index: i + 1, params: configs[i].params });
+      this.record(this.parts.store.startRun({ id: runIds[i], experimentId, index: i + 1, params: configs[i].params }), this.log);
       const progress = onEpoch('run', i, configs[i].params, configs[i].mlp.epochs);
       const result = this.fansOut(points.length)
         ? await this.remoteRun({ ...(deadlineMs ? { deadlineMs } : {}), experimentId, runId: runIds[i], index: i + 1, runs: points.length, request, point: points[i] }, signal, progress)
         : { ...(await trainOne(prepared, configs[i], { signal, onEpoch: progress, options: this.parts.options })), host: HOSTNAME, pid: process.pid };
-      this.parts.store.finishRun(runIds[i], { status: 'succeeded', valAccuracy: result.valAccuracy, valLoss: result.valLoss, bestEpoch: result.bestEpoch, epochsRun: result.epochsRun, durationMs: result.elapsedMs, ...(result.host ? { host: result.host } : {}) });
+      this.record(this.parts.store.finishRun(runIds[i], { status: 'succeeded', valAccuracy: result.valAccuracy, valLoss: result.valLoss, bestEpoch: result.bestEpoch, epochsRun: result.epochsRun, durationMs: result.elapsedMs, ...(result.host ? { host: result.host } : {}) }), this.log);
       results[i] = result;
     };
     if (!this.fansOut(points.length)) {

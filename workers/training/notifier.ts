@@ -16,7 +16,7 @@ import { ZerveError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { HOSTNAME } from '../../shared/protocol.ts';
 import type { TrainingNotification, TrainNotify, TrainResultMessage } from '../../shared/training.ts';
-import { codeVersion } from './run-store.ts';
+import { codeVersion } from '../../shared/code-version.ts';
 
 /** The content type of every webhook body. */
 const WEBHOOK_CONTENT_TYPE = 'application/json';

@@ -4,7 +4,7 @@ import type { BackboneRepository } from './backbone-repository.ts';
 import { MNIST_DATASET_ID } from './builtin-mnist.ts';
 import type { DatasetTransfer } from './dataset-transfer.ts';
 import { parseNotify, type NotifyTarget } from './notifier.ts';
-import type { RunStore } from './run-store.ts';
+import type { ExperimentStore } from '../../shared/store/experiment-store.ts';
 
 /**
  * Turns a `train` header into what this worker trains: checked against the shared request schema,
@@ -12,23 +12,23 @@ import type { RunStore } from './run-store.ts';
  */
 export class RequestResolver {
   constructor(
-    private readonly store: RunStore,
+    private readonly store: ExperimentStore,
     private readonly backbones: BackboneRepository,
     private readonly transfer: DatasetTransfer,
     private readonly emailEnabled: boolean,
   ) {}
 
   /** A dataset id, or the name a dataset was added under. */
-  datasetId(idOrName: string): string {
+  async datasetId(idOrName: string): Promise<string> {
     if (idOrName === MNIST_DATASET_ID || /^[0-9a-f]{64}$/.test(idOrName)) return idOrName;
-    const id = this.store.datasetByName(idOrName);
+    const id = await this.store.datasetByName(idOrName);
     if (!id) throw new ZerveError('UNKNOWN_DATASET', `no dataset ${idOrName}`);
     return id;
   }
 
   async resolve(fields: unknown): Promise<{ request: TrainingRequest; notify?: NotifyTarget }> {
     const { notify: notifyField, ...checked } = checkTrainRequest(fields);
-    const datasetId = this.datasetId(checked.datasetId);
+    const datasetId = await this.datasetId(checked.datasetId);
     const chosen = checked.family ?? (checked.backbone !== undefined ? 'transfer' : undefined);
     // Photos (any uploaded dataset) default to transfer learning when a backbone is there: an MLP
     // on 28x28 grey pixels of photos cannot do well. The built-in digits default to the MLP.

@@ -34,7 +34,10 @@ import { Notifier } from './notifier.ts';
 import { PreparedData } from './prepared-data.ts';
 import { RequestResolver } from './request-resolver.ts';
 import { RunService } from './run-service.ts';
-import { RunStore } from './run-store.ts';
+import type { ExperimentStore } from '../../shared/store/experiment-store.ts';
+import { openExperimentStore } from '../../shared/store/open-experiment-store.ts';
+import { SqliteExperimentStore } from '../../shared/store/sqlite-experiment-store.ts';
+import { parseStoreLocation } from '../../shared/store/store-location.ts';
 
 export class TrainingWorker {
   readonly options: TrainingWorkerOptions;
@@ -46,7 +49,7 @@ export class TrainingWorker {
   private readonly experiments: ExperimentService;
   private readonly runs: RunService;
   private readonly control: ControlService;
-  private readonly store: RunStore;
+  private readonly store: ExperimentStore;
   private readonly notifier: Notifier;
   private readonly client?: ZerveClient;
   /** With a broker: holds this worker's exported models and publishes them to the cluster. */
@@ -55,7 +58,11 @@ export class TrainingWorker {
   private readonly backboneSync?: ModelSync;
   private closing?: Promise<void>;
 
-  constructor(options: Partial<TrainingWorkerOptions> = {}, log: Logger = rootLogger) {
+  /**
+   * `store`: the experiment store, opened by `TrainingWorker.open`; without it the SQLite store of
+   * `options.store` (default `runs.sqlite` in `data`) is opened here.
+   */
+  constructor(options: Partial<TrainingWorkerOptions> = {}, log: Logger = rootLogger, store?: ExperimentStore) {
     this.options = { ...DEFAULT_TRAINING_WORKER_OPTIONS, ...options };
     const { runConcurrency, runRetries, runCapacity } = this.options;
     if (!(Number.isInteger(runConcurrency) && runConcurrency >= 1 && Number.isInteger(runRetries) && runRetries >= 0 && Number.isInteger(runCapacity) && runCapacity >= 1)) {
@@ -64,7 +71,12 @@ export class TrainingWorker {
     this.log = log.child({ component: 'training-worker' });
     this.cancelService = `${TRAIN_CANCEL_PREFIX}${HOSTNAME}-${process.pid}-${randomBytes(3).toString('hex')}`;
     const datasets = new DatasetStore(this.options, this.log);
-    this.store = new RunStore(this.options.data);
+    if (store) this.store = store;
+    else {
+      const location = parseStoreLocation(this.options.store, this.options.data);
+      if (location.kind !== 'sqlite') throw new ZerveError('BAD_REQUEST', 'a training worker on a postgres:// store is made with TrainingWorker.open');
+      this.store = new SqliteExperimentStore(location.folder);
+    }
     this.notifier = new Notifier(this.options, this.log);
     if (this.options.broker !== '') {
       this.client = new ZerveClient({ broker: this.options.broker, ...curveOptionsOf(this.options) });
@@ -100,9 +112,25 @@ export class TrainingWorker {
     this.experiments.connection.reportMetrics(this.metrics);
   }
 
+  /** Opens the experiment store `options.store` names (a PostgreSQL one migrated), then makes the worker. */
+  static async open(options: Partial<TrainingWorkerOptions> = {}, log: Logger = rootLogger): Promise<TrainingWorker> {
+    const { store = '', data = DEFAULT_TRAINING_WORKER_OPTIONS.data } = options;
+    const opened = await openExperimentStore(store, data, log.child({ component: 'training-worker' }));
+    try {
+      return new TrainingWorker(options, log, opened);
+    } catch (err) {
+      await opened.close();
+      throw err;
+    }
+  }
+
   start(): void {
-    const abandoned = this.store.failAbandoned(HOSTNAME, isAlive);
-    if (abandoned.length > 0) this.log.warn({ experiments: abandoned }, 'marked failed: experiments whose training worker died');
+    this.store
+      .failAbandoned(HOSTNAME, isAlive)
+      .then((abandoned) => {
+        if (abandoned.length > 0) this.log.warn({ experiments: abandoned }, 'marked failed: experiments whose training worker died');
+      })
+      .catch((err: unknown) => this.log.error({ err }, 'cannot mark the experiments of dead training workers failed'));
     // Parsing the built-in digits and compiling the request checks block the event loop for a moment:
     // do it before heartbeats start.
     loadMnist();
@@ -124,7 +152,7 @@ export class TrainingWorker {
       const results = await Promise.allSettled([this.experiments.connection.close(), this.runs.connection.close()]);
       await this.backboneSync?.close();
       results.push(...(await Promise.allSettled([this.control.connection.close(), this.client?.close(), this.notifier.close(), this.models?.close()])));
-      this.store.close();
+      await this.store.close().catch((err: unknown) => this.log.error({ err }, 'closing the experiment store failed'));
       for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'error while closing');
     })();
     return this.closing;

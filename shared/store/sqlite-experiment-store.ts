@@ -4,15 +4,13 @@
  * version produced. Written by the training worker that orchestrates an experiment; read by
  * `zerve runs ...` straight from the file (WAL lets readers run beside the writer).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { ZerveError } from '../../shared/errors.ts';
-import type { EpochRecord, ExperimentDetail, ExperimentRecord, ExperimentSummary, ExperimentTest, RunRecord, RunStatus } from '../../shared/training.ts';
-
-export type { EpochRecord, ExperimentRecord, RunRecord, RunStatus };
+import { codeVersion } from '../code-version.ts';
+import { ZerveError } from '../errors.ts';
+import type { EpochRecord, ExperimentDetail, ExperimentRecord, ExperimentSummary, ExperimentTest, RunRecord, RunStatus } from '../training.ts';
+import type { DatasetHolder, ExperimentStore, ExperimentStart, ExperimentEnd, RunEnd, RunStart } from './experiment-store.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS experiments (
@@ -31,47 +29,32 @@ CREATE TABLE IF NOT EXISTS epochs (
   val_loss REAL, elapsed_ms REAL
 );
 CREATE TABLE IF NOT EXISTS dataset_names (id TEXT PRIMARY KEY, name TEXT NOT NULL, added_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dataset_holders (
+  dataset_id TEXT NOT NULL, host TEXT NOT NULL, images INTEGER NOT NULL, bytes INTEGER NOT NULL, added_at TEXT NOT NULL,
+  PRIMARY KEY (dataset_id, host)
+);
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment_id, idx);
 CREATE INDEX IF NOT EXISTS epochs_by_run ON epochs(run_id);
 `;
 
-let codeVersionCache: { codeVersion: string; gitCommit: string | null } | undefined;
-
-/** Package version and, when the code is a git checkout, its commit. */
-export function codeVersion(): { codeVersion: string; gitCommit: string | null } {
-  if (codeVersionCache) return codeVersionCache;
-  const root = fileURLToPath(new URL('../../', import.meta.url));
-  let version = 'unknown';
-  try {
-    version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
-  } catch {
-    // no package.json beside the code: keep 'unknown'
-  }
-  let commit: string | null = null;
-  try {
-    commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).toString().trim() || null;
-  } catch {
-    // not a checkout, or no git
-  }
-  codeVersionCache = { codeVersion: version, gitCommit: commit };
-  return codeVersionCache;
-}
-
-type Row = Record<string, unknown>;
+export type Row = Record<string, unknown>;
 const json = (value: unknown) => (typeof value === 'string' ? (JSON.parse(value) as unknown) : null);
 
-/** The run-tracking store of one data directory. */
-export class RunStore {
+/** The run-tracking store of one data directory: each training worker's own file, read elsewhere by fan-out. */
+export class SqliteExperimentStore implements ExperimentStore {
+  readonly location: string;
+  readonly shared = false;
   private readonly db: Database.Database;
   private closed = false;
 
   constructor(data: string, options: { readonly?: boolean } = {}) {
     if (!options.readonly) mkdirSync(data, { recursive: true });
     const path = join(data, 'runs.sqlite');
+    this.location = `sqlite:${path}`;
     try {
       this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     } catch (err) {
-      throw new ZerveError('BAD_REQUEST', `cannot open the run store ${path}`, { cause: err });
+      throw new ZerveError('BAD_CONFIG', `cannot open the run store ${path}`, { cause: err });
     }
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
@@ -89,7 +72,7 @@ export class RunStore {
     this.db.pragma('busy_timeout = 5000');
   }
 
-  startExperiment(e: { id: string; name?: string; datasetId: string; request: unknown; seed: number; host: string; pid: number }): void {
+  async startExperiment(e: ExperimentStart): Promise<void> {
     const { codeVersion: version, gitCommit } = codeVersion();
     this.db
       .prepare(
@@ -103,26 +86,26 @@ export class RunStore {
    * Marks failed (WORKER_LOST) the experiments still `running` whose worker on `host` is gone, so
    * none stays running forever after a crash. Returns their ids.
    */
-  failAbandoned(host: string, isAlive: (pid: number) => boolean): string[] {
+  async failAbandoned(host: string, isAlive: (pid: number) => boolean): Promise<string[]> {
     const rows = this.db.prepare(`SELECT id, pid FROM experiments WHERE status = 'running' AND host = ?`).all(host) as { id: string; pid: number | null }[];
     const gone = rows.filter((r) => r.pid === null || !isAlive(r.pid)).map((r) => r.id);
-    for (const id of gone) this.finishExperiment(id, { status: 'failed', error: 'WORKER_LOST: the training worker died during the experiment' });
+    for (const id of gone) await this.finishExperiment(id, { status: 'failed', error: 'WORKER_LOST: the training worker died during the experiment' });
     return gone;
   }
 
-  startRun(r: { id: string; experimentId: string; index: number; params: Record<string, number | string>; host?: string }): void {
+  async startRun(r: RunStart): Promise<void> {
     this.db
       .prepare(`INSERT OR REPLACE INTO runs (id, experiment_id, idx, params, status, host, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?)`)
       .run(r.id, r.experimentId, r.index, JSON.stringify(r.params), r.host ?? null, new Date().toISOString());
   }
 
-  addEpoch(runId: string, e: EpochRecord): void {
+  async addEpoch(runId: string, e: EpochRecord): Promise<void> {
     this.db
       .prepare(`INSERT INTO epochs (run_id, phase, epoch, loss, val_accuracy, val_loss, elapsed_ms) VALUES (?, ?, ?, ?, ?, ?, ?)`)
       .run(runId, e.phase, e.epoch, e.loss, e.valAccuracy, e.valLoss, e.elapsedMs);
   }
 
-  finishRun(id: string, r: { status: RunStatus; valAccuracy?: number; valLoss?: number; bestEpoch?: number; epochsRun?: number; durationMs?: number; host?: string }): void {
+  async finishRun(id: string, r: RunEnd): Promise<void> {
     this.db
       .prepare(
         `UPDATE runs SET status = ?, val_accuracy = ?, val_loss = ?, best_epoch = ?, epochs_run = ?, duration_ms = ?,
@@ -131,10 +114,7 @@ export class RunStore {
       .run(r.status, r.valAccuracy ?? null, r.valLoss ?? null, r.bestEpoch ?? null, r.epochsRun ?? null, r.durationMs ?? null, r.host ?? null, new Date().toISOString(), id);
   }
 
-  finishExperiment(
-    id: string,
-    e: { status: RunStatus; durationMs?: number; bestRunId?: string; test?: unknown; modelName?: string; modelVersion?: string; error?: string },
-  ): void {
+  async finishExperiment(id: string, e: ExperimentEnd): Promise<void> {
     // Runs still marked running (canceled or failed mid-search) end with the experiment.
     const finishedAt = new Date().toISOString();
     this.db.transaction(() => {
@@ -150,17 +130,25 @@ export class RunStore {
     })();
   }
 
-  experiments(limit = 50): ExperimentRecord[] {
+  private experiments(limit = 50): ExperimentRecord[] {
     return (this.db.prepare(`SELECT * FROM experiments ORDER BY started_at DESC LIMIT ?`).all(limit) as Row[]).map(toExperiment);
   }
 
-  experiment(id: string): ExperimentRecord | undefined {
+  async experiment(id: string): Promise<ExperimentRecord | undefined> {
+    return this.experimentNow(id);
+  }
+
+  private experimentNow(id: string): ExperimentRecord | undefined {
     const row = this.db.prepare(`SELECT * FROM experiments WHERE id = ?`).get(id) as Row | undefined;
     return row ? toExperiment(row) : undefined;
   }
 
   /** Runs, newest experiment first; or the runs of one experiment. */
-  runs(options: { experimentId?: string; limit?: number } = {}): RunRecord[] {
+  async runs(options: { experimentId?: string; limit?: number } = {}): Promise<RunRecord[]> {
+    return this.runsNow(options);
+  }
+
+  private runsNow(options: { experimentId?: string; limit?: number } = {}): RunRecord[] {
     const rows = options.experimentId
       ? (this.db.prepare(`SELECT r.*, e.dataset_id, e.seed FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.experiment_id = ? ORDER BY r.idx`).all(options.experimentId) as Row[])
       : (this.db
@@ -170,7 +158,11 @@ export class RunStore {
   }
 
   /** One run with its epochs, and the test metrics and model when it was its experiment's best. */
-  run(id: string): RunRecord | undefined {
+  async run(id: string): Promise<RunRecord | undefined> {
+    return this.runNow(id);
+  }
+
+  private runNow(id: string): RunRecord | undefined {
     const row = this.db.prepare(`SELECT r.*, e.dataset_id, e.seed FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?`).get(id) as Row | undefined;
     if (!row) return undefined;
     const run = toRun(row);
@@ -182,7 +174,7 @@ export class RunStore {
       valLoss: Number(e.val_loss),
       elapsedMs: Number(e.elapsed_ms),
     }));
-    const experiment = this.experiment(run.experimentId);
+    const experiment = this.experimentNow(run.experimentId);
     if (experiment?.bestRunId === id) {
       run.test = experiment.test;
       run.modelName = experiment.modelName;
@@ -192,40 +184,58 @@ export class RunStore {
   }
 
   /** Newest experiments first, each with its runs. */
-  summaries(limit = 50): ExperimentSummary[] {
-    return this.experiments(limit).map((e) => ({ ...e, runs: this.runs({ experimentId: e.id }) }));
+  async summaries(limit = 50): Promise<ExperimentSummary[]> {
+    return this.experiments(limit).map((e) => ({ ...e, runs: this.runsNow({ experimentId: e.id }) }));
   }
 
   /** A run with its epochs, or an experiment with its runs and their epochs; undefined when neither. */
-  detail(id: string): RunRecord | ExperimentDetail | undefined {
-    const run = this.run(id);
+  async detail(id: string): Promise<RunRecord | ExperimentDetail | undefined> {
+    const run = this.runNow(id);
     if (run) return run;
-    const experiment = this.experiment(id);
-    return experiment && { ...experiment, runs: this.runs({ experimentId: id }).map((r) => this.run(r.id)!) };
+    const experiment = this.experimentNow(id);
+    return experiment && { ...experiment, runs: this.runsNow({ experimentId: id }).map((r) => this.runNow(r.id)!) };
   }
 
   /** Remembers a dataset's human name (`datasets.add` with `name`). */
-  nameDataset(id: string, name: string): void {
+  async nameDataset(id: string, name: string): Promise<void> {
     this.db.prepare(`INSERT OR REPLACE INTO dataset_names (id, name, added_at) VALUES (?, ?, ?)`).run(id, name, new Date().toISOString());
   }
 
-  datasetName(id: string): string | undefined {
+  async datasetName(id: string): Promise<string | undefined> {
     return (this.db.prepare(`SELECT name FROM dataset_names WHERE id = ?`).get(id) as { name: string } | undefined)?.name;
   }
 
   /** The id of the dataset most recently added under `name`. */
-  datasetByName(name: string): string | undefined {
+  async datasetByName(name: string): Promise<string | undefined> {
     return (this.db.prepare(`SELECT id FROM dataset_names WHERE name = ? ORDER BY added_at DESC LIMIT 1`).get(name) as { id: string } | undefined)?.id;
   }
 
-  close(): void {
+  async addDatasetHolder(h: DatasetHolder): Promise<void> {
+    this.db
+      .prepare(`INSERT OR IGNORE INTO dataset_holders (dataset_id, host, images, bytes, added_at) VALUES (?, ?, ?, ?, ?)`)
+      .run(h.datasetId, h.host, h.images, h.bytes, new Date().toISOString());
+  }
+
+  async datasetHolders(datasetId: string): Promise<DatasetHolder[]> {
+    // A runs.sqlite written before the index has no such table (opened read-only, it is not added).
+    const known = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dataset_holders'`).get();
+    if (!known) return [];
+    const rows = this.db.prepare(`SELECT * FROM dataset_holders WHERE dataset_id = ? ORDER BY added_at, host`).all(datasetId) as Row[];
+    return rows.map(holderOf);
+  }
+
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.db.close();
   }
 }
 
-function toExperiment(row: Row): ExperimentRecord {
+export function holderOf(row: Row): DatasetHolder {
+  return { datasetId: String(row.dataset_id), host: String(row.host), images: Number(row.images), bytes: Number(row.bytes), addedAt: String(row.added_at) };
+}
+
+export function toExperiment(row: Row): ExperimentRecord {
   return {
     id: String(row.id),
     name: (row.name as string | null) ?? null,
@@ -248,7 +258,7 @@ function toExperiment(row: Row): ExperimentRecord {
   };
 }
 
-function toRun(row: Row): RunRecord {
+export function toRun(row: Row): RunRecord {
   return {
     id: String(row.id),
     experimentId: String(row.experiment_id),
