@@ -102,6 +102,8 @@ const up = program
     const samples = flags.samples ?? (existsSync(DEFAULT_SAMPLES) ? DEFAULT_SAMPLES : undefined);
     // The page's model uploads are offered on the worker socket, the one that takes workers under CURVE.
     const web = await startWebApp({ ...flags, ...curve, broker: broker.frontendEndpoint, connect: broker.backendEndpoint, ...(samples ? { samples } : {}) });
+    // The broker runs in this process: the web app's /metrics carries the cluster's series too.
+    web.metrics.include(broker.metrics.registry);
     onShutdown(async () => {
       await web.close();
       await jobs.close();

@@ -25,6 +25,8 @@ import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
 import { HttpMetrics } from './http-metrics.ts';
 import { HTTP_STATUS_OF } from './http-status.ts';
 import { httpErrorHandler, toZerveError } from './http-error.ts';
+import { ClusterMonitor } from './cluster-monitor.ts';
+import { ClusterRoutes } from './cluster-routes.ts';
 import { ModelCatalog } from './model-catalog.ts';
 import { OipRoutes } from './oip-routes.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
@@ -74,6 +76,9 @@ export class WebApp {
   private readonly validator = new RequestValidator(OPENAPI_DOCUMENT);
   /** `/metrics`: HTTP durations by route and status, and the process's default metrics. */
   readonly metrics = new HttpMetrics();
+  /** What the /cluster page shows, polled from the broker. */
+  readonly cluster: ClusterMonitor;
+  private readonly clusterRoutes: ClusterRoutes;
   private readonly log: Logger;
   private readonly streams = new Set<AbortController>();
   private server: Server | undefined;
@@ -88,13 +93,15 @@ export class WebApp {
     if (!(Number.isInteger(o.http) && o.http >= 0 && o.http < 65536)) {
       throw new ZerveError('BAD_REQUEST', `http must be a port number, got ${o.http}`);
     }
-    for (const key of ['maxUploadBytes', 'requestTimeoutMs', 'maxInFlight', 'probeTimeoutMs', 'eventsPollMs'] as const) {
+    for (const key of ['maxUploadBytes', 'requestTimeoutMs', 'maxInFlight', 'probeTimeoutMs', 'eventsPollMs', 'clusterPollMs'] as const) {
       if (!(o[key] > 0)) throw new ZerveError('BAD_REQUEST', `${key} must be positive, got ${o[key]}`);
     }
     this.log = log.child({ component: 'webapp' });
     this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, ...curveOptionsOf(o) }, log);
     this.catalog = new ModelCatalog(this.client, o);
     this.gallery = new SampleGallery(o.samples);
+    this.cluster = new ClusterMonitor([{ endpoint: o.broker, client: this.client }], { pollMs: o.clusterPollMs }, this.log);
+    this.clusterRoutes = new ClusterRoutes(this.cluster);
     this.app = this.routes();
   }
 
@@ -112,6 +119,7 @@ export class WebApp {
       const { port } = server.address() as AddressInfo;
       const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
       this.baseUrl = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}/`;
+      this.cluster.start();
       this.log.info({ url: this.baseUrl }, 'web app listening');
       return this.baseUrl;
     })();
@@ -122,6 +130,8 @@ export class WebApp {
   close(): Promise<void> {
     this.closing ??= (async () => {
       for (const stream of this.streams) stream.abort();
+      this.cluster.close();
+      this.clusterRoutes.close();
       const server = this.server;
       if (server?.listening) {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -171,6 +181,7 @@ export class WebApp {
       signalOf: (res) => this.abortOnDisconnect(res).signal,
       logger: this.log,
     }).register(app, check);
+    app.use('/cluster', this.clusterRoutes.router);
     app.use('/api', this.notFound);
     app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: 0 }));
     app.use(this.notFound);
