@@ -1,21 +1,12 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ZerveClient } from '../shared/client.ts';
 import type { ClusterSnapshot } from '../shared/cluster-view.ts';
 import { squeezenetRepository } from './fixtures/webapp-cluster.ts';
 import { image } from './fixtures/inference-models.ts';
-import { CliProcess, runCli, tempDir } from './helpers/cluster.ts';
+import { CliProcess, freePort, runCli, tempDir } from './helpers/cluster.ts';
 import { eventually } from './helpers/eventually.ts';
 import { scrape } from './helpers/prometheus-scrape.ts';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const TABBY = 'tabby, tabby cat';
 

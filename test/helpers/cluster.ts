@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,6 +48,15 @@ export async function startBroker(options: Partial<BrokerOptions> = {}): Promise
  */
 function testPort(): number {
   return 20_000 + Math.floor(Math.random() * 12_000);
+}
+
+/** A TCP port nobody listens on right now, for a child process that must be told its ports. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolvePromise) => server.listen(0, '127.0.0.1', resolvePromise));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolvePromise) => server.close(resolvePromise));
+  return port;
 }
 
 /** Resolves with the next worker the broker registers that matches `predicate`. */
