@@ -58,6 +58,11 @@ describe('zerve up --autoscale 1:4 (inference worker processes follow the load)'
     assert.deepEqual((await inferenceWorkers()).map((w) => w.pid), [first!.pid], 'the same single worker');
     assert.equal(await decisions('up'), 0);
     assert.equal(await decisions('down'), 0);
+    // One scrape of the web app's port shows the broker's series too (the broker runs in zerve up's process).
+    const metrics = await scrape(new URL('/metrics', webUrl).href);
+    assert.ok(metrics.value('zerve_request_total', { service: 'classify.squeezenet', code: 'OK' }) >= 300);
+    assert.equal(metrics.value('zerve_workers_desired', { kind: 'inference' }), 1);
+    assert.ok(metrics.types.has('zerve_http_request_duration_seconds'));
   });
 
   it('grows above one worker under a burst of 1,000, shrinks back to 1 by draining, and answers every request', async () => {
