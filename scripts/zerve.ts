@@ -64,6 +64,7 @@ const up = program
   .option('--look-back-ms <ms>', 'autoscaling: the load is the median over this past span (default 10000)')
   .option('--tolerance <fraction>', 'autoscaling: band around the target where nothing changes (default 0.1)')
   .option('--autoscale-interval-ms <ms>', 'autoscaling: time between reading the load and deciding (default 1000)')
+  .option('--cluster-poll-ms <ms>', 'how often the /cluster page polls the broker (default 1000)')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const brokerOptions = resolveOptions(DEFAULT_BROKER_OPTIONS, flags);
@@ -255,6 +256,7 @@ program
   .option('--http <port>', 'port')
   .option('--host <host>', 'address to listen on')
   .option('--samples <dir>', 'sample images offered on the page')
+  .option('--cluster-poll-ms <ms>', 'how often the /cluster page polls the broker (default 1000)')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const { startWebApp } = await import('../webapp/web-app.ts');
