@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import type { ClassifyReply } from '../shared/messages.ts';
 import { SCREENSHOTS, launchBrowser, openPage, type Browser } from './helpers/browser.ts';
-import { spawnWorker, type CliProcess } from './helpers/cluster.ts';
-import { squeezenetRepository, startWebCluster, type WebCluster } from './fixtures/webapp-cluster.ts';
+import { WorkerConnection } from '../workers/worker-connection.ts';
+import { TEST_HEARTBEAT_MS, nextWorker, spawnWorker, type CliProcess } from './helpers/cluster.ts';
+import { squeezenetRepository, startWebCluster, testLogger, type WebCluster } from './fixtures/webapp-cluster.ts';
 
 /** Not the machine's zone (UTC here), so the page shows it took the browser's. */
 const BROWSER_TIME_ZONE = 'Europe/Berlin';
@@ -71,5 +72,49 @@ describe('cluster page in a browser', function () {
     await page.waitForSelector(workerRow(added.pid));
     assert.match((await page.textContent(workerRow(added.pid))) ?? '', /squeezenet 1/);
     await page.screenshot({ path: join(SCREENSHOTS, 'cluster-worker-replaced.png'), fullPage: true });
+  });
+
+  it('stays paged with 200 more workers and 500 more services, updating rows in place', async () => {
+    const kept: WorkerConnection[] = [];
+    try {
+      const connect = (services: string[]) => {
+        const connection = new WorkerConnection(services, async () => [], { connect: cluster.broker.backendEndpoint, heartbeatIntervalMs: TEST_HEARTBEAT_MS, kind: 'bulk' }, testLogger);
+        kept.push(connection);
+        connection.start();
+      };
+      const manyServices = Array.from({ length: 500 }, (_, i) => `bulk.service-${String(i).padStart(3, '0')}`);
+      const last = nextWorker(cluster.broker, (w) => w.services.includes('bulk.worker-199'));
+      connect(manyServices);
+      for (let i = 0; i < 200; i++) connect([`bulk.worker-${i}`]);
+      await last;
+      await page.waitForFunction(() => /^\(7\d\d\)$/.test(document.getElementById('services-count')!.textContent ?? ''));
+      await page.waitForFunction(() => /^\(20\d on /.test(document.getElementById('workers-count')!.textContent ?? ''));
+      assert.equal(await page.locator('#services tbody tr').count(), 50, 'one page of services in the DOM');
+      assert.ok((await page.locator('#workers tbody tr[data-worker]').count()) <= 50, 'one page of workers in the DOM');
+      assert.match((await page.textContent('#services-page')) ?? '', /page 1 of 1[56]/);
+      // Mark the rows, wait for two more snapshots: the same elements are still there (text changed in place).
+      await page.evaluate(() => document.querySelectorAll('#services tbody tr').forEach((tr) => ((tr as HTMLElement).dataset.mark = 'kept')));
+      const at = await page.evaluate(() => document.getElementById('total-answered')!.textContent);
+      await page.evaluate(() => new Promise<void>((resolve) => {
+        let seen = 0;
+        const source = new EventSource('/cluster/events');
+        source.addEventListener('snapshot', () => {
+          if (++seen === 3) {
+            source.close();
+            resolve();
+          }
+        });
+      }));
+      assert.equal(await page.locator('#services tbody tr[data-mark="kept"]').count(), 50, `rows kept across updates (answered was ${at})`);
+      await page.fill('#services-filter', 'bulk.service-42');
+      await page.waitForFunction(() => document.querySelectorAll('#services tbody tr').length === 10);
+      await page.click('#services tbody tr[data-service="bulk.service-420"]');
+      await page.waitForFunction(() => document.getElementById('chart-of')!.textContent === 'bulk.service-420');
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `no sideways scrolling of the page (overflow ${overflow}px)`);
+      await page.screenshot({ path: join(SCREENSHOTS, 'cluster-many-workers.png'), fullPage: false });
+    } finally {
+      await Promise.all(kept.map((c) => c.close()));
+    }
   });
 });

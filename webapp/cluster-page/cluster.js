@@ -145,9 +145,10 @@ function renderServices(snapshot) {
   place($('services').tBodies[0], rows, state.rows.services);
 }
 
+/** Models with versions, else services; a worker offering hundreds shows a few and the count. */
 function modelsText(w) {
-  if (w.models && w.models.length > 0) return w.models.map((m) => `${m.name} ${m.versions.join(',')}`).join('; ');
-  return w.services.join(', ');
+  const items = w.models && w.models.length > 0 ? w.models.map((m) => `${m.name} ${m.versions.join(',')}`) : w.services;
+  return items.length <= 4 ? items.join(', ') : `${items.slice(0, 3).join(', ')} and ${items.length - 3} more`;
 }
 
 function renderWorkers(snapshot) {
