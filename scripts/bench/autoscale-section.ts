@@ -44,21 +44,32 @@ interface Sample {
   load: number;
 }
 
-export interface AutoscaleSection {
-  settings: { bounds: string; upscaleDelayMs: number; downscaleDelayMs: number; lookBackMs: number; burst: number; plateauConcurrency: number; plateauMs: number; idleMs: number; finalIdleMs: number };
+/** One setup through the step load. */
+export interface StepLoadRun {
+  setup: string;
   phases: Phase[];
   samples: Sample[];
   lost: number;
+  /** Inference worker processes serving, summed over the run: what the setup cost. */
+  workerSeconds: number;
+}
+
+export interface AutoscaleSection {
+  settings: { bounds: string; upscaleDelayMs: number; downscaleDelayMs: number; lookBackMs: number; burst: number; plateauConcurrency: number; plateauMs: number; idleMs: number; finalIdleMs: number };
+  /** The autoscaled cluster first, then the fixed baselines of the same run. */
+  runs: StepLoadRun[];
   svg: string;
 }
 
 const MODEL = 'squeezenet-fp32';
 const TABBY = 'tabby, tabby cat';
 
+type Settings = AutoscaleSection['settings'];
+
 export async function benchAutoscale(options: AutoscaleBenchOptions): Promise<AutoscaleSection> {
   const q = options.quick;
   // The default up delay and look-back; a shorter down delay than the default 2 minutes, so the run shows the shrink in its length.
-  const settings = {
+  const settings: Settings = {
     bounds: '1:4',
     upscaleDelayMs: 5000,
     downscaleDelayMs: q ? 5000 : 20_000,
@@ -69,17 +80,30 @@ export async function benchAutoscale(options: AutoscaleBenchOptions): Promise<Au
     idleMs: q ? 3000 : 10_000,
     finalIdleMs: q ? 25_000 : 60_000,
   };
+  const [min, max] = settings.bounds.split(':').map(Number) as [number, number];
+  const autoscale = [
+    '--autoscale', settings.bounds, '--upscale-delay-ms', String(settings.upscaleDelayMs),
+    '--downscale-delay-ms', String(settings.downscaleDelayMs), '--look-back-ms', String(settings.lookBackMs),
+  ];
+  // The same step load on fixed clusters of MIN and MAX workers, one after the other: they would share the cores if run at once.
+  const runs = [
+    await runStepLoad(`--autoscale ${settings.bounds}`, autoscale, min, settings, options),
+    await runStepLoad(`--workers ${min}`, ['--workers', String(min)], min, settings, options),
+    await runStepLoad(`--workers ${max}`, ['--workers', String(max)], max, settings, options),
+  ];
+  const svg = drawRun(runs[0]!.phases, runs[0]!.samples, settings.bounds);
+  await writeFile(path.join(options.resultsDir, 'autoscale.svg'), svg);
+  return { settings, runs, svg: 'autoscale.svg' };
+}
+
+async function runStepLoad(setup: string, args: string[], ready: number, settings: Settings, options: AutoscaleBenchOptions): Promise<StepLoadRun> {
   const repository = await makeBenchRepository(MODEL, path.join(options.fixtures, 'models', MODEL));
   const data = await mkdtemp(path.join(tmpdir(), 'zerve-bench-autoscale-'));
   const frontend = `tcp://127.0.0.1:${await freePort()}`;
-  const up = new CliChild(
-    [
-      'up', '--models', repository.path, '--data', data, '--training-workers', '0', '--threads', '1', '--http', '0',
-      '--frontend', frontend, '--backend', `tcp://127.0.0.1:${await freePort()}`,
-      '--autoscale', settings.bounds, '--upscale-delay-ms', String(settings.upscaleDelayMs),
-      '--downscale-delay-ms', String(settings.downscaleDelayMs), '--look-back-ms', String(settings.lookBackMs),
-    ],
-  );
+  const up = new CliChild([
+    'up', '--models', repository.path, '--data', data, '--training-workers', '0', '--threads', '1', '--http', '0',
+    '--frontend', frontend, '--backend', `tcp://127.0.0.1:${await freePort()}`, ...args,
+  ]);
   const client = new ZerveClient({ broker: frontend, timeoutMs: 300_000, retries: 0 });
   const kitten = readFileSync(path.join(options.fixtures, 'images', 'kitten.png'));
   const samples: Sample[] = [];
@@ -90,11 +114,11 @@ export async function benchAutoscale(options: AutoscaleBenchOptions): Promise<Au
   try {
     for (;;) {
       const workers = await client.workers({ timeoutMs: 2000 }).catch(() => []);
-      if (workers.some((w) => w.kind === 'inference' && w.services.includes(`classify.${MODEL}`))) break;
+      if (workers.filter((w) => w.kind === 'inference' && w.services.includes(`classify.${MODEL}`)).length >= ready) break;
       if (!up.running) throw new Error(`zerve up exited: ${up.recentOutput}`);
       await sleep(200);
     }
-    options.progress(`autoscale: zerve up --autoscale ${settings.bounds} is serving; idle, burst of ${settings.burst}, plateau of ${settings.plateauConcurrency} for ${settings.plateauMs} ms, idle`);
+    options.progress(`autoscale: zerve up ${setup} is serving; idle, burst of ${settings.burst}, plateau of ${settings.plateauConcurrency} for ${settings.plateauMs} ms, idle`);
     t0 = performance.now();
     const sampler = (async () => {
       while (sampling) {
@@ -121,7 +145,7 @@ export async function benchAutoscale(options: AutoscaleBenchOptions): Promise<Au
     const phases: { name: string; startS: number; endS: number }[] = [];
     const phase = async (name: string, run: () => Promise<unknown>) => {
       const startS = nowS();
-      options.progress(`autoscale: ${name}`);
+      options.progress(`autoscale: ${setup}: ${name}`);
       await run();
       phases.push({ name, startS, endS: nowS() });
     };
@@ -143,9 +167,9 @@ export async function benchAutoscale(options: AutoscaleBenchOptions): Promise<Au
       const ms = inPhase.map((t) => t.ms).sort((a, b) => a - b);
       return { ...p, requests: inPhase.length, lost: inPhase.filter((t) => !t.ok).length, p50Ms: quantile(ms, 0.5), p99Ms: quantile(ms, 0.99) };
     });
-    const svg = drawRun(rows, samples, settings.bounds);
-    await writeFile(path.join(options.resultsDir, 'autoscale.svg'), svg);
-    return { settings, phases: rows, samples, lost: timings.filter((t) => !t.ok).length, svg: 'autoscale.svg' };
+    let workerSeconds = 0;
+    samples.forEach((x, i) => (workerSeconds += i === 0 ? 0 : samples[i - 1]!.workers * (x.atS - samples[i - 1]!.atS)));
+    return { setup, phases: rows, samples, lost: timings.filter((t) => !t.ok).length, workerSeconds };
   } finally {
     sampling = false;
     await client.close();
@@ -157,27 +181,39 @@ export async function benchAutoscale(options: AutoscaleBenchOptions): Promise<Au
 
 export function autoscaleReport(section: AutoscaleSection): (string | ReportTable)[] {
   const s = section.settings;
-  const phases = new ReportTable(['phase', 'from s', 'to s', 'requests', 'lost', 'p50 ms', 'p99 ms', 'workers (min-max)']);
-  for (const p of section.phases) {
-    const during = section.samples.filter((x) => x.atS >= p.startS && x.atS < p.endS).map((x) => x.workers);
-    const span = during.length > 0 ? `${Math.min(...during)}-${Math.max(...during)}` : '-';
-    phases.push([p.name, p.startS.toFixed(1), p.endS.toFixed(1), p.requests, p.lost, ms(p.p50Ms), ms(p.p99Ms), span]);
-  }
+  const [auto, ...baselines] = section.runs as [StepLoadRun, ...StepLoadRun[]];
+  const phases = new ReportTable(['phase', 'setup', 'requests', 'lost', 'p50 ms', 'p99 ms', 'p99 vs autoscale', 'workers (min-max)']);
+  auto.phases.forEach((p, i) => {
+    for (const run of section.runs) {
+      const ph = run.phases[i]!;
+      const during = run.samples.filter((x) => x.atS >= ph.startS && x.atS < ph.endS).map((x) => x.workers);
+      const span = during.length > 0 ? `${Math.min(...during)}-${Math.max(...during)}` : '-';
+      const ratio = ph.p99Ms !== null && p.p99Ms !== null && p.p99Ms > 0 ? `${(ph.p99Ms / p.p99Ms).toFixed(2)}x` : '-';
+      phases.push([run === auto ? `${ph.name} (${ph.startS.toFixed(0)}-${ph.endS.toFixed(0)} s)` : '', run.setup, ph.requests, ph.lost, ms(ph.p50Ms), ms(ph.p99Ms), ratio, span]);
+    }
+  });
+  const cost = new ReportTable(['setup', 'requests lost', 'worker-seconds', 'vs autoscale']);
+  for (const run of section.runs) cost.push([run.setup, run.lost, run.workerSeconds.toFixed(0), `${(run.workerSeconds / auto.workerSeconds).toFixed(2)}x`]);
   const timeline = new ReportTable(['s', 'in flight + queued', 'workers', 'draining']);
   let last = '';
-  for (const x of section.samples) {
+  let lastPrinted = -5;
+  for (const x of auto.samples) {
     const key = `${x.workers}/${x.draining}`;
     // Every change of workers, and the load every 5 s between changes.
-    if (key !== last || Math.floor(x.atS / 5) !== Math.floor((timeline.rows.at(-1)?.[0] as number | undefined ?? -5) / 5)) {
+    if (key !== last || Math.floor(x.atS / 5) !== Math.floor(lastPrinted / 5)) {
       timeline.push([Number(x.atS.toFixed(1)), x.load, x.workers, x.draining]);
       last = key;
+      lastPrinted = x.atS;
     }
   }
   return [
     `zerve up --autoscale ${s.bounds} (squeezenet-fp32, 1 onnxruntime thread per worker), up delay ${s.upscaleDelayMs} ms, look-back ${s.lookBackMs} ms, ` +
-      `down delay ${s.downscaleDelayMs} ms (the default is 120000; shortened so the run shows the shrink). Requests lost: ${section.lost}. Picture: bench-results/${section.svg}`,
+      `down delay ${s.downscaleDelayMs} ms (the default is 120000; shortened so the run shows the shrink), against fixed clusters (${baselines.map((b) => b.setup).join(', ')}) ` +
+      `through the same step load in the same run, one after the other. Picture of the autoscaled run: bench-results/${section.svg}`,
     phases,
-    'Workers over time against the load (each change, and every 5 s):',
+    'Cost: inference worker processes serving, summed over the run',
+    cost,
+    'Autoscaled: workers over time against the load (each change, and every 5 s):',
     timeline,
   ];
 }
