@@ -89,20 +89,20 @@ export class AutoscalePolicy {
 
   /** The load over the look-back window per unit of capacity of `workers` workers. */
   loadPerCapacity(workers: number): number {
-    const mean = this.windowLoad();
-    return mean === undefined || workers <= 0 ? 0 : mean.load / (workers * mean.capacityPerWorker);
+    const sampled = this.windowLoad();
+    return sampled === undefined || workers <= 0 ? 0 : sampled.load / (workers * sampled.capacityPerWorker);
   }
 
   /** What to do with `current` workers now, or undefined to stay. */
   decide(current: number): ScaleDecision | undefined {
-    const mean = this.windowLoad();
-    if (mean === undefined) return undefined;
+    const sampled = this.windowLoad();
+    if (sampled === undefined) return undefined;
     const o = this.options;
     const now = this.now();
-    const perWorkerTarget = o.targetPerCapacity * mean.capacityPerWorker;
-    const perCapacity = mean.load / (Math.max(1, current) * mean.capacityPerWorker);
-    const up = clamp(Math.ceil(mean.load / perWorkerTarget), o.min, o.max);
-    const down = clamp(Math.ceil(mean.load / (perWorkerTarget * (1 - o.tolerance))), o.min, o.max);
+    const perWorkerTarget = o.targetPerCapacity * sampled.capacityPerWorker;
+    const perCapacity = sampled.load / (Math.max(1, current) * sampled.capacityPerWorker);
+    const up = clamp(Math.ceil(sampled.load / perWorkerTarget), o.min, o.max);
+    const down = clamp(Math.ceil(sampled.load / (perWorkerTarget * (1 - o.tolerance))), o.min, o.max);
     const wantsUp = current < o.min || (perCapacity > o.targetPerCapacity * (1 + o.tolerance) && up > current);
     const wantsDown = current > o.max || down < current;
     if (!wantsUp) this.aboveSince = undefined;
