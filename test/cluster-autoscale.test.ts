@@ -10,7 +10,7 @@ import { scrape } from './helpers/prometheus-scrape.ts';
 
 const TABBY = 'tabby, tabby cat';
 
-describe('zerve up --autoscale 1:4 (inference worker processes follow the load)', function () {
+describe('zerve up --autoscale 1:4 --autoscale-training 1:2 (worker processes follow the load)', function () {
   this.timeout(180_000);
   let dir: { path: string; remove: () => Promise<void> };
   let up: CliProcess;
@@ -24,7 +24,7 @@ describe('zerve up --autoscale 1:4 (inference worker processes follow the load)'
     const [frontend, backend] = [`tcp://127.0.0.1:${await freePort()}`, `tcp://127.0.0.1:${await freePort()}`];
     // Short delays for a test; the defaults (5 s up, 2 min down, 10 s look-back) suit a real host.
     up = new CliProcess([
-      'up', '--models', await squeezenetRepository(), '--data', join(dir.path, 'data'), '--training-workers', '0',
+      'up', '--models', await squeezenetRepository(), '--data', join(dir.path, 'data'), '--autoscale-training', '1:2',
       '--frontend', frontend, '--backend', backend, '--http', '0', '--threads', '1',
       '--autoscale', '1:4', '--upscale-delay-ms', '500', '--downscale-delay-ms', '2000', '--look-back-ms', '1000', '--autoscale-interval-ms', '100',
     ]);
@@ -63,6 +63,20 @@ describe('zerve up --autoscale 1:4 (inference worker processes follow the load)'
     assert.ok(metrics.value('zerve_request_total', { service: 'classify.squeezenet', code: 'OK' }) >= 300);
     assert.equal(metrics.value('zerve_workers_desired', { kind: 'inference' }), 1);
     assert.ok(metrics.types.has('zerve_http_request_duration_seconds'));
+  });
+
+  it('scales training workers with their own bounds: one process while idle', async () => {
+    const training = await eventually('a training worker process', async () => {
+      const pids = new Set((await client.workers()).filter((w) => w.kind === 'training').map((w) => w.pid));
+      return pids.size > 0 ? pids : undefined;
+    }, 60_000, 100);
+    assert.equal(training.size, 1);
+    const status = await eventually('the cluster page to show both autoscaled kinds', async () => {
+      const snapshot = (await (await fetch(new URL('/cluster/snapshot', webUrl))).json()) as ClusterSnapshot;
+      return snapshot.autoscale.length === 2 ? snapshot.autoscale : undefined;
+    });
+    assert.deepEqual(status.map((a) => [a.kind, a.min, a.max, a.desired]), [['inference', 1, 4, 1], ['training', 1, 2, 1]]);
+    assert.equal((await scrape(new URL('/metrics', webUrl).href)).value('zerve_workers_desired', { kind: 'training' }), 1);
   });
 
   it('grows above one worker under a burst of 1,000, shrinks back to 1 by draining, and answers every request', async () => {
