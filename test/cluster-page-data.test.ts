@@ -198,4 +198,20 @@ describe('cluster monitor over several brokers', function () {
     assert.equal(typeof snapshot.brokers[1]!.error, 'string');
     assert.deepEqual(snapshot.workers.map((w) => w.pid), [workers[0]!.pid]);
   });
+
+  it('polls each broker apart when the web app is given several, comma-separated', async () => {
+    const [a, b] = brokers.map((x) => x.frontendEndpoint) as [string, string];
+    const web = new WebApp({ broker: `${a},${b}`, http: 0, clusterPollMs: 100 }, testLogger);
+    try {
+      await web.start();
+      const snapshot = await eventually('both brokers answering', async () => {
+        const body = (await (await fetch(new URL('/cluster/snapshot', web.url))).json()) as ClusterSnapshot;
+        return body.brokers.every((x) => x.up) && body.workers.length === 2 ? body : undefined;
+      });
+      assert.deepEqual(snapshot.brokers.map((x) => x.endpoint), [a, b]);
+      assert.deepEqual(snapshot.workers.map((w) => [w.broker, w.pid]).sort(), [[a, workers[0]!.pid], [b, workers[1]!.pid]].sort());
+    } finally {
+      await web.close();
+    }
+  });
 });

@@ -25,7 +25,7 @@ import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
 import { HttpMetrics } from './http-metrics.ts';
 import { HTTP_STATUS_OF } from './http-status.ts';
 import { httpErrorHandler, toZerveError } from './http-error.ts';
-import { ClusterMonitor } from './cluster-monitor.ts';
+import { ClusterMonitor, type ClusterSource } from './cluster-monitor.ts';
 import { ClusterRoutes } from './cluster-routes.ts';
 import { ModelCatalog } from './model-catalog.ts';
 import { OipRoutes } from './oip-routes.ts';
@@ -79,6 +79,8 @@ export class WebApp {
   /** What the /cluster page shows, polled from the broker. */
   readonly cluster: ClusterMonitor;
   private readonly clusterRoutes: ClusterRoutes;
+  /** One client per broker when `broker` lists several, so the /cluster page shows each apart. */
+  private readonly brokerClients: ZerveClient[] = [];
   private readonly log: Logger;
   private readonly streams = new Set<AbortController>();
   private server: Server | undefined;
@@ -100,7 +102,7 @@ export class WebApp {
     this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, ...curveOptionsOf(o) }, log);
     this.catalog = new ModelCatalog(this.client, o);
     this.gallery = new SampleGallery(o.samples);
-    this.cluster = new ClusterMonitor([{ endpoint: o.broker, client: this.client }], { pollMs: o.clusterPollMs }, this.log);
+    this.cluster = new ClusterMonitor(this.clusterSources(log), { pollMs: o.clusterPollMs }, this.log);
     this.clusterRoutes = new ClusterRoutes(this.cluster);
     this.app = this.routes();
   }
@@ -142,6 +144,7 @@ export class WebApp {
       }
       try {
         await this.client.close();
+        await Promise.all(this.brokerClients.map((c) => c.close()));
       } catch (err) {
         this.log.error({ err }, 'closing the client failed');
       }
@@ -187,6 +190,17 @@ export class WebApp {
     app.use(this.notFound);
     app.use(httpErrorHandler(this.log, this.options.retryAfterSeconds, (error) => error.toJSON()));
     return app;
+  }
+
+  /** The brokers /cluster polls: the web app's own client for one broker, a client each for a comma-separated list. */
+  private clusterSources(log: Logger): ClusterSource[] {
+    const endpoints = this.options.broker.split(',').map((e) => e.trim()).filter((e) => e !== '');
+    if (endpoints.length <= 1) return [{ endpoint: this.options.broker, client: this.client }];
+    return endpoints.map((endpoint) => {
+      const client = new ZerveClient({ broker: endpoint, timeoutMs: this.options.requestTimeoutMs, retries: 0, ...curveOptionsOf(this.options) }, log);
+      this.brokerClients.push(client);
+      return { endpoint, client };
+    });
   }
 
   private readonly securityHeaders: RequestHandler = (_req, res, next) => {
