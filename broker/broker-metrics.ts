@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
 import type { Logger } from '../shared/logger.ts';
-import type { ServiceInfo } from '../shared/messages.ts';
+import type { BrokerStats, ServiceInfo } from '../shared/messages.ts';
 import { MetricTable, type MetricSeries } from '../shared/metric-table.ts';
-import { METRICS } from '../shared/metrics.ts';
+import { DURATION_BUCKETS_S, METRICS } from '../shared/metrics.ts';
 import { replyOutcome, type ReplyOutcome } from '../shared/reply-outcome.ts';
 import { MetricsRelay } from './metrics-relay.ts';
 import type { PendingRequest } from './pending-request.ts';
@@ -80,6 +80,22 @@ export class BrokerMetrics {
     if (lost) this.lost.inc();
     if (requeued > 0) this.requeues.inc(requeued);
     this.relay.workerRemoved(workerId);
+  }
+
+  /** Every measured service's counts so far (`mmi.stats`), read from the same series `/metrics` shows. */
+  stats(): BrokerStats {
+    return {
+      bucketsS: [...DURATION_BUCKETS_S],
+      services: [...new Set(this.services.values())].map((s) => ({
+        name: s.service,
+        outcomes: Object.fromEntries([...s.codes].map(([code, counter]) => [code, counter.value])),
+        durationBuckets: [...s.duration.buckets!],
+        queueBuckets: [...s.queue.buckets!],
+      })),
+      requeues: this.requeues.value,
+      lost: this.lost.value,
+      overloaded: this.overloaded.value,
+    };
   }
 
   /** A HEARTBEAT carried the worker's metrics. */

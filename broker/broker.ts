@@ -15,6 +15,7 @@ import {
   MMI_SERVICE,
   MMI_SERVICES,
   MMI_WORKERS,
+  MMI_STATS,
   ProtocolError,
   encodeClientReply,
   encodeWorkerDisconnect,
@@ -334,6 +335,8 @@ export class Broker extends EventEmitter {
         return encodeJson(this.serviceInfo());
       case MMI_SECURITY:
         return encodeJson(this.security.info());
+      case MMI_STATS:
+        return encodeJson(this.metrics.stats());
       case MMI_WORKERS: {
         const now = performance.now();
         return encodeJson([...this.workers.all()].map((w) => this.workers.info(w, now)));

@@ -115,6 +115,7 @@ export class WorkerRegistry {
       inFlight: record.inFlight.size,
       lastSeenMs: Math.round(now - record.lastSeen),
       ...(record.models ? { models: record.models } : {}),
+      ...(record.draining ? { draining: true } : {}),
     };
   }
 

@@ -45,19 +45,24 @@ import { benchMetricsOverhead, metricsOverheadTable } from './bench/metrics-over
 import { benchCurve, curveReport, type CurveSection } from './bench/curve-section.ts';
 import { benchFailover, failoverReport, type FailoverSection } from './bench/failover-section.ts';
 import { benchStore, storeReport, type StoreSection } from './bench/store-section.ts';
+import { autoscaleReport, benchAutoscale } from './bench/autoscale-section.ts';
 
 const SECTIONS = ['inference', 'broker', 'metrics', 'curve', 'training', 'models', 'failover', 'store'] as const;
 type Section = (typeof SECTIONS)[number];
+/** Run only when named: `autoscale` is minutes of wall time at a step load, and writes files of its own. */
+const NAMED_ONLY_SECTIONS = ['autoscale'] as const;
 const ARGS = parseArgs({ allowPositionals: true, options: { quick: { type: 'boolean', default: false } } });
 const QUICK = ARGS.values.quick === true;
 for (const name of ARGS.positionals) {
-  if (!(SECTIONS as readonly string[]).includes(name)) {
-    process.stderr.write(`bench: unknown section ${name}; usage: npm run bench -- [${SECTIONS.join('|')}]... [--quick]\n`);
+  if (![...SECTIONS, ...NAMED_ONLY_SECTIONS].includes(name as Section)) {
+    process.stderr.write(`bench: unknown section ${name}; usage: npm run bench -- [${[...SECTIONS, ...NAMED_ONLY_SECTIONS].join('|')}]... [--quick]\n`);
     process.exit(2);
   }
 }
-/** The sections to run: those named on the command line, else all. */
-const SELECTED = new Set<Section>(ARGS.positionals.length > 0 ? (ARGS.positionals as Section[]) : SECTIONS);
+const AUTOSCALE = ARGS.positionals.includes('autoscale');
+const NAMED = ARGS.positionals.filter((name) => (SECTIONS as readonly string[]).includes(name)) as Section[];
+/** The sections to run: those named on the command line, else all (none when only `autoscale` is named). */
+const SELECTED = new Set<Section>(NAMED.length > 0 ? NAMED : AUTOSCALE ? [] : SECTIONS);
 const ALL_SECTIONS = SECTIONS.every((s) => SELECTED.has(s));
 
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -435,7 +440,23 @@ function render(parts: ReportPart[], markdown: boolean): string {
 
 // ---------------------------------------------------------------------------------------------
 
+/** `npm run bench -- autoscale`: bench-results/autoscale[-quick].json, .md and autoscale.svg. */
+async function autoscaleMain(): Promise<void> {
+  const resultsDir = path.join(REPO_ROOT, 'bench-results');
+  await mkdir(resultsDir, { recursive: true });
+  const loadBefore = loadavg();
+  const section = await benchAutoscale({ fixtures: FIXTURES, quick: QUICK, resultsDir, progress });
+  const name = `autoscale${QUICK ? '-quick' : ''}`;
+  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadavgBefore: loadBefore, loadavgAfter: loadavg() };
+  await writeFile(path.join(resultsDir, `${name}.json`), `${JSON.stringify({ date: new Date().toISOString(), machine, quick: QUICK, autoscale: section }, null, 2)}\n`);
+  const out: ReportPart[] = ['7. Autoscaling on one host: a step load', ...autoscaleReport(section)];
+  await writeFile(path.join(resultsDir, `${name}.md`), `${render(out, true)}\n`);
+  process.stdout.write(`${render(out, false)}\n`);
+}
+
 async function main(): Promise<void> {
+  if (AUTOSCALE) await autoscaleMain();
+  if (SELECTED.size === 0) return;
   const loadBefore = loadavg();
   const images = new Map(IMAGES.map((name) => [name, readFileSync(path.join(FIXTURES, 'images', name))]));
   progress(

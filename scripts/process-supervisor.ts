@@ -12,6 +12,8 @@ export interface SupervisedProcess {
   args: string[];
   child?: ChildProcess;
   restarts: number;
+  /** Set by `retire()`: stopped on purpose, not restarted. */
+  retired?: boolean;
 }
 
 /**
@@ -21,6 +23,8 @@ export interface SupervisedProcess {
  */
 export class ProcessSupervisor {
   private readonly processes: SupervisedProcess[] = [];
+  /** Exits of retired processes still draining: `close()` waits for them too. */
+  private readonly retiring = new Set<Promise<unknown>>();
   private closing?: Promise<void>;
 
   constructor(private readonly log: Logger, private readonly env: NodeJS.ProcessEnv = process.env) {}
@@ -31,6 +35,23 @@ export class ProcessSupervisor {
     this.processes.push(entry);
     this.launch(entry);
     return entry;
+  }
+
+  /**
+   * Stops one process for good: SIGTERM (a worker then drains: it finishes what it holds, says
+   * DISCONNECT and exits), not restarted. Resolves when it has exited.
+   */
+  async retire(entry: SupervisedProcess): Promise<void> {
+    entry.retired = true;
+    const index = this.processes.indexOf(entry);
+    if (index >= 0) this.processes.splice(index, 1);
+    const child = entry.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    this.retiring.add(exited);
+    child.kill('SIGTERM');
+    await exited;
+    this.retiring.delete(exited);
   }
 
   close(): Promise<void> {
@@ -45,6 +66,7 @@ export class ProcessSupervisor {
           clearTimeout(timer);
         }),
       );
+      await Promise.all(this.retiring);
     })();
     return this.closing;
   }
@@ -57,12 +79,12 @@ export class ProcessSupervisor {
     });
     entry.child = child;
     child.on('exit', (code, signal) => {
-      if (this.closing) return;
+      if (this.closing || entry.retired) return;
       const delayMs = Math.min(30_000, 500 * 2 ** Math.min(entry.restarts, 6));
       entry.restarts++;
       this.log.error({ process: entry.name, code, signal, restartInMs: delayMs }, 'child process died; restarting');
       setTimeout(() => {
-        if (!this.closing) this.launch(entry);
+        if (!this.closing && !entry.retired) this.launch(entry);
       }, delayMs).unref();
     });
   }

@@ -27,6 +27,7 @@ import type { ClassifyReply } from '../shared/messages.ts';
 import { onShutdown, parseInteger, reportError, withClient } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
 import { ProcessSupervisor } from './process-supervisor.ts';
+import { startAutoscaling, type ClusterAutoscaling } from './cluster-autoscaling.ts';
 import { registerModelCommands } from './model-commands.ts';
 import { registerAuthCommands } from './auth-commands.ts';
 import { formatStatus } from './status-view.ts';
@@ -61,6 +62,15 @@ const up = program
   .option('--mail-from <address>', 'sender of completion emails (default: zerve@<host name>)')
   .option('--metrics-port <port>', "serve the broker's /metrics (the whole cluster) on this port (default: off)")
   .option('--auth <mode>', 'web app: off (default on loopback), tokens or oidc (docs/auth.md); users and tokens in --data')
+  .option('--autoscale <min:max>', 'grow and shrink the inference worker processes between MIN and MAX with the load (replaces --workers)')
+  .option('--autoscale-training <min:max>', 'the same for training worker processes (replaces --training-workers)')
+  .option('--target-per-capacity <n>', 'autoscaling: wanted in-flight plus queued requests per unit of worker capacity (default 2)')
+  .option('--upscale-delay-ms <ms>', 'autoscaling: the load stays above target this long before growing (default 5000)')
+  .option('--downscale-delay-ms <ms>', 'autoscaling: the load stays below target this long before shrinking (default 120000)')
+  .option('--look-back-ms <ms>', 'autoscaling: the load is the median over this past span (default 10000)')
+  .option('--tolerance <fraction>', 'autoscaling: band around the target where nothing changes (default 0.1)')
+  .option('--autoscale-interval-ms <ms>', 'autoscaling: time between reading the load and deciding (default 1000)')
+  .option('--cluster-poll-ms <ms>', 'how often the /cluster page polls the broker (default 1000)')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const brokerCount = Number(flags.brokers);
@@ -101,31 +111,38 @@ const up = program
     }
     const frontendList = frontends.join(',');
     const backendList = backends.join(',');
-    const workers = Number(flags.workers);
+    let workers = Number(flags.workers);
     let registered = 0;
     broker.on('worker-ready', (info: { kind: string }) => {
       if (info.kind !== 'inference') return;
       registered++;
       if (registered <= workers) process.stderr.write(`workers ready: ${registered}/${workers}\n`);
     });
-    for (let i = 0; i < workers; i++) {
-      const args = ['worker', 'inference', '--connect', backendList, '--broker', frontendList, '--models', models, ...curveArgs];
-      if (flags.capacity !== undefined) args.push('--capacity', String(flags.capacity));
-      if (flags.threads !== undefined) args.push('--threads', String(flags.threads));
-      supervisor.add(`inference-${i + 1}`, args);
+    const inferenceArgs = ['worker', 'inference', '--connect', backendList, '--broker', frontendList, '--models', models, ...curveArgs];
+    if (flags.capacity !== undefined) inferenceArgs.push('--capacity', String(flags.capacity));
+    if (flags.threads !== undefined) inferenceArgs.push('--threads', String(flags.threads));
+    // --broker lets each worker fan a search's runs out to every training worker.
+    const trainingArgs = ['worker', 'training', '--connect', backendList, '--broker', frontendList, '--models', models, ...curveArgs];
+    if (flags.data !== undefined) trainingArgs.push('--data', resolve(String(flags.data)));
+    let scaling: ClusterAutoscaling;
+    try {
+      // The load is read from this process's broker: every worker registers on it.
+      scaling = startAutoscaling(flags, { supervisor, frontend: broker.frontendEndpoint, curve, inference: inferenceArgs, training: trainingArgs });
+    } catch (err) {
+      await supervisor.close();
+      await broker.close();
+      return reportError(err);
     }
-    const trainingWorkers = Number(flags.trainingWorkers);
-    for (let i = 0; i < trainingWorkers; i++) {
-      // --broker lets each worker fan a search's runs out to every training worker.
-      const args = ['worker', 'training', '--connect', backendList, '--broker', frontendList, '--models', models, ...curveArgs];
-      if (flags.data !== undefined) args.push('--data', resolve(String(flags.data)));
-      supervisor.add(`training-${i + 1}`, args);
-    }
+    if (scaling.scales('inference')) workers = scaling.min('inference');
+    if (!scaling.scales('inference')) for (let i = 0; i < workers; i++) supervisor.add(`inference-${i + 1}`, inferenceArgs);
+    const trainingWorkers = scaling.scales('training') ? scaling.min('training') : Number(flags.trainingWorkers);
+    if (!scaling.scales('training')) for (let i = 0; i < trainingWorkers; i++) supervisor.add(`training-${i + 1}`, trainingArgs);
     let jobs: Awaited<ReturnType<typeof startJobsWorker>>;
     try {
       jobs = await startJobsWorker({ ...flags, ...curve, connect: backendList, broker: frontendList });
     } catch (err) {
       // A store that cannot be opened (wrong URL, password, server down) stops `up` with its message.
+      await scaling.close();
       await supervisor.close();
       await metrics?.close();
       await broker.close();
@@ -134,7 +151,12 @@ const up = program
     const samples = flags.samples ?? (existsSync(DEFAULT_SAMPLES) ? DEFAULT_SAMPLES : undefined);
     // The page's model uploads are offered on the worker socket, the one that takes workers under CURVE.
     const web = await startWebApp({ ...flags, ...curve, broker: frontendList, connect: backendList, ...(samples ? { samples } : {}) });
+    // The broker runs in this process: the web app's /metrics carries the cluster's series too.
+    web.metrics.include(broker.metrics.registry);
+    web.metrics.include(scaling.metrics.registry);
+    web.cluster.showAutoscale(() => scaling.status());
     onShutdown(async () => {
+      await scaling.close();
       await web.close();
       await jobs.close();
       await supervisor.close();
@@ -283,6 +305,7 @@ program
   .option('--oidc-client-id <id>', "auth oidc: this web app's client id at the provider")
   .option('--oidc-admins <groups>', 'auth oidc: groups or @domains whose users are admins, comma-separated')
   .option('--oidc-members <groups>', 'auth oidc: groups or @domains whose users are members (others: viewers)')
+  .option('--cluster-poll-ms <ms>', 'how often the /cluster page polls the broker (default 1000)')
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const { startWebApp } = await import('../webapp/web-app.ts');

@@ -500,6 +500,8 @@ export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, Hear
   eventsPollMs: number;
   /** Seconds sent in `Retry-After` with 503 answers that carry no retry hint from the broker. @defaultValue 1 */
   retryAfterSeconds: number;
+  /** How often the /cluster page's data is polled from the broker (`mmi.workers`, `mmi.services`, `mmi.stats`). @defaultValue 1000 */
+  clusterPollMs: number;
 }
 
 export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
@@ -522,6 +524,7 @@ export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   probeTimeoutMs: 2000,
   eventsPollMs: 250,
   retryAfterSeconds: 1,
+  clusterPollMs: 1000,
 };
 
 export interface NotifierOptions {

@@ -52,6 +52,32 @@ export interface WorkerInfo {
   lastSeenMs: number;
   /** Models it serves with their versions, when it announced them (inference workers). */
   models?: ServedModelVersions[];
+  /** True once it announced it is stopping: it finishes what it holds and gets nothing new. */
+  draining?: boolean;
+}
+
+/** One service's counts at a broker since it started, as `mmi.stats` answers. */
+export interface ServiceStats {
+  name: string;
+  /** Requests answered, by outcome: `OK` or the error code. */
+  outcomes: Record<string, number>;
+  /** Requests by time from arrival to final reply, per bucket of `BrokerStats.bucketsS` (not cumulative; the last is +Inf). */
+  durationBuckets: number[];
+  /** Requests by time waited in the queue for a worker, per bucket of `BrokerStats.bucketsS`. */
+  queueBuckets: number[];
+}
+
+/** A broker's cumulative request statistics (`mmi.stats`): what its `/metrics` shows, as JSON for the /cluster page. */
+export interface BrokerStats {
+  /** Upper bounds of the histogram buckets, in seconds, ascending (+Inf implied). */
+  bucketsS: number[];
+  services: ServiceStats[];
+  /** Requests sent to another worker because theirs was lost. */
+  requeues: number;
+  /** Workers dropped without saying DISCONNECT. */
+  lost: number;
+  /** Requests refused OVERLOADED by the broker. */
+  overloaded: number;
 }
 
 /** A service as `mmi.services` lists it. */

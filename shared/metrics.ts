@@ -39,6 +39,9 @@ export const METRICS = {
   resultCache: spec({ name: 'zerve_result_cache_total', help: "Classifications looked up in an inference worker's result cache, by result: hit or miss.", type: 'counter', labelNames: ['model', 'version', 'result'] }),
   trainingExperiments: spec({ name: 'zerve_training_experiments_total', help: 'Training experiments finished, by state: succeeded, failed or canceled.', type: 'counter', labelNames: ['state'] }),
   jobs: spec({ name: 'zerve_jobs', help: 'Durable jobs in the store, by state.', type: 'gauge', labelNames: ['state'] }),
+  // zerve up's autoscaler (scripts/worker-autoscaler.ts), served on the web app's /metrics.
+  autoscaleDecisions: spec({ name: 'zerve_autoscale_decisions_total', help: 'Autoscaling decisions of zerve up, by worker kind and direction: up or down.', type: 'counter', labelNames: ['kind', 'direction'] }),
+  workersDesired: spec({ name: 'zerve_workers_desired', help: 'Worker processes the autoscaler of zerve up wants, by kind.', type: 'gauge', labelNames: ['kind'] }),
   // The web app's own.
   httpRequestDuration: spec({ name: 'zerve_http_request_duration_seconds', help: 'Time the web app took to answer an HTTP request.', type: 'histogram', labelNames: ['route', 'status'], buckets: DURATION_BUCKETS_S }),
 } as const;

@@ -64,7 +64,7 @@ const CLIENT_FRAMES = Object.fromEntries(
 ) as Record<number, Buffer>;
 
 // Service names live in shared/services.ts; these are re-exported for the modules that import them from here.
-export { CLASSIFY_PREFIX, ECHO_SERVICE, MMI_PREFIX, MMI_SECURITY, MMI_SERVICE, MMI_SERVICES, MMI_WORKERS, MODELS_DESCRIBE, classifyService } from './services.ts';
+export { CLASSIFY_PREFIX, ECHO_SERVICE, MMI_PREFIX, MMI_SECURITY, MMI_SERVICE, MMI_SERVICES, MMI_STATS, MMI_WORKERS, MODELS_DESCRIBE, classifyService } from './services.ts';
 
 /**
  * Zerve's extension of READY: an extra frame of JSON after the service name, which plain MDP brokers

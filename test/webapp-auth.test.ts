@@ -358,11 +358,11 @@ describe('web app auth', function () {
   });
 
   it('refuses to start open on a non-loopback address unless insecure, and refuses unknown modes', async () => {
-    await rejectsWith(Promise.resolve().then(() => new WebApp({ host: '0.0.0.0', auth: 'off' }, testLogger)), 'BAD_REQUEST');
-    await rejectsWith(Promise.resolve().then(() => new WebApp({ auth: 'maybe' }, testLogger)), 'BAD_REQUEST');
-    await rejectsWith(Promise.resolve().then(() => new WebApp({ auth: 'tokens', metricsAuth: 'sometimes', data: cluster.data }, testLogger)), 'BAD_REQUEST');
-    await rejectsWith(Promise.resolve().then(() => new WebApp({ auth: 'tokens', maxAuthFailures: 0, data: cluster.data }, testLogger)), 'BAD_REQUEST');
-    await rejectsWith(Promise.resolve().then(() => new WebApp({ auth: 'oidc', data: cluster.data }, testLogger)), 'BAD_REQUEST');
+    await rejectsWith(Promise.resolve().then(() => new WebApp({ host: '0.0.0.0', auth: 'off' }, testLogger)), 'BAD_CONFIG');
+    await rejectsWith(Promise.resolve().then(() => new WebApp({ auth: 'maybe' }, testLogger)), 'BAD_CONFIG');
+    await rejectsWith(Promise.resolve().then(() => new WebApp({ auth: 'tokens', metricsAuth: 'sometimes', data: cluster.data }, testLogger)), 'BAD_CONFIG');
+    await rejectsWith(Promise.resolve().then(() => new WebApp({ auth: 'tokens', maxAuthFailures: 0, data: cluster.data }, testLogger)), 'BAD_CONFIG');
+    await rejectsWith(Promise.resolve().then(() => new WebApp({ auth: 'oidc', data: cluster.data }, testLogger)), 'BAD_CONFIG');
     const open = new WebApp({ host: '0.0.0.0', auth: 'off', insecure: true, http: 0, broker: cluster.broker.frontendEndpoint }, testLogger);
     await open.close();
     assert.ok(ERROR_CODES.UNAUTHENTICATED && ERROR_CODES.FORBIDDEN);

@@ -19,10 +19,10 @@ export class AuthFailureLimiter {
 
   constructor(options: AuthFailureLimiterOptions) {
     if (!(Number.isInteger(options.maxAuthFailures) && options.maxAuthFailures > 0)) {
-      throw new ZerveError('BAD_REQUEST', `maxAuthFailures must be a positive integer, got ${options.maxAuthFailures}`);
+      throw new ZerveError('BAD_CONFIG', `maxAuthFailures must be a positive integer, got ${options.maxAuthFailures}`);
     }
     if (!(options.authFailureWindowMs >= 1000)) {
-      throw new ZerveError('BAD_REQUEST', `authFailureWindowMs must be at least 1000, got ${options.authFailureWindowMs}`);
+      throw new ZerveError('BAD_CONFIG', `authFailureWindowMs must be at least 1000, got ${options.authFailureWindowMs}`);
     }
     this.max = options.maxAuthFailures;
     this.limiter = new RateLimiterMemory({ points: this.max, duration: Math.ceil(options.authFailureWindowMs / 1000) });

@@ -50,7 +50,7 @@ export class AuthGate {
     this.log = log.child({ component: 'auth' });
     this.failures = new AuthFailureLimiter(options);
     if (options.auth !== 'off') {
-      if (!store) throw new ZerveError('BAD_REQUEST', `auth ${options.auth} needs an auth store`);
+      if (!store) throw new ZerveError('BAD_CONFIG', `auth ${options.auth} needs an auth store`);
       this.verifier = new TokenVerifier(store, { cacheMs: options.authCacheMs });
     }
   }

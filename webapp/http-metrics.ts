@@ -13,6 +13,7 @@ import { scrape } from '../shared/metrics-server.ts';
 export class HttpMetrics {
   readonly registry = new Registry();
   private readonly durations = new MetricTable(METRICS.httpRequestDuration).registerIn(this.registry);
+  private readonly included: Registry[] = [];
 
   /** Times every request until its answer is written. */
   readonly middleware: RequestHandler = (req, res, next) => {
@@ -23,9 +24,17 @@ export class HttpMetrics {
     next();
   };
 
+  /**
+   * Also serves `registry` at `/metrics`: in a process that runs the broker too (`zerve up`), the
+   * broker's cluster series, so one scrape of the web app's port shows everything.
+   */
+  include(registry: Registry): void {
+    if (!this.included.includes(registry)) this.included.push(registry);
+  }
+
   /** `GET /metrics`. */
   readonly handler: RequestHandler = async (_req, res) => {
-    const { contentType, body } = await scrape([this.registry]);
+    const { contentType, body } = await scrape([this.registry, ...this.included]);
     res.type(contentType).send(body);
   };
 }

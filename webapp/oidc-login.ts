@@ -33,7 +33,7 @@ export class OidcLogin {
     log: Logger,
   ) {
     if (options.oidcIssuer === '' || options.oidcClientId === '') {
-      throw new ZerveError('BAD_REQUEST', 'auth oidc needs --oidc-issuer and --oidc-client-id');
+      throw new ZerveError('BAD_CONFIG', 'auth oidc needs --oidc-issuer and --oidc-client-id');
     }
     this.log = log.child({ component: 'oidc' });
   }

@@ -27,6 +27,8 @@ import { encodeHeader, encodeJson, type ClassifyReply, type RequestHeader } from
 import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
 import { HttpMetrics } from './http-metrics.ts';
 import { httpErrorHandler, toZerveError } from './http-error.ts';
+import { ClusterMonitor, type ClusterSource } from './cluster-monitor.ts';
+import { ClusterRoutes } from './cluster-routes.ts';
 import { ModelCatalog } from './model-catalog.ts';
 import { OipRoutes } from './oip-routes.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
@@ -91,6 +93,11 @@ export class WebApp {
   private activeStore: AuthStore | undefined;
   /** `/metrics`: HTTP durations by route and status, and the process's default metrics. */
   readonly metrics = new HttpMetrics();
+  /** What the /cluster page shows, polled from the broker. */
+  readonly cluster: ClusterMonitor;
+  private readonly clusterRoutes: ClusterRoutes;
+  /** One client per broker when `broker` lists several, so the /cluster page shows each apart. */
+  private readonly brokerClients: ZerveClient[] = [];
   private readonly log: Logger;
   private readonly streams = new Set<AbortController>();
   private server: Server | undefined;
@@ -108,7 +115,7 @@ export class WebApp {
     if (!(Number.isInteger(o.http) && o.http >= 0 && o.http < 65536)) {
       throw new ZerveError('BAD_CONFIG', `http must be a port number, got ${o.http}`);
     }
-    for (const key of ['maxUploadBytes', 'requestTimeoutMs', 'maxInFlight', 'probeTimeoutMs', 'eventsPollMs'] as const) {
+    for (const key of ['maxUploadBytes', 'requestTimeoutMs', 'maxInFlight', 'probeTimeoutMs', 'eventsPollMs', 'clusterPollMs'] as const) {
       if (!(o[key] > 0)) throw new ZerveError('BAD_CONFIG', `${key} must be positive, got ${o[key]}`);
     }
     this.log = log.child({ component: 'webapp' });
@@ -119,6 +126,8 @@ export class WebApp {
     this.client = new ZerveClient({ broker: o.broker, timeoutMs: o.requestTimeoutMs, retries: 0, ...curveOptionsOf(o) }, log);
     this.catalog = new ModelCatalog(this.client, o);
     this.gallery = new SampleGallery(o.samples);
+    this.cluster = new ClusterMonitor(this.clusterSources(log), { pollMs: o.clusterPollMs }, this.log);
+    this.clusterRoutes = new ClusterRoutes(this.cluster);
     this.app = this.routes();
   }
 
@@ -141,6 +150,7 @@ export class WebApp {
       const { port } = server.address() as AddressInfo;
       const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
       this.baseUrl = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}/`;
+      this.cluster.start();
       this.log.info({ url: this.baseUrl }, 'web app listening');
       return this.baseUrl;
     })();
@@ -151,6 +161,8 @@ export class WebApp {
   close(): Promise<void> {
     this.closing ??= (async () => {
       for (const stream of this.streams) stream.abort();
+      this.cluster.close();
+      this.clusterRoutes.close();
       const server = this.server;
       if (server?.listening) {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -161,6 +173,7 @@ export class WebApp {
       }
       try {
         await this.client.close();
+        await Promise.all(this.brokerClients.map((c) => c.close()));
       } catch (err) {
         this.log.error({ err }, 'closing the client failed');
       }
@@ -228,6 +241,7 @@ export class WebApp {
       signalOf: (res) => this.abortOnDisconnect(res).signal,
       logger: this.log,
     }).register(app, check);
+    app.use('/cluster', this.clusterRoutes.router);
     app.use('/api', this.notFound);
     app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: 0 }));
     app.use(this.notFound);
@@ -239,19 +253,19 @@ export class WebApp {
   private authGate(injected: AuthStore | undefined): AuthGate {
     const o = this.options;
     if (!(AUTH_MODES as readonly string[]).includes(o.auth)) {
-      throw new ZerveError('BAD_REQUEST', `auth must be one of ${AUTH_MODES.join(', ')}, got ${JSON.stringify(o.auth)}`);
+      throw new ZerveError('BAD_CONFIG', `auth must be one of ${AUTH_MODES.join(', ')}, got ${JSON.stringify(o.auth)}`);
     }
     if (o.metricsAuth !== 'open' && o.metricsAuth !== 'token') {
-      throw new ZerveError('BAD_REQUEST', `metricsAuth must be open or token, got ${JSON.stringify(o.metricsAuth)}`);
+      throw new ZerveError('BAD_CONFIG', `metricsAuth must be open or token, got ${JSON.stringify(o.metricsAuth)}`);
     }
     const auth = o.auth as AuthMode;
     if (auth === 'oidc' && (o.oidcIssuer === '' || o.oidcClientId === '')) {
-      throw new ZerveError('BAD_REQUEST', 'auth oidc needs --oidc-issuer and --oidc-client-id (docs/auth.md)');
+      throw new ZerveError('BAD_CONFIG', 'auth oidc needs --oidc-issuer and --oidc-client-id (docs/auth.md)');
     }
     if (auth === 'off' && !isLoopbackHost(o.host)) {
       if (!o.insecure) {
         throw new ZerveError(
-          'BAD_REQUEST',
+          'BAD_CONFIG',
           `refusing to listen on ${o.host} with --auth off: anyone who reaches the port could upload models, start trainings and cancel jobs. ` +
             'Use --auth tokens (docs/auth.md), listen on 127.0.0.1, or pass --insecure to run open anyway',
         );
@@ -273,6 +287,17 @@ export class WebApp {
       void this.ownStore?.close(); // a web app that does not start leaves no store open
       throw err;
     }
+  }
+
+  /** The brokers /cluster polls: the web app's own client for one broker, a client each for a comma-separated list. */
+  private clusterSources(log: Logger): ClusterSource[] {
+    const endpoints = this.options.broker.split(',').map((e) => e.trim()).filter((e) => e !== '');
+    if (endpoints.length <= 1) return [{ endpoint: this.options.broker, client: this.client }];
+    return endpoints.map((endpoint) => {
+      const client = new ZerveClient({ broker: endpoint, timeoutMs: this.options.requestTimeoutMs, retries: 0, ...curveOptionsOf(this.options) }, log);
+      this.brokerClients.push(client);
+      return { endpoint, client };
+    });
   }
 
   private readonly securityHeaders: RequestHandler = (_req, res, next) => {

@@ -29,10 +29,10 @@ export interface Browser {
 }
 
 /** Starting chromium per test would double a suite's time: start one per suite. */
-export async function launchBrowser(viewport: { width: number; height: number }): Promise<Browser> {
+export async function launchBrowser(viewport: { width: number; height: number }, timezoneId?: string): Promise<Browser> {
   mkdirSync(SCREENSHOTS, { recursive: true });
   const profile = mkdtempSync(join(tmpdir(), 'zerve-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport }).catch((err: unknown) => {
+  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport, ...(timezoneId ? { timezoneId } : {}) }).catch((err: unknown) => {
     rmSync(profile, { recursive: true, force: true });
     throw err;
   });
