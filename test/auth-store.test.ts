@@ -65,8 +65,8 @@ describe('failed authentication limits', () => {
   });
 
   it('refuse settings that cannot work', () => {
-    assert.throws(() => new AuthFailureLimiter({ maxAuthFailures: 0, authFailureWindowMs: 60_000 }), hasCode('BAD_REQUEST'));
-    assert.throws(() => new AuthFailureLimiter({ maxAuthFailures: 3, authFailureWindowMs: 10 }), hasCode('BAD_REQUEST'));
+    assert.throws(() => new AuthFailureLimiter({ maxAuthFailures: 0, authFailureWindowMs: 60_000 }), hasCode('BAD_CONFIG'));
+    assert.throws(() => new AuthFailureLimiter({ maxAuthFailures: 3, authFailureWindowMs: 10 }), hasCode('BAD_CONFIG'));
   });
 });
 
