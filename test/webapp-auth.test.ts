@@ -187,6 +187,18 @@ describe('web app auth', function () {
     }
   });
 
+  it('asks the /cluster page, its snapshot and its event stream for the read scope', async () => {
+    for (const path of ['/cluster/', '/cluster/snapshot']) {
+      const route = { method: 'GET' as const, path };
+      assert.deepEqual([(await call(guarded, route)).status, (await call(guarded, route)).code], [401, 'UNAUTHENTICATED'], `${path} without a token`);
+      assert.deepEqual([(await call(guarded, route, tokens.infer)).status, (await call(guarded, route, tokens.infer)).code], [403, 'FORBIDDEN'], `${path} with infer only`);
+      assert.equal((await call(guarded, route, tokens.read)).status, 200, `${path} with read`);
+    }
+    const events = await fetch(new URL('/cluster/events', guarded.url));
+    assert.equal(events.status, 401, 'the event stream without a token');
+    await events.body?.cancel();
+  });
+
   it('answers 401 to a malformed Authorization header and to an unknown or forged token', async () => {
     const route = { method: 'GET' as const, path: '/api/info' };
     const real = tokens.read!;

@@ -241,7 +241,7 @@ export class WebApp {
       signalOf: (res) => this.abortOnDisconnect(res).signal,
       logger: this.log,
     }).register(app, check);
-    app.use('/cluster', this.clusterRoutes.router);
+    app.use('/cluster', this.gate.require('read'), this.clusterRoutes.router);
     app.use('/api', this.notFound);
     app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: 0 }));
     app.use(this.notFound);
