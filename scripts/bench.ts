@@ -5,8 +5,9 @@
  * training section 1 to 1.5 of them; BENCH_DURATION_MS and BENCH_WARMUP_MS (per measurement) make the
  * other sections shorter or longer.
  *
- * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP and /v2, `broker`, `metrics`, `curve`, `models`,
- * `training`) and writes bench-results/bench-SECTION....json and .md instead; `--quick` shrinks the
+ * `npm run bench -- SECTION...` runs only those sections (`inference`, which includes HTTP and /v2 and the
+ * alternating rounds of raw, cluster and HTTP that judge issue 20's goals; `rounds`, those rounds alone;
+ * `broker`, `metrics`, `curve`, `models`, `training`) and writes bench-results/bench-SECTION....json and .md instead; `--quick` shrinks the
  * training sizes and the default warm-up and duration, to check the benchmark end to end in under a
  * minute (its files end in `-quick`; the training targets are not judged).
  *
@@ -32,6 +33,7 @@ import { EchoLoad, type PipelinedResult, type RoundTripResult } from './bench/ec
 import { errorsCell, runLoad, type LoadResult } from './bench/load-runner.ts';
 import { runLoadWithCpu, type LoadCpuResult } from './bench/load-cpu.ts';
 import { benchOip, type OipBenchRow } from './bench/oip-section.ts';
+import { benchInferenceRounds, inferenceRoundsReport, type InferenceRoundsResult } from './bench/inference-rounds.ts';
 import { withProcessCpu } from './bench/process-cpu.ts';
 import { RawClassifier } from './bench/raw-classifier.ts';
 import { benchBatching, type BatchRow } from './bench/batching-section.ts';
@@ -44,7 +46,8 @@ import { benchTraining, trainingReport, type TrainingSection } from './bench/tra
 import { benchMetricsOverhead, metricsOverheadTable } from './bench/metrics-overhead.ts';
 import { benchCurve, curveReport, type CurveSection } from './bench/curve-section.ts';
 
-const SECTIONS = ['inference', 'broker', 'metrics', 'curve', 'training', 'models'] as const;
+/** `rounds` is the judged part of `inference` alone (inference-rounds.ts); `inference` includes it. */
+const SECTIONS = ['inference', 'rounds', 'broker', 'metrics', 'curve', 'training', 'models'] as const;
 type Section = (typeof SECTIONS)[number];
 const ARGS = parseArgs({ allowPositionals: true, options: { quick: { type: 'boolean', default: false } } });
 const QUICK = ARGS.values.quick === true;
@@ -81,6 +84,10 @@ const MARKDOWN_FILE = path.join(REPO_ROOT, 'bench-results', `${RESULTS_NAME}.md`
 const HTTP_IMAGE = 'kitten-1600.jpg';
 const HTTP_CONCURRENCIES = [1, 16, 1000];
 const CACHE_CONCURRENCY = 16;
+/** Alternating rounds of raw, cluster and HTTP (inference-rounds.ts). */
+const INFERENCE_ROUNDS = envNumber('BENCH_ROUNDS', QUICK ? 1 : 5);
+/** Measured window of each run in a round: short, since rounds, not length, beat the noise. */
+const ROUND_WINDOW_MS = envNumber('BENCH_ROUND_WINDOW_MS', QUICK ? 300 : 1500);
 
 interface RawSetup {
   name: string;
@@ -449,6 +456,21 @@ async function main(): Promise<void> {
   let oip: OipBenchRow[] = [];
   let brokerRows: BrokerRow[] = [];
   let reference: ReferenceSection | undefined;
+  let rounds: InferenceRoundsResult | undefined;
+  if (SELECTED.has('inference') || SELECTED.has('rounds')) {
+    rounds = await benchInferenceRounds({
+      modelDir: MODEL_DIR,
+      model: MODEL,
+      images,
+      expected: TABBY,
+      threads: THREAD_BUDGET,
+      rounds: INFERENCE_ROUNDS,
+      windowMs: ROUND_WINDOW_MS,
+      httpImage: HTTP_IMAGE,
+      httpConcurrencies: HTTP_CONCURRENCIES,
+      progress,
+    });
+  }
   if (SELECTED.has('inference') || SELECTED.has('broker')) {
     if (SELECTED.has('inference')) {
       inferenceRows.push(...(await benchRaw(images)));
@@ -517,6 +539,7 @@ async function main(): Promise<void> {
     sections: [...SELECTED],
     quick: QUICK,
     settings: { model: MODEL, images: IMAGES, concurrencies: CONCURRENCIES, threadBudget: THREAD_BUDGET, warmUpMs: WARM_UP_MS, durationMs: DURATION_MS, echoWindow: ECHO_WINDOW, echoRoundTrips: ECHO_ROUND_TRIPS, rawSetups: RAW_SETUPS, clusterSetups: CLUSTER_SETUPS },
+    ...(rounds ? { inferenceRounds: rounds } : {}),
     ...(SELECTED.has('inference') ? { inference: { rows: inferenceRows, saturation: saturated }, http, oip, resultCache: { rows: cacheRows }, batching: { rows: batchRows } } : {}),
     ...(SELECTED.has('broker') ? { broker: { rows: brokerRows, reference } } : {}),
     ...(metrics ? { metrics } : {}),
@@ -534,6 +557,15 @@ async function main(): Promise<void> {
   );
   if (SELECTED.has('inference') || SELECTED.has('broker')) {
     out.push(`Every row: ${WARM_UP_MS} ms warm-up, then ${DURATION_MS} ms measured. Client (this process), broker and workers are separate processes sharing these CPUs.`);
+  }
+  if (rounds) {
+    out.push('');
+    out.push(
+      `1a. One request as fast as one process (issue 20): ${MODEL}, ${THREAD_BUDGET} onnxruntime threads, raw (this process, no spinning) against zerve up ` +
+        `(1 worker x ${THREAD_BUDGET} threads, ZerveClient over ZeroMQ) and POST /api/classify (zerve up's web app, and a zerve web process), ` +
+        `all up at once, ${rounds.rounds} alternating rounds of ${ROUND_WINDOW_MS} ms per run, cache skipped. Median (range) over rounds:`,
+    );
+    out.push(...inferenceRoundsReport(rounds, { httpImage: HTTP_IMAGE, httpConcurrencies: HTTP_CONCURRENCIES }));
   }
   if (SELECTED.has('inference')) {
     out.push('');
