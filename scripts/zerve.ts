@@ -31,12 +31,15 @@ import { addBrokerCurveFlags, addConnectCurveFlags } from './curve-flags.ts';
 import { generateKeyFiles } from '../shared/curve-keys.ts';
 import type { SecurityInfo } from '../shared/messages.ts';
 import { MMI_SECURITY } from '../shared/protocol.ts';
+import { inferenceSizing } from './inference-sizing.ts';
 
 const log = logger.child({ component: 'cli' });
 /** `zerve classify` keeps this many files in flight: enough to keep a cluster busy, few enough to bound memory. */
 const CLASSIFY_FILES_IN_FLIGHT = 64;
 /** The provided sample images beside the checkout, offered on the page when present. */
 const DEFAULT_SAMPLES = resolve('..', 'shared', 'fixtures', 'images');
+/** `zerve up`'s inference workers and threads when not given (inference-sizing.ts). */
+const DEFAULT_SIZING = inferenceSizing();
 const program = new Command('zerve').description('Zerve: a model-serving cluster on ZeroMQ').showHelpAfterError();
 
 const up = program
@@ -45,10 +48,10 @@ const up = program
   .option('--models <dir>', 'model repository', DEFAULT_INFERENCE_OPTIONS.models)
   .option('--frontend <endpoint>', 'endpoint clients connect to')
   .option('--backend <endpoint>', 'endpoint workers connect to')
-  .option('--workers <n>', 'inference worker processes', parseInteger, 1)
+  .option('--workers <n>', `inference worker processes (default: sized to the cores, ${DEFAULT_SIZING.workers} here)`, parseInteger)
   .option('--training-workers <n>', 'training worker processes (services train, train.run, datasets.*)', parseInteger, 1)
   .option('--capacity <n>', 'requests each inference worker takes at once', parseInteger)
-  .option('--threads <n>', 'onnxruntime threads per inference worker', parseInteger)
+  .option('--threads <n>', `onnxruntime threads per inference worker (default: sized to the cores, ${DEFAULT_SIZING.threads} here)`, parseInteger)
   .option('--http <port>', 'web app port')
   .option('--data <dir>', "folder of the job store and of the training workers' datasets and run store")
   .option('--samples <dir>', 'sample images offered on the page')
@@ -78,7 +81,9 @@ const up = program
     const metrics = await serveMetrics(flags, [broker.metrics.registry]);
     // Through the environment, not argv: an smtp URL may carry a password, and argv shows in `ps`.
     const supervisor = new ProcessSupervisor(log, { ...process.env, ...(smtp !== '' ? { ZERVE_SMTP: smtp } : {}), ...(mailFrom !== '' ? { ZERVE_MAIL_FROM: mailFrom } : {}) });
-    const workers = Number(flags.workers);
+    // Sized to the cores unless given: one worker with one thread left most of a bigger machine idle.
+    const workers = flags.workers === undefined ? DEFAULT_SIZING.workers : Number(flags.workers);
+    const threads = flags.threads === undefined ? DEFAULT_SIZING.threads : Number(flags.threads);
     let registered = 0;
     broker.on('worker-ready', (info: { kind: string }) => {
       if (info.kind !== 'inference') return;
@@ -88,7 +93,7 @@ const up = program
     for (let i = 0; i < workers; i++) {
       const args = ['worker', 'inference', '--connect', broker.backendEndpoint, '--broker', broker.frontendEndpoint, '--models', models, ...curveArgs];
       if (flags.capacity !== undefined) args.push('--capacity', String(flags.capacity));
-      if (flags.threads !== undefined) args.push('--threads', String(flags.threads));
+      args.push('--threads', String(threads));
       supervisor.add(`inference-${i + 1}`, args);
     }
     const trainingWorkers = Number(flags.trainingWorkers);
@@ -112,7 +117,7 @@ const up = program
     process.stderr.write(`zerve: web app at ${web.url}\n`);
     // Hidden entries (`.incoming`, where transfers are staged) are no models.
     const entries = (await readdir(models).catch(() => [] as string[])).filter((e) => !e.startsWith('.'));
-    process.stderr.write(`zerve: broker ${broker.frontendEndpoint} (workers on ${broker.backendEndpoint}), ${workers} inference worker(s), models in ${models}\n`);
+    process.stderr.write(`zerve: broker ${broker.frontendEndpoint} (workers on ${broker.backendEndpoint}), ${workers} inference worker(s) x ${threads} onnxruntime thread(s), models in ${models}\n`);
     if (entries.length === 0 && trainingWorkers > 0) {
       // The built-in default: a fresh machine gets a served model (classify.digits) with no network.
       void trainDefaultDigits(broker.frontendEndpoint, curve);
