@@ -74,8 +74,10 @@ export interface InferenceRoundsResult {
   saturated: Record<string, Partial<Record<'raw' | 'cluster', PerRound>>>;
   /** `http[concurrency][path]`: images/s of ZerveClient and the two HTTP paths on `httpImage`. */
   http: Record<number, Partial<Record<InferencePath, number[]>>>;
-  /** CPU ms per second of the idle zerve up process and worker, each round. */
+  /** CPU ms per second of the idle zerve up process and worker, each round (10 ms clock ticks: coarse alone). */
   idle: { up: number[]; worker: number[] };
+  /** The same over every round's idle time together: finer than any one round. */
+  idleOverall: { up: number; worker: number };
   /** Each goal, judged on medians of per-round figures. */
   goals: InferenceGoal[];
 }
@@ -187,7 +189,7 @@ export async function benchInferenceRounds(o: InferenceRoundsOptions): Promise<I
       for (const p of INFERENCE_PATHS) await checked(tasks(bytes)[p])().catch((err: Error) => Promise.reject(new Error(`${p}, ${image}: ${err.message}`)));
     }
 
-    const result: InferenceRoundsResult = { rounds: o.rounds, latency: {}, saturated: {}, http: {}, idle: { up: [], worker: [] }, goals: [] };
+    const result: InferenceRoundsResult = { rounds: o.rounds, latency: {}, saturated: {}, http: {}, idle: { up: [], worker: [] }, idleOverall: { up: 0, worker: 0 }, goals: [] };
     const push = (into: PerRound, r: LoadCpuResult) => {
       if (r.errors > 0) throw new Error(`errors: ${r.firstError}`);
       into.p50Ms.push(r.p50Ms);
@@ -232,6 +234,8 @@ export async function benchInferenceRounds(o: InferenceRoundsOptions): Promise<I
       result.idle.up.push(upIdle!);
       result.idle.worker.push(workerIdle!);
     }
+    const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+    result.idleOverall = { up: mean(result.idle.up), worker: mean(result.idle.worker) };
     result.goals = judge(result, o);
     return result;
   } finally {
@@ -297,7 +301,10 @@ export function inferenceRoundsReport(r: InferenceRoundsResult, o: Pick<Inferenc
   out.push(`HTTP POST /api/classify against ZerveClient.classify, ${o.httpImage}, same workers, same rounds (from concurrency ${BURST_FROM} on, one burst answered in full):`);
   out.push(http);
   out.push('');
-  out.push(`Idle (no requests), CPU ms per second, median (range) over rounds: zerve up process ${spread(r.idle.up, 1)}, inference worker ${spread(r.idle.worker, 1)}.`);
+  out.push(
+    `Idle (no requests), CPU ms per second over all ${r.rounds} idle periods together: zerve up process (broker, web app, jobs service) ${fixed(r.idleOverall.up, 1)}, ` +
+      `inference worker ${fixed(r.idleOverall.worker, 1)}; each round (10 ms clock ticks): ${r.idle.up.map((x) => x.toFixed(0)).join(' ')} and ${r.idle.worker.map((x) => x.toFixed(0)).join(' ')}.`,
+  );
   out.push('');
   out.push(`Goals, each on the median of ${r.rounds} per-round ratios or differences:`);
   for (const g of r.goals) out.push(`- ${g.what}: ${fixed(g.value, 2)} (goal ${g.sense} ${g.target}) ${g.met ? 'met' : 'NOT met'}`);
