@@ -248,7 +248,8 @@ export async function benchInferenceRounds(o: InferenceRoundsOptions): Promise<I
 
 /** Median over rounds of `mine[i]` combined with `theirs[i]` (a ratio or a difference of the same round). */
 export function perRoundMedian(mine: number[], theirs: number[], combine: (a: number, b: number) => number): number {
-  return median(mine.map((x, i) => combine(x, theirs[i]!)));
+  // A round whose run timed no request (one longer than the window, on a loaded machine) has NaN: left out.
+  return median(mine.map((x, i) => combine(x, theirs[i]!)).filter(Number.isFinite));
 }
 
 function judge(r: InferenceRoundsResult, o: InferenceRoundsOptions): InferenceGoal[] {
@@ -278,7 +279,10 @@ function judge(r: InferenceRoundsResult, o: InferenceRoundsOptions): InferenceGo
 }
 
 const fixed = (n: number | undefined, digits = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
-const spread = (values: number[] | undefined, digits = 1) => (values === undefined || values.length === 0 ? '-' : `${fixed(median(values), digits)} (${fixed(Math.min(...values), digits)}-${fixed(Math.max(...values), digits)})`);
+const spread = (all: number[] | undefined, digits = 1) => {
+  const values = (all ?? []).filter(Number.isFinite);
+  return values.length === 0 ? '-' : `${fixed(median(values), digits)} (${fixed(Math.min(...values), digits)}-${fixed(Math.max(...values), digits)})`;
+};
 
 /** The section's tables: per-round medians (and ranges) of each figure, then each goal met or not. */
 export function inferenceRoundsReport(r: InferenceRoundsResult, o: Pick<InferenceRoundsOptions, 'capacity' | 'httpImage' | 'httpConcurrencies'>): (string | ReportTable)[] {
