@@ -70,6 +70,12 @@ export interface InferenceRoundsResult {
   rounds: number;
   /** `latency[image][path]`: concurrency 1. */
   latency: Record<string, Partial<Record<InferencePath, PerRound>>>;
+  /**
+   * `outsideWorkerMs[image]`: each round, the median over the cluster's concurrency-1 requests of the
+   * client's round trip minus the worker's own `timings.totalMs`: the hops (client, broker, worker's
+   * socket and back) and the reply's JSON.
+   */
+  outsideWorkerMs: Record<string, number[]>;
   /** `saturated[image][path]`: raw and cluster at concurrency `capacity`. */
   saturated: Record<string, Partial<Record<'raw' | 'cluster', PerRound>>>;
   /** `http[concurrency][path]`: images/s of ZerveClient and the two HTTP paths on `httpImage`. */
@@ -167,9 +173,17 @@ export async function benchInferenceRounds(o: InferenceRoundsOptions): Promise<I
     closers.push(() => agent.destroy());
     const query = `/api/classify?model=${encodeURIComponent(o.model)}&topk=1&cache=false`;
     const urls = { 'http (zerve up)': new URL(query, upUrl), 'http (own process)': new URL(query, webUrl) };
+    /** Round trip minus the worker's totalMs of each cluster request since last cleared. */
+    const outside: number[] = [];
     const tasks = (bytes: Buffer): Record<InferencePath, () => Promise<number>> => ({
       raw: () => raw.classify(bytes),
-      cluster: async () => (await client.classify(o.model, bytes, { topk: 1, cache: false })).predictions[0]!.index,
+      cluster: async () => {
+        const started = performance.now();
+        const reply = await client.classify(o.model, bytes, { topk: 1, cache: false });
+        const workerMs = reply.timings.totalMs;
+        if (workerMs !== undefined) outside.push(performance.now() - started - workerMs);
+        return reply.predictions[0]!.index;
+      },
       'http (zerve up)': () => postImage(agent, urls['http (zerve up)'], bytes),
       'http (own process)': () => postImage(agent, urls['http (own process)'], bytes),
     });
@@ -189,7 +203,16 @@ export async function benchInferenceRounds(o: InferenceRoundsOptions): Promise<I
       for (const p of INFERENCE_PATHS) await checked(tasks(bytes)[p])().catch((err: Error) => Promise.reject(new Error(`${p}, ${image}: ${err.message}`)));
     }
 
-    const result: InferenceRoundsResult = { rounds: o.rounds, latency: {}, saturated: {}, http: {}, idle: { up: [], worker: [] }, idleOverall: { up: 0, worker: 0 }, goals: [] };
+    const result: InferenceRoundsResult = {
+      rounds: o.rounds,
+      latency: {},
+      outsideWorkerMs: {},
+      saturated: {},
+      http: {},
+      idle: { up: [], worker: [] },
+      idleOverall: { up: 0, worker: 0 },
+      goals: [],
+    };
     const push = (into: PerRound, r: LoadCpuResult) => {
       if (r.errors > 0) throw new Error(`errors: ${r.firstError}`);
       into.p50Ms.push(r.p50Ms);
@@ -214,7 +237,11 @@ export async function benchInferenceRounds(o: InferenceRoundsOptions): Promise<I
         o.progress(`inference rounds: round ${round + 1} of ${o.rounds}, ${image}, concurrency 1 and ${capacity}`);
         const latency = (result.latency[image] ??= {});
         const saturated = (result.saturated[image] ??= {});
-        for (const p of order) push((latency[p] ??= fresh()), await run(p, bytes, 1));
+        for (const p of order) {
+          outside.length = 0;
+          push((latency[p] ??= fresh()), await run(p, bytes, 1));
+          if (p === 'cluster') (result.outsideWorkerMs[image] ??= []).push(median(outside));
+        }
         for (const p of order) {
           if (p === 'raw' || p === 'cluster') push((saturated[p] ??= fresh()), await run(p, bytes, capacity));
         }
@@ -295,6 +322,11 @@ export function inferenceRoundsReport(r: InferenceRoundsResult, o: Pick<Inferenc
     }
   }
   out.push(latency);
+  out.push('');
+  out.push(
+    "Outside the worker at concurrency 1 (the client's round trip minus the worker's own totalMs: client -> broker -> worker and back, the reply's JSON), " +
+      `median (range) over rounds: ${Object.entries(r.outsideWorkerMs).map(([image, ms]) => `${image} ${spread(ms, 2)} ms`).join(', ')}.`,
+  );
   out.push('');
   const http = new ReportTable(['conc.', 'ZerveClient images/s', 'http (zerve up) images/s', 'http (own process) images/s', 'zerve up / ZerveClient', 'own process / ZerveClient']);
   for (const concurrency of o.httpConcurrencies) {
