@@ -36,12 +36,15 @@ import { addBrokerCurveFlags, addConnectCurveFlags } from './curve-flags.ts';
 import { generateKeyFiles } from '../shared/curve-keys.ts';
 import type { SecurityInfo } from '../shared/messages.ts';
 import { MMI_SECURITY } from '../shared/protocol.ts';
+import { inferenceSizing } from './inference-sizing.ts';
 
 const log = logger.child({ component: 'cli' });
 /** `zerve classify` keeps this many files in flight: enough to keep a cluster busy, few enough to bound memory. */
 const CLASSIFY_FILES_IN_FLIGHT = 64;
 /** The provided sample images beside the checkout, offered on the page when present. */
 const DEFAULT_SAMPLES = resolve('..', 'shared', 'fixtures', 'images');
+/** `zerve up`'s inference workers and threads when not given (inference-sizing.ts). */
+const DEFAULT_SIZING = inferenceSizing();
 const program = new Command('zerve').description('Zerve: a model-serving cluster on ZeroMQ').showHelpAfterError();
 
 const up = program
@@ -50,11 +53,11 @@ const up = program
   .option('--models <dir>', 'model repository', DEFAULT_INFERENCE_OPTIONS.models)
   .option('--frontend <endpoint>', 'endpoint clients connect to')
   .option('--backend <endpoint>', 'endpoint workers connect to')
-  .option('--workers <n>', 'inference worker processes', parseInteger, 1)
+  .option('--workers <n>', `inference worker processes (default: sized to the cores, ${DEFAULT_SIZING.workers} here)`, parseInteger)
   .option('--brokers <n>', 'brokers: this process, plus n-1 broker child processes on the next ports (frontend and backend + 2 each); every component connects to all (docs/brokers.md)', parseInteger, 1)
   .option('--training-workers <n>', 'training worker processes (services train, train.run, datasets.*)', parseInteger, 1)
   .option('--capacity <n>', 'requests each inference worker takes at once', parseInteger)
-  .option('--threads <n>', 'onnxruntime threads per inference worker', parseInteger)
+  .option('--threads <n>', `onnxruntime threads per inference worker (default: sized to the cores, ${DEFAULT_SIZING.threads} here)`, parseInteger)
   .option('--http <port>', 'web app port')
   .option('--data <dir>', "folder of the job store and of the training workers' datasets and run store")
   .option('--samples <dir>', 'sample images offered on the page')
@@ -111,7 +114,9 @@ const up = program
     }
     const frontendList = frontends.join(',');
     const backendList = backends.join(',');
-    let workers = Number(flags.workers);
+    // Sized to the cores unless given: one worker with one thread left most of a bigger machine idle.
+    let workers = flags.workers === undefined ? DEFAULT_SIZING.workers : Number(flags.workers);
+    const threads = flags.threads === undefined ? DEFAULT_SIZING.threads : Number(flags.threads);
     let registered = 0;
     broker.on('worker-ready', (info: { kind: string }) => {
       if (info.kind !== 'inference') return;
@@ -120,7 +125,7 @@ const up = program
     });
     const inferenceArgs = ['worker', 'inference', '--connect', backendList, '--broker', frontendList, '--models', models, ...curveArgs];
     if (flags.capacity !== undefined) inferenceArgs.push('--capacity', String(flags.capacity));
-    if (flags.threads !== undefined) inferenceArgs.push('--threads', String(flags.threads));
+    inferenceArgs.push('--threads', String(threads));
     // --broker lets each worker fan a search's runs out to every training worker.
     const trainingArgs = ['worker', 'training', '--connect', backendList, '--broker', frontendList, '--models', models, ...curveArgs];
     if (flags.data !== undefined) trainingArgs.push('--data', resolve(String(flags.data)));
@@ -166,7 +171,7 @@ const up = program
     process.stderr.write(`zerve: web app at ${web.url}\n`);
     // Hidden entries (`.incoming`, where transfers are staged) are no models.
     const entries = (await readdir(models).catch(() => [] as string[])).filter((e) => !e.startsWith('.'));
-    process.stderr.write(`zerve: broker${brokerCount > 1 ? 's' : ''} ${frontendList} (workers on ${backendList}), ${workers} inference worker(s), models in ${models}\n`);
+    process.stderr.write(`zerve: broker${brokerCount > 1 ? 's' : ''} ${frontendList} (workers on ${backendList}), ${workers} inference worker(s) x ${threads} onnxruntime thread(s), models in ${models}\n`);
     if (entries.length === 0 && trainingWorkers > 0) {
       // The built-in default: a fresh machine gets a served model (classify.digits) with no network.
       void trainDefaultDigits(frontendList, curve);

@@ -160,7 +160,7 @@ describe('zerve up with --curve-key: the page adds a model with no other option'
     await generateKeyFiles('broker', join(dir.path, 'keys'));
     // Port 0 everywhere: zerve up hands its processes the endpoints it bound, and prints the page's URL.
     up = new CliProcess(
-      ['up', '--models', join(dir.path, 'models'), '--training-workers', '0', '--frontend', 'tcp://127.0.0.1:0', '--backend', 'tcp://127.0.0.1:0', '--http', '0', '--curve-key', join(dir.path, 'keys', 'broker.key')],
+      ['up', '--models', join(dir.path, 'models'), '--workers', '1', '--training-workers', '0', '--frontend', 'tcp://127.0.0.1:0', '--backend', 'tcp://127.0.0.1:0', '--http', '0', '--curve-key', join(dir.path, 'keys', 'broker.key')],
       ENV,
     );
     await eventually('the web app and the inference worker to start', () => /web app at http/.test(up!.stderr) && /workers ready: 1\/1/.test(up!.stderr), 90_000);

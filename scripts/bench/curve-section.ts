@@ -112,8 +112,8 @@ export async function benchCurve(o: CurveBenchOptions): Promise<CurveSection> {
     const tasks: Array<{ what: string; concurrency: number; task: (c: ZerveClient) => () => Promise<unknown> }> = [
       { what: 'echo, 64-byte body', concurrency: 1, task: (c) => () => c.request(ECHO_SERVICE, [payload]) },
       { what: 'echo, 64-byte body', concurrency: 16, task: (c) => () => c.request(ECHO_SERVICE, [payload]) },
-      { what: `classify kitten.png (${o.model})`, concurrency: 1, task: (c) => () => c.classify(o.model, image, { topk: 1 }) },
-      { what: `classify kitten.png (${o.model})`, concurrency: 4, task: (c) => () => c.classify(o.model, image, { topk: 1 }) },
+      { what: `classify kitten.png (${o.model})`, concurrency: 1, task: (c) => () => c.classify(o.model, image, { topk: 1, cache: false }) },
+      { what: `classify kitten.png (${o.model})`, concurrency: 4, task: (c) => () => c.classify(o.model, image, { topk: 1, cache: false }) },
     ];
     const rows: CurveRow[] = [];
     for (const { what, concurrency, task } of tasks) {

@@ -3,7 +3,9 @@
  * `POST /api/classify` and `ZerveClient.classify`, in the same run, on a running cluster. The /v2
  * paths send the image as one BYTES element (binary data extension), or a ready FP32 tensor that the
  * client preprocessed once (no decode in the worker); `infer.<model>` through ZerveClient shows the
- * tensor path without HTTP. Each answer is checked (top class) before measuring.
+ * tensor path without HTTP. Each answer is checked (top class) before measuring. The same bytes go
+ * out every time, so the classify rows skip the worker's result cache (`cache: false`) to run
+ * inference as the /v2 rows do (the tensor path has no cache).
  */
 import { Agent, request } from 'node:http';
 import { pino } from 'pino';
@@ -81,12 +83,12 @@ export async function benchOip(options: OipBenchOptions): Promise<OipBenchRow[]>
     const tensor = tensorBytes(decoded.data);
     const bytesElement = Buffer.concat([Buffer.from(new Uint32Array([image.length]).buffer), image]);
     const v2 = new URL(`/v2/models/${encodeURIComponent(model)}/infer`, base);
-    const classifyUrl = new URL(`/api/classify?model=${encodeURIComponent(model)}&topk=1`, base);
+    const classifyUrl = new URL(`/api/classify?model=${encodeURIComponent(model)}&topk=1&cache=false`, base);
     const bytesRequest = inferBody({ name: 'data_0', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: bytesElement.length } }, bytesElement);
     const tensorRequest = inferBody({ name: 'data_0', datatype: 'FP32', shape: [1, 3, 224, 224], parameters: { binary_data_size: tensor.length } }, tensor);
     const inferHeader: InferHeader = { op: 'tensor', datatype: 'FP32', shape: [1, 3, 224, 224], classification: 1 };
     const tasks: Record<OipPath, () => Promise<number>> = {
-      'zeromq classify': async () => (await client.classify(model, image, { topk: 1 })).predictions[0]!.index,
+      'zeromq classify': async () => (await client.classify(model, image, { topk: 1, cache: false })).predictions[0]!.index,
       'http /api/classify': async () =>
         (JSON.parse((await post(agent, classifyUrl, image, { 'content-type': 'image/jpeg' })).toString()) as { predictions: { index: number }[] }).predictions[0]!.index,
       'http /v2 infer BYTES': async () => topOfOip(await post(agent, v2, bytesRequest.body, bytesRequest.headers)),

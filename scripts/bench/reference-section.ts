@@ -4,7 +4,10 @@
  * broker speaks) against the C broker with C `mdworker`s and against Zerve with the same C workers and
  * with Zerve's credit-based echo worker. Each setup gets N requests in flight for N = 1, 16, 256, 1000,
  * two client processes, and sync round trips; Zerve's rows are printed as ratios of the C broker's.
- * The issue's targets are judged on alternating rounds with the setups up at once (alternating-rounds.ts).
+ * Judged on alternating rounds with the setups up at once (alternating-rounds.ts): the broker's CPU per
+ * request against the C broker's with the same C worker (issue 20's goal). The three throughput and
+ * latency targets against the C broker were retired (issue 20): the minimal zeromq.js broker, the floor
+ * on this machine, misses them too. Their ratios stay in the tables as a regression watch.
  */
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -239,6 +242,8 @@ function roundsReport(rows: RoundsRow[] | undefined): Array<string | ReportTable
     'over C (median)',
     'sync p50 us, each round',
     'over C (median)',
+    'broker CPU us/req, each round',
+    'over C (median)',
     'not echoed',
   ]);
   for (const row of rows) {
@@ -248,12 +253,14 @@ function roundsReport(rows: RoundsRow[] | undefined): Array<string | ReportTable
       `${row.perSecondOverC.toFixed(2)}x`,
       row.p50Us.map(thousands).join(' '),
       `${row.p50OverC.toFixed(2)}x`,
+      row.brokerCpuUsPerRequest.map((us) => us.toFixed(0)).join(' '),
+      `${row.brokerCpuOverC.toFixed(2)}x`,
       row.unexpected,
     ]);
   }
   return [
     `The same four setups up at once, in ${rows[0]?.p50Us.length ?? 0} rounds of alternating order (${ROUND_PIPELINED_MS} ms with ${window} in flight, then ${ROUND_ROUND_TRIPS} sync round trips); ` +
-      "each round's figure over the C broker's in the same round, median of the rounds. The targets are judged on these:",
+      "each round's figure over the C broker's in the same round, median of the rounds. Broker CPU: the broker process's, during the pipelined part, over the requests answered. The goal is judged on these:",
     table,
     '',
   ];
@@ -273,7 +280,10 @@ function floor(rows: ReferenceRow[], rounds: RoundsRow[] | undefined): string[] 
   ];
 }
 
-/** The issue's three targets, each judged on this run's ratios (N = 1000 for throughput). */
+/**
+ * The regression watch (the three retired targets' ratios, no longer judged) and issue 20's goal: the
+ * broker's CPU per request at most the C broker's, both with the Guide's C worker.
+ */
 function targets(rows: ReferenceRow[], rounds: RoundsRow[] | undefined): string[] {
   const find = (prefix: string) => rows.find((r) => r.setup.startsWith(prefix));
   const c1 = find('C mdbroker + 1 ');
@@ -281,7 +291,7 @@ function targets(rows: ReferenceRow[], rounds: RoundsRow[] | undefined): string[
   const zEcho = find('Zerve + 1 Zerve echo');
   if (!c1 || !zC1 || !zEcho) return [];
   const at1000 = (r: ReferenceRow) => r.pipelined.at(-1)!.perSecond;
-  const line = (what: string, value: number, target: string, met: boolean) => `- ${what}: ${value.toFixed(2)}x, target ${target}: ${met ? 'met' : 'NOT met'}`;
+  const watch = (what: string, value: number) => `- ${what}: ${value.toFixed(2)}x`;
   // Judged on the alternating rounds where they ran: one setup after another, a ratio follows the machine's load.
   const roundsEcho = roundsRow(rounds, 'Zerve + 1 Zerve echo');
   const roundsC = roundsRow(rounds, 'Zerve + 1 C mdworker');
@@ -289,12 +299,18 @@ function targets(rows: ReferenceRow[], rounds: RoundsRow[] | undefined): string[
   const p50C = roundsC?.p50OverC ?? zC1.roundTrip.p50Us / c1.roundTrip.p50Us;
   const echo = roundsEcho?.perSecondOverC ?? at1000(zEcho) / at1000(c1);
   const plain = roundsC?.perSecondOverC ?? at1000(zC1) / at1000(c1);
+  const cpuOf = (row: ReferenceRow) => row.brokerCpuUsPerRequest ?? Number.NaN;
+  const cpuC = roundsC?.brokerCpuOverC ?? cpuOf(zC1) / cpuOf(c1);
+  const cpuEcho = roundsEcho?.brokerCpuOverC ?? cpuOf(zEcho) / cpuOf(c1);
   return [
-    'Targets:',
-    line('sync p50, Zerve (echo worker) over C', p50, '<= 1.0x', p50 <= 1),
-    line('sync p50, Zerve (C mdworker) over C', p50C, '<= 1.0x', p50C <= 1),
-    line('req/s at N=1000, Zerve + Zerve echo worker over C + 1 C mdworker', echo, '>= 3x', echo >= 3),
-    line('req/s at N=1000, Zerve + 1 C mdworker over C + 1 C mdworker', plain, '>= 1.0x', plain >= 1),
+    'Regression watch (targets retired in issue 20; they were 3x, 1.0x and 1.0x, and the minimal zeromq.js broker misses them too):',
+    watch('sync p50, Zerve (echo worker) over C', p50),
+    watch('sync p50, Zerve (C mdworker) over C', p50C),
+    watch('req/s at N=1000, Zerve + Zerve echo worker over C + 1 C mdworker', echo),
+    watch('req/s at N=1000, Zerve + 1 C mdworker over C + 1 C mdworker', plain),
+    `- broker CPU per request, Zerve + Zerve echo worker over C + 1 C mdworker: ${cpuEcho.toFixed(2)}x`,
+    'Goal:',
+    `- broker CPU per request, Zerve + 1 C mdworker over C + 1 C mdworker: ${cpuC.toFixed(2)}x, goal <= 1.0x: ${cpuC <= 1 ? 'met' : 'NOT met'}`,
   ];
 }
 
