@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchCluster } from './bench-cluster.ts';
-import { makeBenchRepository } from './bench-repository.ts';
+import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { ZerveClient } from '../../shared/client.ts';
 import { classifyService } from '../../shared/protocol.ts';
 import { runLoad } from './load-runner.ts';

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { ZerveClient } from '../../shared/client.ts';
 import { classifyService, ECHO_SERVICE } from '../../shared/protocol.ts';
 import { BenchCluster } from './bench-cluster.ts';
-import { makeBenchRepository } from './bench-repository.ts';
+import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { median } from './load-runner.ts';
 
 const FIXTURES = path.resolve(fileURLToPath(new URL('../../', import.meta.url)), '..', 'shared', 'fixtures');

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ZerveClient } from '../../shared/client.ts';
 import { classifyService } from '../../shared/protocol.ts';
 import { freePort } from './bench-cluster.ts';
-import { makeBenchRepository } from './bench-repository.ts';
+import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { CliChild } from './cli-child.ts';
 import { runLoadWithCpu, type LoadCpuResult } from './load-cpu.ts';
 import { median } from './load-runner.ts';
