@@ -1,7 +1,8 @@
 /**
  * `zerve users add|list`, `zerve tokens create|list|revoke` and `zerve audit`: users, API tokens
- * and the audit log in the auth store of `--data` (`<data>/auth.sqlite`), the one a web app given
- * the same `--data` reads.
+ * and the audit log in the auth store `--store` names (`ZERVE_STORE`; a `postgres://` URL every web
+ * app replica shares), else the one of `--data` (`<data>/auth.sqlite`): the one a web app given the
+ * same `--store` or `--data` reads.
  */
 import { userInfo } from 'node:os';
 import Table from 'cli-table3';
@@ -10,15 +11,17 @@ import { AuthAdmin } from '../shared/auth-admin.ts';
 import { DEFAULT_WEB_AUTH_OPTIONS, resolveOptions } from '../shared/config.ts';
 import { parseDurationMs } from '../shared/duration.ts';
 import type { AuthStore } from '../shared/store/auth-store.ts';
-import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
+import { logger } from '../shared/logger.ts';
+import { openAuthStore } from '../shared/store/open-auth-store.ts';
 import { reportError } from './cli-support.ts';
 
-/** Runs `fn` on the store of `--data`, closing it after; errors print their code and set the exit code. */
+/** Runs `fn` on the store of `--store` (else `--data`), closing it after; errors print their code and set the exit code. */
 async function withStore(flags: Record<string, unknown>, fn: (store: AuthStore, admin: AuthAdmin) => Promise<void>): Promise<void> {
   let store: AuthStore | undefined;
   try {
-    store = SqliteAuthStore.inDataDir(resolveOptions(DEFAULT_WEB_AUTH_OPTIONS, flags).data);
-    // The CLI acts as whoever runs it on this host: the store's file permissions are the check.
+    const o = resolveOptions(DEFAULT_WEB_AUTH_OPTIONS, flags);
+    store = await openAuthStore(o.store, o.data, logger.child({ component: 'cli' }));
+    // The CLI acts as whoever runs it on this host: the store's file permissions (or its PostgreSQL role) are the check.
     await fn(store, new AuthAdmin(store, `local:${userInfo().username}`));
   } catch (err) {
     reportError(err);
@@ -33,7 +36,10 @@ function print(json: boolean, value: unknown, table: () => string): void {
 
 export function registerAuthCommands(program: Command): void {
   const withData = (command: Command) =>
-    command.option('--data <dir>', 'data directory of the auth store (default: ./data)').option('--config <file>', 'JSON config file');
+    command
+      .option('--data <dir>', 'data directory of the auth store (default: ./data)')
+      .option('--store <url>', 'where users and tokens are kept: sqlite:FOLDER or a postgres:// URL every web app replica shares (default: auth.sqlite in --data)')
+      .option('--config <file>', 'JSON config file');
 
   const users = program.command('users').description('users of the web app (docs/auth.md)');
   withData(users.command('add').description('add a user').argument('<name>', 'user name'))

@@ -297,7 +297,7 @@ addMetricsOptions(jobsCommand, true).action(async (flags: Record<string, unknown
 program
   .command('web')
   .description('run the web app (page and HTTP API) against a broker')
-  .option('--store <url>', 'read run history from this shared store (postgres://...) instead of asking every training worker')
+  .option('--store <url>', 'where users and tokens are kept (sqlite:FOLDER or a postgres:// URL every replica shares; default: auth.sqlite in --data); a postgres:// store is also read for run history')
   .option('--broker <endpoint>', 'broker frontend endpoint')
   .option('--connect <endpoint>', "broker worker endpoint a model uploaded on the page is offered on until an inference worker takes it (default: the --broker endpoint; under CURVE: the broker's worker socket)")
   .option('--http <port>', 'port')

@@ -422,8 +422,14 @@ export interface WebAuthOptions {
    * non-loopback `host` refuses to start unless `insecure`. @defaultValue 'off'
    */
   auth: string;
-  /** Data directory of the auth store (`<data>/auth.sqlite`), shared with `zerve users` and `zerve tokens`. @defaultValue './data' */
+  /** Data directory of the auth store (`<data>/auth.sqlite`) when `store` is '', shared with `zerve users` and `zerve tokens`. @defaultValue './data' */
   data: string;
+  /**
+   * Where users and tokens are kept: '' for `auth.sqlite` in `data`, `sqlite:FOLDER`, or a `postgres://`
+   * URL every web app replica shares (docs/store.md). The web app also reads run history from a
+   * `postgres://` store directly instead of asking every training worker. @defaultValue ''
+   */
+  store: string;
   /** How long a token's stored record is trusted before it is read again: the longest a revocation takes to hold on a replica. @defaultValue 2000 */
   authCacheMs: number;
   /** `/metrics`: `open`, or `token` (a bearer token with the `metrics` scope) when auth is on. @defaultValue 'open' */
@@ -451,6 +457,7 @@ export interface WebAuthOptions {
 export const DEFAULT_WEB_AUTH_OPTIONS: WebAuthOptions = {
   auth: 'off',
   data: './data',
+  store: '',
   authCacheMs: 2000,
   metricsAuth: 'open',
   maxAuthFailures: 20,
@@ -467,11 +474,6 @@ export const DEFAULT_WEB_AUTH_OPTIONS: WebAuthOptions = {
 export interface WebAppOptions extends CurveOptions, ModelPublisherOptions, HeartbeatOptions, WebAuthOptions {
   /** Broker frontend endpoint. @defaultValue ZERVE_BROKER, else 'tcp://127.0.0.1:5555' */
   broker: string;
-  /**
-   * A shared experiment store (`postgres://` URL) `GET /api/runs` reads from directly; '' asks every
-   * training worker through the broker (their own SQLite stores). @defaultValue ''
-   */
-  store: string;
   /** TCP port of the HTTP server; 0 picks a free one. @defaultValue 8080 */
   http: number;
   /** Address the HTTP server listens on. @defaultValue '127.0.0.1' */
@@ -508,7 +510,6 @@ export const DEFAULT_WEB_APP_OPTIONS: WebAppOptions = {
   ...DEFAULT_CURVE_OPTIONS,
   ...DEFAULT_WEB_AUTH_OPTIONS,
   ...DEFAULT_MODEL_PUBLISHER_OPTIONS,
-  store: '',
   heartbeatIntervalMs: 1000,
   heartbeatLiveness: 3,
   broker: process.env.ZERVE_BROKER ?? DEFAULT_FRONTEND,

@@ -4,8 +4,11 @@ import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { issueToken, tokenIdOf, tokenMatches } from '../shared/api-token.ts';
 import { AuthAdmin } from '../shared/auth-admin.ts';
+import { openAuthStore } from '../shared/store/open-auth-store.ts';
 import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
 import { authStoreBehaviour } from './helpers/auth-store-behaviour.ts';
+import { TestPostgres, skipUnlessPostgres } from './helpers/postgres.ts';
+import { testLogger } from './fixtures/webapp-cluster.ts';
 import { hasCode, rejectsWith } from './helpers/error-code.ts';
 import { AuthFailureLimiter } from '../webapp/auth-failure-limiter.ts';
 
@@ -33,6 +36,53 @@ describe('auth store (SQLite)', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+});
+
+describe('auth store (PostgreSQL)', () => {
+  let server: TestPostgres | undefined;
+  let databases = 0;
+  before(async function () {
+    skipUnlessPostgres(this);
+    this.timeout(30_000);
+    server = await TestPostgres.start();
+  });
+  after(() => server?.close());
+  authStoreBehaviour(async () => openAuthStore(await server!.createDatabase(`auth${++databases}`), '.', testLogger));
+
+  it('migrates once when two stores open one database together, beside the jobs tables', async () => {
+    const url = await server!.createDatabase('auth_shared');
+    const { openJobStore } = await import('../shared/store/open-job-store.ts');
+    const jobs = await openJobStore(url, '.', { resultTtlMs: 60_000, maxProgressEntries: 3 }, testLogger);
+    const [a, b] = await Promise.all([openAuthStore(url, '.', testLogger), openAuthStore(url, '.', testLogger)]);
+    try {
+      const ada = await a.addUser({ name: 'ada', role: 'admin' });
+      const t = issueToken();
+      await a.createToken({ id: t.id, userId: ada.id, scopes: ['read'], hash: t.hash, expiresAt: null });
+      assert.equal((await b.userByName('ada'))?.id, ada.id);
+      await b.revokeToken(t.id);
+      assert.notEqual((await a.tokenById(t.id))?.revokedAt, null);
+      assert.equal(await jobs.count('queued'), 0, 'the jobs tables are untouched');
+    } finally {
+      await Promise.all([a.close(), b.close(), jobs.close()]);
+    }
+  });
+
+  it('answers STORE_UNAVAILABLE while the server is down, and serves again once it is back', async function () {
+    this.timeout(60_000);
+    const store = await openAuthStore(await server!.createDatabase('auth_outage'), '.', testLogger, { pool: { connectTimeoutMs: 1000 } });
+    try {
+      await store.addUser({ name: 'ada', role: 'admin' });
+      await server!.stop();
+      try {
+        await rejectsWith(store.userByName('ada'), 'STORE_UNAVAILABLE');
+      } finally {
+        await server!.up();
+      }
+      assert.equal((await store.userByName('ada'))?.name, 'ada');
+    } finally {
+      await store.close();
     }
   });
 });

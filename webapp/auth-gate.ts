@@ -94,7 +94,8 @@ export class AuthGate {
     try {
       return await this.verifier.verify(token);
     } catch (err) {
-      await this.failures.fail(keys);
+      // Only a refused token is a failed attempt: a store outage (STORE_UNAVAILABLE, 503) is not the caller's.
+      if (err instanceof ZerveError && err.code === 'UNAUTHENTICATED') await this.failures.fail(keys);
       throw err;
     }
   }

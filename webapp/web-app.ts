@@ -44,7 +44,9 @@ import { AuthRoutes } from './auth-routes.ts';
 import { SessionRoutes } from './session-routes.ts';
 import { OIDC_CALLBACK_PATH, OIDC_LOGIN_PATH, OidcLogin } from './oidc-login.ts';
 import type { AuthStore } from '../shared/store/auth-store.ts';
-import { SqliteAuthStore } from '../shared/store/sqlite-auth-store.ts';
+import { DeferredAuthStore } from '../shared/store/deferred-auth-store.ts';
+import { openAuthStore } from '../shared/store/open-auth-store.ts';
+import { redactedUrl } from '../shared/store/postgres-pool.ts';
 
 /** Folder of the page's files (HTML, CSS, JS): served as they are, no build step, no CDN. */
 export const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'public');
@@ -87,8 +89,8 @@ export class WebApp {
   private readonly gate: AuthGate;
   private readonly owners: OwnerCheck;
   private readonly audit: AuditTrail;
-  /** The auth store this web app opened (closed with it); an injected one stays the caller's. */
-  private ownStore: AuthStore | undefined;
+  /** The auth store this web app opens at start (closed with it); an injected one stays the caller's. */
+  private ownStore: DeferredAuthStore | undefined;
   /** The auth store in use: none with auth off. */
   private activeStore: AuthStore | undefined;
   /** `/metrics`: HTTP durations by route and status, and the process's default metrics. */
@@ -108,7 +110,7 @@ export class WebApp {
   private inFlight = 0;
   private baseUrl = '';
 
-  /** `authStore`: users and tokens (default: SQLite in `data` when auth is on); the caller closes one it passes. */
+  /** `authStore`: users and tokens (default: the one `store` names, else SQLite in `data`, when auth is on); the caller closes one it passes. */
   constructor(options: Partial<WebAppOptions> = {}, log: Logger = rootLogger, authStore?: AuthStore) {
     this.options = { ...DEFAULT_WEB_APP_OPTIONS, ...options };
     const o = this.options;
@@ -139,10 +141,16 @@ export class WebApp {
   /** Listens on `host:http`; resolves with the page's URL. */
   start(): Promise<string> {
     this.starting ??= (async () => {
-      // SQLite stores are each training worker's own: their history is read through the broker.
-      if (this.options.store !== '' && parseStoreLocation(this.options.store, '').kind === 'postgres') {
-        const { openExperimentStore } = await import('../shared/store/open-experiment-store.ts');
-        this.storeRuns = new StoreRuns(await openExperimentStore(this.options.store, '.', this.log, { readonly: true }));
+      try {
+        await this.ownStore?.open();
+        // SQLite stores are each training worker's own: their history is read through the broker.
+        if (this.options.store !== '' && parseStoreLocation(this.options.store, '').kind === 'postgres') {
+          const { openExperimentStore } = await import('../shared/store/open-experiment-store.ts');
+          this.storeRuns = new StoreRuns(await openExperimentStore(this.options.store, '.', this.log, { readonly: true }));
+        }
+      } catch (err) {
+        await this.ownStore?.close(); // a web app that does not start leaves no store open
+        throw err;
       }
       const server = this.app.listen(this.options.http, this.options.host, LISTEN_BACKLOG);
       this.server = server;
@@ -274,19 +282,16 @@ export class WebApp {
     } else if (auth === 'off') {
       this.log.info({ host: o.host }, 'auth is off: every route is open to this machine (loopback); --auth tokens asks for tokens');
     }
-    const store = auth === 'off' ? undefined : (injected ?? SqliteAuthStore.inDataDir(o.data));
-    this.ownStore = injected ? undefined : store;
-    if (store) this.log.info({ auth, store: injected ? 'injected' : o.data }, 'auth is on: routes ask for bearer tokens');
-    try {
-      return new AuthGate(
-        { auth, metricsAuth: o.metricsAuth, authCacheMs: o.authCacheMs, maxAuthFailures: o.maxAuthFailures, authFailureWindowMs: o.authFailureWindowMs },
-        store,
-        this.log,
-      );
-    } catch (err) {
-      void this.ownStore?.close(); // a web app that does not start leaves no store open
-      throw err;
-    }
+    // Opened in start(): a PostgreSQL store (`store`) takes a connection and migrations.
+    this.ownStore = auth === 'off' || injected ? undefined : new DeferredAuthStore(() => openAuthStore(o.store, o.data, this.log));
+    const store = auth === 'off' ? undefined : (injected ?? this.ownStore);
+    const location = o.store === '' ? o.data : redactedUrl(o.store);
+    if (store) this.log.info({ auth, store: injected ? 'injected' : location }, 'auth is on: routes ask for bearer tokens');
+    return new AuthGate(
+      { auth, metricsAuth: o.metricsAuth, authCacheMs: o.authCacheMs, maxAuthFailures: o.maxAuthFailures, authFailureWindowMs: o.authFailureWindowMs },
+      store,
+      this.log,
+    );
   }
 
   /** The brokers /cluster polls: the web app's own client for one broker, a client each for a comma-separated list. */
