@@ -108,7 +108,7 @@ describe('inference engine hot reload', () => {
     assert.equal((await inFlight).predictions[0]!.label, '8');
     await unloaded;
     await assert.rejects(engine.classify('mnist', {}, image('digit.png')), (err: ZerveError) => err.code === 'UNKNOWN_MODEL');
-    // The files go; even a folder copied back is ignored while its tombstone is there.
+    // The files go, and a new version takes the next number, never the removed one.
     await assert.rejects(access(path.join(models, 'mnist', '1')));
     await addModelVersion({ models, name: 'mnist', file: modelFile('mnist'), logits: true });
     const restarted = new InferenceEngine({ models, pollIntervalMs: 50 });
