@@ -26,6 +26,7 @@ describe('model removal through the cluster (two inference workers, separate fol
   let broker: Broker;
   let client: ZerveClient;
   const hosts: { worker: CliProcess; models: string }[] = [];
+  const others: CliProcess[] = [];
   const folders: { path: string; remove: () => Promise<void> }[] = [];
 
   before(async () => {
@@ -40,7 +41,7 @@ describe('model removal through the cluster (two inference workers, separate fol
 
   after(async () => {
     await client?.close();
-    await Promise.all(hosts.map((h) => h.worker.kill()));
+    await Promise.all([...hosts.map((h) => h.worker.kill()), ...others.map((w) => w.kill())]);
     await broker?.close();
     await Promise.all(folders.map((f) => f.remove()));
   });
@@ -114,6 +115,20 @@ describe('model removal through the cluster (two inference workers, separate fol
     assert.deepEqual(catalog.filter((e) => e.name === 'mnist').map((e) => e.version).sort(), ['1', '3'], 'the catalog lists no version 2');
     assert.ok(tombstones.some((t) => t.name === 'mnist' && t.version === '2' && t.holders === 2), 'both workers keep the tombstone');
     assert.equal(await classifyCode('mnist', '2'), 'UNKNOWN_MODEL');
+
+    // A host that was down during the removal comes back with version 2 and no tombstone: it takes the
+    // tombstone from the others and deletes its copy, and nobody fetches version 2 from it.
+    const stale = await tempDir('zerve-removal-stale-');
+    folders.push(stale);
+    for (let i = 0; i < 2; i++) assert.equal((await runCli(['models', 'add', 'mnist', MNIST_FILE, '--channels', 'grey', '--logits', '--models', stale.path], ENV)).code, 0);
+    const late = await startWorker(stale.path);
+    others.push(late);
+    await eventually('the late host deletes version 2 and takes version 3', async () => {
+      const versions = (await readdir(join(stale.path, 'mnist'))).sort();
+      return versions.join() === '1,3' && (await serves(late.pid, 'mnist', '3')) && !(await serves(late.pid, 'mnist', '2'));
+    });
+    assert.deepEqual(await readdir(join(stale.path, '.removed', 'mnist')), ['2']);
+    for (const host of hosts) assert.deepEqual((await readdir(join(host.models, 'mnist'))).sort(), ['1', '3'], 'no host fetched version 2 back');
 
     const unknown = await cli(['models', 'remove', 'mnist', '--version', '2']);
     assert.notEqual(unknown.code, 0);
