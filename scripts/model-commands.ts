@@ -13,7 +13,7 @@ import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_CLIENT_OPTIONS, DEFAULT_MODEL_PUBLISHER_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, resolveOptions } from '../shared/config.ts';
 import { readModelCatalog } from '../shared/models.ts';
 import { ModelHolder } from '../workers/model-exchange/model-holder.ts';
-import { ModelRepository } from '../workers/inference/model-repository.ts';
+import { MODEL_NAME_PATTERN, ModelRepository } from '../workers/inference/model-repository.ts';
 import { ModelTombstones } from '../workers/inference/model-tombstones.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { addModelVersion, type AddModelVersionOptions } from '../workers/model-exchange/model-writer.ts';
@@ -175,6 +175,7 @@ async function removeThroughCluster(name: string, version: string | undefined, f
 
 /** Writes tombstones in a local repository (offline): a worker started on it never serves those versions. */
 async function removeLocally(models: string, name: string, version: string | undefined): Promise<void> {
+  if (!MODEL_NAME_PATTERN.test(name)) throw new ZerveError('BAD_REQUEST', `model name must match ${MODEL_NAME_PATTERN}; got ${JSON.stringify(name)}`);
   const found = (await new ModelRepository({ models }).scan()).get(name)?.versions.map((v) => v.version) ?? [];
   const versions = found.filter((v) => version === undefined || v === version);
   if (versions.length === 0) throw new ZerveError('UNKNOWN_MODEL', `${models} has no ${version === undefined ? `model ${name}` : `version ${version} of ${name}`}`);

@@ -179,4 +179,17 @@ describe('model removal through the cluster (two inference workers, separate fol
       await store.close();
     }
   });
+
+  it('removes a version from a local repository offline (--models DIR): a tombstone, and the list no longer shows it', async () => {
+    const dir = await tempDir('zerve-removal-offline-');
+    folders.push(dir);
+    for (let i = 0; i < 2; i++) assert.equal((await runCli(['models', 'add', 'mnist', MNIST_FILE, '--channels', 'grey', '--logits', '--models', dir.path], ENV)).code, 0);
+    const removed = await runCli(['models', 'remove', 'mnist', '--version', '1', '--models', dir.path], ENV);
+    assert.equal(removed.code, 0, removed.stderr);
+    const listed = await runCli(['models', 'list', '--json', '--models', dir.path], ENV);
+    assert.deepEqual(JSON.parse(listed.stdout), [{ name: 'mnist', versions: [{ version: '2' }] }]);
+    assert.deepEqual(await readdir(join(dir.path, '.removed', 'mnist')), ['1']);
+    const again = await runCli(['models', 'remove', 'mnist', '--version', '1', '--models', dir.path], ENV);
+    assert.match(again.stderr, /UNKNOWN_MODEL/);
+  });
 });
