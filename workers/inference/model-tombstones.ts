@@ -6,7 +6,7 @@
  * ```
  *
  * The repository ignores a version with a tombstone (even if its folder comes back, copied by hand or
- * left by a crash between the two steps of `add`), the holder offers `models.removed.<name>.<version>`
+ * left by a crash between the two steps of `add`; the holder deletes such folders when it starts), the holder offers `models.removed.<name>.<version>`
  * for each, and model sync neither fetches such a version nor keeps it (docs/models.md).
  */
 import { randomUUID } from 'node:crypto';
@@ -52,7 +52,7 @@ export class ModelTombstones {
 
   /**
    * Writes the tombstone, then deletes the version folder if there is one. The tombstone comes first:
-   * a crash in between leaves a folder the repository already ignores, deleted by the next `add`.
+   * a crash in between leaves a folder the repository already ignores, deleted by the next `sweep`.
    * Resolves true when the tombstone is new.
    */
   async add(removed: RemovedVersion): Promise<boolean> {
@@ -68,6 +68,11 @@ export class ModelTombstones {
     );
     await this.#deleteVersion(removed);
     return created;
+  }
+
+  /** Deletes the folder of every removed version still there (a crash between the two steps of `add`, a copy by hand). */
+  async sweep(): Promise<void> {
+    for (const removed of await this.list()) await this.#deleteVersion(removed);
   }
 
   async #deleteVersion({ name, version }: RemovedVersion): Promise<void> {

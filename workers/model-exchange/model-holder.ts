@@ -133,6 +133,7 @@ export class ModelHolder {
 
   /** Scans the folder, then offers what it holds and keeps polling. */
   async start(): Promise<void> {
+    await this.#tombstones.sweep();
     await this.#repository.start();
     this.#enqueueUpdate();
     await this.#updating;
