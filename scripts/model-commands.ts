@@ -1,8 +1,8 @@
 /**
- * `zerve models add|list`. Through the cluster by default: `add` validates the file here, then holds
+ * `zerve models add|list|remove`. Through the cluster by default: `add` validates the file here, then holds
  * the new version (ModelHolder, connected to the broker like a worker) until an inference worker has
- * taken it; `list` reads the cluster's catalog. `--models DIR` works on a local repository instead
- * (offline use).
+ * taken it; `list` reads the cluster's catalog; `remove` offers the versions' tombstones until every
+ * worker has dropped them. `--models DIR` works on a local repository instead (offline use).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,9 @@ import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_CLIENT_OPTIONS, DEFAULT_MODEL_PUBLISHER_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, resolveOptions } from '../shared/config.ts';
 import { readModelCatalog } from '../shared/models.ts';
 import { ModelHolder } from '../workers/model-exchange/model-holder.ts';
-import { ModelRepository } from '../workers/inference/model-repository.ts';
+import { MODEL_NAME_PATTERN, ModelRepository } from '../workers/inference/model-repository.ts';
+import { ModelTombstones } from '../workers/inference/model-tombstones.ts';
+import { ZerveError } from '../shared/errors.ts';
 import { addModelVersion, type AddModelVersionOptions } from '../workers/model-exchange/model-writer.ts';
 import { reportError } from './cli-support.ts';
 
@@ -74,6 +76,28 @@ export function registerModelCommands(program: Command): void {
       }
     });
   models
+    .command('remove')
+    .description('remove a model (every version) or one version from every worker of the cluster, for good; requests in flight finish first')
+    .argument('<name>', 'model name')
+    .option('--version <version>', 'remove only this version')
+    .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
+    .option('--connect <endpoint>', "broker worker endpoint the removal is offered on until the workers have it (default: the --broker endpoint; under CURVE: the broker's worker socket)")
+    .option('--models <dir>', 'remove from this local repository instead of the cluster (offline)')
+    .option('--model-handoff-timeout-ms <ms>', 'time to wait for every worker to drop the version')
+    .option('--config <file>', 'JSON config file')
+    .action(async (name: string, flags: Record<string, unknown>) => {
+      const version = flags.version === undefined ? undefined : String(flags.version);
+      try {
+        if (flags.models !== undefined) {
+          await removeLocally(String(flags.models), name, version);
+          return;
+        }
+        await removeThroughCluster(name, version, flags);
+      } catch (err) {
+        reportError(err);
+      }
+    });
+  models
     .command('list')
     .description("the cluster's models and versions, with who holds and serves each (or a local repository's with --models)")
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
@@ -127,4 +151,35 @@ async function addThroughCluster(version: Omit<AddModelVersionOptions, 'models'>
     await holder.close();
     await rm(folder, { recursive: true, force: true });
   }
+}
+
+/** Offers the removal of `name` (or one version) until every worker of the cluster has dropped it. */
+async function removeThroughCluster(name: string, version: string | undefined, flags: Record<string, unknown>): Promise<void> {
+  const { broker } = resolveOptions(DEFAULT_CLIENT_OPTIONS, flags);
+  const sync = resolveOptions(DEFAULT_MODEL_SYNC_OPTIONS, flags);
+  const connection = resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags);
+  const connect = resolveOptions(DEFAULT_MODEL_PUBLISHER_OPTIONS, flags).connect || broker;
+  const folder = await mkdtemp(join(tmpdir(), 'zerve-models-remove-'));
+  const holder = new ModelHolder({ ...connection, ...sync, connect, broker, models: folder, kind: 'models-remove' });
+  try {
+    await holder.start();
+    const versions = await holder.versionsOf(name, version);
+    process.stderr.write(`zerve: removing ${name} version ${versions.join(', ')}; waiting for every worker to drop it\n`);
+    await holder.retract(name, versions);
+    process.stdout.write(`removed ${name} version ${versions.join(', ')} from the cluster\n`);
+  } finally {
+    await holder.close();
+    await rm(folder, { recursive: true, force: true });
+  }
+}
+
+/** Writes tombstones in a local repository (offline): a worker started on it never serves those versions. */
+async function removeLocally(models: string, name: string, version: string | undefined): Promise<void> {
+  if (!MODEL_NAME_PATTERN.test(name)) throw new ZerveError('BAD_REQUEST', `model name must match ${MODEL_NAME_PATTERN}; got ${JSON.stringify(name)}`);
+  const found = (await new ModelRepository({ models }).scan()).get(name)?.versions.map((v) => v.version) ?? [];
+  const versions = found.filter((v) => version === undefined || v === version);
+  if (versions.length === 0) throw new ZerveError('UNKNOWN_MODEL', `${models} has no ${version === undefined ? `model ${name}` : `version ${version} of ${name}`}`);
+  const tombstones = new ModelTombstones(models);
+  for (const v of versions) await tombstones.add({ name, version: v });
+  process.stdout.write(`removed ${name} version ${versions.join(', ')} from ${models}\n`);
 }

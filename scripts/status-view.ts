@@ -5,7 +5,10 @@
 import Table from 'cli-table3';
 import type { ServiceInfo, WorkerInfo } from '../shared/messages.ts';
 import { CLASSIFY_PREFIX, MODELS_DESCRIBE } from '../shared/protocol.ts';
-import { MODELS_FETCH_PREFIX } from '../shared/models.ts';
+import { MODELS_FETCH_PREFIX, MODELS_REMOVED_PREFIX } from '../shared/models.ts';
+
+/** A holder's per-version services (versions held, tombstones kept): counted, not listed. */
+const isModelHolding = (service: string) => service.startsWith(MODELS_FETCH_PREFIX) || service.startsWith(MODELS_REMOVED_PREFIX);
 
 /** Workers by host name, hosts sorted, each host's workers by pid. */
 export function workersByHost(workers: readonly WorkerInfo[]): Map<string, WorkerInfo[]> {
@@ -23,13 +26,14 @@ function describe(w: WorkerInfo): string {
   const held = w.services.filter((s) => s.startsWith(MODELS_FETCH_PREFIX)).length;
   // A worker's own per-worker names (`runs.list.<host>-<pid>-<tag>`, `train.cancel.…`) only repeat what it offers.
   const own = `${w.host}-${w.pid ?? ''}-`;
-  const others = w.services.filter((s) => !s.startsWith(MODELS_FETCH_PREFIX) && !s.startsWith(CLASSIFY_PREFIX) && s !== MODELS_DESCRIBE && !s.includes(own));
-  return [...others, ...(held > 0 ? [`holds ${held} model version(s)`] : [])].join(', ');
+  const removed = w.services.filter((s) => s.startsWith(MODELS_REMOVED_PREFIX)).length;
+  const others = w.services.filter((s) => !isModelHolding(s) && !s.startsWith(CLASSIFY_PREFIX) && s !== MODELS_DESCRIBE && !s.includes(own));
+  return [...others, ...(held > 0 ? [`holds ${held} model version(s)`] : []), ...(removed > 0 ? [`keeps ${removed} removal(s)`] : [])].join(', ');
 }
 
 export function formatStatus(services: readonly ServiceInfo[], workers: readonly WorkerInfo[]): string {
   const serviceTable = new Table({ head: ['service', 'workers', 'capacity', 'in flight', 'queued'] });
-  for (const s of services.filter((s) => !s.name.startsWith(MODELS_FETCH_PREFIX))) serviceTable.push([s.name, s.workers, s.capacity, s.inFlight, s.queued]);
+  for (const s of services.filter((s) => !isModelHolding(s.name))) serviceTable.push([s.name, s.workers, s.capacity, s.inFlight, s.queued]);
   const lines = [serviceTable.toString()];
   for (const [host, list] of workersByHost(workers)) {
     const table = new Table({ head: ['kind', 'pid', 'models (* latest) / services', 'capacity', 'in flight', 'protocol', 'worker'] });

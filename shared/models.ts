@@ -11,10 +11,10 @@
 
 import type { ZerveClient } from './client.ts';
 
-import { MODELS_FETCH_PREFIX } from './services.ts';
+import { MODELS_FETCH_PREFIX, MODELS_REMOVED_PREFIX } from './services.ts';
 
 // Service names live in shared/services.ts; re-exported for the modules that import it from here.
-export { MODELS_FETCH_PREFIX };
+export { MODELS_FETCH_PREFIX, MODELS_REMOVED_PREFIX };
 
 /** One file of a version folder. */
 export interface ModelFileEntry {
@@ -73,6 +73,23 @@ export function parseModelFetchService(service: string): ModelVersionRef | undef
   return match ? { name: match[1]!, version: match[2]!, hash: match[3]! } : undefined;
 }
 
+/** A version removed from the cluster for good (`models.removed.<name>.<version>`), whatever content it stood for. */
+export interface RemovedVersion {
+  name: string;
+  version: string;
+}
+
+export function modelRemovedService(removed: RemovedVersion): string {
+  return `${MODELS_REMOVED_PREFIX}${removed.name}.${removed.version}`;
+}
+
+/** The version a `models.removed.*` service names; undefined for anything else. */
+export function parseModelRemovedService(service: string): RemovedVersion | undefined {
+  if (!service.startsWith(MODELS_REMOVED_PREFIX)) return undefined;
+  const match = /^([A-Za-z0-9][A-Za-z0-9_-]{0,63})\.([A-Za-z0-9_-][A-Za-z0-9._-]{0,63})$/.exec(service.slice(MODELS_REMOVED_PREFIX.length));
+  return match ? { name: match[1]!, version: match[2]! } : undefined;
+}
+
 /** A version in the cluster's catalog, with the number of processes holding it. */
 export interface CatalogEntry extends ModelVersionRef {
   holders: number;
@@ -80,13 +97,22 @@ export interface CatalogEntry extends ModelVersionRef {
 
 /** The cluster's model versions, from the broker's `mmi.services`: every `models.fetch.*` some process offers. */
 export async function readModelCatalog(client: ZerveClient, timeoutMs?: number): Promise<CatalogEntry[]> {
+  return (await readModelState(client, timeoutMs)).catalog;
+}
+
+/** The catalog and the tombstones (`models.removed.*`) some process offers, from one `mmi.services`. */
+export async function readModelState(client: ZerveClient, timeoutMs?: number): Promise<{ catalog: CatalogEntry[]; removed: (RemovedVersion & { holders: number })[] }> {
   const services = await client.services(timeoutMs === undefined ? {} : { timeoutMs });
-  const entries: CatalogEntry[] = [];
+  const catalog: CatalogEntry[] = [];
+  const removed: (RemovedVersion & { holders: number })[] = [];
   for (const service of services) {
+    if (service.workers === 0) continue;
     const ref = parseModelFetchService(service.name);
-    if (ref && service.workers > 0) entries.push({ ...ref, holders: service.workers });
+    if (ref) catalog.push({ ...ref, holders: service.workers });
+    const gone = parseModelRemovedService(service.name);
+    if (gone) removed.push({ ...gone, holders: service.workers });
   }
-  return entries;
+  return { catalog, removed };
 }
 
 /** Versions of `name` that more than one content claims (a race of two publishers, before it is settled). */

@@ -22,6 +22,8 @@ export const INFER_PREFIX = 'infer.';
 export const MODELS_DESCRIBE = 'models.describe';
 /** `models.fetch.<name>.<version>.<sha256>`: chunks of a model version, offered by every holder. */
 export const MODELS_FETCH_PREFIX = 'models.fetch.';
+/** `models.removed.<name>.<version>`: a removed version's tombstone, offered by every holder that keeps it (docs/models.md). */
+export const MODELS_REMOVED_PREFIX = 'models.removed.';
 export const ECHO_SERVICE = 'echo';
 
 export const JOBS_PREFIX = 'jobs.';

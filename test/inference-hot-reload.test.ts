@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ZerveError } from '../shared/errors.ts';
 import type { ClassifyReply } from '../shared/messages.ts';
 import { InferenceEngine, type LatestEvent, type LoadFailedEvent, type VersionEvent } from '../workers/inference/inference-engine.ts';
+import { ModelTombstones } from '../workers/inference/model-tombstones.ts';
 import { addModelVersion } from '../workers/model-exchange/model-writer.ts';
 import { image, makeRepository, modelFile, waitFor } from './fixtures/inference-models.ts';
 
@@ -96,6 +97,27 @@ describe('inference engine hot reload', () => {
     await rm(path.join(models, 'mnist'), { recursive: true });
     assert.deepEqual(await withdrawn, ['classify.squeezenet', 'classify.squeezenet-fp32']);
     await assert.rejects(engine.classify('mnist', {}, image('digit.png')), (err: ZerveError) => err.code === 'UNKNOWN_MODEL');
+  });
+
+  it('answers a request in flight when its version is removed (tombstone), then UNKNOWN_MODEL, and a restart does not bring it back', async () => {
+    const unloaded = waitFor<VersionEvent>(engine, 'unloaded', (e) => e.model === 'mnist' && e.version === '1');
+    // classify() takes its reference on the session before its first await: this request is in flight.
+    const inFlight = engine.classify('mnist', {}, image('digit.png'));
+    assert.equal(await new ModelTombstones(models).add({ name: 'mnist', version: '1' }), true);
+    await engine.refresh();
+    assert.equal((await inFlight).predictions[0]!.label, '8');
+    await unloaded;
+    await assert.rejects(engine.classify('mnist', {}, image('digit.png')), (err: ZerveError) => err.code === 'UNKNOWN_MODEL');
+    // The files go, and a new version takes the next number, never the removed one.
+    await assert.rejects(access(path.join(models, 'mnist', '1')));
+    await addModelVersion({ models, name: 'mnist', file: modelFile('mnist'), logits: true });
+    const restarted = new InferenceEngine({ models, pollIntervalMs: 50 });
+    try {
+      await restarted.start();
+      assert.deepEqual(restarted.models().find((m) => m.name === 'mnist')?.versions, ['2'], 'a new version takes the next number; 1 stays removed');
+    } finally {
+      await restarted.close();
+    }
   });
 
   it('ignores a version folder until its config.json is written', async () => {

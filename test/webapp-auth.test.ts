@@ -39,6 +39,8 @@ const ROUTES: Route[] = [
   { operationId: 'jobEvents', method: 'GET', path: '/api/jobs/JOB/events', status: 200 },
   { operationId: 'cancelJob', method: 'DELETE', path: '/api/jobs/JOB', status: 200 },
   { operationId: 'addModel', method: 'POST', path: '/api/models?name=bad', body: () => ({ body: 'not onnx', headers: { 'content-type': 'application/octet-stream' } }), status: 400 },
+  { operationId: 'removeModel', method: 'DELETE', path: '/api/models/nosuchmodel', status: 404 },
+  { operationId: 'removeModelVersion', method: 'DELETE', path: '/api/models/squeezenet/versions/99', status: 404 },
   { operationId: 'listDatasets', method: 'GET', path: '/api/datasets', status: 503 },
   { operationId: 'addDataset', method: 'POST', path: '/api/datasets', body: () => ({ body: 'x', headers: { 'content-type': 'application/zip' } }), status: 503 },
   { operationId: 'startTraining', method: 'POST', path: '/api/train', body: json({ dataset: 'd' }), status: 400 },

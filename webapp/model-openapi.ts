@@ -1,5 +1,5 @@
 /**
- * The model upload part of the web app's OpenAPI document (`webapp/openapi.ts` spreads these paths
+ * The model upload and removal part of the web app's OpenAPI document (`webapp/openapi.ts` spreads these paths
  * and schemas into `OPENAPI_DOCUMENT`).
  */
 import { MODEL_NAME_RULE } from '../shared/model-name.ts';
@@ -10,6 +10,19 @@ const errorResponse = (description: string) => ({
   description,
   content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
 });
+
+/** A version folder's name (workers/inference/model-repository.ts `VERSION_NAME_PATTERN`). */
+const VERSION_RULE = '^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$';
+
+const modelNameParameter = { name: 'name', in: 'path', required: true, description: 'Model name.', schema: { type: 'string', pattern: MODEL_NAME_RULE } } as const;
+
+const removeResponses = {
+  '200': { description: 'Removed: no worker holds or serves it any more.', content: { 'application/json': { schema: { $ref: '#/components/schemas/RemovedModel' } } } },
+  '400': errorResponse('BAD_REQUEST: a name or version that no model can have.'),
+  '404': errorResponse('UNKNOWN_MODEL: the cluster has no such model or version (or it was removed already).'),
+  '502': errorResponse("NOT_ADMITTED: the broker refused the web app's CURVE key, so it cannot offer the removal."),
+  '503': errorResponse('NO_WORKERS: some worker still held or served the version after `modelHandoffTimeoutMs` (one that does not sync models).'),
+} as const;
 
 export const MODEL_PATHS = {
   '/api/models': {
@@ -56,9 +69,39 @@ export const MODEL_PATHS = {
       },
     },
   },
+  '/api/models/{name}': {
+    delete: {
+      operationId: 'removeModel',
+      summary:
+        'Removes every version of a model from the whole cluster, for good (`zerve models remove NAME`): every worker stops serving it ' +
+        'once its requests in flight are answered, and it never comes back, after a restart or from another host (docs/models.md). ' +
+        'Only the owner of every version (its uploader) or an admin may remove it.',
+      parameters: [modelNameParameter],
+      responses: removeResponses,
+    },
+  },
+  '/api/models/{name}/versions/{version}': {
+    delete: {
+      operationId: 'removeModelVersion',
+      summary: 'Removes one version of a model from the whole cluster, for good (`zerve models remove NAME --version V`); as `DELETE /api/models/{name}` otherwise.',
+      parameters: [
+        modelNameParameter,
+        { name: 'version', in: 'path', required: true, description: 'The version to remove.', schema: { type: 'string', pattern: VERSION_RULE } },
+      ],
+      responses: removeResponses,
+    },
+  },
 } as const;
 
 export const MODEL_SCHEMAS = {
+  RemovedModel: {
+    type: 'object',
+    required: ['name', 'versions'],
+    properties: {
+      name: { type: 'string' },
+      versions: { type: 'array', items: { type: 'string' }, description: 'The versions removed.' },
+    },
+  },
   AddedModel: {
     type: 'object',
     required: ['name', 'version', 'sha256'],

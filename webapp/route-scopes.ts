@@ -35,6 +35,8 @@ export const ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
   addDataset: 'train',
   startTraining: 'train',
   addModel: 'models',
+  removeModel: 'models',
+  removeModelVersion: 'models',
   listUsers: 'admin',
   addUser: 'admin',
   listTokens: 'admin',

@@ -230,7 +230,7 @@ export class WebApp {
     app.get('/api/jobs/:id', check('jobStatus'), this.jobStatus);
     app.delete('/api/jobs/:id', check('cancelJob'), this.cancelJob);
     app.get('/api/jobs/:id/events', check('jobEvents'), this.jobEvents);
-    new ModelRoutes({ options: this.options, withSlot: (work) => this.withSlot(work), audit: this.audit }).register(app, check);
+    new ModelRoutes({ options: this.options, withSlot: (work) => this.withSlot(work), audit: this.audit, owners: this.owners }).register(app, check);
     new AuthRoutes(this.activeStore).register(app, check);
     const openToOthers = !this.gate.enabled && !isLoopbackHost(this.options.host);
     const sessions = new SessionRoutes(this.activeStore, this.gate, this.audit, { sessionTtlMs: this.options.sessionTtlMs, insecure: openToOthers });

@@ -74,7 +74,7 @@ export interface AuditEntry {
 }
 
 /** Kinds of items that record who made them. */
-export const OWNED_KINDS = ['dataset', 'job'] as const;
+export const OWNED_KINDS = ['dataset', 'job', 'model'] as const;
 export type OwnedKind = (typeof OWNED_KINDS)[number];
 
 /** One owner of one item. An item may have several: a dataset two users uploaded (deduplicated by hash) is each one's. */

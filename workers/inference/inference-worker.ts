@@ -58,6 +58,13 @@ export class InferenceWorker {
       register();
     });
     this.engine.on('latest', register);
+    // A removed version that was not the latest changes no service: announce the versions left anyway.
+    this.sync.on('removed', () => {
+      void this.engine
+        .refresh()
+        .then(register)
+        .catch((err: unknown) => this.log.error({ err }, 'rescan after a removal failed'));
+    });
     register();
     this.connection.start();
     await this.holder.start();

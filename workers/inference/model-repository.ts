@@ -11,7 +11,8 @@
  * the labels first and `config.json` last, atomically (write a temporary file, then rename it):
  * a version folder is ready only once `config.json` exists, so a version that is still being
  * copied is never loaded half-written. The repository is polled, not watched: `fs.watch` misses
- * events on network and container file systems.
+ * events on network and container file systems. A version with a tombstone (`.removed/`,
+ * model-tombstones.ts) is ignored: it was removed from the cluster.
  */
 import { EventEmitter } from 'node:events';
 import { readdir, stat } from 'node:fs/promises';
@@ -21,6 +22,7 @@ import { DEFAULT_INFERENCE_OPTIONS } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { MODEL_NAME_PATTERN } from '../../shared/model-name.ts';
 import { MODEL_CONFIG_FILE, MODEL_FILE } from './model-config.ts';
+import { ModelTombstones } from './model-tombstones.ts';
 
 /** Valid model names: the one rule of shared/model-name.ts, re-exported for modules that import it from here. */
 export { MODEL_NAME_PATTERN };
@@ -101,6 +103,7 @@ export class ModelRepository extends EventEmitter {
   private readonly reported = new Set<string>();
   /** The `serve` filter; undefined serves every model. */
   private readonly served: ReadonlySet<string> | undefined;
+  private readonly tombstones: ModelTombstones;
 
   constructor(options: Partial<ModelRepositoryOptions> = {}) {
     super();
@@ -110,6 +113,7 @@ export class ModelRepository extends EventEmitter {
       serve: options.serve ?? DEFAULT_INFERENCE_OPTIONS.serve,
     };
     this.served = parseServeList(this.options.serve);
+    this.tombstones = new ModelTombstones(this.options.models);
     if (!(Number.isFinite(this.options.pollIntervalMs) && this.options.pollIntervalMs >= 10)) {
       throw new ZerveError('BAD_CONFIG', `pollIntervalMs must be at least 10; got ${this.options.pollIntervalMs}`);
     }
@@ -194,8 +198,9 @@ export class ModelRepository extends EventEmitter {
         continue;
       }
       const versions: VersionEntry[] = [];
+      const removed = await this.tombstones.versionsOf(name);
       for (const version of folders) {
-        if (version.startsWith('.')) continue;
+        if (version.startsWith('.') || removed.has(version)) continue;
         const context = { model: name, version };
         if (!VERSION_NAME_PATTERN.test(version)) {
           this.report(`version:${name}/${version}`, 'warn', context, `ignoring version folder: the name must match ${VERSION_NAME_PATTERN}`, seen);

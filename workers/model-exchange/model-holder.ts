@@ -11,6 +11,11 @@
  * its version to the next number and tries again. Fetchers take a version only once it has stood
  * unchallenged for `modelSettleMs` (model-sync.ts), so two hosts never serve different files under
  * one number.
+ *
+ * Removal (`retract`) works the same way, through the catalog: a holder keeps a tombstone per removed
+ * version in its folder (workers/inference/model-tombstones.ts) and offers
+ * `models.removed.<name>.<version>` for each; model sync copies every tombstone it sees and deletes the
+ * version, and a removed number is never given out again.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
@@ -19,11 +24,12 @@ import { ZerveClient } from '../../shared/client.ts';
 import { DEFAULT_INFERENCE_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, type ModelSyncOptions, type WorkerConnectionOptions } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { MODELS_FETCH_PREFIX, conflictingHashes, modelFetchService, parseModelFetchService, readModelCatalog, type ModelFileEntry, type ModelManifest, type ModelVersionRef } from '../../shared/models.ts';
+import { MODELS_FETCH_PREFIX, conflictingHashes, modelFetchService, modelRemovedService, parseModelFetchService, readModelState, type ModelFileEntry, type ModelManifest, type ModelVersionRef, type RemovedVersion } from '../../shared/models.ts';
 import { HOSTNAME } from '../../shared/protocol.ts';
 import { WorkerConnection } from '../worker-connection.ts';
 import { manifestHash, readManifest } from './model-manifest.ts';
-import { ModelRepository, type VersionEntry } from '../inference/model-repository.ts';
+import { MODEL_NAME_PATTERN, ModelRepository, VERSION_NAME_PATTERN, compareVersions, type VersionEntry } from '../inference/model-repository.ts';
+import { ModelTombstones } from '../inference/model-tombstones.ts';
 import { INCOMING_FOLDER, removeIfEmpty, serveModelChunk } from './model-transfer.ts';
 import { addModelVersion, type AddedModelVersion, type AddModelVersionOptions } from './model-writer.ts';
 
@@ -65,6 +71,9 @@ export class ModelHolder {
   readonly #log: Logger;
   readonly #repository: ModelRepository;
   readonly #held = new Map<string, Held>();
+  readonly #tombstones: ModelTombstones;
+  /** Removed versions (`name/version`) with a tombstone in this folder, as last read. */
+  #removed = new Set<string>();
   #client?: ZerveClient;
   #offered = '';
   #updating: Promise<void> = Promise.resolve();
@@ -81,6 +90,7 @@ export class ModelHolder {
     this.#log = log.child({ component: 'model-holder', models: path.resolve(this.options.models) });
     this.#repository = new ModelRepository({ models: this.options.models, pollIntervalMs: this.options.pollIntervalMs, logger: this.#log });
     this.#repository.on('change', () => this.#enqueueUpdate());
+    this.#tombstones = new ModelTombstones(this.options.models);
     // At least two chunks at once, even for a training worker's holder (capacity 1): two hosts may fetch together.
     this.connection = new WorkerConnection([], (body, ctx) => this.#serve(ctx.service, body), {
       ...this.options,
@@ -116,9 +126,16 @@ export class ModelHolder {
     return held && { name: held.name, version: held.version, hash: held.hash };
   }
 
+  /** Whether this folder has a tombstone for `name`/`version` (it was removed from the cluster). */
+  isRemoved(name: string, version: string): boolean {
+    return this.#removed.has(`${name}/${version}`);
+  }
+
   /** Scans the folder, then offers what it holds and keeps polling. */
   async start(): Promise<void> {
+    await this.#tombstones.sweep();
     await this.#repository.start();
+    this.#enqueueUpdate();
     await this.#updating;
     this.connection.start();
   }
@@ -126,7 +143,74 @@ export class ModelHolder {
   /** Rescans the folder now; resolves once the offered services match it. */
   async refresh(): Promise<void> {
     await this.#repository.refresh();
+    this.#enqueueUpdate();
     await this.#updating;
+  }
+
+  /**
+   * Removes a version from this folder for good: writes its tombstone, deletes its files, and offers
+   * the tombstone. Resolves true when the tombstone is new. Model sync calls it for every tombstone it
+   * sees in the catalog.
+   */
+  async remove(removed: RemovedVersion): Promise<boolean> {
+    const created = await this.#tombstones.add(removed);
+    await this.refresh();
+    return created;
+  }
+
+  /**
+   * The versions of `name` the cluster holds or serves now, in order (only `version`, if given), not
+   * counting removed ones.
+   *
+   * @throws ZerveError BAD_REQUEST for a bad name or version, UNKNOWN_MODEL when there is none
+   */
+  async versionsOf(name: string, version?: string): Promise<string[]> {
+    if (!MODEL_NAME_PATTERN.test(name)) throw new ZerveError('BAD_REQUEST', `model name must match ${MODEL_NAME_PATTERN}; got ${JSON.stringify(name)}`);
+    if (version !== undefined && !VERSION_NAME_PATTERN.test(version)) {
+      throw new ZerveError('BAD_REQUEST', `version must match ${VERSION_NAME_PATTERN}; got ${JSON.stringify(version)}`);
+    }
+    const [{ catalog, removed }, workers] = await Promise.all([readModelState(this.client), this.client.workers()]);
+    const gone = new Set(removed.filter((r) => r.name === name).map((r) => r.version));
+    const found = new Set<string>();
+    for (const entry of catalog) if (entry.name === name) found.add(entry.version);
+    for (const worker of workers) for (const model of worker.models ?? []) if (model.name === name) for (const v of model.versions) found.add(v);
+    const versions = [...found].filter((v) => !gone.has(v) && (version === undefined || v === version)).sort(compareVersions);
+    if (versions.length === 0) {
+      throw new ZerveError('UNKNOWN_MODEL', version === undefined ? `the cluster has no model ${name}` : `the cluster has no version ${version} of ${name}`, {
+        details: { model: name, ...(version === undefined ? {} : { version }) },
+      });
+    }
+    return versions;
+  }
+
+  /**
+   * Removes versions of `name` from the whole cluster (`zerve models remove`, `DELETE /api/models/...`):
+   * offers their tombstones, and resolves once no process holds or serves them any more and another
+   * process keeps each tombstone, so this one may exit. Workers finish the requests in flight first.
+   *
+   * @throws ZerveError NO_WORKERS when that does not happen within `timeoutMs`
+   */
+  async retract(name: string, versions: readonly string[], timeoutMs = this.options.modelHandoffTimeoutMs): Promise<void> {
+    for (const version of versions) await this.#tombstones.add({ name, version });
+    await this.refresh();
+    const until = performance.now() + timeoutMs;
+    for (;;) {
+      const [{ catalog, removed }, workers] = await Promise.all([readModelState(this.client), this.client.workers()]);
+      const pending = versions.filter(
+        (v) =>
+          catalog.some((e) => e.name === name && e.version === v) ||
+          workers.some((w) => w.models?.some((m) => m.name === name && m.versions.includes(v))) ||
+          !removed.some((r) => r.name === name && r.version === v && r.holders >= 2),
+      );
+      if (pending.length === 0) {
+        this.#log.info({ model: name, versions }, 'model versions removed from the cluster');
+        return;
+      }
+      if (performance.now() > until) {
+        throw new ZerveError('NO_WORKERS', `${name} version ${pending.join(', ')} is still held or served after ${timeoutMs} ms, or no worker keeps its removal (is every worker syncing models?)`);
+      }
+      await sleep(100);
+    }
   }
 
   /**
@@ -160,8 +244,8 @@ export class ModelHolder {
       let floor = 0;
       for (;;) {
         const read = performance.now();
-        const catalog = await readModelCatalog(this.client);
-        const version = await this.#nextVersion(added.name, catalog, floor);
+        const { catalog, removed } = await readModelState(this.client);
+        const version = await this.#nextVersion(added.name, [...catalog, ...removed], floor);
         const target = path.join(root, added.name, String(version));
         await mkdir(path.dirname(target), { recursive: true });
         try {
@@ -181,7 +265,7 @@ export class ModelHolder {
         // The claim took as long as this to reach the broker; wait as long again, at least the settle time.
         const claimMs = performance.now() - read;
         await sleep(Math.max(this.options.modelSettleMs, claimMs));
-        const rivals = conflictingHashes(await readModelCatalog(this.client), ref.name, ref.version);
+        const rivals = conflictingHashes((await readModelState(this.client)).catalog, ref.name, ref.version);
         if (rivals.length <= 1 || rivals[0] === ref.hash) {
           this.#log.info({ model: ref.name, version: ref.version, hash: ref.hash.slice(0, 12) }, 'model version published');
           return { ...ref, path: dir, config: added.config };
@@ -226,10 +310,12 @@ export class ModelHolder {
     return this.#closing;
   }
 
-  async #nextVersion(name: string, catalog: readonly ModelVersionRef[], floor: number): Promise<number> {
+  /** One past the highest number in the catalog, among tombstones (a removed number is never reused) and on disk. */
+  async #nextVersion(name: string, taken: readonly RemovedVersion[], floor: number): Promise<number> {
     let highest = floor;
-    for (const entry of catalog) if (entry.name === name && /^\d+$/.test(entry.version)) highest = Math.max(highest, Number(entry.version));
-    for (const folder of await readdir(path.join(this.options.models, name)).catch(() => [] as string[])) {
+    for (const entry of taken) if (entry.name === name && /^\d+$/.test(entry.version)) highest = Math.max(highest, Number(entry.version));
+    const local = [...(await readdir(path.join(this.options.models, name)).catch(() => [] as string[])), ...(await this.#tombstones.versionsOf(name))];
+    for (const folder of local) {
       if (/^\d+$/.test(folder)) highest = Math.max(highest, Number(folder));
     }
     return highest + 1;
@@ -261,6 +347,8 @@ export class ModelHolder {
 
   /** Brings the held set in line with the folder as last scanned. */
   async #update(): Promise<void> {
+    this.#removed = new Set((await this.#tombstones.list()).map((r) => `${r.name}/${r.version}`));
+    for (const key of [...this.#held.keys()]) if (this.#removed.has(key)) this.#held.delete(key);
     const seen = new Set<string>();
     for (const model of this.#repository.models.values()) {
       for (const entry of model.versions) {
@@ -281,7 +369,11 @@ export class ModelHolder {
   }
 
   #offer(): void {
-    const services = [...this.#held.values()].map(modelFetchService).sort();
+    const removed = [...this.#removed].map((key) => {
+      const slash = key.indexOf('/');
+      return modelRemovedService({ name: key.slice(0, slash), version: key.slice(slash + 1) });
+    });
+    const services = [...[...this.#held.values()].map(modelFetchService), ...removed].sort();
     const key = services.join('\n');
     if (key === this.#offered) return;
     this.#offered = key;

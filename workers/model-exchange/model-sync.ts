@@ -8,13 +8,18 @@
  *
  * A training worker runs one too, limited (`accept`) to the models it can train on (backbones).
  *
- * Events: `'fetched'` (ModelVersionRef) after a version is installed; `'failed'` (ModelVersionRef, ZerveError).
+ * Removed versions travel the same way: each pass copies every tombstone the catalog lists
+ * (`models.removed.*`) into this repository, which deletes the version here, and never fetches a
+ * version with a tombstone (model-holder.ts, docs/models.md).
+ *
+ * Events: `'fetched'` (ModelVersionRef) after a version is installed; `'failed'` (ModelVersionRef, ZerveError);
+ * `'removed'` (RemovedVersion) after a tombstone is taken and its version deleted here.
  */
 import { EventEmitter } from 'node:events';
 import { DEFAULT_MODEL_SYNC_OPTIONS, type ModelSyncOptions } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { readModelCatalog, type CatalogEntry, type ModelVersionRef } from '../../shared/models.ts';
+import { readModelState, type CatalogEntry, type ModelVersionRef } from '../../shared/models.ts';
 import type { ModelHolder } from './model-holder.ts';
 import { compareVersions, parseServeList } from '../inference/model-repository.ts';
 import type { ModelFetcher } from './model-transfer.ts';
@@ -101,7 +106,14 @@ export class ModelSync extends EventEmitter {
   }
 
   async #pass(): Promise<void> {
-    const catalog = await readModelCatalog(this.#holder.client, this.options.modelChunkTimeoutMs);
+    const { catalog, removed } = await readModelState(this.#holder.client, this.options.modelChunkTimeoutMs);
+    for (const gone of removed) {
+      if (this.#closed) return;
+      if (this.#holder.isRemoved(gone.name, gone.version)) continue;
+      await this.#holder.remove(gone);
+      this.#log.info({ model: gone.name, version: gone.version }, 'model version removed from the cluster; deleted here');
+      this.emit('removed', { name: gone.name, version: gone.version });
+    }
     const now = performance.now();
     const present = new Set(catalog.map(key));
     for (const k of this.#seen.keys()) if (!present.has(k)) this.#seen.delete(k);
@@ -145,7 +157,7 @@ export class ModelSync extends EventEmitter {
         this.#settling = Math.min(this.#settling, this.options.modelSettleMs - age + 10);
         continue;
       }
-      if ((this.#backoff.get(key(entry)) ?? 0) > now) continue;
+      if ((this.#backoff.get(key(entry)) ?? 0) > now || this.#holder.isRemoved(entry.name, entry.version)) continue;
       const local = this.#holder.get(entry.name, entry.version);
       if (local) {
         if (local.hash !== entry.hash && !this.#reported.has(key(entry))) {

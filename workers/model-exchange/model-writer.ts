@@ -21,6 +21,7 @@ import {
 } from '../inference/model-config.ts';
 import { MODEL_NAME_PATTERN } from '../inference/model-repository.ts';
 import { ModelSession } from '../inference/model-session.ts';
+import { ModelTombstones } from '../inference/model-tombstones.ts';
 
 export interface AddModelVersionOptions {
   /** Model name; served as `classify.<name>`. */
@@ -90,10 +91,11 @@ export function parseNumberList(value: string, what: string): number[] {
   return numbers;
 }
 
-/** Next free numeric version: one more than the highest numeric folder name (complete or not). */
+/** Next free numeric version: one more than the highest numeric folder name (complete or not) or removed version. */
 async function nextVersion(modelDir: string): Promise<number> {
   let highest = 0;
-  for (const name of await readdir(modelDir).catch(() => [] as string[])) {
+  const removed = await new ModelTombstones(path.dirname(modelDir)).versionsOf(path.basename(modelDir));
+  for (const name of [...(await readdir(modelDir).catch(() => [] as string[])), ...removed]) {
     if (/^\d+$/.test(name)) highest = Math.max(highest, Number(name));
   }
   return highest + 1;
