@@ -53,12 +53,27 @@ export function storeErrorOf(err: unknown, location: string): ZerveError {
   return new ZerveError('STORE_UNAVAILABLE', `the store ${location} is unavailable: ${reason}`, { cause: err });
 }
 
+/** Stands in for the empty host of a unix-socket URL while it is parsed; never sent anywhere. */
+const NO_HOST = 'no-host.invalid';
+
+/**
+ * `url` parsed. libpq's form for a unix socket, `postgres://user:password@/database?host=/socket/dir`,
+ * has an empty host after credentials, which WHATWG URL refuses but node-postgres accepts: it is
+ * parsed with a stand-in host, and `hostless` says to leave that out again.
+ */
+function parseStoreUrl(url: string): { parsed: URL; hostless: boolean } {
+  const match = /^([a-z][a-z0-9+.-]*:\/\/[^/?#]*@)([/?#].*)?$/is.exec(url);
+  if (match) return { parsed: new URL(`${match[1]}${NO_HOST}${match[2] ?? ''}`), hostless: true };
+  return { parsed: new URL(url), hostless: false };
+}
+
 /** A URL without its password, for logs and messages. */
 export function redactedUrl(url: string): string {
   try {
-    const parsed = new URL(url);
+    const { parsed, hostless } = parseStoreUrl(url);
     if (parsed.password) parsed.password = '***';
-    return parsed.toString();
+    const text = parsed.toString();
+    return hostless ? text.replace(`@${NO_HOST}`, '@') : text;
   } catch {
     return 'postgres://(unparsable URL)';
   }
@@ -73,7 +88,7 @@ export async function openPostgresPool(url: string, options: Partial<PostgresPoo
   const location = redactedUrl(url);
   let parsed: URL;
   try {
-    parsed = new URL(url);
+    ({ parsed } = parseStoreUrl(url));
   } catch (err) {
     throw new ZerveError('BAD_CONFIG', `the store URL is not a URL: expected postgres://user:password@host:port/database`, { cause: err });
   }

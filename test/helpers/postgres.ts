@@ -10,6 +10,10 @@
  * - `await TestPostgres.start({ durable })` — a running server (`fsync=off` unless `durable`: tests need
  *   no crash safety, a benchmark does); `url` is `postgres://zerve:<password>@127.0.0.1:<port>/zerve`,
  *   `urlFor(database)` the same for another database (`createDatabase(name)` makes one).
+ *   `socketUrl` reaches the same database through the server's unix socket in `dir`
+ *   (`postgres://zerve:<password>@/zerve?host=<dir>&port=<port>`, the port names the socket file):
+ *   processes in another network namespace (test/helpers/netns.ts) cannot reach the test's
+ *   127.0.0.1, but they share its file system.
  * - `await pg.stop()` / `await pg.restart()` — the server down (fast shutdown) and up again on the same port.
  * - `await pg.close()` — stops the server and removes its folder; idempotent.
  */
@@ -113,6 +117,11 @@ export class TestPostgres {
 
   urlFor(database: string, password = this.password): string {
     return `postgres://${USER}:${password}@127.0.0.1:${this.port}/${database}`;
+  }
+
+  /** `url` through the unix socket the server also listens on (`-k dir`); see the header. */
+  get socketUrl(): string {
+    return `postgres://${USER}:${this.password}@/${USER}?host=${encodeURIComponent(this.dir)}&port=${this.port}`;
   }
 
   async createDatabase(name: string): Promise<string> {
