@@ -10,6 +10,10 @@ import { CliProcess, spawnWorker, startBroker } from './helpers/cluster.ts';
 import { rejectsWith } from './helpers/error-code.ts';
 import { eventually } from './helpers/eventually.ts';
 import { scrape } from './helpers/prometheus-scrape.ts';
+import { generateKeyFiles } from '../shared/curve-keys.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Reads a Server-Sent Events stream and keeps its `snapshot` events, newest last. */
 class SnapshotStream {
@@ -212,6 +216,28 @@ describe('cluster monitor over several brokers', function () {
       assert.deepEqual(snapshot.workers.map((w) => [w.broker, w.pid]).sort(), [[a, workers[0]!.pid], [b, workers[1]!.pid]].sort());
     } finally {
       await web.close();
+    }
+  });
+
+  it('polls each CURVE broker with its own key when --broker-key names one per broker', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zerve-cluster-keys-'));
+    const curveBrokers: Broker[] = [];
+    let web: WebApp | undefined;
+    try {
+      const keys = [await generateKeyFiles('one', dir), await generateKeyFiles('two', dir)];
+      for (const key of keys) curveBrokers.push(await startBroker({ curveKey: key.keyFile, clientAuth: 'curve' }));
+      const endpoints = curveBrokers.map((x) => x.frontendEndpoint);
+      web = new WebApp({ broker: endpoints.join(','), brokerKey: keys.map((k) => k.pubFile).join(','), clientAuth: 'curve', http: 0, clusterPollMs: 100 }, testLogger);
+      await web.start();
+      const snapshot = await eventually('both CURVE brokers answering', async () => {
+        const body = (await (await fetch(new URL('/cluster/snapshot', web!.url))).json()) as ClusterSnapshot;
+        return body.brokers.every((x) => x.up) ? body : undefined;
+      });
+      assert.deepEqual(snapshot.brokers.map((x) => x.endpoint), endpoints);
+    } finally {
+      await web?.close();
+      for (const broker of curveBrokers) await broker.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

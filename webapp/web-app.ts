@@ -12,6 +12,7 @@ import { IDEMPOTENCY_KEY_HEADER, parseIdempotencyKey } from '../shared/idempoten
 import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_WEB_APP_OPTIONS, resolveOptions, type WebAppOptions } from '../shared/config.ts';
 import { curveOptionsOf } from '../shared/curve-socket-options.ts';
+import { pairBrokerKeys, parseBrokerList } from '../shared/broker-list.ts';
 import { ZerveError } from '../shared/errors.ts';
 import {
   JOBS_CANCEL,
@@ -296,10 +297,13 @@ export class WebApp {
 
   /** The brokers /cluster polls: the web app's own client for one broker, a client each for a comma-separated list. */
   private clusterSources(log: Logger): ClusterSource[] {
-    const endpoints = this.options.broker.split(',').map((e) => e.trim()).filter((e) => e !== '');
+    const endpoints = parseBrokerList(this.options.broker, 'broker');
     if (endpoints.length <= 1) return [{ endpoint: this.options.broker, client: this.client }];
-    return endpoints.map((endpoint) => {
-      const client = new ZerveClient({ broker: endpoint, timeoutMs: this.options.requestTimeoutMs, retries: 0, ...curveOptionsOf(this.options) }, log);
+    // Under CURVE, --broker-key may name one key per broker: each client takes its own broker's.
+    const brokerKeys = pairBrokerKeys(this.options.brokerKey, endpoints.length);
+    return endpoints.map((endpoint, i) => {
+      const curve = { ...curveOptionsOf(this.options), brokerKey: brokerKeys[i]! };
+      const client = new ZerveClient({ broker: endpoint, timeoutMs: this.options.requestTimeoutMs, retries: 0, ...curve }, log);
       this.brokerClients.push(client);
       return { endpoint, client };
     });
