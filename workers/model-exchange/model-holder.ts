@@ -272,8 +272,11 @@ export class ModelHolder {
       for (;;) {
         const read = performance.now();
         const { catalog, removed } = await readModelState(this.client);
-        // The same key and files make the same hash: published before under that number, so hold that one too.
-        const earlier = !byKey ? undefined : catalog.find((e) => e.name === added.name && manifestHash({ name: e.name, version: e.version, files }) === e.hash);
+        // The same key and files make the same hash: published before under that number, so hold that one too
+        // (unless a rival still contests the number: that version may yet move).
+        const earlier = !byKey
+          ? undefined
+          : catalog.find((e) => e.name === added.name && manifestHash({ name: e.name, version: e.version, files }) === e.hash && conflictingHashes(catalog, e.name, e.version).length === 1);
         const version = earlier ? earlier.version : String(await this.#nextVersion(added.name, [...catalog, ...removed], floor));
         const target = path.join(root, added.name, version);
         await mkdir(path.dirname(target), { recursive: true });
