@@ -12,7 +12,8 @@ import { Option, type Command } from 'commander';
 import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_CLIENT_OPTIONS, DEFAULT_MODEL_PUBLISHER_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, resolveOptions } from '../shared/config.ts';
 import { readModelCatalog } from '../shared/models.ts';
-import { ModelHolder } from '../workers/model-exchange/model-holder.ts';
+import { ModelHolder, type PublishOptions } from '../workers/model-exchange/model-holder.ts';
+import { isIdempotencyKey } from '../shared/idempotency-key.ts';
 import { MODEL_NAME_PATTERN, ModelRepository } from '../workers/inference/model-repository.ts';
 import { ModelTombstones } from '../workers/inference/model-tombstones.ts';
 import { ZerveError } from '../shared/errors.ts';
@@ -56,21 +57,24 @@ export function registerModelCommands(program: Command): void {
     .option('--mean <a,b,c>', 'per-channel mean subtracted after scaling')
     .option('--std <a,b,c>', 'per-channel standard deviation divided by')
     .option('--logits', 'the model outputs logits (softmax is applied)')
+    .option('--idempotency-key <key>', 'a key of your choice: run again with the same key and file, it answers the version added the first time instead of adding another')
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
     .option('--connect <endpoint>', "broker worker endpoint the version is offered on while it is handed over (default: the --broker endpoint; under CURVE: the broker's worker socket)")
     .option('--models <dir>', 'write to this local repository instead of the cluster (offline)')
     .option('--model-handoff-timeout-ms <ms>', 'time to wait for an inference worker to take the version')
     .option('--config <file>', 'JSON config file')
     .action(async (name: string, file: string, flags: Record<string, unknown>) => {
-      const { broker: _b, connect: _e, models: dir, config: _c, modelHandoffTimeoutMs: _t, ...rest } = flags;
+      const { broker: _b, connect: _e, models: dir, config: _c, modelHandoffTimeoutMs: _t, idempotencyKey: key, ...rest } = flags;
       const version = { name, file, ...rest } as Omit<AddModelVersionOptions, 'models'>;
       try {
+        if (key !== undefined && !isIdempotencyKey(key)) throw new ZerveError('BAD_REQUEST', '--idempotency-key must be 1 to 128 printable ASCII characters without spaces');
+        if (key !== undefined && dir !== undefined) throw new ZerveError('BAD_REQUEST', '--idempotency-key is for adding through the cluster, not to a local repository (--models)');
         if (dir !== undefined) {
           const result = await addModelVersion({ ...version, models: String(dir) });
           process.stdout.write(`added ${result.name} version ${result.version} at ${result.path}\n`);
           return;
         }
-        await addThroughCluster(version, flags);
+        await addThroughCluster({ ...version, ...(key === undefined ? {} : { key }) }, flags);
       } catch (err) {
         reportError(err);
       }
@@ -132,7 +136,7 @@ export function registerModelCommands(program: Command): void {
 }
 
 /** Holds the new version in a temporary repository until an inference worker has fetched it. */
-async function addThroughCluster(version: Omit<AddModelVersionOptions, 'models'>, flags: Record<string, unknown>): Promise<void> {
+async function addThroughCluster(version: PublishOptions, flags: Record<string, unknown>): Promise<void> {
   const { broker } = resolveOptions(DEFAULT_CLIENT_OPTIONS, flags);
   const sync = resolveOptions(DEFAULT_MODEL_SYNC_OPTIONS, flags);
   const connection = resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags);

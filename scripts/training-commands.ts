@@ -21,6 +21,7 @@ import { DEFAULT_CLIENT_OPTIONS, DEFAULT_TRAINING_WORKER_OPTIONS, resolveOptions
 import { ZerveError } from '../shared/errors.ts';
 import { jobResult, submitJob, watchJob } from '../shared/job-client.ts';
 import { encodeJson } from '../shared/messages.ts';
+import { isIdempotencyKey } from '../shared/idempotency-key.ts';
 import { DATASETS_ADD, DIGITS_REQUEST, requestTraining, trainingJobFrames, type DatasetSummary, type RunRecord, type TrainHeader, type TrainProgressMessage, type TrainResultMessage } from '../shared/training.ts';
 import { onShutdown, parseInteger, reportError, withClient } from './cli-support.ts';
 import { addMetricsOptions, serveMetrics } from './metrics-flags.ts';
@@ -229,17 +230,21 @@ export function registerTrainingCommands(program: Command, worker: Command): voi
     .description('upload a zip, a tar.gz or a folder of class folders')
     .argument('<path>', 'archive or folder')
     .option('--name <name>', 'a name to train with instead of the id')
+    .option('--idempotency-key <key>', 'a key of your choice: sent again with the same key, the training worker answers the first add (and it may be resent through another broker)')
     .option('--broker <endpoint>', 'broker frontend endpoint (default: ZERVE_BROKER)')
     .option('--timeout-ms <ms>', 'time to wait for the import', '600000')
     .option('--json', 'print the manifest summary as JSON')
     .action((path: string, flags: Record<string, unknown>) =>
       withClient(flags, async (client) => {
+        const key = flags.idempotencyKey;
+        if (key !== undefined && !isIdempotencyKey(key)) throw new ZerveError('BAD_REQUEST', '--idempotency-key must be 1 to 128 printable ASCII characters without spaces');
         const info = await lstat(path).catch((err: Error) => {
           throw new ZerveError('BAD_REQUEST', `cannot read ${path}: ${err.message}`);
         });
         const archive = info.isDirectory() ? await packFolder(path) : await readFile(path);
-        const header = { ...(flags.name ? { name: String(flags.name) } : {}), deadlineMs: Number(flags.timeoutMs) };
-        const summary = await client.requestJson<DatasetSummary>(DATASETS_ADD, [encodeJson(header), archive]);
+        const header = { ...(flags.name ? { name: String(flags.name) } : {}), ...(key === undefined ? {} : { key }), deadlineMs: Number(flags.timeoutMs) };
+        // With a key the worker answers a resend with the first summary, so it may go through another broker.
+        const summary = await client.requestJson<DatasetSummary>(DATASETS_ADD, [encodeJson(header), archive], { idempotent: key !== undefined });
         if (flags.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
         else {
           process.stdout.write(`dataset ${summary.id}${summary.name ? ` (${summary.name})` : ''}: ${summary.images} images, classes ${summary.classes.join(', ')}\n`);

@@ -9,7 +9,8 @@
  *   PARTIAL `TrainStarted` and `TrainEpoch`s → FINAL `RunResult`.
  * - `train.cancel.<worker>`: `[JSON {"experimentId"}]` → `{"canceled": boolean}`; the service name
  *   comes in the `TrainStarted` PARTIAL. The running request then ends with the error CANCELED.
- * - `datasets.add`: `[JSON {"name"?}, archive bytes (zip or tar.gz)]` → `DatasetSummary`.
+ * - `datasets.add`: `[JSON {"name"?, "key"?}, archive bytes (zip or tar.gz)]` → `DatasetSummary`. A
+ *   resend with the same `key` (shared/idempotency-key.ts) to the same worker gets the first answer.
  * - `datasets.list`: `[]` → `DatasetSummary[]`; `datasets.get`: `[JSON {"id"}]` → the manifest.
  * - `runs.list`: `[JSON RunsListRequest]` → `ExperimentSummary[]`; `runs.get`: `[JSON {"id"}]` → a
  *   `RunRecord` with epochs, or an `ExperimentDetail`; UNKNOWN_RUN when neither. Answered from the

@@ -191,6 +191,45 @@ describe('models through the cluster (processes with separate models folders on 
     }
   });
 
+  it('answers `zerve models add` run again with the same --idempotency-key with the first version, and a new key with a new one', async () => {
+    await inferenceHost();
+    const versions = async () => (await readModelCatalog(client)).filter((e) => e.name === 'mnist').map((e) => e.version).sort();
+    assert.match((await addModel([...MNIST, '--idempotency-key', 'publish-1'])).stdout, /added mnist version 1 to the cluster/);
+    assert.match((await addModel([...MNIST, '--idempotency-key', 'publish-1'])).stdout, /added mnist version 1 to the cluster/);
+    assert.deepEqual(await versions(), ['1']);
+    assert.match((await addModel([...MNIST, '--idempotency-key', 'publish-2'])).stdout, /added mnist version 2 to the cluster/);
+    const bad = await runCli(['models', 'add', ...MNIST, '--idempotency-key', 'has space', '--broker', broker.frontendEndpoint], ENV);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /BAD_REQUEST/);
+    assert.deepEqual(await versions(), ['1', '2']);
+  });
+
+  it('answers POST /api/models resent with the same Idempotency-Key with the first version, and refuses a malformed key', async () => {
+    await inferenceHost();
+    const web = new WebApp({ broker: broker.frontendEndpoint, http: 0, heartbeatIntervalMs: TEST_HEARTBEAT_MS });
+    const url = await web.start();
+    try {
+      const body = await readFile(join(fixtureModel('mnist'), 'model.onnx'));
+      const post = (key: string) =>
+        fetch(`${url}api/models?name=digits&channels=grey&logits=true`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'idempotency-key': key }, body });
+      const first = await post('upload-1');
+      assert.equal(first.status, 201, await first.clone().text());
+      const firstBody = (await first.json()) as { version: string; sha256: string };
+      assert.equal(firstBody.version, '1');
+      const again = await post('upload-1');
+      assert.equal(again.status, 201);
+      assert.deepEqual(await again.json(), firstBody);
+      const other = await post('upload-2');
+      assert.equal(((await other.json()) as { version: string }).version, '2');
+      const bad = await post('x'.repeat(129));
+      assert.equal(bad.status, 400);
+      assert.equal(((await bad.json()) as { error: { code: string } }).error.code, 'BAD_REQUEST');
+      assert.deepEqual((await readModelCatalog(client)).filter((e) => e.name === 'digits').map((e) => e.version).sort(), ['1', '2']);
+    } finally {
+      await web.close();
+    }
+  });
+
   it('refuses through the CLI a file that is not a model (BAD_REQUEST) and a model no worker takes (NO_WORKERS), leaving the catalog empty', async () => {
     const junk = join(await folder(), 'junk.onnx');
     await writeFile(junk, 'not an onnx file');

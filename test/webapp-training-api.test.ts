@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import type { Broker } from '../broker/broker.ts';
 import type { JobStatus } from '../shared/jobs.ts';
 import type { DatasetSummary, ExperimentDetail, ExperimentSummary, RunRecord, TrainProgressMessage, TrainResultMessage } from '../shared/training.ts';
@@ -109,6 +110,32 @@ describe('web app training API', function () {
       assertError(bad, 400, 'BAD_REQUEST');
       assert.deepEqual(bad.body.error.details.errors.map((e: { parameter: string }) => e.parameter), ['name']);
       assertError(await call(url, '/api/datasets', raw(Buffer.alloc(0))), 400, 'BAD_REQUEST');
+    });
+
+    it('answers a resend with the same Idempotency-Key with the first summary, without importing again', async () => {
+      const keyed = (body: Buffer, key: string): RequestInit => ({ ...raw(body), headers: { 'content-type': 'application/zip', 'idempotency-key': key } });
+      const first = await call<DatasetSummary>(url, '/api/datasets?name=keyed', keyed(await halvesZip(3), 'dataset-key-1'));
+      assert.equal(first.status, 201, JSON.stringify(first.body));
+      // Other bytes under the same key: the first answer, and the second archive is not imported.
+      const other = await halvesZip(4);
+      const again = await call<DatasetSummary>(url, '/api/datasets?name=other', keyed(other, 'dataset-key-1'));
+      assert.equal(again.status, 201);
+      assert.deepEqual(again.body, first.body);
+      const fresh = await call<DatasetSummary>(url, '/api/datasets', keyed(await halvesZip(5), 'dataset-key-2'));
+      assert.equal(fresh.status, 201);
+      assert.notEqual(fresh.body.id, first.body.id);
+      const ids = (await call<DatasetSummary[]>(url, '/api/datasets')).body.map((d) => d.id);
+      assert.ok(ids.includes(first.body.id) && ids.includes(fresh.body.id), JSON.stringify(ids));
+      // A dataset's id is the SHA-256 of its archive: the resent archive was never stored.
+      assert.ok(!ids.includes(createHash('sha256').update(other).digest('hex')));
+    });
+
+    it('refuses a malformed Idempotency-Key with 400 BAD_REQUEST before importing anything', async () => {
+      const archive = await halvesZip(6);
+      const res = await call(url, '/api/datasets', { ...raw(archive), headers: { 'content-type': 'application/zip', 'idempotency-key': 'has space' } });
+      assertError(res, 400, 'BAD_REQUEST');
+      const ids = (await call<DatasetSummary[]>(url, '/api/datasets')).body.map((d) => d.id);
+      assert.ok(!ids.includes(createHash('sha256').update(archive).digest('hex')));
     });
 
     it('refuses an archive over the upload limit while it streams in: 413', async () => {

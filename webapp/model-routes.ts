@@ -2,7 +2,8 @@
  * `POST /api/models`: a model uploaded on the page goes to the cluster as `zerve models add` does,
  * with the same options and an optional labels file. The web app holds the new version (ModelHolder
  * over a temporary folder, connected like a worker to `connect`, else `broker`) until an inference
- * worker has fetched it, then lets go; nothing stays on its disk. The uploader owns the version.
+ * worker has fetched it, then lets go; nothing stays on its disk. The uploader owns the version. With
+ * an `Idempotency-Key`, a resend of the same file answers the version the first one added.
  *
  * `DELETE /api/models/:name[/versions/:version]`: `zerve models remove`, for the owner of every
  * version removed or an admin.
@@ -15,7 +16,8 @@ import type express from 'express';
 import { DEFAULT_MODEL_SYNC_OPTIONS, type WebAppOptions } from '../shared/config.ts';
 import { curveOptionsOf } from '../shared/curve-socket-options.ts';
 import { ZerveError } from '../shared/errors.ts';
-import { ModelHolder } from '../workers/model-exchange/model-holder.ts';
+import { ModelHolder, type PublishOptions } from '../workers/model-exchange/model-holder.ts';
+import { IDEMPOTENCY_KEY_HEADER, parseIdempotencyKey } from '../shared/idempotency-key.ts';
 import type { AddModelVersionOptions } from '../workers/model-exchange/model-writer.ts';
 import { readFileUpload, type UploadKind } from './read-upload.ts';
 import type { CheckedParameters } from './request-validator.ts';
@@ -97,6 +99,7 @@ export class ModelRoutes {
 
   private readonly addModel: RequestHandler = async (req, res) => {
     const query = (res.locals as { params: CheckedParameters }).params.query as ModelQuery;
+    const key = parseIdempotencyKey(req.get(IDEMPOTENCY_KEY_HEADER));
     const { options } = this.context;
     await this.context.withSlot(async () => {
       const upload = await readFileUpload(req, options.maxModelBytes, MODEL_UPLOAD);
@@ -104,7 +107,7 @@ export class ModelRoutes {
       const labels = upload.extra?.[LABELS_FIELD];
       if (labels?.length === 0) throw new ZerveError('BAD_REQUEST', 'the labels file is empty');
       await this.withHolder('models-add', async (holder, folder) => {
-        const version: Omit<AddModelVersionOptions, 'models'> = { name: query.name, file: join(folder, 'model.onnx') };
+        const version: PublishOptions = { name: query.name, file: join(folder, 'model.onnx'), ...(key === undefined ? {} : { key }) };
         await writeFile(version.file, upload.bytes!);
         if (labels) await writeFile((version.labels = join(folder, 'labels.txt')), labels);
         for (const key of STRING_OPTIONS) if (query[key] !== undefined) version[key] = query[key];

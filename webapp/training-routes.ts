@@ -100,13 +100,19 @@ export class TrainingRoutes {
 
   private readonly addDataset: RequestHandler = async (req, res) => {
     const { name, shared } = params(res).query as { name?: string; shared?: boolean };
+    const key = parseIdempotencyKey(req.get(IDEMPOTENCY_KEY_HEADER));
     await this.context.withSlot(async () => {
       await this.requireService(DATASETS_ADD);
       const upload = await readFileUpload(req, this.context.options.maxUploadBytes, DATASET_UPLOAD);
       if (upload.bytes === undefined) throw new ZerveError('BAD_REQUEST', `no archive: ${DATASET_UPLOAD.hint}`);
       if (upload.bytes.length === 0) throw new ZerveError('BAD_DATASET', 'the archive is empty');
-      const header = { ...(name === undefined ? {} : { name }), deadlineMs: DATASET_IMPORT_TIMEOUT_MS };
-      const summary = await this.ask<DatasetSummary>(DATASETS_ADD, [encodeJson(header), upload.bytes], DATASET_IMPORT_TIMEOUT_MS);
+      const header = { ...(name === undefined ? {} : { name }), ...(key === undefined ? {} : { key }), deadlineMs: DATASET_IMPORT_TIMEOUT_MS };
+      // With a key the worker answers a resend with the first summary, so it may go through another broker.
+      const summary = await this.context.client.requestJson<DatasetSummary>(DATASETS_ADD, [encodeJson(header), upload.bytes], {
+        timeoutMs: DATASET_IMPORT_TIMEOUT_MS,
+        retries: 0,
+        idempotent: key !== undefined,
+      });
       // Deduplicated by hash where it is stored; each uploader is an owner of the one copy.
       await this.context.owners.record('dataset', summary.id, AuthGate.principalOf(res), shared === true);
       await this.context.audit.record(res, 'dataset.add', summary.id, { name: summary.name ?? null, images: summary.images });

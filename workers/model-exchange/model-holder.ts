@@ -12,17 +12,22 @@
  * unchallenged for `modelSettleMs` (model-sync.ts), so two hosts never serve different files under
  * one number.
  *
+ * A version published with an idempotency key carries it as its `publish-key` file, so the key is
+ * part of the version's content hash. A resend with the same key and the same files finds that hash
+ * in the catalog under an existing number and holds that version too instead of numbering a new one.
+ *
  * Removal (`retract`) works the same way, through the catalog: a holder keeps a tombstone per removed
  * version in its folder (workers/inference/model-tombstones.ts) and offers
  * `models.removed.<name>.<version>` for each; model sync copies every tombstone it sees and deletes the
  * version, and a removed number is never given out again.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ZerveClient } from '../../shared/client.ts';
 import { DEFAULT_INFERENCE_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, type ModelSyncOptions, type WorkerConnectionOptions } from '../../shared/config.ts';
 import { ZerveError } from '../../shared/errors.ts';
+import { isIdempotencyKey } from '../../shared/idempotency-key.ts';
 import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
 import { MODELS_FETCH_PREFIX, conflictingHashes, modelFetchService, modelRemovedService, parseModelFetchService, readModelState, type ModelFileEntry, type ModelManifest, type ModelVersionRef, type RemovedVersion } from '../../shared/models.ts';
 import { HOSTNAME } from '../../shared/protocol.ts';
@@ -46,10 +51,24 @@ interface Held extends ModelVersionRef {
   stamp?: string;
 }
 
+/** The file of a version that holds its idempotency key. */
+export const PUBLISH_KEY_FILE = 'publish-key';
+
+/** A new version: `addModelVersion`'s options, and an idempotency key. */
+export interface PublishOptions extends Omit<AddModelVersionOptions, 'models'> {
+  /**
+   * Idempotency key (shared/idempotency-key.ts): a version of `name` published before with this key and
+   * the same files is answered instead of a new one. @defaultValue none: every publish numbers a new version
+   */
+  key?: string;
+}
+
 /** A version validated and written to a staging folder, not numbered yet (`ModelHolder.stage`). */
 export interface StagedVersion {
   added: AddedModelVersion;
   files: ModelFileEntry[];
+  /** Its idempotency key, written as its `publish-key` file. */
+  key?: string;
   /** Removed once the version is claimed. */
   staging: string;
 }
@@ -217,17 +236,24 @@ export class ModelHolder {
    * Validates and writes a new version like `addModelVersion`, numbered so the cluster agrees, and
    * offers it. Resolves once the number has settled. `stage` then `claim`, in one call.
    */
-  async publish(options: Omit<AddModelVersionOptions, 'models'>): Promise<PublishedVersion> {
+  async publish(options: PublishOptions): Promise<PublishedVersion> {
     return this.claim(await this.stage(options));
   }
 
-  /** Validates a new version (loads it in onnxruntime) and writes it to this holder's staging folder, not numbered yet. */
-  async stage(options: Omit<AddModelVersionOptions, 'models'>): Promise<StagedVersion> {
+  /**
+   * Validates a new version (loads it in onnxruntime) and writes it to this holder's staging folder, not numbered yet.
+   *
+   * @throws ZerveError BAD_REQUEST for a malformed key, before anything is loaded or written
+   */
+  async stage(options: PublishOptions): Promise<StagedVersion> {
+    const { key, ...version } = options;
+    if (key !== undefined && !isIdempotencyKey(key)) throw new ZerveError('BAD_REQUEST', 'the idempotency key must be 1 to 128 printable ASCII characters without spaces');
     const staging = path.join(path.resolve(this.options.models), INCOMING_FOLDER, `add-${randomUUID()}`);
     try {
-      const added = await addModelVersion({ ...options, models: staging });
+      const added = await addModelVersion({ ...version, models: staging });
+      if (key !== undefined) await writeFile(path.join(added.path, PUBLISH_KEY_FILE), key);
       const { files } = await readManifest(added.path, added.name, added.version);
-      return { added, files, staging };
+      return { added, files, staging, ...(key === undefined ? {} : { key }) };
     } catch (err) {
       await rm(staging, { recursive: true, force: true });
       await removeIfEmpty(path.dirname(staging));
@@ -242,26 +268,39 @@ export class ModelHolder {
     try {
       let dir = added.path;
       let floor = 0;
+      let byKey = staged.key !== undefined;
       for (;;) {
         const read = performance.now();
         const { catalog, removed } = await readModelState(this.client);
-        const version = await this.#nextVersion(added.name, [...catalog, ...removed], floor);
-        const target = path.join(root, added.name, String(version));
+        // The same key and files make the same hash: published before under that number, so hold that one too
+        // (unless a rival still contests the number: that version may yet move).
+        const earlier = !byKey
+          ? undefined
+          : catalog.find((e) => e.name === added.name && manifestHash({ name: e.name, version: e.version, files }) === e.hash && conflictingHashes(catalog, e.name, e.version).length === 1);
+        const version = earlier ? earlier.version : String(await this.#nextVersion(added.name, [...catalog, ...removed], floor));
+        const target = path.join(root, added.name, version);
         await mkdir(path.dirname(target), { recursive: true });
         try {
           await rename(dir, target);
         } catch (err) {
-          // Taken on this disk meanwhile (another writer): try the next number.
           if (!['EEXIST', 'ENOTEMPTY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
-          floor = version;
+          const held = this.#held.get(`${added.name}/${version}`);
+          if (earlier && held?.hash === earlier.hash) return { name: held.name, version: held.version, hash: held.hash, path: held.dir, config: added.config };
+          // Taken on this disk meanwhile (another writer): try the next number, as a new version.
+          byKey = false;
+          floor = Math.max(floor, Number(version));
           continue;
         }
         dir = target;
-        const manifest: ModelManifest = { name: added.name, version: String(version), files };
-        const ref: ModelVersionRef = { name: added.name, version: String(version), hash: manifestHash(manifest) };
+        const manifest: ModelManifest = { name: added.name, version, files };
+        const ref: ModelVersionRef = { name: added.name, version, hash: manifestHash(manifest) };
         this.#hold({ ...ref, dir, manifest });
         this.#offer();
         await this.#listed(ref);
+        if (earlier) {
+          this.#log.info({ model: ref.name, version: ref.version, hash: ref.hash.slice(0, 12) }, 'model version published before under this key; held again');
+          return { ...ref, path: dir, config: added.config };
+        }
         // The claim took as long as this to reach the broker; wait as long again, at least the settle time.
         const claimMs = performance.now() - read;
         await sleep(Math.max(this.options.modelSettleMs, claimMs));
@@ -273,7 +312,7 @@ export class ModelHolder {
         this.#log.warn({ model: ref.name, version: ref.version, rivals }, 'another publisher claimed this version number; renumbering');
         this.renumbered++;
         this.#held.delete(`${ref.name}/${ref.version}`);
-        floor = version;
+        floor = Number(version);
       }
     } finally {
       await rm(staged.staging, { recursive: true, force: true });

@@ -27,6 +27,8 @@ import type { DatasetTransfer } from './dataset-transfer.ts';
 import type { RequestResolver } from './request-resolver.ts';
 import type { ExperimentStore } from '../../shared/store/experiment-store.ts';
 import { HOSTNAME } from '../../shared/protocol.ts';
+import { isIdempotencyKey } from '../../shared/idempotency-key.ts';
+import { KeyedAnswers } from '../../shared/keyed-answers.ts';
 
 export interface ControlServiceParts {
   options: TrainingWorkerOptions;
@@ -48,6 +50,8 @@ export class ControlService {
   private readonly services: string[];
   /** Datasets whose fetch service this worker offers. */
   private readonly offered = new Set<string>();
+  /** Answers of keyed `datasets.add`s, so a resend (through another broker, after a lost reply) does not import again. */
+  private readonly added = new KeyedAnswers<Buffer[]>();
   private readonly log: Logger;
 
   constructor(private readonly parts: ControlServiceParts, log: Logger) {
@@ -95,11 +99,10 @@ export class ControlService {
         if (header.name !== undefined && (typeof header.name !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(header.name))) {
           throw new ZerveError('BAD_REQUEST', 'name must be 1 to 64 letters, digits, dots, dashes or underscores');
         }
-        const manifest = await this.parts.datasets.importArchive(archive);
-        this.offerDatasets(manifest.id);
-        if (typeof header.name === 'string') await this.parts.store.nameDataset(manifest.id, header.name);
-        this.log.info({ datasetId: manifest.id, name: header.name, images: manifest.images.length, skipped: manifest.skipped.length }, 'dataset added');
-        return [encodeJson(await this.summary(manifest))];
+        if (header.key !== undefined && !isIdempotencyKey(header.key)) {
+          throw new ZerveError('BAD_REQUEST', 'key must be 1 to 128 printable ASCII characters without spaces');
+        }
+        return this.added.run(header.key, () => this.addDataset(archive, header.name as string | undefined));
       }
       case DATASETS_LIST: {
         const ids = await this.parts.datasets.list();
@@ -135,6 +138,14 @@ export class ControlService {
         if (ctx.service.startsWith(DATASETS_FETCH_PREFIX)) return this.parts.transfer.serve(ctx.service.slice(DATASETS_FETCH_PREFIX.length), body);
         throw new ZerveError('UNKNOWN_SERVICE', `no service ${ctx.service} here`);
     }
+  }
+
+  private async addDataset(archive: Buffer, name: string | undefined): Promise<Buffer[]> {
+    const manifest = await this.parts.datasets.importArchive(archive);
+    this.offerDatasets(manifest.id);
+    if (name !== undefined) await this.parts.store.nameDataset(manifest.id, name);
+    this.log.info({ datasetId: manifest.id, name, images: manifest.images.length, skipped: manifest.skipped.length }, 'dataset added');
+    return [encodeJson(await this.summary(manifest))];
   }
 
   private async summary(manifest: DatasetManifest, withSkipped = true): Promise<DatasetSummary> {
