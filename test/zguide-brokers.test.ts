@@ -57,7 +57,7 @@ describe("the ZeroMQ Guide's C Majordomo programs on one broker of two", functio
     return { code, stdout, echoed: Number(checked[1]), unexpected: Number(checked[2]) };
   }
 
-  it('mdworker, mdclient2 and mdclient pointed at broker 2 exchange all their echoes beside a Zerve worker and client on both brokers', async () => {
+  it('mdworker and mdclient2 pointed at broker 2 exchange all their echoes beside a Zerve worker and client on both brokers', async () => {
     // The Guide's clients send no deadline and its broker keeps a request until answered: give plain requests 10 minutes.
     const brokers: Broker[] = [];
     for (let i = 0; i < 2; i++) {
@@ -93,16 +93,15 @@ describe("the ZeroMQ Guide's C Majordomo programs on one broker of two", functio
     closers.push(() => client.close());
     const zerveReplies = Promise.all(Array.from({ length: 200 }, (_, i) => client.request('echo', [Buffer.from(`zerve ${i}`)])));
 
-    // mdclient2 sends all its requests at once, mdclient one at a time; both through broker 2.
-    const [pipelined, oneByOne] = await Promise.all([runClient('mdclient2', b2.frontendEndpoint), runClient('mdclient', b2.frontendEndpoint)]);
+    // mdclient2 sends all its requests at once through broker 2. (mdclient's 100,000 one-at-a-time round
+    // trips add half a minute and nothing the pipelined run does not show; zguide-interop runs it.)
+    const pipelined = await runClient('mdclient2', b2.frontendEndpoint);
     assert.match(pipelined.stdout, new RegExp(`^${REQUESTS} replies received$`, 'm'));
     assert.deepEqual([pipelined.code, pipelined.echoed, pipelined.unexpected], [0, REQUESTS, 0], `mdclient2: ${pipelined.stdout.slice(-600)}`);
-    assert.match(oneByOne.stdout, new RegExp(`^${REQUESTS} requests/replies processed$`, 'm'));
-    assert.deepEqual([oneByOne.code, oneByOne.echoed, oneByOne.unexpected], [0, REQUESTS, 0], `mdclient: ${oneByOne.stdout.slice(-600)}`);
 
     const replies = await zerveReplies;
     assert.deepEqual(replies.map((r) => String(r[0])), Array.from({ length: 200 }, (_, i) => `zerve ${i}`));
-    assert.ok(zerveHandled < 2 * REQUESTS, `the Guide's mdworker answered part of the echoes (Zerve's worker ran ${zerveHandled})`);
+    assert.ok(zerveHandled < REQUESTS, `the Guide's mdworker answered part of the echoes (Zerve's worker ran ${zerveHandled})`);
     assert.ok(client.brokers.every((b) => b.replies > 0), `the Zerve client's replies came through both brokers: ${JSON.stringify(client.brokers)}`);
   });
 });
