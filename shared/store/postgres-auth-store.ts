@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { ZerveError } from '../errors.ts';
-import type { AuditEntry, AuthStore, NewAuditEntry, NewOwnership, NewToken, NewUser, OwnedKind, Ownership, Role, Scope, TokenRecord, User } from './auth-store.ts';
+import type { AuditEntry, AuthStore, NewAuditEntry, NewOwnership, NewToken, NewUser, OwnedKind, Ownership, TokenRecord, User } from './auth-store.ts';
 import { storeErrorOf } from './postgres-pool.ts';
+import { tokenOf, userOf, type TokenRow, type UserRow } from './auth-rows.ts';
 import { migratePostgres, type Migration } from './schema-migrations.ts';
 
 /**
@@ -54,24 +55,6 @@ CREATE TABLE auth_owners (
   },
 ];
 
-interface UserRow {
-  id: string;
-  name: string;
-  role: string;
-  email: string;
-  created_at: number;
-}
-
-interface TokenRow {
-  id: string;
-  user_id: string;
-  user_name: string;
-  scopes: string;
-  hash: string;
-  created_at: number;
-  expires_at: number | null;
-  revoked_at: number | null;
-}
 
 const USER_COLUMNS = `id, name, role, email, created_at`;
 const TOKEN_COLUMNS = `t.id, t.user_id, u.name AS user_name, t.scopes, t.hash, t.created_at, t.expires_at, t.revoked_at`;
@@ -251,21 +234,4 @@ export class PostgresAuthStore implements AuthStore {
     this.closing ??= this.pool.end();
     return this.closing;
   }
-}
-
-function userOf(row: UserRow): User {
-  return { id: row.id, name: row.name, role: row.role as Role, email: row.email, createdAt: row.created_at };
-}
-
-function tokenOf(row: TokenRow): TokenRecord {
-  return {
-    id: row.id,
-    userId: row.user_id,
-    userName: row.user_name,
-    scopes: row.scopes === '' ? [] : (row.scopes.split(',') as Scope[]),
-    hash: row.hash,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-    revokedAt: row.revoked_at,
-  };
 }

@@ -3,7 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ZerveError } from '../errors.ts';
-import type { AuditEntry, AuthStore, NewAuditEntry, NewOwnership, NewToken, NewUser, OwnedKind, Ownership, Role, Scope, TokenRecord, User } from './auth-store.ts';
+import { tokenOf, userOf, type TokenRow, type UserRow } from './auth-rows.ts';
+import type { AuditEntry, AuthStore, NewAuditEntry, NewOwnership, NewToken, NewUser, OwnedKind, Ownership, TokenRecord, User } from './auth-store.ts';
 
 /** File name of the auth store inside `--data`. */
 export const AUTH_STORE_FILE = 'auth.sqlite';
@@ -44,24 +45,6 @@ CREATE TABLE IF NOT EXISTS owners (
 );
 `;
 
-interface UserRow {
-  id: string;
-  name: string;
-  role: string;
-  email: string;
-  created_at: number;
-}
-
-interface TokenRow {
-  id: string;
-  user_id: string;
-  user_name: string;
-  scopes: string;
-  hash: string;
-  created_at: number;
-  expires_at: number | null;
-  revoked_at: number | null;
-}
 
 interface AuditRow {
   seq: number;
@@ -202,21 +185,4 @@ export class SqliteAuthStore implements AuthStore {
     this.closed = true;
     this.db.close();
   }
-}
-
-function userOf(row: UserRow): User {
-  return { id: row.id, name: row.name, role: row.role as Role, email: row.email, createdAt: row.created_at };
-}
-
-function tokenOf(row: TokenRow): TokenRecord {
-  return {
-    id: row.id,
-    userId: row.user_id,
-    userName: row.user_name,
-    scopes: row.scopes === '' ? [] : (row.scopes.split(',') as Scope[]),
-    hash: row.hash,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-    revokedAt: row.revoked_at,
-  };
 }
