@@ -12,12 +12,12 @@ import { Option, type Command } from 'commander';
 import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_CLIENT_OPTIONS, DEFAULT_MODEL_PUBLISHER_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, resolveOptions } from '../shared/config.ts';
 import { readModelCatalog } from '../shared/models.ts';
-import { ModelHolder, type PublishOptions } from '../workers/model-exchange/model-holder.ts';
+import { ModelHolder, type PublishOptions } from '../shared/model-exchange/model-holder.ts';
 import { isIdempotencyKey } from '../shared/idempotency-key.ts';
-import { MODEL_NAME_PATTERN, ModelRepository } from '../workers/inference/model-repository.ts';
-import { ModelTombstones } from '../workers/inference/model-tombstones.ts';
+import { MODEL_NAME_PATTERN, ModelRepository } from '../shared/model-exchange/model-repository.ts';
+import { ModelTombstones } from '../shared/model-exchange/model-tombstones.ts';
 import { ZerveError } from '../shared/errors.ts';
-import { addModelVersion, type AddModelVersionOptions } from '../workers/model-exchange/model-writer.ts';
+import { addModelVersion, type AddModelVersionOptions } from '../shared/model-exchange/model-writer.ts';
 import { reportError } from './cli-support.ts';
 
 /** A model with its versions as `zerve models list` shows it. */

@@ -2,12 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as zmq from 'zeromq';
-import { ZerveError } from '../shared/errors.ts';
-import type { Logger } from '../shared/logger.ts';
-import type { WorkerCurve } from '../shared/curve-socket-options.ts';
-import { MDPW02, ProtocolError, WorkerCommand, parseBrokerMessage } from '../shared/protocol.ts';
-import { SendQueue } from '../shared/send-queue.ts';
-import { watchSocketEvents } from '../shared/socket-events.ts';
+import { ZerveError } from './errors.ts';
+import type { Logger } from './logger.ts';
+import type { WorkerCurve } from './curve-socket-options.ts';
+import { MDPW02, ProtocolError, WorkerCommand, parseBrokerMessage } from './protocol.ts';
+import { SendQueue } from './send-queue.ts';
+import { watchSocketEvents } from './socket-events.ts';
 
 const HEARTBEAT = [MDPW02, Buffer.from([WorkerCommand.HEARTBEAT])];
 const DISCONNECT = [MDPW02, Buffer.from([WorkerCommand.DISCONNECT])];

@@ -1,19 +1,19 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import { DEFAULT_WORKER_CONNECTION_OPTIONS, type WorkerConnectionOptions } from '../shared/config.ts';
-import { ZerveError } from '../shared/errors.ts';
-import { logger, type Logger } from '../shared/logger.ts';
-import { encodeError } from '../shared/messages.ts';
-import type { ServedModelVersions } from '../shared/models.ts';
-import { HOSTNAME, encodeMetricsHeartbeat, encodeReady, encodeWorkerReply, type ReadyExtension } from '../shared/protocol.ts';
-import { PauseDetector } from '../shared/pause-detector.ts';
-import type { SendQueue } from '../shared/send-queue.ts';
-import { parseBrokerList, pairBrokerKeys } from '../shared/broker-list.ts';
+import { DEFAULT_WORKER_CONNECTION_OPTIONS, type WorkerConnectionOptions } from './config.ts';
+import { ZerveError } from './errors.ts';
+import { logger, type Logger } from './logger.ts';
+import { encodeError } from './messages.ts';
+import type { ServedModelVersions } from './models.ts';
+import { HOSTNAME, encodeMetricsHeartbeat, encodeReady, encodeWorkerReply, type ReadyExtension } from './protocol.ts';
+import { PauseDetector } from './pause-detector.ts';
+import type { SendQueue } from './send-queue.ts';
+import { parseBrokerList, pairBrokerKeys } from './broker-list.ts';
 import type { WorkerMetrics } from './worker-metrics.ts';
-import { workerCurve } from '../shared/curve-socket-options.ts';
+import { workerCurve } from './curve-socket-options.ts';
 import { BrokerLink, type BrokerLinkOwner } from './broker-link.ts';
 import { creditDonor, splitCapacity } from './capacity-shares.ts';
-import { proveKey } from '../shared/key-proof.ts';
+import { proveKey } from './key-proof.ts';
 
 export interface RequestContext {
   /** The service the request was sent to. */
@@ -44,7 +44,7 @@ export interface ServiceTraits {
  * heartbeats both ways, reconnection on its own when a broker goes silent or says DISCONNECT (so a
  * restarted broker gets it back), and a graceful `close()`.
  *
- * With several brokers the capacity is shared out as grants (workers/capacity-shares.ts): each broker
+ * With several brokers the capacity is shared out as grants (shared/capacity-shares.ts): each broker
  * is told its grant as the capacity in its READY, a broker that fills its grant takes credit from one
  * that leaves its own unused, and a broker that goes silent gives its share to the others. The worker
  * itself never runs more than `capacity` requests at once, whatever the brokers send.

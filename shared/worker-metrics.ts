@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Registry } from 'prom-client';
-import { MetricTable } from '../shared/metric-table.ts';
-import type { MetricSpec } from '../shared/metrics.ts';
-import { HOSTNAME, type MetricsSnapshot } from '../shared/protocol.ts';
+import { MetricTable } from './metric-table.ts';
+import type { MetricSpec } from './metrics.ts';
+import { HOSTNAME, type MetricsSnapshot } from './protocol.ts';
 
 /**
  * A worker process's metrics: served on its own `/metrics` (with `--metrics-port`) and carried to the

@@ -3,7 +3,7 @@ import { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { ZerveError } from '../shared/errors.ts';
 import type { ServiceInfo, WorkerInfo } from '../shared/messages.ts';
-import { WorkerConnection, type RequestHandler } from '../workers/worker-connection.ts';
+import { WorkerConnection, type RequestHandler } from '../shared/worker-connection.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
 import { eventually } from './helpers/eventually.ts';

@@ -5,7 +5,7 @@ import { pairBrokerKeys, parseBrokerList, siblingEndpoint } from '../shared/brok
 import { ZerveClient } from '../shared/client.ts';
 import { DEFAULT_CLIENT_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, resolveOptions } from '../shared/config.ts';
 import { ZerveError } from '../shared/errors.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { tempDir } from './helpers/cluster.ts';
 
 const badRequest = (fn: () => unknown) => assert.throws(fn, (err: unknown) => err instanceof ZerveError && err.code === 'BAD_CONFIG');

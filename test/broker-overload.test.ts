@@ -4,7 +4,7 @@ import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { encodeClientRequest } from '../shared/protocol.ts';
-import { WorkerConnection, type RequestHandler, type ServiceTraits } from '../workers/worker-connection.ts';
+import { WorkerConnection, type RequestHandler, type ServiceTraits } from '../shared/worker-connection.ts';
 import { retryAfterSeconds } from '../webapp/http-status.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';

@@ -3,8 +3,8 @@ import { once } from 'node:events';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import type { ZerveError } from '../shared/errors.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
-import { WorkerMetrics } from '../workers/worker-metrics.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
+import { WorkerMetrics } from '../shared/worker-metrics.ts';
 import { eventually } from './helpers/eventually.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
 

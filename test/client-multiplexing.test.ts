@@ -12,7 +12,7 @@ import {
   parseClientReply,
   parseClientRequest,
 } from '../shared/protocol.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import type { ClassifyReply } from '../shared/messages.ts';
 import { SCREENSHOTS, launchBrowser, openPage, type Browser } from './helpers/browser.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { TEST_HEARTBEAT_MS, nextWorker, spawnWorker, type CliProcess } from './helpers/cluster.ts';
 import { squeezenetRepository, startWebCluster, testLogger, type WebCluster } from './fixtures/webapp-cluster.ts';
 

@@ -15,7 +15,7 @@ import { generateKeyFiles, readKeyPair, readPublicKey } from '../shared/curve-ke
 import { proveKey } from '../shared/key-proof.ts';
 import type { SecurityInfo, WorkerInfo } from '../shared/messages.ts';
 import { MMI_SECURITY, encodeReady } from '../shared/protocol.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { CliProcess, REPO_ROOT, TEST_ENV, TEST_HEARTBEAT_MS, runCli, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
 import { eventually } from './helpers/eventually.ts';

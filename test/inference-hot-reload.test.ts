@@ -4,8 +4,8 @@ import path from 'node:path';
 import { ZerveError } from '../shared/errors.ts';
 import type { ClassifyReply } from '../shared/messages.ts';
 import { InferenceEngine, type LatestEvent, type LoadFailedEvent, type VersionEvent } from '../workers/inference/inference-engine.ts';
-import { ModelTombstones } from '../workers/inference/model-tombstones.ts';
-import { addModelVersion } from '../workers/model-exchange/model-writer.ts';
+import { ModelTombstones } from '../shared/model-exchange/model-tombstones.ts';
+import { addModelVersion } from '../shared/model-exchange/model-writer.ts';
 import { image, makeRepository, modelFile, waitFor } from './fixtures/inference-models.ts';
 
 const TABBY = 'tabby, tabby cat';

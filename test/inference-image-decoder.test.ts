@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import { ZerveError } from '../shared/errors.ts';
-import { ImageDecoder, type DecodeSpec } from '../workers/inference/image-decoder.ts';
+import { ImageDecoder } from '../workers/inference/image-decoder.ts';
+import type { DecodeSpec } from '../shared/model-exchange/model-config.ts';
 import { readImageHeader } from '../workers/inference/image-header.ts';
 import { image, pngBomb } from './fixtures/inference-models.ts';
 

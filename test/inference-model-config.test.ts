@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { ZerveError } from '../shared/errors.ts';
-import { parseModelConfig } from '../workers/inference/model-config.ts';
-import { resolveInput } from '../workers/inference/model-session.ts';
+import { parseModelConfig } from '../shared/model-exchange/model-config.ts';
+import { resolveInput } from '../shared/model-exchange/model-session.ts';
 
 function rejects(value: unknown, pattern: RegExp): void {
   assert.throws(

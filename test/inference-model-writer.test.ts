@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ZerveError, type ErrorCode } from '../shared/errors.ts';
-import { readModelConfig } from '../workers/inference/model-config.ts';
-import { addModelVersion, parseRange, parseSize } from '../workers/model-exchange/model-writer.ts';
+import { readModelConfig } from '../shared/model-exchange/model-config.ts';
+import { addModelVersion, parseRange, parseSize } from '../shared/model-exchange/model-writer.ts';
 import { imagePath, modelFile } from './fixtures/inference-models.ts';
 import { tempDir } from './helpers/cluster.ts';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { decodeHeader, type Prediction } from '../shared/messages.ts';
 import { InferenceEngine, type VersionEvent } from '../workers/inference/inference-engine.ts';
-import { addModelVersion } from '../workers/model-exchange/model-writer.ts';
+import { addModelVersion } from '../shared/model-exchange/model-writer.ts';
 import { ResultCache } from '../workers/inference/result-cache.ts';
 import { errorCode } from './helpers/error-code.ts';
 import { image, modelFile, waitFor } from './fixtures/inference-models.ts';

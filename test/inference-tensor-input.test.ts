@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { MAX_INFER_BATCH, tensorView, type InferHeader, type InferReplyHeader, type ModelMetadata } from '../shared/infer-messages.ts';
 import { encodeHeader } from '../shared/messages.ts';
 import { InferenceEngine } from '../workers/inference/inference-engine.ts';
-import { ModelSession } from '../workers/inference/model-session.ts';
+import { ModelSession } from '../shared/model-exchange/model-session.ts';
 import { TensorInference } from '../workers/inference/tensor-inference.ts';
 import { image, makeRepository } from './fixtures/inference-models.ts';
 import { squeezenetTensor } from './fixtures/oip-cluster.ts';

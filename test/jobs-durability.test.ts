@@ -7,7 +7,7 @@ import type { Broker } from '../broker/broker.ts';
 import type { JobStatus } from '../shared/jobs.ts';
 import { encodeJson } from '../shared/messages.ts';
 import { WebApp } from '../webapp/web-app.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { JOBS_SUBMIT } from '../shared/jobs.ts';
 import { TEST_ENV, TEST_HEARTBEAT_MS, fixtureImage, nextWorker, spawnWorker, startBroker, tempDir, type CliProcess } from './helpers/cluster.ts';
 import { squeezenetRepository, testLogger } from './fixtures/webapp-cluster.ts';

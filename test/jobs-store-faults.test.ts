@@ -7,7 +7,7 @@ import type { JobStatus } from '../shared/jobs.ts';
 import { encodeJson } from '../shared/messages.ts';
 import { WebApp } from '../webapp/web-app.ts';
 import { JobsWorker } from '../workers/jobs/jobs-worker.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { eventually } from './helpers/eventually.ts';
 import { TEST_HEARTBEAT_MS, fixtureImage, nextWorker, runCli, startBroker, tempDir } from './helpers/cluster.ts';
 import { testLogger } from './fixtures/webapp-cluster.ts';

@@ -7,7 +7,7 @@ import { inferService, type InferHeader } from '../shared/infer-messages.ts';
 import { decodeReply, encodeHeader } from '../shared/messages.ts';
 import { METRICS, RELAYED_METRICS } from '../shared/metrics.ts';
 import { MetricsServer } from '../shared/metrics-server.ts';
-import { addModelVersion } from '../workers/model-exchange/model-writer.ts';
+import { addModelVersion } from '../shared/model-exchange/model-writer.ts';
 import { image, modelFile, noiseBytes } from './fixtures/inference-models.ts';
 import { CliProcess, spawnWorker, startBroker, tempDir } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { checkTrainRequest } from '../shared/training-request.ts';
-import { MODEL_NAME_PATTERN } from '../workers/inference/model-repository.ts';
+import { MODEL_NAME_PATTERN } from '../shared/model-exchange/model-repository.ts';
 
 describe('model name', () => {
   for (const name of ['pets', 'pets_v2', 'pets-2', 'pets.v2', '.hidden', '-dash', 'a'.repeat(64), 'a'.repeat(65), 'no spaces', '']) {

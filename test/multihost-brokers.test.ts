@@ -10,7 +10,7 @@ import { ZerveClient } from '../shared/client.ts';
 import { ZerveError } from '../shared/errors.ts';
 import { generateKeyFiles } from '../shared/curve-keys.ts';
 import type { ClassifyReply, WorkerInfo } from '../shared/messages.ts';
-import { addModelVersion } from '../workers/model-exchange/model-writer.ts';
+import { addModelVersion } from '../shared/model-exchange/model-writer.ts';
 import { image, imagePath, modelFile } from './fixtures/inference-models.ts';
 import { TEST_ENV, type CliProcess } from './helpers/cluster.ts';
 import { eventually } from './helpers/eventually.ts';

@@ -14,7 +14,7 @@ import { generateKeyFiles, readPublicKey } from '../shared/curve-keys.ts';
 import { jobResult, submitJob, watchJob } from '../shared/job-client.ts';
 import type { JobSubmitRequest } from '../shared/jobs.ts';
 import { encodeHeader, encodeJson, type ClassifyReply, type WorkerInfo } from '../shared/messages.ts';
-import { addModelVersion } from '../workers/model-exchange/model-writer.ts';
+import { addModelVersion } from '../shared/model-exchange/model-writer.ts';
 import { image, modelFile } from './fixtures/inference-models.ts';
 import { TEST_ENV, runCli, type CliProcess } from './helpers/cluster.ts';
 import { eventually } from './helpers/eventually.ts';

@@ -10,7 +10,7 @@ import type { InferReplyHeader } from '../shared/infer-messages.ts';
 import { decodeHeader, decodeReply, encodeHeader, type WorkerInfo } from '../shared/messages.ts';
 import { WebApp } from '../webapp/web-app.ts';
 import { float32ToFloat16 } from '../shared/float16.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { CliProcess, fixtureImage, nextWorker, spawnWorker, startBroker } from './helpers/cluster.ts';
 import { OIP_ENV, OIP_HEARTBEAT_MS, squeezenetPairRepository, squeezenetTensor, startOipCluster, type OipCluster } from './fixtures/oip-cluster.ts';
 import { call, checkResponse } from './fixtures/webapp-openapi-check.ts';

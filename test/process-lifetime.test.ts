@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ZerveClient } from '../shared/client.ts';
 import type { WorkerInfo } from '../shared/messages.ts';
-import { addModelVersion } from '../workers/model-exchange/model-writer.ts';
+import { addModelVersion } from '../shared/model-exchange/model-writer.ts';
 import { modelFile } from './fixtures/inference-models.ts';
 import { CliProcess, startBroker, spawnWorker, tempDir } from './helpers/cluster.ts';
 import { eventually } from './helpers/eventually.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { addModelVersion } from '../workers/model-exchange/model-writer.ts';
+import { addModelVersion } from '../shared/model-exchange/model-writer.ts';
 import { BackboneRepository, isBackboneName } from '../workers/training/backbone-repository.ts';
 import { modelFile } from './fixtures/inference-models.ts';
 import { tempDir } from './helpers/cluster.ts';

@@ -8,7 +8,7 @@ import { decodeReply, encodeJson, type WorkerInfo } from '../shared/messages.ts'
 import { DATASETS_ADD, datasetFetchService, requestTraining, TRAIN_RUN_SERVICE, TRAIN_SERVICE, type DatasetFetchReply, type DatasetSummary, type TrainHeader } from '../shared/training.ts';
 import { DatasetStore, type DatasetManifest } from '../workers/training/dataset-store.ts';
 import { DatasetTransfer, type FetchProgress } from '../workers/training/dataset-transfer.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { makePng, makeZip } from './fixtures/training-archives.ts';
 import { nextWorker, spawnWorker, startBroker, tempDir, TEST_ENV, TEST_HEARTBEAT_MS, type CliProcess } from './helpers/cluster.ts';
 

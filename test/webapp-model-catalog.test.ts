@@ -1,7 +1,7 @@
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
 import { ModelCatalog } from '../webapp/model-catalog.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { testLogger } from './fixtures/webapp-cluster.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
 import { rejectsWith } from './helpers/error-code.ts';

@@ -4,7 +4,7 @@ import type { Broker } from '../broker/broker.ts';
 import type { JobStatus } from '../shared/jobs.ts';
 import type { DatasetSummary, ExperimentDetail, ExperimentSummary, RunRecord, TrainProgressMessage, TrainResultMessage } from '../shared/training.ts';
 import { WebApp } from '../webapp/web-app.ts';
-import type { WorkerConnection } from '../workers/worker-connection.ts';
+import type { WorkerConnection } from '../shared/worker-connection.ts';
 import { startBroker } from './helpers/cluster.ts';
 import { assertError, form, readEvents } from './helpers/http.ts';
 import { makePng, makeTarGz, makeZip } from './fixtures/training-archives.ts';

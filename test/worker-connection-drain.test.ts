@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
-import { WorkerConnection, type RequestHandler } from '../workers/worker-connection.ts';
+import { WorkerConnection, type RequestHandler } from '../shared/worker-connection.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
 import { errorCode } from './helpers/error-code.ts';
 

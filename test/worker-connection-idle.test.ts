@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Broker } from '../broker/broker.ts';
 import { ZerveClient } from '../shared/client.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { nextWorker, startBroker } from './helpers/cluster.ts';
 
 describe('a worker connection with no services yet (a model holder with nothing to offer)', function () {

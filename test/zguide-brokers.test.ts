@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import type { Broker } from '../broker/broker.ts';
 import { buildZguideReference, type ZguideBuild } from '../scripts/zguide-reference.ts';
 import { ZerveClient } from '../shared/client.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { nextWorker, startBroker, tempDir } from './helpers/cluster.ts';
 
 const run = promisify(execFile);

@@ -11,7 +11,7 @@ const errorResponse = (description: string) => ({
   content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
 });
 
-/** A version folder's name (workers/inference/model-repository.ts `VERSION_NAME_PATTERN`). */
+/** A version folder's name (shared/model-exchange/model-repository.ts `VERSION_NAME_PATTERN`). */
 const VERSION_RULE = '^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$';
 
 const modelNameParameter = { name: 'name', in: 'path', required: true, description: 'Model name.', schema: { type: 'string', pattern: MODEL_NAME_RULE } } as const;

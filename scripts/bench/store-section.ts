@@ -22,7 +22,7 @@ import { ECHO_SERVICE } from '../../shared/protocol.ts';
 import type { ExperimentStore } from '../../shared/store/experiment-store.ts';
 import { openExperimentStore } from '../../shared/store/open-experiment-store.ts';
 import { JobsWorker } from '../../workers/jobs/jobs-worker.ts';
-import { WorkerConnection } from '../../workers/worker-connection.ts';
+import { WorkerConnection } from '../../shared/worker-connection.ts';
 import { TestPostgres } from '../../test/helpers/postgres.ts';
 import { median, percentile } from './load-runner.ts';
 import { ReportTable } from './report-table.ts';

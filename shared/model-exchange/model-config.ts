@@ -15,7 +15,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ZerveError } from '../../shared/errors.ts';
+import { ZerveError } from '../errors.ts';
 
 export type ResizePolicy = 'cover' | 'contain' | 'fill';
 export type ChannelOrder = 'rgb' | 'bgr' | 'grey';
@@ -53,6 +53,19 @@ export interface InputConfig {
 export interface OutputConfig {
   /** `logits` get a softmax; `probabilities` are used as they are. @defaultValue 'probabilities' */
   kind: OutputKind;
+}
+
+/** Everything the decoder needs to know about the tensor it produces. */
+export interface DecodeSpec {
+  width: number;
+  height: number;
+  resize: ResizePolicy;
+  channels: ChannelOrder;
+  range: [number, number];
+  mean?: number[];
+  std?: number[];
+  layout: TensorLayout;
+  background: Background;
 }
 
 export interface ModelConfig {

@@ -24,17 +24,17 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ZerveClient } from '../../shared/client.ts';
-import { DEFAULT_INFERENCE_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, type ModelSyncOptions, type WorkerConnectionOptions } from '../../shared/config.ts';
-import { ZerveError } from '../../shared/errors.ts';
-import { isIdempotencyKey } from '../../shared/idempotency-key.ts';
-import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { MODELS_FETCH_PREFIX, conflictingHashes, modelFetchService, modelRemovedService, parseModelFetchService, readModelState, type ModelFileEntry, type ModelManifest, type ModelVersionRef, type RemovedVersion } from '../../shared/models.ts';
-import { HOSTNAME } from '../../shared/protocol.ts';
+import { ZerveClient } from '../client.ts';
+import { DEFAULT_INFERENCE_OPTIONS, DEFAULT_MODEL_SYNC_OPTIONS, DEFAULT_WORKER_CONNECTION_OPTIONS, type ModelSyncOptions, type WorkerConnectionOptions } from '../config.ts';
+import { ZerveError } from '../errors.ts';
+import { isIdempotencyKey } from '../idempotency-key.ts';
+import { logger as rootLogger, type Logger } from '../logger.ts';
+import { MODELS_FETCH_PREFIX, conflictingHashes, modelFetchService, modelRemovedService, parseModelFetchService, readModelState, type ModelFileEntry, type ModelManifest, type ModelVersionRef, type RemovedVersion } from '../models.ts';
+import { HOSTNAME } from '../protocol.ts';
 import { WorkerConnection } from '../worker-connection.ts';
 import { manifestHash, readManifest } from './model-manifest.ts';
-import { MODEL_NAME_PATTERN, ModelRepository, VERSION_NAME_PATTERN, compareVersions, type VersionEntry } from '../inference/model-repository.ts';
-import { ModelTombstones } from '../inference/model-tombstones.ts';
+import { MODEL_NAME_PATTERN, ModelRepository, VERSION_NAME_PATTERN, compareVersions, type VersionEntry } from './model-repository.ts';
+import { ModelTombstones } from './model-tombstones.ts';
 import { INCOMING_FOLDER, removeIfEmpty, serveModelChunk } from './model-transfer.ts';
 import { addModelVersion, type AddedModelVersion, type AddModelVersionOptions } from './model-writer.ts';
 

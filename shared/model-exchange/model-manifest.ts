@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { ModelManifest } from '../../shared/models.ts';
+import type { ModelManifest } from '../models.ts';
 
 /** File names a manifest may carry: plain names in the version folder, never hidden, never a path. */
 export const MANIFEST_FILE_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;

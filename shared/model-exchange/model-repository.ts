@@ -17,10 +17,10 @@
 import { EventEmitter } from 'node:events';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { DEFAULT_INFERENCE_OPTIONS } from '../../shared/config.ts';
-import { ZerveError } from '../../shared/errors.ts';
-import { MODEL_NAME_PATTERN } from '../../shared/model-name.ts';
+import { logger as rootLogger, type Logger } from '../logger.ts';
+import { DEFAULT_INFERENCE_OPTIONS } from '../config.ts';
+import { ZerveError } from '../errors.ts';
+import { MODEL_NAME_PATTERN } from '../model-name.ts';
 import { MODEL_CONFIG_FILE, MODEL_FILE } from './model-config.ts';
 import { ModelTombstones } from './model-tombstones.ts';
 

@@ -1,10 +1,9 @@
 import * as ort from 'onnxruntime-node';
-import { ZerveError } from '../../shared/errors.ts';
-import type { Prediction } from '../../shared/messages.ts';
-import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { float16ToFloat32, float32ToFloat16 } from '../../shared/float16.ts';
-import type { DecodeSpec } from './image-decoder.ts';
-import { channelCount, type InputConfig, type ModelConfig, type TensorLayout } from './model-config.ts';
+import { ZerveError } from '../errors.ts';
+import type { Prediction } from '../messages.ts';
+import { logger as rootLogger, type Logger } from '../logger.ts';
+import { float16ToFloat32, float32ToFloat16 } from '../float16.ts';
+import { channelCount, type DecodeSpec, type InputConfig, type ModelConfig, type TensorLayout } from './model-config.ts';
 
 /** Tensor element types Zerve feeds and reads. */
 export type TensorType = 'float32' | 'float16';

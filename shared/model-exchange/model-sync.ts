@@ -16,12 +16,12 @@
  * `'removed'` (RemovedVersion) after a tombstone is taken and its version deleted here.
  */
 import { EventEmitter } from 'node:events';
-import { DEFAULT_MODEL_SYNC_OPTIONS, type ModelSyncOptions } from '../../shared/config.ts';
-import { ZerveError } from '../../shared/errors.ts';
-import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { readModelState, type CatalogEntry, type ModelVersionRef } from '../../shared/models.ts';
+import { DEFAULT_MODEL_SYNC_OPTIONS, type ModelSyncOptions } from '../config.ts';
+import { ZerveError } from '../errors.ts';
+import { logger as rootLogger, type Logger } from '../logger.ts';
+import { readModelState, type CatalogEntry, type ModelVersionRef } from '../models.ts';
 import type { ModelHolder } from './model-holder.ts';
-import { compareVersions, parseServeList } from '../inference/model-repository.ts';
+import { compareVersions, parseServeList } from './model-repository.ts';
 import type { ModelFetcher } from './model-transfer.ts';
 
 const key = (ref: ModelVersionRef) => `${ref.name}/${ref.version}/${ref.hash}`;

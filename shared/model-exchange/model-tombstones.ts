@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { RemovedVersion } from '../../shared/models.ts';
+import type { RemovedVersion } from '../models.ts';
 
 /** Hidden folder of a repository holding its tombstones. */
 export const REMOVED_FOLDER = '.removed';

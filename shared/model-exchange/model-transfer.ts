@@ -15,17 +15,17 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { access, mkdir, open, readdir, rename, rm, rmdir, stat, truncate } from 'node:fs/promises';
 import path from 'node:path';
-import { requestChunk } from '../../shared/chunk-request.ts';
-import type { ZerveClient } from '../../shared/client.ts';
-import { DEFAULT_MODEL_SYNC_OPTIONS, type ModelSyncOptions } from '../../shared/config.ts';
-import { ZerveError } from '../../shared/errors.ts';
-import { isAlive } from '../../shared/process-alive.ts';
-import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
-import { decodeHeader, decodeReply, encodeJson } from '../../shared/messages.ts';
-import { modelFetchService, type ModelFetchReply, type ModelFetchRequest, type ModelManifest, type ModelVersionRef } from '../../shared/models.ts';
-import { MODEL_CONFIG_FILE, MODEL_FILE } from '../inference/model-config.ts';
+import { requestChunk } from '../chunk-request.ts';
+import type { ZerveClient } from '../client.ts';
+import { DEFAULT_MODEL_SYNC_OPTIONS, type ModelSyncOptions } from '../config.ts';
+import { ZerveError } from '../errors.ts';
+import { isAlive } from '../process-alive.ts';
+import { logger as rootLogger, type Logger } from '../logger.ts';
+import { decodeHeader, decodeReply, encodeJson } from '../messages.ts';
+import { modelFetchService, type ModelFetchReply, type ModelFetchRequest, type ModelManifest, type ModelVersionRef } from '../models.ts';
+import { MODEL_CONFIG_FILE, MODEL_FILE } from './model-config.ts';
 import { MANIFEST_FILE_PATTERN, manifestHash } from './model-manifest.ts';
-import { MODEL_NAME_PATTERN, VERSION_NAME_PATTERN } from '../inference/model-repository.ts';
+import { MODEL_NAME_PATTERN, VERSION_NAME_PATTERN } from './model-repository.ts';
 
 /** Hidden folder of a repository where transfers and new versions are staged. */
 export const INCOMING_FOLDER = '.incoming';

@@ -6,8 +6,8 @@
 import { constants } from 'node:fs';
 import { copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { DEFAULT_INFERENCE_OPTIONS } from '../../shared/config.ts';
-import { ZerveError } from '../../shared/errors.ts';
+import { DEFAULT_INFERENCE_OPTIONS } from '../config.ts';
+import { ZerveError } from '../errors.ts';
 import {
   LABELS_FILE,
   MODEL_CONFIG_FILE,
@@ -18,10 +18,10 @@ import {
   type ModelConfig,
   type ResizePolicy,
   type TensorLayout,
-} from '../inference/model-config.ts';
-import { MODEL_NAME_PATTERN } from '../inference/model-repository.ts';
-import { ModelSession } from '../inference/model-session.ts';
-import { ModelTombstones } from '../inference/model-tombstones.ts';
+} from './model-config.ts';
+import { MODEL_NAME_PATTERN } from './model-repository.ts';
+import { ModelSession } from './model-session.ts';
+import { ModelTombstones } from './model-tombstones.ts';
 
 export interface AddModelVersionOptions {
   /** Model name; served as `classify.<name>`. */

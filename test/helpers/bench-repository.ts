@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { LABELS_FILE, MODEL_CONFIG_FILE, MODEL_FILE, type ModelConfig } from '../../workers/inference/model-config.ts';
+import { LABELS_FILE, MODEL_CONFIG_FILE, MODEL_FILE, type ModelConfig } from '../../shared/model-exchange/model-config.ts';
 
 /** squeezenet-fp32's preprocessing (see ../shared/README.md): 224x224, BGR, 0..255, NCHW, probabilities. */
 const SQUEEZENET_CONFIG: ModelConfig = {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { WorkerConnectionOptions } from '../../shared/config.ts';
 import { ECHO_SERVICE } from '../../shared/protocol.ts';
-import { WorkerConnection } from '../worker-connection.ts';
+import { WorkerConnection } from '../../shared/worker-connection.ts';
 
 /**
  * A worker whose `echo` service answers with the request body: measures the broker's own cost in

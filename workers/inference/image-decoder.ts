@@ -7,20 +7,7 @@ import { throwIfAborted } from '../../shared/abort.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { DEFAULT_INFERENCE_OPTIONS } from '../../shared/config.ts';
 import { readImageHeader } from './image-header.ts';
-import { channelCount, type Background, type ChannelOrder, type ResizePolicy, type TensorLayout } from './model-config.ts';
-
-/** Everything the decoder needs to know about the tensor it produces. */
-export interface DecodeSpec {
-  width: number;
-  height: number;
-  resize: ResizePolicy;
-  channels: ChannelOrder;
-  range: [number, number];
-  mean?: number[];
-  std?: number[];
-  layout: TensorLayout;
-  background: Background;
-}
+import { channelCount, type DecodeSpec } from '../../shared/model-exchange/model-config.ts';
 
 export interface DecodedImage {
   /** The tensor's values, `[C,H,W]` for NCHW or `[H,W,C]` for NHWC (no batch dimension). */

@@ -7,9 +7,9 @@ import { logger as rootLogger, type Logger } from '../../shared/logger.ts';
 import type { ClassifyReply, RequestHeader } from '../../shared/messages.ts';
 import { classifyService } from '../../shared/protocol.ts';
 import { ImageDecoder } from './image-decoder.ts';
-import { MAX_TOPK, MODEL_FILE, readLabels, readModelConfig, type ChannelOrder, type OutputKind, type TensorLayout } from './model-config.ts';
-import { ModelRepository, compareVersions, type ModelEntry, type VersionEntry } from './model-repository.ts';
-import { ModelSession, type TensorType } from './model-session.ts';
+import { MAX_TOPK, MODEL_FILE, readLabels, readModelConfig, type ChannelOrder, type OutputKind, type TensorLayout } from '../../shared/model-exchange/model-config.ts';
+import { ModelRepository, compareVersions, type ModelEntry, type VersionEntry } from '../../shared/model-exchange/model-repository.ts';
+import { ModelSession, type TensorType } from '../../shared/model-exchange/model-session.ts';
 import { ResultCache, type ResultCacheStats } from './result-cache.ts';
 
 /** A servable model as `models()` describes it (for `/api/info` and `zerve models`). */

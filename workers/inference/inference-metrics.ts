@@ -2,7 +2,7 @@ import type { InferReplyHeader } from '../../shared/infer-messages.ts';
 import type { ClassifyReply } from '../../shared/messages.ts';
 import type { MetricTable } from '../../shared/metric-table.ts';
 import { METRICS } from '../../shared/metrics.ts';
-import type { WorkerMetrics } from '../worker-metrics.ts';
+import type { WorkerMetrics } from '../../shared/worker-metrics.ts';
 
 /** An inference worker's metrics by model and version: decode and inference time, successful inferences, result cache hits and misses. */
 export class InferenceMetrics {

@@ -5,14 +5,14 @@ import { decodeHeader, encodeJson } from '../../shared/messages.ts';
 import { INFER_PREFIX, inferService } from '../../shared/infer-messages.ts';
 import type { ServedModelVersions } from '../../shared/models.ts';
 import { CLASSIFY_PREFIX, MODELS_DESCRIBE } from '../../shared/protocol.ts';
-import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
-import { WorkerMetrics } from '../worker-metrics.ts';
+import { WorkerConnection, type RequestContext } from '../../shared/worker-connection.ts';
+import { WorkerMetrics } from '../../shared/worker-metrics.ts';
 import { InferenceEngine } from './inference-engine.ts';
 import { InferenceMetrics } from './inference-metrics.ts';
 import { TensorInference } from './tensor-inference.ts';
-import { ModelHolder } from '../model-exchange/model-holder.ts';
-import { ModelSync } from '../model-exchange/model-sync.ts';
-import { ModelFetcher } from '../model-exchange/model-transfer.ts';
+import { ModelHolder } from '../../shared/model-exchange/model-holder.ts';
+import { ModelSync } from '../../shared/model-exchange/model-sync.ts';
+import { ModelFetcher } from '../../shared/model-exchange/model-transfer.ts';
 
 export type InferenceWorkerOptions = InferenceOptions & Partial<WorkerConnectionOptions> & Partial<ModelSyncOptions>;
 

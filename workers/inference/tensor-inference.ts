@@ -13,7 +13,7 @@ import {
 import { encodeJson, type Prediction } from '../../shared/messages.ts';
 import { float16ToFloat32, float32ToFloat16 } from '../../shared/float16.ts';
 import type { InferenceEngine } from './inference-engine.ts';
-import type { ModelSession, TensorInfo } from './model-session.ts';
+import type { ModelSession, TensorInfo } from '../../shared/model-exchange/model-session.ts';
 import { throwIfAborted } from '../../shared/abort.ts';
 
 const DATATYPE_OF = { float32: 'FP32', float16: 'FP16' } as const satisfies Record<TensorInfo['type'], TensorDatatype>;

@@ -19,7 +19,7 @@ import {
   type DatasetSummary,
 } from '../../shared/training.ts';
 import type { TrainingWorkerOptions } from '../../shared/config.ts';
-import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
+import { WorkerConnection, type RequestContext } from '../../shared/worker-connection.ts';
 import type { ActiveTrainings } from './active-trainings.ts';
 import { MNIST_DATASET_ID } from './builtin-mnist.ts';
 import type { DatasetManifest, DatasetStore } from './dataset-store.ts';

@@ -10,7 +10,7 @@ import { decodeHeader, encodeJson } from '../../shared/messages.ts';
 import { HOSTNAME } from '../../shared/protocol.ts';
 import { DEFAULT_TRAIN_DEADLINE_MS, TRAIN_RUN_SERVICE, type TrainDatasetFetch, type TrainEpoch, type TrainStarted } from '../../shared/training.ts';
 import type { ParamSet, TrainingRequest } from '../../shared/training-request.ts';
-import { WorkerConnection, type RequestContext } from '../worker-connection.ts';
+import { WorkerConnection, type RequestContext } from '../../shared/worker-connection.ts';
 import { abortError, type ActiveTrainings } from './active-trainings.ts';
 import type { DatasetTransfer } from './dataset-transfer.ts';
 import type { PreparedData } from './prepared-data.ts';
