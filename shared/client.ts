@@ -36,6 +36,12 @@ export interface RequestOptions {
    * holding it goes away (a request with an idempotency key is). @defaultValue the client's `idempotent(service)`
    */
   idempotent?: boolean;
+  /**
+   * Whether the request's PARTIAL replies may go on through another broker: its worker attaches a
+   * resend to the request still running (a `train` with a `key` does), so it is resent when its
+   * broker goes away even after PARTIALs arrived. Implies `idempotent`. @defaultValue false
+   */
+  resumable?: boolean;
 }
 
 /** One broker as a client sees it (`ZerveClient.brokers`). */
@@ -114,9 +120,9 @@ export class ZerveClient {
   /** Sends a request and resolves with the FINAL reply's body frames (PARTIALs are skipped). */
   async request(service: string, body: Buffer[], options: RequestOptions = {}): Promise<Buffer[]> {
     // The loop of `stream` without an async generator: this is every request's hot path.
-    const { timeoutMs, retries, signal, serviceFrame, idempotent } = this.settle(service, options);
+    const { timeoutMs, retries, signal, serviceFrame, idempotent, resumable } = this.settle(service, options);
     for (let attempt = 0, failovers = 0; ; ) {
-      const call = this.send(serviceFrame, body, timeoutMs, signal, idempotent);
+      const call = this.send(serviceFrame, body, timeoutMs, signal, idempotent, resumable);
       try {
         for (;;) {
           const chunk = await call.next();
@@ -160,9 +166,9 @@ export class ZerveClient {
 
   /** Sends a request and yields each PARTIAL reply, then the FINAL one. */
   async *stream(service: string, body: Buffer[], options: RequestOptions = {}): AsyncGenerator<ReplyChunk> {
-    const { timeoutMs, retries, signal, serviceFrame, idempotent } = this.settle(service, options);
+    const { timeoutMs, retries, signal, serviceFrame, idempotent, resumable } = this.settle(service, options);
     for (let attempt = 0, failovers = 0; ; ) {
-      const call = this.send(serviceFrame, body, timeoutMs, signal, idempotent);
+      const call = this.send(serviceFrame, body, timeoutMs, signal, idempotent, resumable);
       try {
         for (;;) {
           const chunk = await call.next();
@@ -185,7 +191,8 @@ export class ZerveClient {
       retries: options.retries ?? this.options.retries,
       signal: options.signal,
       serviceFrame: Buffer.from(service),
-      idempotent: options.idempotent ?? this.isIdempotent(service),
+      idempotent: options.resumable === true || (options.idempotent ?? this.isIdempotent(service)),
+      resumable: options.resumable ?? false,
     };
   }
 
@@ -222,7 +229,7 @@ export class ZerveClient {
   }
 
   /** Registers a call under a new tag and queues its tagged REQUEST. */
-  private send(serviceFrame: Buffer, body: Buffer[], timeoutMs: number, signal: AbortSignal | undefined, idempotent: boolean): PendingCall {
+  private send(serviceFrame: Buffer, body: Buffer[], timeoutMs: number, signal: AbortSignal | undefined, idempotent: boolean, resumable: boolean): PendingCall {
     if (signal?.aborted) throw canceled(signal);
     if (this.closing) throw new ZerveError('CANCELED', 'client closed');
     if (this.calls.size >= this.options.maxInFlight) {
@@ -234,7 +241,7 @@ export class ZerveClient {
     this.nextTag = (this.nextTag + 1) >>> 0;
     const tag = Buffer.allocUnsafe(4);
     tag.writeUInt32BE(this.nextTag);
-    const call = new PendingCall(this.nextTag, serviceFrame, timeoutMs, signal, idempotent, route);
+    const call = new PendingCall(this.nextTag, serviceFrame, timeoutMs, signal, idempotent, route, resumable);
     if (!sends.push(encodeClientRequest(serviceFrame, body, tag))) {
       call.dispose();
       throw new ZerveError('OVERLOADED', `the client's send queue is full (${sends.size} messages); retry later`);
@@ -346,7 +353,7 @@ export class ZerveClient {
  */
 class PendingCall {
   private readonly buffered: ReplyChunk[] = [];
-  /** Whether any reply (a PARTIAL) arrived: a call with one is never sent again, or its caller would see it twice. */
+  /** Whether any reply (a PARTIAL) arrived: a call with one is sent again only when resumable, or its caller would see it twice. */
   private answered = false;
   private waiter?: { resolve: (chunk: ReplyChunk) => void; reject: (err: unknown) => void };
   private error?: unknown;
@@ -360,6 +367,7 @@ class PendingCall {
     private readonly signal: AbortSignal | undefined,
     private readonly idempotent: boolean,
     readonly route: BrokerRoute,
+    private readonly resumable: boolean,
   ) {
     this.timer = setTimeout(() => this.fail(new TimeoutSignal()), timeoutMs);
     if (signal) {
@@ -370,7 +378,7 @@ class PendingCall {
 
   /** Whether it may be sent again through another broker. */
   get resendable(): boolean {
-    return this.idempotent && !this.answered;
+    return this.idempotent && (!this.answered || this.resumable);
   }
 
   deliver(chunk: ReplyChunk): void {

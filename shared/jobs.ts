@@ -45,6 +45,13 @@ export interface JobSubmitRequest {
    * still queued at the broker never runs unwatched later.
    */
   announcesCancel?: boolean;
+  /**
+   * The target takes an idempotency key as `key` in its JSON header (frame 0) and answers a resend
+   * with the key of a request it runs by following that request (training does): each attempt is
+   * sent with the key `job:<job id>`, and resent through another broker when the broker holding it
+   * goes away, even after PARTIALs, so the job neither fails with BROKER_LOST nor runs twice.
+   */
+  keyed?: boolean;
 }
 
 /**

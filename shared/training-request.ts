@@ -72,6 +72,12 @@ export type TrainHeader = Omit<TrainingRequest, 'family'> & {
   family?: TrainingRequest['family'];
   notify?: TrainNotify;
   deadlineMs?: number;
+  /**
+   * An idempotency key (shared/idempotency-key.ts): a `train` with the key of an experiment this
+   * worker runs follows it (its PARTIALs and FINAL), and one with the key of an experiment it finished
+   * gets that answer, instead of training again. The jobs service sends `job:<id>`.
+   */
+  key?: string;
 };
 
 /** A dataset id or name. */
@@ -203,7 +209,7 @@ function schemaError(what: string, errors: SchemaProblem[]): ZerveError {
   return new ZerveError('BAD_REQUEST', message, { details: { errors } });
 }
 
-let checks: { header: ValidateFunction<Omit<TrainHeader, 'deadlineMs'>>; params: ValidateFunction<ParamSet> } | undefined;
+let checks: { header: ValidateFunction<Omit<TrainHeader, 'deadlineMs' | 'key'>>; params: ValidateFunction<ParamSet> } | undefined;
 
 /**
  * Compiles the checks (about 0.1 s of CPU, once per process; the first check does it otherwise).
@@ -212,13 +218,13 @@ let checks: { header: ValidateFunction<Omit<TrainHeader, 'deadlineMs'>>; params:
 export function compileTrainChecks(): NonNullable<typeof checks> {
   if (!checks) {
     const ajv = new Ajv({ allErrors: true, strict: true });
-    checks = { header: ajv.compile<Omit<TrainHeader, 'deadlineMs'>>(TRAIN_REQUEST_SCHEMA), params: ajv.compile<ParamSet>(TRAIN_PARAMS_SCHEMA) };
+    checks = { header: ajv.compile<Omit<TrainHeader, 'deadlineMs' | 'key'>>(TRAIN_REQUEST_SCHEMA), params: ajv.compile<ParamSet>(TRAIN_PARAMS_SCHEMA) };
   }
   return checks;
 }
 
 /** `value` as a training request (a `train` header without `deadlineMs`), or BAD_REQUEST saying what is wrong. */
-export function checkTrainRequest(value: unknown, what = 'training request'): Omit<TrainHeader, 'deadlineMs'> {
+export function checkTrainRequest(value: unknown, what = 'training request'): Omit<TrainHeader, 'deadlineMs' | 'key'> {
   const check = compileTrainChecks().header;
   if (!check(value)) throw schemaError(what, problems(check.errors, ''));
   return value;

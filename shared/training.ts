@@ -61,6 +61,7 @@ export function trainingJobFrames(header: TrainHeader, options: { maxAttempts?: 
     timeoutMs: TRAIN_SILENCE_TIMEOUT_MS,
     maxAttempts: options.maxAttempts ?? 1,
     announcesCancel: true,
+    keyed: true,
     ...(options.key ? { key: options.key } : {}),
   };
   return [encodeJson(submit), encodeJson({ deadlineMs: DEFAULT_TRAIN_DEADLINE_MS, ...header })];

@@ -36,6 +36,11 @@ export interface ServiceTraits {
   idempotent?: (service: string) => boolean;
   /** The longest deadline a request to `service` may ask for, when longer than the broker's cap (declared in READY). @defaultValue () => undefined */
   maxDeadlineMs?: (service: string) => number | undefined;
+  /**
+   * Whether a request only follows work already running here (a resend attached to it), so it takes
+   * no unit of the capacity and never waits for one. @defaultValue () => false
+   */
+  follows?: (service: string, body: Buffer[]) => boolean;
 }
 
 /**
@@ -58,6 +63,7 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
   readonly options: WorkerConnectionOptions;
   private readonly isIdempotent: (service: string) => boolean;
   private readonly maxDeadlineOf: (service: string) => number | undefined;
+  private readonly follows: (service: string, body: Buffer[]) => boolean;
   private services: string[];
   private models?: ServedModelVersions[];
   private readonly log: Logger;
@@ -79,10 +85,11 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
 
   constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> & ServiceTraits = {}, log: Logger = logger) {
     super();
-    const { idempotent, maxDeadlineMs, ...connection } = options;
+    const { idempotent, maxDeadlineMs, follows, ...connection } = options;
     this.options = { ...DEFAULT_WORKER_CONNECTION_OPTIONS, ...connection };
     this.isIdempotent = idempotent ?? (() => false);
     this.maxDeadlineOf = maxDeadlineMs ?? (() => undefined);
+    this.follows = follows ?? (() => false);
     if (!(Number.isInteger(this.options.capacity) && this.options.capacity >= 1)) {
       throw new ZerveError('BAD_CONFIG', `capacity must be a positive integer, got ${this.options.capacity}`);
     }
@@ -287,11 +294,13 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
     };
     link.inFlight++;
     if (this.links.length > 1 && link.inFlight >= link.grant) this.rebalance(link, performance.now());
+    // A follower runs beside the request it follows, which already holds the unit of capacity.
+    const follower = this.follows(service, body);
     const task = (async () => {
-      if (this.running >= this.options.capacity) await new Promise<void>((resolve) => this.waiting.push(resolve));
+      if (!follower && this.running >= this.options.capacity) await new Promise<void>((resolve) => this.waiting.push(resolve));
       // Its broker went away while it waited: nobody could get the answer.
       if (generation !== link.generation) return;
-      this.running++;
+      if (!follower) this.running++;
       try {
         reply(await this.handler(body, ctx), true);
       } catch (err) {
@@ -299,14 +308,14 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
         if (error.code === 'INTERNAL') this.log.error({ err, service }, 'request failed');
         reply([encodeError(error)], true);
       } finally {
-        this.running--;
+        if (!follower) this.running--;
       }
     })();
     this.inFlight.add(task);
     void task.finally(() => {
       this.inFlight.delete(task);
       if (generation === link.generation) link.inFlight--;
-      this.waiting.shift()?.();
+      if (!follower) this.waiting.shift()?.();
     });
   }
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { ZerveError } from '../shared/errors.ts';
 import { JOBS_CANCEL, JOBS_STATUS, JOBS_SUBMIT, type JobStatus, type JobTicket } from '../shared/jobs.ts';
-import { JobService, type JobServiceOptions, type JobTarget } from '../workers/jobs/job-service.ts';
+import { JobService, jobKey, type JobServiceOptions, type JobTarget } from '../workers/jobs/job-service.ts';
 import type { JobStore } from '../shared/store/job-store.ts';
 import { SqliteJobStore } from '../shared/store/sqlite-job-store.ts';
 import { openJobStore } from '../shared/store/open-job-store.ts';
@@ -20,7 +20,10 @@ class FakeTarget implements JobTarget {
   readonly scripts = new Map<string, Script>();
   active = 0;
   maxActive = 0;
-  async *stream(service: string, body: Buffer[], options?: { signal?: AbortSignal }): AsyncGenerator<Chunk> {
+  /** Whether each request was sent as resumable, in order. */
+  readonly resumable: boolean[] = [];
+  async *stream(service: string, body: Buffer[], options?: { signal?: AbortSignal; resumable?: boolean }): AsyncGenerator<Chunk> {
+    this.resumable.push(options?.resumable ?? false);
     const script = this.scripts.get(service);
     if (!script) throw new ZerveError('NO_WORKERS');
     this.active++;
@@ -217,6 +220,24 @@ describe('jobs service', () => {
     await service.start();
     assert.equal(await done, 'succeeded');
     assert.notEqual((await submit([{ service: 'work', key: 'digits' }])).id, first.id);
+  });
+
+  it('sends every attempt of a keyed job with the key job:<id> in its header, as resumable', async () => {
+    const headers: unknown[] = [];
+    target.scripts.set('train', async function* (body) {
+      headers.push(JSON.parse(body[0]!.toString()));
+      if (headers.length === 1) throw new ZerveError('WORKER_LOST');
+      yield final({ ok: true });
+    });
+    await service.start();
+    const ticket = await submit([{ service: 'train', keyed: true }, { datasetId: 'mnist' }]);
+    assert.equal(await settled(ticket.id), 'succeeded');
+    const keyed = { datasetId: 'mnist', key: jobKey(ticket.id) };
+    assert.deepEqual(headers, [keyed, keyed]);
+    assert.deepEqual(target.resumable, [true, true]);
+    const code = (p: Promise<unknown>) => p.then(() => 'none', (err: ZerveError) => err.code);
+    assert.equal(await code(submit([{ service: 'train', keyed: true }, Buffer.from('not json')])), 'BAD_REQUEST');
+    assert.equal(await code(submit([{ service: 'train', keyed: 'yes' }, { datasetId: 'mnist' }])), 'BAD_REQUEST');
   });
 
   it('runs at most `concurrency` jobs at once', async () => {

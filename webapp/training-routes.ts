@@ -51,8 +51,8 @@ const DATASET_IMPORT_TIMEOUT_MS = 10 * 60_000;
 /** Largest `POST /api/train` body. */
 const MAX_TRAIN_BODY = '64kb';
 
-/** Body of `POST /api/train`: a `TrainHeader` without `deadlineMs` (see `TRAIN_REQUEST_SCHEMA`). */
-export type TrainRequestBody = Omit<TrainHeader, 'deadlineMs'>;
+/** Body of `POST /api/train`: a `TrainHeader` without `deadlineMs` or `key` (see `TRAIN_REQUEST_SCHEMA`; the key comes as `Idempotency-Key`). */
+export type TrainRequestBody = Omit<TrainHeader, 'deadlineMs' | 'key'>;
 
 /** What the training routes need of the web app. */
 export interface TrainingRoutesContext {

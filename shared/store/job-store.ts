@@ -19,6 +19,7 @@ export interface JobRunOptions {
   maxAttempts?: number;
   key?: string;
   announcesCancel?: boolean;
+  keyed?: boolean;
 }
 
 /** A job taken from the queue to run. */

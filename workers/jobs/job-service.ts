@@ -23,7 +23,7 @@ export interface JobTarget {
   stream(
     service: string,
     body: Buffer[],
-    options?: { timeoutMs?: number; signal?: AbortSignal },
+    options?: { timeoutMs?: number; signal?: AbortSignal; resumable?: boolean },
   ): AsyncIterable<{ final: boolean; body: Buffer[] }>;
 }
 
@@ -166,7 +166,7 @@ export class JobService extends EventEmitter {
 
   async submit(request: Record<string, unknown>, targetBody: Buffer[]): Promise<JobTicket> {
     if (this.closing) throw new ZerveError('OVERLOADED', 'the jobs service is stopping');
-    const { service, timeoutMs, maxAttempts, key, announcesCancel } = request as Partial<JobSubmitRequest>;
+    const { service, timeoutMs, maxAttempts, key, announcesCancel, keyed } = request as Partial<JobSubmitRequest>;
     if (typeof service !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(service)) {
       throw new ZerveError('BAD_REQUEST', 'service must be a service name such as "classify.squeezenet"');
     }
@@ -190,11 +190,14 @@ export class JobService extends EventEmitter {
       throw new ZerveError('BAD_REQUEST', 'key must be a string of 1 to 128 characters');
     }
     if (announcesCancel !== undefined && typeof announcesCancel !== 'boolean') throw new ZerveError('BAD_REQUEST', 'announcesCancel must be a boolean');
+    if (keyed !== undefined && typeof keyed !== 'boolean') throw new ZerveError('BAD_REQUEST', 'keyed must be a boolean');
+    if (keyed) jsonObjectOf(targetBody[0], 'a keyed job');
     const runOptions: JobRunOptions = {
       ...(timeoutMs !== undefined ? { timeoutMs } : {}),
       ...(maxAttempts !== undefined ? { maxAttempts } : {}),
       ...(key !== undefined ? { key } : {}),
       ...(announcesCancel ? { announcesCancel } : {}),
+      ...(keyed ? { keyed } : {}),
     };
     const ticket = await this.store.submit(service, targetBody, runOptions);
     this.log.debug({ job: ticket.id, service }, 'job queued');
@@ -337,7 +340,11 @@ export class JobService extends EventEmitter {
     try {
       let final: Buffer[] | undefined;
       const timeoutMs = job.options.timeoutMs ?? this.options.requestTimeoutMs;
-      for await (const chunk of this.target.stream(job.service, job.body, { timeoutMs, signal: controller.signal })) {
+      // Every attempt of a keyed job carries the same key, so the target runs the job once however
+      // often it is sent: again after a lost broker (resumable) or after a retry.
+      const body = job.options.keyed ? withKey(job.body, jobKey(job.id)) : job.body;
+      const resumable = job.options.keyed === true;
+      for await (const chunk of this.target.stream(job.service, body, { timeoutMs, signal: controller.signal, resumable })) {
         if (chunk.final) {
           final = chunk.body; // the last chunk: the loop ends by itself, leaving the socket reusable
           continue;
@@ -409,6 +416,30 @@ export class JobService extends EventEmitter {
       await this.store.fail(job.id, { code: error.code, message: error.message });
     }
   }
+}
+
+/** The idempotency key each attempt of a keyed job carries. */
+export function jobKey(id: string): string {
+  return `job:${id}`;
+}
+
+/** Frame 0 parsed as a JSON object; BAD_REQUEST when it is not one. */
+function jsonObjectOf(frame: Buffer | undefined, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(frame?.toString('utf8') ?? '');
+  } catch {
+    value = undefined;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ZerveError('BAD_REQUEST', `${what} needs a JSON object as frame 0 of its body, to carry the key`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** `body` with `key` set in its JSON header frame. */
+function withKey(body: Buffer[], key: string): Buffer[] {
+  return [encodeJson({ ...jsonObjectOf(body[0], 'a keyed job'), key }), ...body.slice(1)];
 }
 
 /** The cancel handle a PARTIAL announces, if any. */

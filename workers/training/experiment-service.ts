@@ -3,12 +3,20 @@
  * `train.run` through the broker when the worker has a client, so all training workers on all hosts
  * share a search; else here), refits the best, evaluates, exports, records everything in the run
  * store, and streams progress as PARTIAL replies (shared/training.ts).
+ *
+ * A `train` with a `key` runs once per key on this worker: a resend with the key of an experiment
+ * still running (the jobs service's attempt resent through another broker after its broker died)
+ * follows it, getting its next PARTIALs and its FINAL without taking a unit of capacity; one with the
+ * key of an experiment that finished gets its answer (KeyedAnswers: one day, 10,000 keys); one whose
+ * experiment failed trains again.
  */
 import { randomBytes } from 'node:crypto';
 import type { ZerveClient } from '../../shared/client.ts';
 import { ZerveError } from '../../shared/errors.ts';
+import { isIdempotencyKey } from '../../shared/idempotency-key.ts';
+import { KeyedAnswers } from '../../shared/keyed-answers.ts';
 import type { Logger } from '../../shared/logger.ts';
-import { decodeHeader, decodeReply, encodeJson } from '../../shared/messages.ts';
+import { decodeHeader, decodeReply, encodeJson, type RequestHeader } from '../../shared/messages.ts';
 import type { MetricTable } from '../../shared/metric-table.ts';
 import { HOSTNAME } from '../../shared/protocol.ts';
 import { expandSearch } from '../../shared/search-space.ts';
@@ -41,18 +49,57 @@ export interface ExperimentServiceParts extends RunServiceParts {
 export class ExperimentService {
   readonly connection: WorkerConnection;
   private readonly log: Logger;
+  /** Answers of keyed experiments, running or finished: a resend with the same key gets the first one's. */
+  private readonly answers = new KeyedAnswers<Buffer[]>();
+  /** The routes each running keyed experiment sends its PARTIALs to: the first request's, then each resend's. */
+  private readonly followers = new Map<string, Set<(frames: Buffer[]) => void>>();
 
   constructor(private readonly parts: ExperimentServiceParts, log: Logger) {
     this.log = log;
-    this.connection = new WorkerConnection([TRAIN_SERVICE], (body, ctx) => this.handle(body, ctx), { ...parts.options, kind: 'training', maxDeadlineMs: () => DEFAULT_TRAIN_DEADLINE_MS }, log);
+    this.connection = new WorkerConnection([TRAIN_SERVICE], (body, ctx) => this.handle(body, ctx), {
+      ...parts.options,
+      kind: 'training',
+      maxDeadlineMs: () => DEFAULT_TRAIN_DEADLINE_MS,
+      follows: (_service, body) => this.follows(body),
+    }, log);
+  }
+
+  /** Whether `body` is a resend of a keyed experiment running here: it then takes no unit of capacity. */
+  private follows(body: Buffer[]): boolean {
+    if (this.followers.size === 0) return false;
+    try {
+      const { key } = decodeHeader(body[0]);
+      return typeof key === 'string' && this.followers.has(key);
+    } catch {
+      return false; // the handler answers BAD_REQUEST
+    }
   }
 
   private async handle(body: Buffer[], ctx: RequestContext): Promise<Buffer[]> {
-    const { deadlineMs, ...fields } = decodeHeader(body[0]);
+    const { key, ...fields } = decodeHeader(body[0]);
+    if (key === undefined) return this.train(fields, ctx.partial, ctx.signal);
+    if (!isIdempotencyKey(key)) throw new ZerveError('BAD_REQUEST', 'key must be 1 to 128 printable ASCII characters without spaces');
+    const followers = this.followers.get(key);
+    if (followers) {
+      followers.add(ctx.partial);
+      this.log.info({ key }, 'train resent with the key of a running experiment: following it');
+    }
+    return this.answers.run(key, () => {
+      const routes = new Set([ctx.partial]);
+      this.followers.set(key, routes);
+      const send = (frames: Buffer[]) => {
+        for (const partial of routes) partial(frames);
+      };
+      return this.train(fields, send, ctx.signal).finally(() => this.followers.delete(key));
+    });
+  }
+
+  private async train(header: RequestHeader, partial: (frames: Buffer[]) => void, signal: AbortSignal): Promise<Buffer[]> {
+    const { deadlineMs, ...fields } = header;
     // notify stays here: it is neither recorded nor sent on with train.run.
     const { request, notify } = await this.parts.requests.resolve(fields);
     const experimentId = `e${randomBytes(4).toString('hex')}`;
-    const send = (message: TrainProgressMessage) => ctx.partial([encodeJson(message)]);
+    const send = (message: TrainProgressMessage) => partial([encodeJson(message)]);
     const started = performance.now();
     const models = this.parts.models;
     const log = this.log.child({ experimentId, datasetId: request.datasetId });
@@ -64,7 +111,7 @@ export class ExperimentService {
     const datasetName = (await this.parts.store.datasetName(request.datasetId)) ?? (request.datasetId === MNIST_DATASET_ID ? 'mnist' : null);
     const outcome = { experimentId, datasetId: request.datasetId, datasetName, name: request.export?.name ?? null, runs: points.length, startedAt: new Date() };
     await this.parts.store.startExperiment({ id: experimentId, ...(request.export ? { name: request.export.name } : {}), datasetId: request.datasetId, request, seed, host: HOSTNAME, pid: process.pid });
-    const controller = this.parts.active.track(experimentId, ctx.signal);
+    const controller = this.parts.active.track(experimentId, signal);
     send({
       type: 'started',
       experimentId,
