@@ -5,7 +5,7 @@ import { ZerveError } from '../shared/errors.ts';
 import { logger, type Logger } from '../shared/logger.ts';
 import { encodeError } from '../shared/messages.ts';
 import type { ServedModelVersions } from '../shared/models.ts';
-import { HOSTNAME, encodeMetricsHeartbeat, encodeReady, encodeWorkerReply, type ReadyExtension } from '../shared/protocol.ts';
+import { ANONYMOUS_CALLER, HOSTNAME, encodeMetricsHeartbeat, encodeReady, encodeWorkerReply, parseCaller, type CallerIdentity, type ReadyExtension } from '../shared/protocol.ts';
 import { PauseDetector } from '../shared/pause-detector.ts';
 import type { SendQueue } from '../shared/send-queue.ts';
 import { parseBrokerList, pairBrokerKeys } from '../shared/broker-list.ts';
@@ -18,6 +18,11 @@ import { proveKey } from '../shared/key-proof.ts';
 export interface RequestContext {
   /** The service the request was sent to. */
   service: string;
+  /**
+   * Who sent it, as the broker stamped it (docs/auth.md, "Identity on the ZeroMQ side"); anonymous
+   * unless the worker was made with `caller: true`.
+   */
+  caller: CallerIdentity;
   /**
    * Aborted, with a WORKER_LOST ZerveError as its reason, when the worker is closing and the
    * request is still running after `drainTimeoutMs`.
@@ -36,6 +41,8 @@ export interface ServiceTraits {
   idempotent?: (service: string) => boolean;
   /** The longest deadline a request to `service` may ask for, when longer than the broker's cap (declared in READY). @defaultValue () => undefined */
   maxDeadlineMs?: (service: string) => number | undefined;
+  /** Whether the worker asks the broker for each request's caller (`RequestContext.caller`). @defaultValue false */
+  caller?: boolean;
 }
 
 /**
@@ -58,6 +65,7 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
   readonly options: WorkerConnectionOptions;
   private readonly isIdempotent: (service: string) => boolean;
   private readonly maxDeadlineOf: (service: string) => number | undefined;
+  private readonly wantsCaller: boolean;
   private services: string[];
   private models?: ServedModelVersions[];
   private readonly log: Logger;
@@ -79,7 +87,8 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
 
   constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> & ServiceTraits = {}, log: Logger = logger) {
     super();
-    const { idempotent, maxDeadlineMs, ...connection } = options;
+    const { idempotent, maxDeadlineMs, caller, ...connection } = options;
+    this.wantsCaller = caller === true;
     this.options = { ...DEFAULT_WORKER_CONNECTION_OPTIONS, ...connection };
     this.isIdempotent = idempotent ?? (() => false);
     this.maxDeadlineOf = maxDeadlineMs ?? (() => undefined);
@@ -191,6 +200,7 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
     });
     if (caps.length > 0) extension.maxDeadlineMs = Object.fromEntries(caps);
     if (this.draining) extension.draining = true;
+    if (this.wantsCaller) extension.caller = true;
     if (link.curve) extension.keyProof = proveKey(link.curve.keyPair, link.curve.brokerPublicKey, Buffer.from(link.routingId));
     if (this.models) extension.models = this.models;
     this.emit('connected', this.services);
@@ -274,7 +284,8 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
   onRequest(link: BrokerLink, client: Buffer, frames: Buffer[], sends: SendQueue): void {
     // The broker puts the service first for workers registered with the extension (see protocol.ts).
     const service = frames[0]?.toString() ?? '';
-    const body = frames.slice(1);
+    // Then the caller frame, when this worker asked for it in READY.
+    const body = frames.slice(this.wantsCaller ? 2 : 1);
     const generation = link.generation;
     const reply = (frames: Buffer[], final: boolean) => {
       // A reply for a request from an earlier connection goes nowhere: that broker is gone.
@@ -282,6 +293,7 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
     };
     const ctx: RequestContext = {
       service,
+      caller: this.wantsCaller ? parseCaller(frames[1]) : ANONYMOUS_CALLER,
       signal: this.abort.signal,
       partial: (frames) => reply(frames, false),
     };
