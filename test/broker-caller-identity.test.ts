@@ -9,7 +9,10 @@ import { generateKeyFiles, readPublicKey } from '../shared/curve-keys.ts';
 import { JOBS_CANCEL, JOBS_STATUS, JOBS_SUBMIT, type JobStatus, type JobTicket } from '../shared/jobs.ts';
 import { encodeJson } from '../shared/messages.ts';
 import { encodeCaller, type CallerIdentity } from '../shared/protocol.ts';
+import { SqliteExperimentStore } from '../shared/store/sqlite-experiment-store.ts';
+import { RUNS_GET, RUNS_LIST, type ExperimentSummary } from '../shared/training.ts';
 import { JobsWorker } from '../workers/jobs/jobs-worker.ts';
+import { TrainingWorker } from '../workers/training/training-worker.ts';
 import { WorkerConnection } from '../workers/worker-connection.ts';
 import { TEST_HEARTBEAT_MS, nextWorker, tempDir } from './helpers/cluster.ts';
 import { rejectsWith } from './helpers/error-code.ts';
@@ -166,6 +169,34 @@ describe('broker caller identity', function () {
       const status = await b.requestJson<JobStatus>(JOBS_CANCEL, [encodeJson({ id: open.id })]);
       assert.equal(status.owner, undefined);
       assert.equal(status.state, 'canceled');
+    });
+  });
+
+  describe('runs', () => {
+    it("shows an identified user their own experiments and those without an owner, and refuses another's", async () => {
+      const broker = await curveBroker();
+      const folder = join(dir.path, `runs-${Date.now()}`);
+      const store = new SqliteExperimentStore(folder);
+      const start = (id: string, request: object) => store.startExperiment({ id, datasetId: 'd', request, seed: 1, host: 'h', pid: process.pid });
+      await start('of-a', { owner: 'a' });
+      await start('of-b', { owner: 'b' });
+      await start('of-nobody', {});
+      const registered = nextWorker(broker, (w) => w.services.includes(RUNS_LIST));
+      const worker = new TrainingWorker(
+        { connect: broker.backendEndpoint, data: folder, models: join(folder, 'models'), heartbeatIntervalMs: TEST_HEARTBEAT_MS, ...curveWorker(broker) },
+        silent,
+        store,
+      );
+      closers.push(worker);
+      worker.start();
+      await registered;
+      const list = async (c: ZerveClient) => (await c.requestJson<ExperimentSummary[]>(RUNS_LIST, [encodeJson({})])).map((e) => e.id).sort();
+      const [a, b, root, stranger] = [client(broker, 'user-a'), client(broker, 'user-b'), client(broker, 'root'), client(broker, 'stranger')];
+      assert.deepEqual(await list(a), ['of-a', 'of-nobody']);
+      assert.deepEqual(await list(root), ['of-a', 'of-b', 'of-nobody']);
+      assert.deepEqual(await list(stranger), ['of-a', 'of-b', 'of-nobody']); // anonymous: as the web app asks (docs/auth.md)
+      await rejectsWith(a.requestJson(RUNS_GET, [encodeJson({ id: 'of-b' })]), 'FORBIDDEN');
+      assert.equal((await b.requestJson<{ id: string }>(RUNS_GET, [encodeJson({ id: 'of-b' })])).id, 'of-b');
     });
   });
 });
