@@ -322,7 +322,8 @@ export class ZerveClient {
     }
     socket.connect(endpoint);
     route.loop = this.receive(route);
-    // Before any request, so that the broker knows the key when the first one comes.
+    // Before any request, so that the broker knows the key when the first one comes; after connect(),
+    // since a send queued before it never went out in our tests (zeromq 6.8).
     identify?.();
     return route;
   }
