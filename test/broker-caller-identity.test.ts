@@ -16,6 +16,7 @@ import { TrainingWorker } from '../workers/training/training-worker.ts';
 import { WorkerConnection } from '../workers/worker-connection.ts';
 import { TEST_HEARTBEAT_MS, nextWorker, tempDir } from './helpers/cluster.ts';
 import { rejectsWith } from './helpers/error-code.ts';
+import { eventually } from './helpers/eventually.ts';
 
 const silent = pino({ level: 'silent' });
 const WHOAMI = 'whoami';
@@ -114,6 +115,18 @@ describe('broker caller identity', function () {
     assert.deepEqual(await whoami(client(broker, 'web'), {}), { user: 'anonymous', role: 'member' });
     assert.deepEqual(await whoami(client(broker, 'stranger'), { asUser: 'b', asRole: 'admin' }), { user: 'anonymous', role: 'member' });
     assert.deepEqual(await whoami(client(broker), { asUser: 'b' }), { user: 'anonymous', role: 'member' });
+  });
+
+  it('follows a change of the user map file on the connections it knows', async () => {
+    const file = join(dir.path, `users-${Date.now()}`);
+    await writeFile(file, `${readPublicKey(pub('user-a'))} a\n`);
+    const broker = await curveBroker({ clientUsers: file });
+    await whoamiWorker(broker);
+    const a = client(broker, 'user-a');
+    assert.deepEqual(await whoami(a), { user: 'a', role: 'member' });
+    await writeFile(file, `${readPublicKey(pub('user-a'))} ada admin\n`);
+    await eventually('the renamed user', async () => (await whoami(a)).user === 'ada');
+    assert.deepEqual(await whoami(a), { user: 'ada', role: 'admin' });
   });
 
   it('calls a plain client on an open socket anonymous', async () => {
