@@ -7,8 +7,10 @@ import { assertCurveAvailable, parseClientAuth, type ClientAuth } from '../share
 import { ZerveError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { SecurityInfo } from '../shared/messages.ts';
-import type { ReadyExtension } from '../shared/protocol.ts';
-import { verifyKeyProof } from '../shared/key-proof.ts';
+import { headerSpeaksFor } from '../shared/messages.ts';
+import { ANONYMOUS_CALLER, encodeCaller, type CallerIdentity, type ReadyExtension } from '../shared/protocol.ts';
+import { verifyKeyProof, type KeyProof } from '../shared/key-proof.ts';
+import { ClientUsers } from './client-users.ts';
 import { watchSocketEvents } from '../shared/socket-events.ts';
 import { KeyAllowlist } from './key-allowlist.ts';
 import { RefusalLog } from './refusal-log.ts';
@@ -18,6 +20,9 @@ export const WORKERS_DOMAIN = 'workers';
 export const CLIENTS_DOMAIN = 'clients';
 /** Revoked routing ids remembered (each is one dead connection); the oldest go first past this. */
 const MAX_BANNED = 10_000;
+/** Client connections whose proved key the broker remembers; the oldest go first past this. */
+const MAX_IDENTIFIED = 100_000;
+const ANONYMOUS_FRAME = encodeCaller(ANONYMOUS_CALLER);
 
 /** Whether an endpoint can only be reached from this host: inproc, ipc, or a loopback address. */
 export function isLoopbackEndpoint(endpoint: string): boolean {
@@ -43,6 +48,9 @@ export class BrokerSecurity extends EventEmitter {
   private readonly keyPair?: CurveKeyPair;
   private readonly workerKeys?: KeyAllowlist;
   private readonly clientKeys?: KeyAllowlist;
+  private readonly users?: ClientUsers;
+  /** Client connections' proved keys (`mmi.identify`), by routing id (latin1). */
+  private readonly keyOfClient = new Map<string, string>();
   private readonly refusals: RefusalLog;
   private readonly zap?: ZapHandler;
   /** Registered workers' proved keys, by worker id (hex routing id). */
@@ -60,8 +68,8 @@ export class BrokerSecurity extends EventEmitter {
     this.clientAuth = parseClientAuth(o.clientAuth);
     this.refusals = new RefusalLog(log);
     if (o.curveKey === '') {
-      if (o.authorizedWorkers !== '' || this.clientAuth !== 'plain') {
-        throw new ZerveError('BAD_CONFIG', '--authorized-workers and --client-auth curve|allowlist need the broker\'s --curve-key (zerve keys generate broker)');
+      if (o.authorizedWorkers !== '' || this.clientAuth !== 'plain' || o.clientUsers !== '') {
+        throw new ZerveError('BAD_CONFIG', '--authorized-workers, --client-users and --client-auth curve|allowlist need the broker\'s --curve-key (zerve keys generate broker)');
       }
       if (!isLoopbackEndpoint(o.backend) && !o.insecure) {
         throw new ZerveError(
@@ -79,6 +87,10 @@ export class BrokerSecurity extends EventEmitter {
     if (this.clientAuth === 'allowlist') {
       if (o.authorizedClients === '') throw new ZerveError('BAD_CONFIG', '--client-auth allowlist needs --authorized-clients PATH');
       this.clientKeys = new KeyAllowlist(o.authorizedClients, log.child({ allowlist: CLIENTS_DOMAIN }));
+    }
+    if (o.clientUsers !== '') {
+      if (this.clientAuth === 'plain') throw new ZerveError('BAD_CONFIG', '--client-users needs --client-auth curve or allowlist: a plain client proves no key');
+      this.users = new ClientUsers(o.clientUsers, log.child({ component: 'client-users' }));
     }
     this.context = new zmq.Context();
     const own = this.keyPair.publicKey;
@@ -100,7 +112,8 @@ export class BrokerSecurity extends EventEmitter {
     await this.zap?.start();
     this.workerKeys?.watch();
     this.clientKeys?.watch();
-    if (this.workerKeys || this.clientKeys) process.on('SIGHUP', this.onHangup);
+    this.users?.watch();
+    if (this.workerKeys || this.clientKeys || this.users) process.on('SIGHUP', this.onHangup);
     if (this.options.insecure && this.keyPair === undefined && !isLoopbackEndpoint(this.options.backend)) {
       this.log.warn({ backend: this.options.backend }, 'INSECURE: the worker socket has no CURVE (--insecure); anyone who reaches it can register as a worker');
     }
@@ -178,6 +191,44 @@ export class BrokerSecurity extends EventEmitter {
   reload(why: string): void {
     this.workerKeys?.reload(why);
     this.clientKeys?.reload(why);
+    this.users?.reload(why);
+  }
+
+  /**
+   * `mmi.identify`: a client connection proves its CURVE key (shared/key-proof.ts, bound to its
+   * routing id), so that its requests carry its user. Answers an MMI status code.
+   */
+  identify(identity: Buffer, frame: Buffer | undefined): string {
+    if (!this.users || !this.keyPair) return '501';
+    let proof: KeyProof;
+    try {
+      proof = JSON.parse(frame?.toString() ?? '') as KeyProof;
+    } catch {
+      return '400';
+    }
+    if (typeof proof?.publicKey !== 'string' || typeof proof.mac !== 'string' || !verifyKeyProof(proof, this.keyPair.secretKey, identity)) return '400';
+    const id = identity.toString('latin1');
+    this.keyOfClient.delete(id);
+    if (this.keyOfClient.size >= MAX_IDENTIFIED) this.keyOfClient.delete(this.keyOfClient.keys().next().value!);
+    this.keyOfClient.set(id, proof.publicKey);
+    return '200';
+  }
+
+  /**
+   * The caller frame a worker gets with a request (ReadyExtension.caller) from the client with this
+   * routing id (latin1): its user from `--client-users`; for a trusted client, the user its header
+   * names (`asUser`, `asRole`); else anonymous. Without a user map: anonymous, with no lookup.
+   */
+  callerFrame(clientId: string, header: Buffer | undefined): Buffer {
+    if (!this.users) return ANONYMOUS_FRAME;
+    const key = this.keyOfClient.get(clientId);
+    const entry = key === undefined ? undefined : this.users.get(key);
+    if (!entry) return ANONYMOUS_FRAME;
+    if (!entry.trusted) return entry.frame;
+    const speaksFor = headerSpeaksFor(header);
+    if (!speaksFor) return ANONYMOUS_FRAME;
+    const role = speaksFor.role === 'admin' || speaksFor.role === 'viewer' ? speaksFor.role : 'member';
+    return encodeCaller({ user: speaksFor.user, role } satisfies CallerIdentity);
   }
 
   info(): SecurityInfo {
@@ -191,6 +242,7 @@ export class BrokerSecurity extends EventEmitter {
     process.off('SIGHUP', this.onHangup);
     this.workerKeys?.close();
     this.clientKeys?.close();
+    this.users?.close();
     // They end once the closed sockets' monitors stop; a bound, so that close never hangs on one.
     await Promise.race([Promise.all(this.watches), sleep(1000, undefined, { ref: false })]);
     await this.zap?.close();

@@ -10,6 +10,7 @@ import {
   MDPC02,
   MDPW01,
   MDPW02,
+  MMI_IDENTIFY,
   MMI_PREFIX,
   MMI_SECURITY,
   MMI_SERVICE,
@@ -236,7 +237,7 @@ export class Broker extends EventEmitter {
   private onClient(identity: Buffer, frames: Buffer[], via: SendQueue): void {
     const { version, service, serviceFrame, body, tag } = parseClientRequest(frames);
     if (service.startsWith(MMI_PREFIX)) {
-      via.push([identity, ...encodeClientReply(version, serviceFrame, [this.mmi(service, body)], true, tag)], true);
+      via.push([identity, ...encodeClientReply(version, serviceFrame, [this.mmi(service, body, identity)], true, tag)], true);
       return;
     }
     const now = performance.now();
@@ -325,8 +326,10 @@ export class Broker extends EventEmitter {
     request.via.push([request.client, ...encodeClientReply(request.clientVersion, request.serviceFrame, [reply], true, request.tag)], true);
   }
 
-  private mmi(service: string, body: Buffer[]): Buffer {
+  private mmi(service: string, body: Buffer[], identity: Buffer): Buffer {
     switch (service) {
+      case MMI_IDENTIFY:
+        return Buffer.from(this.security.identify(identity, body[0]));
       case MMI_SERVICE: {
         const name = body[0]?.toString() ?? '';
         return Buffer.from(this.workers.forService(name)?.size ? '200' : '404');
@@ -402,6 +405,7 @@ export class Broker extends EventEmitter {
           extended: ext !== undefined,
           services: new Set(ext ? ext.services : [message.service]),
           idempotent: new Set(ext?.idempotent),
+          caller: ext?.caller === true,
           maxDeadlineMs: new Map(Object.entries(ext?.maxDeadlineMs ?? {})),
           capacity: ext?.capacity ?? 1,
           draining: ext?.draining === true,
@@ -463,7 +467,12 @@ export class Broker extends EventEmitter {
     worker.inFlight.set(token, request);
     worker.lastDispatch = ++this.dispatchCounter;
     this.metrics.dispatched(request);
-    const body = worker.extended ? [request.serviceFrame, ...request.body] : request.body;
+    // The caller frame is the broker's own: whatever a client puts in its body comes after it.
+    const body = !worker.extended
+      ? request.body
+      : worker.caller
+        ? [request.serviceFrame, this.security.callerFrame(request.clientKey, request.body[0]), ...request.body]
+        : [request.serviceFrame, ...request.body];
     worker.via.push([worker.identity, ...encodeWorkerRequest(worker.version, tokenFrame(token), body)], true);
   }
 

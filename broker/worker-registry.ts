@@ -17,6 +17,8 @@ export interface WorkerRecord {
   services: Set<string>;
   /** Services whose in-flight requests are resent when the worker dies (declared in READY). */
   idempotent: Set<string>;
+  /** Whether it asked for the caller frame in READY (ReadyExtension.caller). */
+  caller: boolean;
   /** Longest deadline of a service's requests, where the worker declared one in READY. */
   maxDeadlineMs: Map<string, number>;
   capacity: number;
@@ -73,6 +75,7 @@ export class WorkerRegistry {
     for (const service of record.services) this.unlink(service, record);
     record.services = new Set(extension.services);
     record.idempotent = new Set(extension.idempotent);
+    record.caller = extension.caller === true;
     record.maxDeadlineMs = new Map(Object.entries(extension.maxDeadlineMs ?? {}));
     record.capacity = extension.capacity;
     record.draining = extension.draining === true;

@@ -17,6 +17,7 @@ export function addBrokerCurveFlags(command: Command): Command {
     .option('--authorized-workers <path>', 'worker public keys admitted: a file of keys or a folder of .pub files (reloaded on SIGHUP and on change)')
     .addOption(clientAuth())
     .option('--authorized-clients <path>', 'client public keys admitted with --client-auth allowlist: a file or a folder of .pub files')
+    .option('--client-users <file>', 'client keys mapped to users, lines "<key> <user> [role]" or "<key> *" for a trusted client (reloaded on SIGHUP and on change)')
     .option('--insecure', 'allow a worker socket reachable from other hosts without CURVE (warns)');
 }
 

@@ -109,6 +109,7 @@ const up = program
       if (curveKey !== '') args.push('--curve-key', curveKey);
       if (brokerOptions.authorizedWorkers !== '') args.push('--authorized-workers', resolve(brokerOptions.authorizedWorkers));
       if (brokerOptions.authorizedClients !== '') args.push('--authorized-clients', resolve(brokerOptions.authorizedClients));
+      if (brokerOptions.clientUsers !== '') args.push('--client-users', resolve(brokerOptions.clientUsers));
       if (brokerOptions.insecure) args.push('--insecure');
       supervisor.add(`broker-${i + 1}`, args);
     }

@@ -49,12 +49,19 @@ export interface BrokerSecurityOptions extends CurveOptions {
   authorizedWorkers: string;
   /** Client public keys admitted when `clientAuth` is `allowlist`: a file or a folder of `.pub` files. @defaultValue '' */
   authorizedClients: string;
+  /**
+   * Client keys mapped to users: lines `<Z85 key> <user> [role]`, or `<key> *` for a trusted client
+   * (the web app) that names the user in each request; needs `clientAuth` curve or allowlist (docs/auth.md).
+   * Reloaded on SIGHUP and change. @defaultValue ''
+   */
+  clientUsers: string;
 }
 
 export const DEFAULT_BROKER_SECURITY_OPTIONS: BrokerSecurityOptions = {
   ...DEFAULT_CURVE_OPTIONS,
   authorizedWorkers: '',
   authorizedClients: '',
+  clientUsers: '',
 };
 
 export interface BrokerOptions extends HeartbeatOptions, BrokerSecurityOptions {

@@ -87,6 +87,8 @@ export interface JobStatus {
   id: string;
   service: string;
   state: JobState;
+  /** The user who submitted it, when the broker knew one (docs/auth.md); absent: anyone may read and cancel it. */
+  owner?: string;
   /** Attempts started so far (a job left running by a crash is attempted again). */
   attempts: number;
   createdAt: string;

@@ -127,6 +127,30 @@ export function headerDeadlineMs(frame: Buffer | undefined): number | undefined 
   }
 }
 
+/** Header fields with which a trusted client (the web app) names the user it sends a request for. */
+export interface SpeaksFor {
+  asUser?: string;
+  asRole?: string;
+}
+
+/**
+ * The user and role a trusted client (the web app) asks to speak for, from its header frame's
+ * `asUser` and `asRole`: the broker reads them only for a client its `--client-users` file marks
+ * trusted. Never throws.
+ */
+export function headerSpeaksFor(frame: Buffer | undefined): { user: string; role?: string } | undefined {
+  if (!frame || frame.length === 0 || frame.length > MAX_HEADER_BYTES) return undefined;
+  const first = frame[0]!;
+  if (first !== 0x7b /* { */ && !isMsgpackMap(first)) return undefined;
+  try {
+    const { asUser, asRole } = (parseHeaderFrame(frame) ?? {}) as { asUser?: unknown; asRole?: unknown };
+    if (typeof asUser !== 'string' || asUser === '' || asUser.length > 256) return undefined;
+    return typeof asRole === 'string' ? { user: asUser, role: asRole } : { user: asUser };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Decodes a request header frame: JSON if it starts with `{` (after whitespace), msgpack if it
  * starts a msgpack map. An absent or empty frame is `{}`.

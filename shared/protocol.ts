@@ -64,7 +64,7 @@ const CLIENT_FRAMES = Object.fromEntries(
 ) as Record<number, Buffer>;
 
 // Service names live in shared/services.ts; these are re-exported for the modules that import them from here.
-export { CLASSIFY_PREFIX, ECHO_SERVICE, MMI_PREFIX, MMI_SECURITY, MMI_SERVICE, MMI_SERVICES, MMI_STATS, MMI_WORKERS, MODELS_DESCRIBE, classifyService } from './services.ts';
+export { CLASSIFY_PREFIX, ECHO_SERVICE, MMI_IDENTIFY, MMI_PREFIX, MMI_SECURITY, MMI_SERVICE, MMI_SERVICES, MMI_STATS, MMI_WORKERS, MODELS_DESCRIBE, classifyService } from './services.ts';
 
 /**
  * Zerve's extension of READY: an extra frame of JSON after the service name, which plain MDP brokers
@@ -98,6 +98,42 @@ export interface ReadyExtension {
    * broker's caps apply.
    */
   maxDeadlineMs?: Record<string, number>;
+  /**
+   * The worker wants the caller frame ({@link CallerIdentity}): the broker then sends each REQUEST as
+   * `client, "", service, caller, ...body`. The broker writes that frame itself on every request, so a
+   * client cannot forge it.
+   */
+  caller?: boolean;
+}
+
+/** The user a request is from, as the broker stamps it for workers that ask (`ReadyExtension.caller`). */
+export interface CallerIdentity {
+  /** The user name, or {@link ANONYMOUS_USER}. */
+  user: string;
+  /** Their role: from the broker's `--client-users` file, or as a trusted client (the web app) says. */
+  role: 'admin' | 'member' | 'viewer';
+}
+
+/** The caller of a request from a client the broker cannot map to a user. */
+export const ANONYMOUS_USER = 'anonymous';
+export const ANONYMOUS_CALLER: CallerIdentity = Object.freeze({ user: ANONYMOUS_USER, role: 'member' });
+
+export function encodeCaller(caller: CallerIdentity): Buffer {
+  return Buffer.from(JSON.stringify({ user: caller.user, role: caller.role }));
+}
+
+/** Reads a caller frame; anything that is not one is the anonymous caller. */
+export function parseCaller(frame: Buffer | undefined): CallerIdentity {
+  try {
+    const value = JSON.parse(frame?.toString() ?? '') as Partial<CallerIdentity> | null;
+    const role = value?.role;
+    if (typeof value?.user === 'string' && value.user !== '' && (role === 'admin' || role === 'member' || role === 'viewer')) {
+      return { user: value.user, role };
+    }
+  } catch {
+    // not JSON: anonymous
+  }
+  return ANONYMOUS_CALLER;
 }
 
 /** A message violated the protocol; the broker logs it and drops it. */
@@ -253,6 +289,7 @@ function parseReadyExtension(frame: Buffer): ReadyExtension | undefined {
       extension.models = models.map((m) => ({ name: m.name, versions: [...m.versions], latest: m.latest }));
     }
     if (Array.isArray(value.idempotent)) extension.idempotent = value.idempotent.filter((s) => typeof s === 'string');
+    if (value.caller === true) extension.caller = true;
     if (typeof value.maxDeadlineMs === 'object' && value.maxDeadlineMs !== null && !Array.isArray(value.maxDeadlineMs)) {
       const caps = Object.entries(value.maxDeadlineMs).filter(([s, ms]) => extension.services.includes(s) && typeof ms === 'number' && ms > 0 && Number.isFinite(ms));
       if (caps.length > 0) extension.maxDeadlineMs = Object.fromEntries(caps);

@@ -13,6 +13,12 @@ export const MMI_WORKERS = 'mmi.workers';
 export const MMI_SECURITY = 'mmi.security';
 /** The broker's cumulative request counts and latency histograms by service (`BrokerStats`), for the /cluster page. */
 export const MMI_STATS = 'mmi.stats';
+/**
+ * A CURVE client proves its key to the broker (body `[JSON KeyProof]`, shared/key-proof.ts) so that
+ * the broker can map it to a user (`--client-users`); answers `200`, `400` (bad proof) or `501` (no
+ * user map).
+ */
+export const MMI_IDENTIFY = 'mmi.identify';
 
 /** `classify.<model>`: one service per model, so a worker may host any subset of models. */
 export const CLASSIFY_PREFIX = 'classify.';

@@ -5,7 +5,7 @@ import { ZerveError } from './errors.ts';
 import { logger, type Logger } from './logger.ts';
 import { encodeError } from './messages.ts';
 import type { ServedModelVersions } from './models.ts';
-import { HOSTNAME, encodeMetricsHeartbeat, encodeReady, encodeWorkerReply, type ReadyExtension } from './protocol.ts';
+import { ANONYMOUS_CALLER, HOSTNAME, encodeMetricsHeartbeat, encodeReady, encodeWorkerReply, parseCaller, type CallerIdentity, type ReadyExtension } from './protocol.ts';
 import { PauseDetector } from './pause-detector.ts';
 import type { SendQueue } from './send-queue.ts';
 import { parseBrokerList, pairBrokerKeys } from './broker-list.ts';
@@ -18,6 +18,11 @@ import { proveKey } from './key-proof.ts';
 export interface RequestContext {
   /** The service the request was sent to. */
   service: string;
+  /**
+   * Who sent it, as the broker stamped it (docs/auth.md, "Identity on the ZeroMQ side"); anonymous
+   * unless the worker was made with `caller: true`.
+   */
+  caller: CallerIdentity;
   /**
    * Aborted, with a WORKER_LOST ZerveError as its reason, when the worker is closing and the
    * request is still running after `drainTimeoutMs`.
@@ -41,6 +46,8 @@ export interface ServiceTraits {
    * no unit of the capacity and never waits for one. @defaultValue () => false
    */
   follows?: (service: string, body: Buffer[]) => boolean;
+  /** Whether the worker asks the broker for each request's caller (`RequestContext.caller`). @defaultValue false */
+  caller?: boolean;
 }
 
 /**
@@ -64,6 +71,7 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
   private readonly isIdempotent: (service: string) => boolean;
   private readonly maxDeadlineOf: (service: string) => number | undefined;
   private readonly follows: (service: string, body: Buffer[]) => boolean;
+  private readonly wantsCaller: boolean;
   private services: string[];
   private models?: ServedModelVersions[];
   private readonly log: Logger;
@@ -85,7 +93,8 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
 
   constructor(services: string[], private readonly handler: RequestHandler, options: Partial<WorkerConnectionOptions> & ServiceTraits = {}, log: Logger = logger) {
     super();
-    const { idempotent, maxDeadlineMs, follows, ...connection } = options;
+    const { idempotent, maxDeadlineMs, follows, caller, ...connection } = options;
+    this.wantsCaller = caller === true;
     this.options = { ...DEFAULT_WORKER_CONNECTION_OPTIONS, ...connection };
     this.isIdempotent = idempotent ?? (() => false);
     this.maxDeadlineOf = maxDeadlineMs ?? (() => undefined);
@@ -198,6 +207,7 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
     });
     if (caps.length > 0) extension.maxDeadlineMs = Object.fromEntries(caps);
     if (this.draining) extension.draining = true;
+    if (this.wantsCaller) extension.caller = true;
     if (link.curve) extension.keyProof = proveKey(link.curve.keyPair, link.curve.brokerPublicKey, Buffer.from(link.routingId));
     if (this.models) extension.models = this.models;
     this.emit('connected', this.services);
@@ -281,7 +291,8 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
   onRequest(link: BrokerLink, client: Buffer, frames: Buffer[], sends: SendQueue): void {
     // The broker puts the service first for workers registered with the extension (see protocol.ts).
     const service = frames[0]?.toString() ?? '';
-    const body = frames.slice(1);
+    // Then the caller frame, when this worker asked for it in READY.
+    const body = frames.slice(this.wantsCaller ? 2 : 1);
     const generation = link.generation;
     const reply = (frames: Buffer[], final: boolean) => {
       // A reply for a request from an earlier connection goes nowhere: that broker is gone.
@@ -289,6 +300,7 @@ export class WorkerConnection extends EventEmitter implements BrokerLinkOwner {
     };
     const ctx: RequestContext = {
       service,
+      caller: this.wantsCaller ? parseCaller(frames[1]) : ANONYMOUS_CALLER,
       signal: this.abort.signal,
       partial: (frames) => reply(frames, false),
     };

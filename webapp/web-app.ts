@@ -24,7 +24,7 @@ import {
   type JobTicket,
 } from '../shared/jobs.ts';
 import { logger as rootLogger, type Logger } from '../shared/logger.ts';
-import { encodeHeader, encodeJson, type ClassifyReply, type RequestHeader } from '../shared/messages.ts';
+import { encodeHeader, encodeJson, type ClassifyReply, type RequestHeader, type SpeaksFor } from '../shared/messages.ts';
 import { CLASSIFY_PREFIX, classifyService } from '../shared/protocol.ts';
 import { HttpMetrics } from './http-metrics.ts';
 import { httpErrorHandler, toZerveError } from './http-error.ts';
@@ -386,7 +386,7 @@ export class WebApp {
       await this.catalog.requireModel(query.model);
       const key = parseIdempotencyKey(req.get(IDEMPOTENCY_KEY_HEADER));
       const image = await this.readImage(req, query);
-      const request: JobSubmitRequest = { service: classifyService(query.model), ...(key ? { key } : {}) };
+      const request: JobSubmitRequest & SpeaksFor = { service: classifyService(query.model), ...(key ? { key } : {}), ...this.speaksFor(res) };
       // With a key the jobs service answers a resend with the first ticket, so it may go through another broker.
       const ticket = await this.client.requestJson<JobTicket>(
         JOBS_SUBMIT,
@@ -402,13 +402,13 @@ export class WebApp {
   private readonly jobStatus: RequestHandler = async (_req, res) => {
     const id = params(res).path.id as string;
     await this.owners.requireRead('job', id, AuthGate.principalOf(res));
-    res.json(await this.askJobs(JOBS_STATUS, id));
+    res.json(await this.askJobs(JOBS_STATUS, id, 0, this.speaksFor(res)));
   };
 
   private readonly cancelJob: RequestHandler = async (_req, res) => {
     const id = params(res).path.id as string;
     await this.owners.requireOwner('job', id, AuthGate.principalOf(res));
-    const status = await this.askJobs(JOBS_CANCEL, id);
+    const status = await this.askJobs(JOBS_CANCEL, id, 0, this.speaksFor(res));
     await this.audit.record(res, 'job.cancel', id, { state: status.state });
     res.json(status);
   };
@@ -419,7 +419,8 @@ export class WebApp {
     const lastEventId = Number(req.get('last-event-id'));
     let since = Number.isInteger(lastEventId) && lastEventId > 0 ? lastEventId : 0;
     await this.owners.requireRead('job', id, AuthGate.principalOf(res));
-    let status = await this.askJobs(JOBS_STATUS, id, since); // unknown job: a 404 before the stream starts
+    const caller = this.speaksFor(res);
+    let status = await this.askJobs(JOBS_STATUS, id, since, caller); // unknown job: a 404 before the stream starts
     const stop = new AbortController();
     this.streams.add(stop);
     res.on('close', () => stop.abort());
@@ -457,7 +458,7 @@ export class WebApp {
           lastWrite = Date.now();
         }
         try {
-          status = await this.askJobs(JOBS_STATUS, id, since);
+          status = await this.askJobs(JOBS_STATUS, id, since, caller);
         } catch (err) {
           const error = toZerveError(err);
           if (error.code === 'UNKNOWN_JOB') {
@@ -528,9 +529,19 @@ export class WebApp {
     }
   }
 
-  private async askJobs(service: string, id: string, since = 0): Promise<JobStatus> {
+  /**
+   * The HTTP caller, for the broker to stamp on the request when this web app's key is trusted in its
+   * `--client-users` file (docs/auth.md); nothing with auth off.
+   */
+  private speaksFor(res: Response): SpeaksFor {
+    if (!this.owners.enabled) return {};
+    const principal = AuthGate.principalOf(res);
+    return { asUser: principal.userName, asRole: principal.role };
+  }
+
+  private async askJobs(service: string, id: string, since: number, caller: SpeaksFor): Promise<JobStatus> {
     await this.requireJobs();
-    const request = service === JOBS_STATUS ? { id, since } : { id };
+    const request = service === JOBS_STATUS ? { id, since, ...caller } : { id, ...caller };
     return this.client.requestJson<JobStatus>(service, [encodeJson(request)], {
       timeoutMs: this.options.requestTimeoutMs,
       retries: 0,

@@ -20,6 +20,8 @@ export interface JobRunOptions {
   key?: string;
   announcesCancel?: boolean;
   keyed?: boolean;
+  /** The user who submitted it (the caller the broker stamped); absent for an anonymous caller. */
+  owner?: string;
 }
 
 /** A job taken from the queue to run. */
@@ -108,6 +110,8 @@ export interface JobRow {
   error_code: string | null;
   error_message: string | null;
   progress_seq: number;
+  /** The stored JobRunOptions: JSON text (SQLite) or already parsed (PostgreSQL JSONB). */
+  options: string | JobRunOptions;
 }
 
 /** Packs frames into one blob: a count, then each frame's length and bytes (uint32 big-endian). */
@@ -160,6 +164,8 @@ export function jobStatusOf(row: JobRow, progressRows: { seq: number; at: number
     progress,
     progressSeq: row.progress_seq,
   };
+  const owner = (typeof row.options === 'string' ? (JSON.parse(row.options) as JobRunOptions) : row.options).owner;
+  if (owner !== undefined) status.owner = owner;
   if (row.state === 'succeeded' && row.result) status.result = frameValue(unpackFrames(row.result)[0]);
   if ((row.state === 'failed' || row.state === 'canceled') && row.error_code !== null) {
     status.failure = { code: row.error_code, message: row.error_message ?? '' };

@@ -58,7 +58,7 @@ CREATE TABLE job_progress (
 ];
 
 const STATUS_COLUMNS = `id, service, state, attempts, created_at, started_at, finished_at, expires_at, result,
-  error_code, error_message, progress_seq`;
+  error_code, error_message, progress_seq, options`;
 
 /**
  * The job queue in a PostgreSQL database that several jobs services share. A service claims the

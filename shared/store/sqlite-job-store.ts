@@ -146,7 +146,7 @@ export class SqliteJobStore implements JobStore {
       ),
       get: db.prepare(
         `SELECT id, service, state, attempts, created_at, started_at, finished_at, expires_at, result,
-         error_code, error_message, progress_seq FROM jobs WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)`,
+         error_code, error_message, progress_seq, options FROM jobs WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)`,
       ),
       progress: db.prepare(`SELECT seq, at, data FROM job_progress WHERE job_id = ? AND seq > ? ORDER BY seq`),
       purge: db.prepare(`DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?`),

@@ -15,7 +15,7 @@ import {
   type JobSubmitRequest,
   type JobTicket,
 } from '../../shared/jobs.ts';
-import { MMI_PREFIX } from '../../shared/protocol.ts';
+import { ANONYMOUS_CALLER, ANONYMOUS_USER, MMI_PREFIX, type CallerIdentity } from '../../shared/protocol.ts';
 import type { ClaimedJob, JobRunOptions, JobStore } from '../../shared/store/job-store.ts';
 
 /** Where jobs are sent: a `ZerveClient` in production, anything with the same `stream` in tests. */
@@ -144,27 +144,34 @@ export class JobService extends EventEmitter {
     this.pump();
   }
 
-  /** Answers one request of a `jobs.*` service. */
-  async handle(service: string, body: Buffer[]): Promise<Buffer[]> {
+  /**
+   * Answers one request of a `jobs.*` service from `caller` (as the broker stamped it): a job records
+   * its submitter, and only they or an admin read or cancel it (a job without an owner: anyone).
+   */
+  async handle(service: string, body: Buffer[], caller: CallerIdentity = ANONYMOUS_CALLER): Promise<Buffer[]> {
     const request = decodeHeader(body[0]) as Record<string, unknown>;
     switch (service) {
       case JOBS_SUBMIT:
-        return [encodeJson(await this.submit(request, body.slice(1)))];
+        return [encodeJson(await this.submit(request, body.slice(1), caller))];
       case JOBS_STATUS: {
         const since = request.since ?? 0;
         if (!(Number.isInteger(since) && (since as number) >= 0)) {
           throw new ZerveError('BAD_REQUEST', 'since must be an integer >= 0');
         }
-        return [encodeJson(await this.status(requireId(request), since as number))];
+        return [encodeJson(mayAccess(await this.status(requireId(request), since as number), caller))];
       }
-      case JOBS_CANCEL:
-        return [encodeJson(await this.cancel(requireId(request)))];
+      case JOBS_CANCEL: {
+        const id = requireId(request);
+        // Checked before the cancel: progress entries are not needed for that.
+        mayAccess(await this.status(id, Number.MAX_SAFE_INTEGER), caller);
+        return [encodeJson(await this.cancel(id))];
+      }
       default:
         throw new ZerveError('UNKNOWN_SERVICE', `the jobs worker does not offer ${service}`);
     }
   }
 
-  async submit(request: Record<string, unknown>, targetBody: Buffer[]): Promise<JobTicket> {
+  async submit(request: Record<string, unknown>, targetBody: Buffer[], caller: CallerIdentity = ANONYMOUS_CALLER): Promise<JobTicket> {
     if (this.closing) throw new ZerveError('OVERLOADED', 'the jobs service is stopping');
     const { service, timeoutMs, maxAttempts, key, announcesCancel, keyed } = request as Partial<JobSubmitRequest>;
     if (typeof service !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(service)) {
@@ -198,6 +205,7 @@ export class JobService extends EventEmitter {
       ...(key !== undefined ? { key } : {}),
       ...(announcesCancel ? { announcesCancel } : {}),
       ...(keyed ? { keyed } : {}),
+      ...(caller.user !== ANONYMOUS_USER ? { owner: caller.user } : {}),
     };
     const ticket = await this.store.submit(service, targetBody, runOptions);
     this.log.debug({ job: ticket.id, service }, 'job queued');
@@ -440,6 +448,12 @@ function jsonObjectOf(frame: Buffer | undefined, what: string): Record<string, u
 /** `body` with `key` set in its JSON header frame. */
 function withKey(body: Buffer[], key: string): Buffer[] {
   return [encodeJson({ ...jsonObjectOf(body[0], 'a keyed job'), key }), ...body.slice(1)];
+}
+
+/** The job's status, when `caller` may read and cancel it: its owner, an admin, anyone for a job without an owner. */
+function mayAccess(status: JobStatus, caller: CallerIdentity): JobStatus {
+  if (status.owner === undefined || status.owner === caller.user || caller.role === 'admin') return status;
+  throw new ZerveError('FORBIDDEN', `job ${status.id} is another user's`);
 }
 
 /** The cancel handle a PARTIAL announces, if any. */

@@ -58,10 +58,12 @@ export class JobsWorker {
     this.connection = new WorkerConnection(
       [...JOBS_SERVICES],
       // Registered only once the service exists; the counts follow each submit and cancel at once.
-      (body, ctx) => this.service!.handle(ctx.service, body).finally(() => void this.countJobs()),
+      (body, ctx) => this.service!.handle(ctx.service, body, ctx.caller).finally(() => void this.countJobs()),
       {
         connect: this.options.connect,
         kind: 'jobs',
+        // Owners are enforced here, where the jobs live (docs/auth.md).
+        caller: true,
         capacity: 16,
         heartbeatIntervalMs: this.options.heartbeatIntervalMs,
         heartbeatLiveness: this.options.heartbeatLiveness,

@@ -26,7 +26,7 @@ import type { DatasetManifest, DatasetStore } from './dataset-store.ts';
 import type { DatasetTransfer } from './dataset-transfer.ts';
 import type { RequestResolver } from './request-resolver.ts';
 import type { ExperimentStore } from '../../shared/store/experiment-store.ts';
-import { HOSTNAME } from '../../shared/protocol.ts';
+import { ANONYMOUS_USER, HOSTNAME, type CallerIdentity } from '../../shared/protocol.ts';
 import { isIdempotencyKey } from '../../shared/idempotency-key.ts';
 import { KeyedAnswers } from '../../shared/keyed-answers.ts';
 
@@ -60,7 +60,7 @@ export class ControlService {
     this.workerName = parts.cancelService.slice(TRAIN_CANCEL_PREFIX.length);
     const own = PER_WORKER_SERVICES.map((base) => perWorkerService(base, this.workerName));
     this.services = [DATASETS_ADD, DATASETS_LIST, DATASETS_GET, RUNS_LIST, RUNS_GET, ...own, parts.cancelService];
-    this.connection = new WorkerConnection(this.services, (body, ctx) => this.handle(body, ctx), { ...parts.options, kind: 'training', capacity: 4 }, log);
+    this.connection = new WorkerConnection(this.services, (body, ctx) => this.handle(body, ctx), { ...parts.options, kind: 'training', capacity: 4, caller: true }, log);
   }
 
   /** Offers `datasets.fetch.<id>` (one READY for all), so the broker sends other workers' fetches of them here. */
@@ -119,13 +119,19 @@ export class ControlService {
       case RUNS_LIST: {
         const { limit = 50 } = decodeHeader(body[0]);
         if (!(Number.isInteger(limit) && (limit as number) >= 1 && (limit as number) <= 1000)) throw new ZerveError('BAD_REQUEST', 'limit must be an integer from 1 to 1000');
-        return [encodeJson(await this.parts.store.summaries(limit as number))];
+        const summaries = await this.parts.store.summaries(limit as number);
+        return [encodeJson(summaries.filter((e) => mayReadExperiment(e, ctx.caller)))];
       }
       case RUNS_GET: {
         const { id } = decodeHeader(body[0]);
         if (typeof id !== 'string') throw new ZerveError('BAD_REQUEST', 'runs.get needs {"id"}');
         const found = await this.parts.store.detail(id);
         if (!found) throw new ZerveError('UNKNOWN_RUN', `no run or experiment ${id}`);
+        // A run is its experiment's: its owner is read from there.
+        const experiment = 'request' in found ? found : await this.parts.store.detail(found.experimentId);
+        if (experiment && 'request' in experiment && !mayReadExperiment(experiment, ctx.caller)) {
+          throw new ZerveError('FORBIDDEN', `run or experiment ${id} is another user's`);
+        }
         return [encodeJson(found)];
       }
       case this.parts.cancelService: {
@@ -161,4 +167,15 @@ export class ControlService {
       explicitTest: manifest.explicitTest,
     };
   }
+}
+
+/**
+ * Whether a caller the broker identified may read an experiment (and its runs): its `request.owner`
+ * is theirs, it has none, or they are an admin. An anonymous caller reads all, as before: the web app,
+ * unless its key is trusted in the broker's `--client-users`, asks as one and filters by itself.
+ */
+function mayReadExperiment(experiment: { request: unknown }, caller: CallerIdentity): boolean {
+  if (caller.user === ANONYMOUS_USER || caller.role === 'admin') return true;
+  const owner = (experiment.request as { owner?: unknown } | null)?.owner;
+  return owner === undefined || owner === caller.user;
 }
