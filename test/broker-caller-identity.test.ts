@@ -13,7 +13,7 @@ import { SqliteExperimentStore } from '../shared/store/sqlite-experiment-store.t
 import { RUNS_GET, RUNS_LIST, type ExperimentSummary } from '../shared/training.ts';
 import { JobsWorker } from '../workers/jobs/jobs-worker.ts';
 import { TrainingWorker } from '../workers/training/training-worker.ts';
-import { WorkerConnection } from '../workers/worker-connection.ts';
+import { WorkerConnection } from '../shared/worker-connection.ts';
 import { TEST_HEARTBEAT_MS, nextWorker, tempDir } from './helpers/cluster.ts';
 import { rejectsWith } from './helpers/error-code.ts';
 import { eventually } from './helpers/eventually.ts';
