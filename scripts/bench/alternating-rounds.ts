@@ -10,7 +10,7 @@
 import { freePort } from './bench-cluster.ts';
 import { CliChild } from './cli-child.ts';
 import { EchoLoad } from './echo-load.ts';
-import { median } from './load-runner.ts';
+import { median } from './percentile.ts';
 import { withProcessCpu } from './process-cpu.ts';
 import { guideProgram, startMinimalBroker, type ZguideBuilt } from './reference-brokers.ts';
 

@@ -15,6 +15,7 @@ import { ZerveClient } from '../../shared/client.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { CliChild } from './cli-child.ts';
+import { percentile } from './percentile.ts';
 import { ReportTable } from './report-table.ts';
 
 export interface AutoscaleBenchOptions {
@@ -33,8 +34,9 @@ interface Phase {
   endS: number;
   requests: number;
   lost: number;
-  p50Ms: number | null;
-  p99Ms: number | null;
+  /** NaN when no request ended in the phase (null in the JSON). */
+  p50Ms: number;
+  p99Ms: number;
 }
 
 interface Sample {
@@ -165,7 +167,7 @@ async function runStepLoad(setup: string, args: string[], ready: number, setting
     const rows: Phase[] = phases.map((p) => {
       const inPhase = timings.filter((t) => t.atS >= p.startS && t.atS < p.endS);
       const ms = inPhase.map((t) => t.ms).sort((a, b) => a - b);
-      return { ...p, requests: inPhase.length, lost: inPhase.filter((t) => !t.ok).length, p50Ms: quantile(ms, 0.5), p99Ms: quantile(ms, 0.99) };
+      return { ...p, requests: inPhase.length, lost: inPhase.filter((t) => !t.ok).length, p50Ms: percentile(ms, 0.5), p99Ms: percentile(ms, 0.99) };
     });
     let workerSeconds = 0;
     samples.forEach((x, i) => (workerSeconds += i === 0 ? 0 : samples[i - 1]!.workers * (x.atS - samples[i - 1]!.atS)));
@@ -188,7 +190,7 @@ export function autoscaleReport(section: AutoscaleSection): (string | ReportTabl
       const ph = run.phases[i]!;
       const during = run.samples.filter((x) => x.atS >= ph.startS && x.atS < ph.endS).map((x) => x.workers);
       const span = during.length > 0 ? `${Math.min(...during)}-${Math.max(...during)}` : '-';
-      const ratio = ph.p99Ms !== null && p.p99Ms !== null && p.p99Ms > 0 ? `${(ph.p99Ms / p.p99Ms).toFixed(2)}x` : '-';
+      const ratio = p.p99Ms > 0 && !Number.isNaN(ph.p99Ms) ? `${(ph.p99Ms / p.p99Ms).toFixed(2)}x` : '-';
       phases.push([run === auto ? `${ph.name} (${ph.startS.toFixed(0)}-${ph.endS.toFixed(0)} s)` : '', run.setup, ph.requests, ph.lost, ms(ph.p50Ms), ms(ph.p99Ms), ratio, span]);
     }
   });
@@ -267,13 +269,8 @@ ${ticks.join('\n')}
 `;
 }
 
-function quantile(sorted: number[], q: number): number | null {
-  if (sorted.length === 0) return null;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-function ms(value: number | null): string {
-  return value === null ? '-' : value.toFixed(0);
+function ms(value: number): string {
+  return Number.isNaN(value) ? '-' : value.toFixed(0);
 }
 
 function escapeXml(text: string): string {

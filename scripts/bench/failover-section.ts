@@ -11,7 +11,8 @@ import { ZerveError } from '../../shared/errors.ts';
 import { ECHO_SERVICE } from '../../shared/protocol.ts';
 import { freePort } from './bench-cluster.ts';
 import { CliChild } from './cli-child.ts';
-import { median, percentile, runLoad } from './load-runner.ts';
+import { runLoad } from './load-runner.ts';
+import { median, percentile } from './percentile.ts';
 import { withProcessCpu } from './process-cpu.ts';
 import { ReportTable } from './report-table.ts';
 

@@ -11,7 +11,7 @@ import { ZerveClient } from '../../shared/client.ts';
 import { classifyService, ECHO_SERVICE } from '../../shared/protocol.ts';
 import { BenchCluster } from './bench-cluster.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
-import { median } from './load-runner.ts';
+import { median } from './percentile.ts';
 
 const FIXTURES = path.resolve(fileURLToPath(new URL('../../', import.meta.url)), '..', 'shared', 'fixtures');
 const MODEL = 'squeezenet-fp32';

@@ -17,7 +17,7 @@ import { freePort } from './bench-cluster.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { CliChild } from './cli-child.ts';
 import { runLoadWithCpu, type LoadCpuResult } from './load-cpu.ts';
-import { median } from './load-runner.ts';
+import { median } from './percentile.ts';
 import { processCpuUs } from './process-cpu.ts';
 import { RawClassifier } from './raw-classifier.ts';
 import { ReportTable } from './report-table.ts';

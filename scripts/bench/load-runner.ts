@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { percentile } from './percentile.ts';
 
 export interface LoadOptions {
   /** Requests kept in flight at once (closed loop: each loop starts its next request when one ends). */
@@ -88,20 +89,6 @@ export async function runLoad(task: () => Promise<unknown>, options: LoadOptions
     p99Ms: percentile(latencies, 0.99),
     durationMs: measuredMs,
   };
-}
-
-/** The middle value (the mean of the two middle ones for an even count). */
-export function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-/** Nearest-rank percentile of sorted values; NaN when there are none. */
-export function percentile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[rank]!;
 }
 
 /** A table's errors cell: the count, and the first error's message when there was one. */

@@ -13,7 +13,7 @@ import { encodeJson } from '../../shared/messages.ts';
 import { ECHO_SERVICE } from '../../shared/protocol.ts';
 import { CliChild } from './cli-child.ts';
 import { EchoLoad } from './echo-load.ts';
-import { median } from './load-runner.ts';
+import { median } from './percentile.ts';
 import { ReportTable } from './report-table.ts';
 
 export interface MetricsOverhead {

@@ -16,7 +16,7 @@ import { manifestHash, readManifest, sha256File } from '../../shared/model-excha
 import { ModelFetcher } from '../../shared/model-exchange/model-transfer.ts';
 import { BenchCluster } from './bench-cluster.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
-import { median } from './load-runner.ts';
+import { median } from './percentile.ts';
 import { ReportTable } from './report-table.ts';
 
 export interface ModelsRow {

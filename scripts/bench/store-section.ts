@@ -24,7 +24,7 @@ import { openExperimentStore } from '../../shared/store/open-experiment-store.ts
 import { JobsWorker } from '../../workers/jobs/jobs-worker.ts';
 import { WorkerConnection } from '../../shared/worker-connection.ts';
 import { TestPostgres } from '../../test/helpers/postgres.ts';
-import { median, percentile } from './load-runner.ts';
+import { median, percentile } from './percentile.ts';
 import { ReportTable } from './report-table.ts';
 
 export interface StoreBenchOptions {
