@@ -40,6 +40,7 @@ import { benchBatching, type BatchRow } from './bench/batching-section.ts';
 import { benchClients, clientCpuSummary } from './bench/client-section.ts';
 import { CACHE_MODES, benchResultCache, type CacheRow } from './bench/result-cache-section.ts';
 import { benchReference, referenceReport, type ReferenceSection } from './bench/reference-section.ts';
+import { each, fixed, thousands } from './bench/report-format.ts';
 import { ReportTable } from './bench/report-table.ts';
 import { benchModels, modelsReport, type ModelsSection } from './bench/models-section.ts';
 import { benchTraining, trainingReport, type TrainingSection } from './bench/training-section.ts';
@@ -356,8 +357,6 @@ interface HttpSection {
 // Output
 // ---------------------------------------------------------------------------------------------
 
-const fixed = (n: number | undefined, digits = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
-const thousands = (n: number) => Math.round(n).toLocaleString('en-US');
 
 function inferenceTable(rows: InferenceRow[], image: string): ReportTable {
   const table = new ReportTable(['setup', 'conc.', 'images/s', 'p50 ms', 'p99 ms', 'x raw (same conc.)', 'x raw limit', 'CPU ms/image', 'errors']);
@@ -416,7 +415,7 @@ function httpTable(result: HttpBenchResult): ReportTable {
 function batchTable(rows: BatchRow[]): ReportTable {
   const table = new ReportTable(['onnxruntime threads', 'batch', 'images/s', 'ms per run', 'x batch 1 images/s', 'x batch 1 CPU per image', 'images/s each round']);
   for (const row of rows) {
-    table.push([row.threads, row.batch, fixed(row.imagesPerSecond), fixed(row.runMs), fixed(row.ratioToBatch1, 2), fixed(row.cpuToBatch1, 2), row.perRound.map((x) => x.toFixed(0)).join(' ')]);
+    table.push([row.threads, row.batch, fixed(row.imagesPerSecond), fixed(row.runMs), fixed(row.ratioToBatch1, 2), fixed(row.cpuToBatch1, 2), each(row.perRound, 0)]);
   }
   return table;
 }
@@ -469,7 +468,7 @@ async function main(): Promise<void> {
   const loadBefore = loadavg();
   const images = new Map(IMAGES.map((name) => [name, readFileSync(path.join(FIXTURES, 'images', name))]));
   progress(
-    `${cpus().length} CPU(s), load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}; sections: ${[...SELECTED].join(', ')}${QUICK ? ' (quick)' : ''}; ` +
+    `${cpus().length} CPU(s), load average ${each(loadBefore, 2)}; sections: ${[...SELECTED].join(', ')}${QUICK ? ' (quick)' : ''}; ` +
       `${WARM_UP_MS} ms warm-up + ${DURATION_MS} ms measured per row`,
   );
 

@@ -17,6 +17,7 @@ import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { CliChild } from './cli-child.ts';
 import { percentile } from './percentile.ts';
 import { ReportTable } from './report-table.ts';
+import { fixed, ratio } from './report-format.ts';
 
 export interface AutoscaleBenchOptions {
   /** `../shared/fixtures`: the squeezenet-fp32 model and the kitten. */
@@ -190,8 +191,7 @@ export function autoscaleReport(section: AutoscaleSection): (string | ReportTabl
       const ph = run.phases[i]!;
       const during = run.samples.filter((x) => x.atS >= ph.startS && x.atS < ph.endS).map((x) => x.workers);
       const span = during.length > 0 ? `${Math.min(...during)}-${Math.max(...during)}` : '-';
-      const ratio = p.p99Ms > 0 && !Number.isNaN(ph.p99Ms) ? `${(ph.p99Ms / p.p99Ms).toFixed(2)}x` : '-';
-      phases.push([run === auto ? `${ph.name} (${ph.startS.toFixed(0)}-${ph.endS.toFixed(0)} s)` : '', run.setup, ph.requests, ph.lost, ms(ph.p50Ms), ms(ph.p99Ms), ratio, span]);
+            phases.push([run === auto ? `${ph.name} (${ph.startS.toFixed(0)}-${ph.endS.toFixed(0)} s)` : '', run.setup, ph.requests, ph.lost, fixed(ph.p50Ms, 0), fixed(ph.p99Ms, 0), ratio(ph.p99Ms, p.p99Ms), span]);
     }
   });
   const cost = new ReportTable(['setup', 'requests lost', 'worker-seconds', 'vs autoscale']);
@@ -240,7 +240,7 @@ function drawRun(phases: Phase[], samples: Sample[], bounds: string): string {
   const bands = phases
     .map((p, i) => {
       const fill = i % 2 === 0 ? '#f1f3f5' : '#ffffff';
-      const label = `${i + 1}. ${p.name} (${p.startS.toFixed(0)}-${p.endS.toFixed(0)} s): ${p.requests} requests, p50 ${ms(p.p50Ms)} ms, p99 ${ms(p.p99Ms)} ms, lost ${p.lost}`;
+      const label = `${i + 1}. ${p.name} (${p.startS.toFixed(0)}-${p.endS.toFixed(0)} s): ${p.requests} requests, p50 ${fixed(p.p50Ms, 0)} ms, p99 ${fixed(p.p99Ms, 0)} ms, lost ${p.lost}`;
       return `<rect x="${x(p.startS).toFixed(1)}" y="${pad.top}" width="${(x(p.endS) - x(p.startS)).toFixed(1)}" height="${H - pad.top - pad.bottom}" fill="${fill}"/>` +
         `<text x="${(x(p.startS) + 3).toFixed(1)}" y="${pad.top + 12}" font-size="11" fill="#495057">${i + 1}</text>` +
         `<text x="${pad.left}" y="${40 + i * 14}" font-size="11" fill="#495057">${escapeXml(label)}</text>`;
@@ -267,10 +267,6 @@ ${ticks.join('\n')}
 <text x="${W / 2}" y="${H - 8}" font-size="11" text-anchor="middle">seconds</text>
 </svg>
 `;
-}
-
-function ms(value: number): string {
-  return Number.isNaN(value) ? '-' : value.toFixed(0);
 }
 
 function escapeXml(text: string): string {

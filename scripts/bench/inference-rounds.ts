@@ -21,6 +21,7 @@ import { median } from './percentile.ts';
 import { processCpuUs } from './process-cpu.ts';
 import { RawClassifier } from './raw-classifier.ts';
 import { ReportTable } from './report-table.ts';
+import { each, fixed, spread } from './report-format.ts';
 
 export type InferencePath = 'raw' | 'cluster' | 'http (zerve up)' | 'http (own process)';
 export const INFERENCE_PATHS: readonly InferencePath[] = ['raw', 'cluster', 'http (zerve up)', 'http (own process)'];
@@ -305,11 +306,6 @@ function judge(r: InferenceRoundsResult, o: InferenceRoundsOptions): InferenceGo
   return goals;
 }
 
-const fixed = (n: number | undefined, digits = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
-const spread = (all: number[] | undefined, digits = 1) => {
-  const values = (all ?? []).filter(Number.isFinite);
-  return values.length === 0 ? '-' : `${fixed(median(values), digits)} (${fixed(Math.min(...values), digits)}-${fixed(Math.max(...values), digits)})`;
-};
 
 /** The section's tables: per-round medians (and ranges) of each figure, then each goal met or not. */
 export function inferenceRoundsReport(r: InferenceRoundsResult, o: Pick<InferenceRoundsOptions, 'capacity' | 'httpImage' | 'httpConcurrencies'>): (string | ReportTable)[] {
@@ -339,7 +335,7 @@ export function inferenceRoundsReport(r: InferenceRoundsResult, o: Pick<Inferenc
   out.push('');
   out.push(
     `Idle (no requests), CPU ms per second over all ${r.rounds} idle periods together: zerve up process (broker, web app, jobs service) ${fixed(r.idleOverall.up, 1)}, ` +
-      `inference worker ${fixed(r.idleOverall.worker, 1)}; each round (10 ms clock ticks): ${r.idle.up.map((x) => x.toFixed(0)).join(' ')} and ${r.idle.worker.map((x) => x.toFixed(0)).join(' ')}.`,
+      `inference worker ${fixed(r.idleOverall.worker, 1)}; each round (10 ms clock ticks): ${each(r.idle.up, 0)} and ${each(r.idle.worker, 0)}.`,
   );
   out.push('');
   out.push(`Goals, each on the median of ${r.rounds} per-round ratios or differences:`);

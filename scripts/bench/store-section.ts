@@ -26,6 +26,7 @@ import { WorkerConnection } from '../../shared/worker-connection.ts';
 import { TestPostgres } from '../../test/helpers/postgres.ts';
 import { median, percentile } from './percentile.ts';
 import { ReportTable } from './report-table.ts';
+import { fixed } from './report-format.ts';
 
 export interface StoreBenchOptions {
   quick: boolean;
@@ -193,7 +194,7 @@ export async function benchStore(o: StoreBenchOptions): Promise<StoreSection> {
 
 export function storeReport(section: StoreSection): Array<string | ReportTable> {
   const table = new ReportTable(['measure', 'SQLite', 'PostgreSQL', 'x SQLite']);
-  const row = (what: string, a: number, b: number, digits: number) => table.push([what, a.toFixed(digits), b.toFixed(digits), (b / a).toFixed(2)]);
+  const row = (what: string, a: number, b: number, digits: number) => table.push([what, fixed(a, digits), fixed(b, digits), fixed(b / a, 2)]);
   row('jobs submitted /s', section.sqlite.submitsPerSecond, section.postgres.submitsPerSecond, 0);
   row('echo job submit-to-done p50 ms', section.sqlite.doneP50Ms, section.postgres.doneP50Ms, 1);
   row('echo job submit-to-done p99 ms', section.sqlite.doneP99Ms, section.postgres.doneP99Ms, 1);

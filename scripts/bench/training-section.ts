@@ -25,6 +25,7 @@ import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { CHILD_ENV } from './cli-child.ts';
 import { EmbeddingBaseline } from './embedding-baseline.ts';
 import { ReportTable } from './report-table.ts';
+import { fixed } from './report-format.ts';
 import { withProcessCpu } from './process-cpu.ts';
 import { TimedExtractor, type ExtractionTiming } from './timed-extractor.ts';
 
@@ -474,7 +475,6 @@ async function gridOnce(options: TrainingBenchOptions, request: TrainHeader, run
 // Report
 // ---------------------------------------------------------------------------------------------
 
-const fixed = (n: number | undefined, digits = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
 const seconds = (ms: number | undefined) => fixed(ms === undefined ? undefined : ms / 1000, 1);
 const verdict = (met: boolean | undefined) => (met === undefined ? 'not judged (quick mode)' : met ? 'met' : 'NOT met');
 
