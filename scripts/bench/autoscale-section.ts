@@ -16,6 +16,7 @@ import { ZerveError } from '../../shared/errors.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { CliChild } from './cli-child.ts';
 import { percentile } from './percentile.ts';
+import { Heading, type BenchSection } from './bench-section.ts';
 import { ReportTable } from './report-table.ts';
 import { fixed, ratio } from './report-format.ts';
 
@@ -280,3 +281,11 @@ async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+/** `npm run bench -- autoscale`: only when named; bench-results/autoscale[-quick].json, .md and autoscale.svg. */
+export const autoscaleSection: BenchSection<AutoscaleSection> = {
+  name: 'autoscale',
+  namedOnly: true,
+  run: (c) => benchAutoscale({ fixtures: c.fixtures, quick: c.quick, resultsDir: c.resultsDir, progress: c.progress }),
+  report: (section) => [new Heading('Autoscaling on one host: a step load'), ...autoscaleReport(section)],
+};

@@ -16,6 +16,8 @@ import { BenchCluster } from './bench-cluster.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { runLoad, type LoadResult } from './load-runner.ts';
 import { withProcessCpu } from './process-cpu.ts';
+import { BENCH_MODEL } from './bench-model.ts';
+import { Heading, type BenchSection } from './bench-section.ts';
 import { ReportTable } from './report-table.ts';
 import { fixed } from './report-format.ts';
 
@@ -157,3 +159,15 @@ export function curveReport(section: CurveSection): Array<string | ReportTable> 
   }
   return [table];
 }
+
+/** `npm run bench -- curve`: what CURVE costs. */
+export const curveSection: BenchSection<CurveSection> = {
+  name: 'curve',
+  run: (c) => benchCurve({ fixtures: c.fixtures, model: BENCH_MODEL, warmUpMs: c.warmUpMs, durationMs: c.durationMs, progress: c.progress }),
+  report: (section) => [
+    new Heading(
+      'CURVE cost: a plain broker and a CURVE broker (both sockets, allowlisted worker key) side by side, each with an echo and an inference worker; runs alternate plain, CURVE, plain, CURVE',
+    ),
+    ...curveReport(section),
+  ],
+};

@@ -14,6 +14,7 @@ import { CliChild } from './cli-child.ts';
 import { runLoad } from './load-runner.ts';
 import { median, percentile } from './percentile.ts';
 import { withProcessCpu } from './process-cpu.ts';
+import { Heading, type BenchSection } from './bench-section.ts';
 import { ReportTable } from './report-table.ts';
 import { each, fixed } from './report-format.ts';
 
@@ -200,3 +201,13 @@ export function failoverReport(section: FailoverSection): string[] {
     kill.toText(),
   ];
 }
+
+/** Echo requests in flight in the failover runs. */
+const FAILOVER_CONCURRENCY = 256;
+
+/** `npm run bench -- failover`: several live brokers. */
+export const failoverSection: BenchSection<FailoverSection> = {
+  name: 'failover',
+  run: (c) => benchFailover({ rounds: c.quick ? 2 : 4, warmUpMs: c.warmUpMs, durationMs: c.durationMs, concurrency: FAILOVER_CONCURRENCY, progress: c.progress }),
+  report: (section) => [new Heading('Failover: several live brokers (docs/brokers.md)'), ...failoverReport(section)],
+};

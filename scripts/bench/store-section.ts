@@ -25,6 +25,7 @@ import { JobsWorker } from '../../workers/jobs/jobs-worker.ts';
 import { WorkerConnection } from '../../shared/worker-connection.ts';
 import { TestPostgres } from '../../test/helpers/postgres.ts';
 import { median, percentile } from './percentile.ts';
+import { Heading, type BenchSection } from './bench-section.ts';
 import { ReportTable } from './report-table.ts';
 import { fixed } from './report-format.ts';
 
@@ -201,3 +202,13 @@ export function storeReport(section: StoreSection): Array<string | ReportTable> 
   row(`experiments listed /s (50 of ${section.experiments})`, section.sqlite.listsPerSecond, section.postgres.listsPerSecond, 0);
   return [table];
 }
+
+/** `npm run bench -- store`: SQLite against PostgreSQL. */
+export const storeSection: BenchSection<StoreSection> = {
+  name: 'store',
+  run: (c) => benchStore({ quick: c.quick, durationMs: c.durationMs, progress: c.progress }),
+  report: (store) => [
+    new Heading(`Store: SQLite and PostgreSQL side by side (each its own broker, echo worker and jobs service, all up at once), ${store.rounds} alternating rounds, medians`),
+    ...storeReport(store),
+  ],
+};
