@@ -24,6 +24,13 @@ describe('benchmark load runner', () => {
     assert.equal(result.perSecond, (result.completed * 1000) / result.durationMs);
   });
 
+  it('measures the CPU per task of the processes it is given, and none without them', async () => {
+    const measured = await runLoad(slow, { concurrency: 2, warmUpMs: 0, durationMs: 20, cpuPids: [process.pid] });
+    assert.equal(typeof measured.cpuMsPerTask, 'number');
+    const plain = await runLoad(slow, { concurrency: 2, warmUpMs: 0, durationMs: 20 });
+    assert.equal(plain.cpuMsPerTask, undefined);
+  });
+
   it('never holds the window open past maxDurationMs', async () => {
     const result = await runLoad(slow, { concurrency: 2, warmUpMs: 0, durationMs: 20, minLatencies: 1000, maxDurationMs: 200 });
     assert.equal(result.durationMs, 200);

@@ -26,7 +26,7 @@ try {
   for (const img of ['kitten.png', 'kitten-1600.jpg']) {
     const bytes = readFileSync(path.join(FIX, 'images', img));
     const rows: Record<string, number[]> = {};
-    // CPU per image counts every completion, warm-up included, as load-cpu.ts does.
+    // CPU per image counts every completion, warm-up included, as runLoad's cpuMsPerTask does (load-runner.ts).
     for (let r = 0; r < 4; r++) {
       for (const which of r % 2 ? ['cluster', 'raw'] : ['raw', 'cluster']) {
         const pids = { client: process.pid, broker: cluster.broker.pid, worker: w!.pid };

@@ -16,7 +16,7 @@ import { classifyService } from '../../shared/protocol.ts';
 import { freePort } from './bench-cluster.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { CliChild } from './cli-child.ts';
-import { runLoadWithCpu, type LoadCpuResult } from './load-cpu.ts';
+import { runLoad, type LoadResult } from './load-runner.ts';
 import { median } from './percentile.ts';
 import { processCpuUs } from './process-cpu.ts';
 import { RawClassifier } from './raw-classifier.ts';
@@ -214,7 +214,7 @@ export async function benchInferenceRounds(o: InferenceRoundsOptions): Promise<I
       idleOverall: { up: 0, worker: 0 },
       goals: [],
     };
-    const push = (into: PerRound, r: LoadCpuResult) => {
+    const push = (into: PerRound, r: LoadResult) => {
       if (r.errors > 0) throw new Error(`errors: ${r.firstError}`);
       into.p50Ms.push(r.p50Ms);
       into.perSecond.push(r.perSecond);
@@ -222,7 +222,7 @@ export async function benchInferenceRounds(o: InferenceRoundsOptions): Promise<I
     };
     const fresh = (): PerRound => ({ p50Ms: [], perSecond: [], cpuMsPerImage: [] });
     const run = (p: InferencePath, bytes: Buffer, concurrency: number) =>
-      runLoadWithCpu(checked(tasks(bytes)[p]), { concurrency, warmUpMs: Math.min(300, o.windowMs / 4), durationMs: o.windowMs }, pids[p]);
+      runLoad(checked(tasks(bytes)[p]), { concurrency, warmUpMs: Math.min(300, o.windowMs / 4), durationMs: o.windowMs, cpuPids: pids[p] });
     /** images/s of one run of `httpImage` at a concurrency; from BURST_FROM on, one burst answered in full. */
     const throughput = async (p: InferencePath, concurrency: number): Promise<number> => {
       const task = checked(tasks(o.images.get(o.httpImage)!)[p]);

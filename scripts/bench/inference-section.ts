@@ -12,8 +12,7 @@ import { BenchCluster } from './bench-cluster.ts';
 import { BENCH_IMAGES, BENCH_MODEL, benchModelDir, HTTP_CONCURRENCIES, HTTP_IMAGE, loadBenchImages, TABBY, THREAD_BUDGET } from './bench-model.ts';
 import { Heading, type BenchContext, type BenchSection, type ReportPart } from './bench-section.ts';
 import { benchHttp, type HttpBenchOptions, type HttpBenchResult } from './http-bench.ts';
-import { runLoadWithCpu, type LoadCpuResult } from './load-cpu.ts';
-import { errorsCell } from './load-runner.ts';
+import { errorsCell, runLoad, type LoadResult } from './load-runner.ts';
 import { benchOip, type OipBenchRow } from './oip-section.ts';
 import { RawClassifier } from './raw-classifier.ts';
 import { fixed } from './report-format.ts';
@@ -63,7 +62,7 @@ const CLUSTER_SETUPS: ClusterSetup[] = [
   { name: 'cluster: 2 workers x 1 thread', workers: 2, threads: 1, capacity: 2 },
 ];
 
-interface InferenceRow extends LoadCpuResult {
+interface InferenceRow extends LoadResult {
   image: string;
   setup: string;
   kind: 'raw' | 'cluster';
@@ -89,7 +88,7 @@ async function benchRaw(c: BenchContext, images: Map<string, Buffer>): Promise<I
         if (top !== TABBY) throw new Error(`${setup.name}: ${image} classified as ${top}, expected ${TABBY}`);
         for (const concurrency of CONCURRENCIES) {
           c.progress(`${setup.name}, ${image}, concurrency ${concurrency}`);
-          rows.push({ image, setup: setup.name, kind: 'raw', ...(await runLoadWithCpu(() => classify(bytes), loadOptions(c, concurrency), [process.pid])) });
+          rows.push({ image, setup: setup.name, kind: 'raw', ...(await runLoad(() => classify(bytes), { ...loadOptions(c, concurrency), cpuPids: [process.pid] })) });
         }
       }
     } finally {
@@ -122,7 +121,7 @@ async function benchClusterSetup(
         c.progress(`${setup.name}, ${image}, concurrency ${concurrency}`);
         // CPU of every process on the path: this client, the broker and the workers.
         const pids = [process.pid, cluster.broker.pid, ...workers.map((w) => w.pid)];
-        const result = await runLoadWithCpu(() => client.classify(BENCH_MODEL, bytes, { topk: 1, cache: false }), loadOptions(c, concurrency), pids);
+        const result = await runLoad(() => client.classify(BENCH_MODEL, bytes, { topk: 1, cache: false }), { ...loadOptions(c, concurrency), cpuPids: pids });
         rows.push({ image, setup: setup.name, kind: 'cluster', ...result });
       }
     }

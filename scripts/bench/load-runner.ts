@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { percentile } from './percentile.ts';
+import { processCpuUs } from './process-cpu.ts';
 
 export interface LoadOptions {
   /** Requests kept in flight at once (closed loop: each loop starts its next request when one ends). */
@@ -16,6 +17,8 @@ export interface LoadOptions {
   minLatencies?: number;
   /** Longest window when `minLatencies` holds it open. @defaultValue 60000 */
   maxDurationMs?: number;
+  /** Processes whose CPU to measure per task (`cpuMsPerTask`), e.g. the client, broker and workers. @defaultValue none */
+  cpuPids?: readonly number[];
 }
 
 export interface LoadResult {
@@ -33,6 +36,13 @@ export interface LoadResult {
   p99Ms: number;
   /** The measured window (longer than asked when `minLatencies` held it open). */
   durationMs: number;
+  /**
+   * CPU (user + system, all threads) of `cpuPids` together per completed task, in ms, over the whole run
+   * (warm-up included, every completion counted); absent without `cpuPids` or /proc. On a machine other
+   * work shares, throughput moves with that work; CPU per task moves much less, and at saturation on
+   * idle cores throughput follows it.
+   */
+  cpuMsPerTask?: number;
 }
 
 /**
@@ -42,6 +52,25 @@ export interface LoadResult {
  * setup cannot pass as a fast one).
  */
 export async function runLoad(task: () => Promise<unknown>, options: LoadOptions): Promise<LoadResult> {
+  const pids = options.cpuPids ?? [];
+  if (pids.length === 0) return runClosedLoops(task, options);
+  let done = 0;
+  const before = pids.map(processCpuUs);
+  const result = await runClosedLoops(async () => {
+    await task();
+    done++;
+  }, options);
+  const after = pids.map(processCpuUs);
+  let used = 0;
+  for (let i = 0; i < pids.length; i++) {
+    const [start, end] = [before[i], after[i]];
+    if (start === undefined || end === undefined) return result;
+    used += end - start;
+  }
+  return done === 0 ? result : { ...result, cpuMsPerTask: used / done / 1000 };
+}
+
+async function runClosedLoops(task: () => Promise<unknown>, options: LoadOptions): Promise<LoadResult> {
   const warmUpMs = options.warmUpMs ?? 1000;
   const durationMs = options.durationMs ?? 3000;
   const minLatencies = options.minLatencies ?? 0;
