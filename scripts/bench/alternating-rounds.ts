@@ -2,7 +2,7 @@
  * The issue's targets measured through several brokers that are all up at once, in alternating rounds:
  * the C broker, the minimal zeromq.js broker and Zerve's, each with one C `mdworker`, and Zerve's with
  * its echo worker. Each round gives every setup a pipelined window of 1000 requests in flight and a run
- * of sync round trips. Measured one setup after another, as the rest of table 2b is, a ratio moves by
+ * of sync round trips. Measured one setup after another, as the rest of table 3b is, a ratio moves by
  * 10-40% with whatever else the two cores run in that minute; in rounds, each round of a setup is
  * divided by the C broker's round beside it and the median of those ratios is reported. The broker
  * process's CPU per request in the pipelined part is measured the same way (from /proc).
@@ -10,7 +10,7 @@
 import { freePort } from './bench-cluster.ts';
 import { CliChild } from './cli-child.ts';
 import { EchoLoad } from './echo-load.ts';
-import { median } from './load-runner.ts';
+import { median } from './percentile.ts';
 import { withProcessCpu } from './process-cpu.ts';
 import { guideProgram, startMinimalBroker, type ZguideBuilt } from './reference-brokers.ts';
 

@@ -15,7 +15,10 @@ import { ZerveClient } from '../../shared/client.ts';
 import { ZerveError } from '../../shared/errors.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { CliChild } from './cli-child.ts';
+import { percentile } from './percentile.ts';
+import { Heading, type BenchSection } from './bench-section.ts';
 import { ReportTable } from './report-table.ts';
+import { fixed, ratio } from './report-format.ts';
 
 export interface AutoscaleBenchOptions {
   /** `../shared/fixtures`: the squeezenet-fp32 model and the kitten. */
@@ -33,8 +36,9 @@ interface Phase {
   endS: number;
   requests: number;
   lost: number;
-  p50Ms: number | null;
-  p99Ms: number | null;
+  /** NaN when no request ended in the phase (null in the JSON). */
+  p50Ms: number;
+  p99Ms: number;
 }
 
 interface Sample {
@@ -165,7 +169,7 @@ async function runStepLoad(setup: string, args: string[], ready: number, setting
     const rows: Phase[] = phases.map((p) => {
       const inPhase = timings.filter((t) => t.atS >= p.startS && t.atS < p.endS);
       const ms = inPhase.map((t) => t.ms).sort((a, b) => a - b);
-      return { ...p, requests: inPhase.length, lost: inPhase.filter((t) => !t.ok).length, p50Ms: quantile(ms, 0.5), p99Ms: quantile(ms, 0.99) };
+      return { ...p, requests: inPhase.length, lost: inPhase.filter((t) => !t.ok).length, p50Ms: percentile(ms, 0.5), p99Ms: percentile(ms, 0.99) };
     });
     let workerSeconds = 0;
     samples.forEach((x, i) => (workerSeconds += i === 0 ? 0 : samples[i - 1]!.workers * (x.atS - samples[i - 1]!.atS)));
@@ -188,8 +192,7 @@ export function autoscaleReport(section: AutoscaleSection): (string | ReportTabl
       const ph = run.phases[i]!;
       const during = run.samples.filter((x) => x.atS >= ph.startS && x.atS < ph.endS).map((x) => x.workers);
       const span = during.length > 0 ? `${Math.min(...during)}-${Math.max(...during)}` : '-';
-      const ratio = ph.p99Ms !== null && p.p99Ms !== null && p.p99Ms > 0 ? `${(ph.p99Ms / p.p99Ms).toFixed(2)}x` : '-';
-      phases.push([run === auto ? `${ph.name} (${ph.startS.toFixed(0)}-${ph.endS.toFixed(0)} s)` : '', run.setup, ph.requests, ph.lost, ms(ph.p50Ms), ms(ph.p99Ms), ratio, span]);
+            phases.push([run === auto ? `${ph.name} (${ph.startS.toFixed(0)}-${ph.endS.toFixed(0)} s)` : '', run.setup, ph.requests, ph.lost, fixed(ph.p50Ms, 0), fixed(ph.p99Ms, 0), ratio(ph.p99Ms, p.p99Ms), span]);
     }
   });
   const cost = new ReportTable(['setup', 'requests lost', 'worker-seconds', 'vs autoscale']);
@@ -238,7 +241,7 @@ function drawRun(phases: Phase[], samples: Sample[], bounds: string): string {
   const bands = phases
     .map((p, i) => {
       const fill = i % 2 === 0 ? '#f1f3f5' : '#ffffff';
-      const label = `${i + 1}. ${p.name} (${p.startS.toFixed(0)}-${p.endS.toFixed(0)} s): ${p.requests} requests, p50 ${ms(p.p50Ms)} ms, p99 ${ms(p.p99Ms)} ms, lost ${p.lost}`;
+      const label = `${i + 1}. ${p.name} (${p.startS.toFixed(0)}-${p.endS.toFixed(0)} s): ${p.requests} requests, p50 ${fixed(p.p50Ms, 0)} ms, p99 ${fixed(p.p99Ms, 0)} ms, lost ${p.lost}`;
       return `<rect x="${x(p.startS).toFixed(1)}" y="${pad.top}" width="${(x(p.endS) - x(p.startS)).toFixed(1)}" height="${H - pad.top - pad.bottom}" fill="${fill}"/>` +
         `<text x="${(x(p.startS) + 3).toFixed(1)}" y="${pad.top + 12}" font-size="11" fill="#495057">${i + 1}</text>` +
         `<text x="${pad.left}" y="${40 + i * 14}" font-size="11" fill="#495057">${escapeXml(label)}</text>`;
@@ -267,15 +270,6 @@ ${ticks.join('\n')}
 `;
 }
 
-function quantile(sorted: number[], q: number): number | null {
-  if (sorted.length === 0) return null;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-function ms(value: number | null): string {
-  return value === null ? '-' : value.toFixed(0);
-}
-
 function escapeXml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
@@ -287,3 +281,11 @@ async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+/** `npm run bench -- autoscale`: only when named; bench-results/autoscale[-quick].json, .md and autoscale.svg. */
+export const autoscaleSection: BenchSection<AutoscaleSection> = {
+  name: 'autoscale',
+  namedOnly: true,
+  run: (c) => benchAutoscale({ fixtures: c.fixtures, quick: c.quick, resultsDir: c.resultsDir, progress: c.progress }),
+  report: (section) => [new Heading('Autoscaling on one host: a step load'), ...autoscaleReport(section)],
+};

@@ -9,7 +9,7 @@
  * bound of the gain (gathering requests only adds a wait).
  */
 import { performance } from 'node:perf_hooks';
-import { median } from './load-runner.ts';
+import { median } from './percentile.ts';
 import { processCpuUs } from './process-cpu.ts';
 import { RawClassifier } from './raw-classifier.ts';
 

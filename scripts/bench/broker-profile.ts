@@ -1,7 +1,7 @@
 /**
  * Profiles the broker on its own: `zerve broker` in a child process (any extra node flags, e.g.
  * `--cpu-prof --cpu-prof-dir=DIR`, via BROKER_NODE_FLAGS), the Guide's C `mdworker`s or a Zerve echo
- * worker behind it, and one MDP/0.1 DEALER client with N requests in flight, as table 2b runs them.
+ * worker behind it, and one MDP/0.1 DEALER client with N requests in flight, as table 3b runs them.
  * Prints requests/s and the broker's CPU per request for each window. Environment: BROKER=c runs the
  * Guide's C broker instead, SHARED=1 gives Zerve one endpoint for both roles, STRACE=FILE writes
  * `strace -c -f` of the broker (of the first worker with STRACE_WORKER=1) per window to FILE.N.

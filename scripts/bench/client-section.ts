@@ -9,6 +9,7 @@ import type { PipelinedResult, RoundTripResult } from './echo-load.ts';
 import { runLoad, type LoadResult } from './load-runner.ts';
 import { withProcessCpu } from './process-cpu.ts';
 import { SocketPoolEcho } from './socket-pool-echo.ts';
+import { fixed } from './report-format.ts';
 
 /** Requests in flight for the client rows. */
 export const CLIENT_CONCURRENCIES = [16, 256];
@@ -80,15 +81,14 @@ export async function benchClients(options: ClientSectionOptions): Promise<Clien
 export function clientCpuSummary(rows: ClientRow[]): string[] {
   const clientCpu = (row: ClientRow | undefined) => row?.cpuUsPerRequest?.client;
   const bare = clientCpu(rows.find((r) => r.path.startsWith(BARE_PATH_PREFIX)));
-  const fixed = (n: number | undefined) => (n === undefined ? '-' : n.toFixed(2));
   return CLIENT_CONCURRENCIES.map((concurrency) => {
     const of = (name: string) => rows.find((r) => r.path.startsWith(name) && r.path.endsWith(`(${concurrency} concurrent)`));
     const mine = clientCpu(of(CLIENT_PATH));
     const pool = clientCpu(of(POOL_PATH));
-    const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : a / b);
+    const over = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : a / b);
     return (
-      `client CPU per request at concurrency ${concurrency}: ZerveClient ${fixed(mine)} us = ${fixed(ratio(mine, bare))}x the bare DEALER's, ` +
-      `${fixed(ratio(mine, pool))}x the socket-per-request design's (${fixed(pool)} us).`
+      `client CPU per request at concurrency ${concurrency}: ZerveClient ${fixed(mine, 2)} us = ${fixed(over(mine, bare), 2)}x the bare DEALER's, ` +
+      `${fixed(over(mine, pool), 2)}x the socket-per-request design's (${fixed(pool, 2)} us).`
     );
   });
 }

@@ -14,6 +14,7 @@ import { classifyService } from '../../shared/protocol.ts';
 import { runLoad } from './load-runner.ts';
 import { processCpuUs } from './process-cpu.ts';
 import { RawClassifier } from './raw-classifier.ts';
+import { each } from './report-format.ts';
 const FIX = path.resolve(fileURLToPath(new URL('../../', import.meta.url)), '..', 'shared', 'fixtures');
 const M = 'squeezenet-fp32';
 const repo = await makeBenchRepository(M, path.join(FIX, 'models', M));
@@ -25,7 +26,7 @@ try {
   for (const img of ['kitten.png', 'kitten-1600.jpg']) {
     const bytes = readFileSync(path.join(FIX, 'images', img));
     const rows: Record<string, number[]> = {};
-    // CPU per image counts every completion, warm-up included, as load-cpu.ts does.
+    // CPU per image counts every completion, warm-up included, as runLoad's cpuMsPerTask does (load-runner.ts).
     for (let r = 0; r < 4; r++) {
       for (const which of r % 2 ? ['cluster', 'raw'] : ['raw', 'cluster']) {
         const pids = { client: process.pid, broker: cluster.broker.pid, worker: w!.pid };
@@ -40,7 +41,7 @@ try {
         for (const [k, p] of Object.entries(pids)) (rows[`${which} ${k}`] ??= []).push((processCpuUs(p)! - before[k]!) / n / 1000);
       }
     }
-    for (const [k, v] of Object.entries(rows)) process.stdout.write(`${img} ${k} CPU ms per image, each round: ${v.map((x) => x.toFixed(2)).join(' ')}\n`);
+    for (const [k, v] of Object.entries(rows)) process.stdout.write(`${img} ${k} CPU ms per image, each round: ${each(v, 2)}\n`);
   }
   await raw.release();
   await client.close();

@@ -16,7 +16,10 @@ import { BenchCluster } from './bench-cluster.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { runLoad, type LoadResult } from './load-runner.ts';
 import { withProcessCpu } from './process-cpu.ts';
+import { BENCH_MODEL } from './bench-model.ts';
+import { Heading, type BenchSection } from './bench-section.ts';
 import { ReportTable } from './report-table.ts';
+import { fixed } from './report-format.ts';
 
 export interface CurveBenchOptions {
   fixtures: string;
@@ -138,8 +141,6 @@ export async function benchCurve(o: CurveBenchOptions): Promise<CurveSection> {
 }
 
 export function curveReport(section: CurveSection): Array<string | ReportTable> {
-  const fixed = (n: number, digits = 1) => n.toFixed(digits);
-  const cpu = (us: number | undefined) => (us === undefined ? '-' : fixed(us, 0));
   const table = new ReportTable(['request', 'conc.', 'plain /s', 'CURVE /s', 'x plain', 'plain p50 ms', 'CURVE p50 ms', 'plain CPU us/req', 'CURVE CPU us/req', 'CPU x plain', 'errors']);
   for (const r of section.rows) {
     table.push([
@@ -150,11 +151,23 @@ export function curveReport(section: CurveSection): Array<string | ReportTable> 
       fixed(r.ratio, 2),
       fixed(r.plain.p50Ms, 2),
       fixed(r.curve.p50Ms, 2),
-      cpu(r.plain.cpuUsPerRequest),
-      cpu(r.curve.cpuUsPerRequest),
-      r.cpuRatio === undefined ? '-' : fixed(r.cpuRatio, 2),
+      fixed(r.plain.cpuUsPerRequest, 0),
+      fixed(r.curve.cpuUsPerRequest, 0),
+      fixed(r.cpuRatio, 2),
       r.plain.errors + r.curve.errors,
     ]);
   }
   return [table];
 }
+
+/** `npm run bench -- curve`: what CURVE costs. */
+export const curveSection: BenchSection<CurveSection> = {
+  name: 'curve',
+  run: (c) => benchCurve({ fixtures: c.fixtures, model: BENCH_MODEL, warmUpMs: c.warmUpMs, durationMs: c.durationMs, progress: c.progress }),
+  report: (section) => [
+    new Heading(
+      'CURVE cost: a plain broker and a CURVE broker (both sockets, allowlisted worker key) side by side, each with an echo and an inference worker; runs alternate plain, CURVE, plain, CURVE',
+    ),
+    ...curveReport(section),
+  ],
+};

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import * as zmq from 'zeromq';
 import { ClientCommand, ECHO_SERVICE, MDPC01, MDPC02 } from '../../shared/protocol.ts';
-import { percentile } from './load-runner.ts';
+import { percentile } from './percentile.ts';
 
 export interface EchoLoadOptions {
   /** A broker frontend (`mdp`) or a ROUTER echo server (`direct`). */

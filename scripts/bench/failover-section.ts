@@ -11,9 +11,12 @@ import { ZerveError } from '../../shared/errors.ts';
 import { ECHO_SERVICE } from '../../shared/protocol.ts';
 import { freePort } from './bench-cluster.ts';
 import { CliChild } from './cli-child.ts';
-import { median, percentile, runLoad } from './load-runner.ts';
+import { runLoad } from './load-runner.ts';
+import { median, percentile } from './percentile.ts';
 import { withProcessCpu } from './process-cpu.ts';
+import { Heading, type BenchSection } from './bench-section.ts';
 import { ReportTable } from './report-table.ts';
+import { each, fixed } from './report-format.ts';
 
 export interface FailoverOptions {
   rounds: number;
@@ -184,8 +187,8 @@ async function killUnderLoad(client: ZerveClient, victim: CliChild, concurrency:
 /** The section's report lines. */
 export function failoverReport(section: FailoverSection): string[] {
   const throughput = new ReportTable(['brokers', 'requests/s (each round)', 'median', 'brokers CPU us/request']);
-  throughput.push(['1', section.oneBroker.map((p) => p.toFixed(0)).join(', '), median(section.oneBroker).toFixed(0), section.cpuUsPerRequest.oneBroker.toFixed(1)]);
-  throughput.push(['2', section.twoBrokers.map((p) => p.toFixed(0)).join(', '), median(section.twoBrokers).toFixed(0), section.cpuUsPerRequest.twoBrokers.toFixed(1)]);
+  throughput.push(['1', each(section.oneBroker, 0, ', '), fixed(median(section.oneBroker), 0), fixed(section.cpuUsPerRequest.oneBroker)]);
+  throughput.push(['2', each(section.twoBrokers, 0, ', '), fixed(median(section.twoBrokers), 0), fixed(section.cpuUsPerRequest.twoBrokers)]);
   const k = section.kill;
   const kill = new ReportTable(['in flight at the kill', 'lost', 'added p50 ms', 'added p99 ms', 'added max ms', 'all answered ms after the kill']);
   kill.push([k.inFlight, k.firstError ? `${k.lost} (${k.firstError})` : k.lost, k.addedP50Ms.toFixed(1), k.addedP99Ms.toFixed(1), k.addedMaxMs.toFixed(1), k.allAnsweredMs.toFixed(1)]);
@@ -198,3 +201,13 @@ export function failoverReport(section: FailoverSection): string[] {
     kill.toText(),
   ];
 }
+
+/** Echo requests in flight in the failover runs. */
+const FAILOVER_CONCURRENCY = 256;
+
+/** `npm run bench -- failover`: several live brokers. */
+export const failoverSection: BenchSection<FailoverSection> = {
+  name: 'failover',
+  run: (c) => benchFailover({ rounds: c.quick ? 2 : 4, warmUpMs: c.warmUpMs, durationMs: c.durationMs, concurrency: FAILOVER_CONCURRENCY, progress: c.progress }),
+  report: (section) => [new Heading('Failover: several live brokers (docs/brokers.md)'), ...failoverReport(section)],
+};

@@ -11,7 +11,8 @@ import { ZerveClient } from '../../shared/client.ts';
 import { classifyService, ECHO_SERVICE } from '../../shared/protocol.ts';
 import { BenchCluster } from './bench-cluster.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
-import { median } from './load-runner.ts';
+import { median } from './percentile.ts';
+import { each, fixed } from './report-format.ts';
 
 const FIXTURES = path.resolve(fileURLToPath(new URL('../../', import.meta.url)), '..', 'shared', 'fixtures');
 const MODEL = 'squeezenet-fp32';
@@ -56,7 +57,7 @@ try {
       add(`echo of ${name} (both ways) round trip p50`, median(echo));
     }
   }
-  for (const [k, v] of Object.entries(stats)) process.stdout.write(`${k}: ${median(v).toFixed(3)} ms (rounds: ${v.map((x) => x.toFixed(2)).join(' ')})\n`);
+  for (const [k, v] of Object.entries(stats)) process.stdout.write(`${k}: ${fixed(median(v), 3)} ms (rounds: ${each(v, 2)})\n`);
   await client.close();
 } finally {
   await cluster.close();

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { ZerveClient } from '../../shared/client.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { WebApp } from '../../webapp/web-app.ts';
-import { percentile } from './load-runner.ts';
+import { percentile } from './percentile.ts';
 
 export interface HttpBenchOptions {
   /** Frontend endpoint of a running cluster that serves `model`. */

@@ -16,11 +16,12 @@ import { classifyService } from '../../shared/protocol.ts';
 import { freePort } from './bench-cluster.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { CliChild } from './cli-child.ts';
-import { runLoadWithCpu, type LoadCpuResult } from './load-cpu.ts';
-import { median } from './load-runner.ts';
+import { runLoad, type LoadResult } from './load-runner.ts';
+import { median } from './percentile.ts';
 import { processCpuUs } from './process-cpu.ts';
 import { RawClassifier } from './raw-classifier.ts';
 import { ReportTable } from './report-table.ts';
+import { each, fixed, spread } from './report-format.ts';
 
 export type InferencePath = 'raw' | 'cluster' | 'http (zerve up)' | 'http (own process)';
 export const INFERENCE_PATHS: readonly InferencePath[] = ['raw', 'cluster', 'http (zerve up)', 'http (own process)'];
@@ -213,7 +214,7 @@ export async function benchInferenceRounds(o: InferenceRoundsOptions): Promise<I
       idleOverall: { up: 0, worker: 0 },
       goals: [],
     };
-    const push = (into: PerRound, r: LoadCpuResult) => {
+    const push = (into: PerRound, r: LoadResult) => {
       if (r.errors > 0) throw new Error(`errors: ${r.firstError}`);
       into.p50Ms.push(r.p50Ms);
       into.perSecond.push(r.perSecond);
@@ -221,7 +222,7 @@ export async function benchInferenceRounds(o: InferenceRoundsOptions): Promise<I
     };
     const fresh = (): PerRound => ({ p50Ms: [], perSecond: [], cpuMsPerImage: [] });
     const run = (p: InferencePath, bytes: Buffer, concurrency: number) =>
-      runLoadWithCpu(checked(tasks(bytes)[p]), { concurrency, warmUpMs: Math.min(300, o.windowMs / 4), durationMs: o.windowMs }, pids[p]);
+      runLoad(checked(tasks(bytes)[p]), { concurrency, warmUpMs: Math.min(300, o.windowMs / 4), durationMs: o.windowMs, cpuPids: pids[p] });
     /** images/s of one run of `httpImage` at a concurrency; from BURST_FROM on, one burst answered in full. */
     const throughput = async (p: InferencePath, concurrency: number): Promise<number> => {
       const task = checked(tasks(o.images.get(o.httpImage)!)[p]);
@@ -305,11 +306,6 @@ function judge(r: InferenceRoundsResult, o: InferenceRoundsOptions): InferenceGo
   return goals;
 }
 
-const fixed = (n: number | undefined, digits = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
-const spread = (all: number[] | undefined, digits = 1) => {
-  const values = (all ?? []).filter(Number.isFinite);
-  return values.length === 0 ? '-' : `${fixed(median(values), digits)} (${fixed(Math.min(...values), digits)}-${fixed(Math.max(...values), digits)})`;
-};
 
 /** The section's tables: per-round medians (and ranges) of each figure, then each goal met or not. */
 export function inferenceRoundsReport(r: InferenceRoundsResult, o: Pick<InferenceRoundsOptions, 'capacity' | 'httpImage' | 'httpConcurrencies'>): (string | ReportTable)[] {
@@ -339,7 +335,7 @@ export function inferenceRoundsReport(r: InferenceRoundsResult, o: Pick<Inferenc
   out.push('');
   out.push(
     `Idle (no requests), CPU ms per second over all ${r.rounds} idle periods together: zerve up process (broker, web app, jobs service) ${fixed(r.idleOverall.up, 1)}, ` +
-      `inference worker ${fixed(r.idleOverall.worker, 1)}; each round (10 ms clock ticks): ${r.idle.up.map((x) => x.toFixed(0)).join(' ')} and ${r.idle.worker.map((x) => x.toFixed(0)).join(' ')}.`,
+      `inference worker ${fixed(r.idleOverall.worker, 1)}; each round (10 ms clock ticks): ${each(r.idle.up, 0)} and ${each(r.idle.worker, 0)}.`,
   );
   out.push('');
   out.push(`Goals, each on the median of ${r.rounds} per-round ratios or differences:`);

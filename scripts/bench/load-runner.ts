@@ -1,4 +1,6 @@
 import { performance } from 'node:perf_hooks';
+import { percentile } from './percentile.ts';
+import { processCpuUs } from './process-cpu.ts';
 
 export interface LoadOptions {
   /** Requests kept in flight at once (closed loop: each loop starts its next request when one ends). */
@@ -15,6 +17,8 @@ export interface LoadOptions {
   minLatencies?: number;
   /** Longest window when `minLatencies` holds it open. @defaultValue 60000 */
   maxDurationMs?: number;
+  /** Processes whose CPU to measure per task (`cpuMsPerTask`), e.g. the client, broker and workers. @defaultValue none */
+  cpuPids?: readonly number[];
 }
 
 export interface LoadResult {
@@ -32,6 +36,13 @@ export interface LoadResult {
   p99Ms: number;
   /** The measured window (longer than asked when `minLatencies` held it open). */
   durationMs: number;
+  /**
+   * CPU (user + system, all threads) of `cpuPids` together per completed task, in ms, over the whole run
+   * (warm-up included, every completion counted); absent without `cpuPids` or /proc. On a machine other
+   * work shares, throughput moves with that work; CPU per task moves much less, and at saturation on
+   * idle cores throughput follows it.
+   */
+  cpuMsPerTask?: number;
 }
 
 /**
@@ -41,6 +52,25 @@ export interface LoadResult {
  * setup cannot pass as a fast one).
  */
 export async function runLoad(task: () => Promise<unknown>, options: LoadOptions): Promise<LoadResult> {
+  const pids = options.cpuPids ?? [];
+  if (pids.length === 0) return runClosedLoops(task, options);
+  let done = 0;
+  const before = pids.map(processCpuUs);
+  const result = await runClosedLoops(async () => {
+    await task();
+    done++;
+  }, options);
+  const after = pids.map(processCpuUs);
+  let used = 0;
+  for (let i = 0; i < pids.length; i++) {
+    const [start, end] = [before[i], after[i]];
+    if (start === undefined || end === undefined) return result;
+    used += end - start;
+  }
+  return done === 0 ? result : { ...result, cpuMsPerTask: used / done / 1000 };
+}
+
+async function runClosedLoops(task: () => Promise<unknown>, options: LoadOptions): Promise<LoadResult> {
   const warmUpMs = options.warmUpMs ?? 1000;
   const durationMs = options.durationMs ?? 3000;
   const minLatencies = options.minLatencies ?? 0;
@@ -88,20 +118,6 @@ export async function runLoad(task: () => Promise<unknown>, options: LoadOptions
     p99Ms: percentile(latencies, 0.99),
     durationMs: measuredMs,
   };
-}
-
-/** The middle value (the mean of the two middle ones for an even count). */
-export function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-/** Nearest-rank percentile of sorted values; NaN when there are none. */
-export function percentile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[rank]!;
 }
 
 /** A table's errors cell: the count, and the first error's message when there was one. */

@@ -13,7 +13,8 @@ import { encodeJson } from '../../shared/messages.ts';
 import { ECHO_SERVICE } from '../../shared/protocol.ts';
 import { CliChild } from './cli-child.ts';
 import { EchoLoad } from './echo-load.ts';
-import { median } from './load-runner.ts';
+import { median } from './percentile.ts';
+import { Heading, type BenchSection } from './bench-section.ts';
 import { ReportTable } from './report-table.ts';
 
 export interface MetricsOverhead {
@@ -90,3 +91,18 @@ export function metricsOverheadTable(result: MetricsOverhead): ReportTable {
   table.push(['metrics hooks off (baseline)', Math.round(result.withoutHooksPerSecond), '1.000x']);
   return table;
 }
+
+/** Pipelined echo window of the metrics runs. */
+const METRICS_WINDOW = 256;
+
+/** `npm run bench -- metrics`: the broker's metrics hooks, on against off. */
+export const metricsSection: BenchSection<MetricsOverhead> = {
+  name: 'metrics',
+  run: (c) => benchMetricsOverhead({ warmUpMs: c.warmUpMs, durationMs: c.durationMs, window: METRICS_WINDOW, progress: c.progress }),
+  report: (metrics) => [
+    new Heading(
+      `Metrics: the broker's metrics hooks, on then off in ${metrics.runs.length / 2} pairs (medians), same broker and echo worker; the hooks alone cost ${metrics.hooksNsPerRequest.toFixed(0)} ns per request`,
+    ),
+    metricsOverheadTable(metrics),
+  ],
+};

@@ -16,7 +16,8 @@ import { manifestHash, readManifest, sha256File } from '../../shared/model-excha
 import { ModelFetcher } from '../../shared/model-exchange/model-transfer.ts';
 import { BenchCluster } from './bench-cluster.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
-import { median } from './load-runner.ts';
+import { median } from './percentile.ts';
+import { Heading, type BenchSection } from './bench-section.ts';
 import { ReportTable } from './report-table.ts';
 
 export interface ModelsRow {
@@ -96,3 +97,10 @@ export function modelsReport(section: ModelsSection): (string | ReportTable)[] {
   for (const r of section.rows) table.push([r.setup, r.megabytes.toFixed(2), r.seconds.toFixed(3), r.megabytesPerSecond.toFixed(1), r.xLocal.toFixed(2)]);
   return [`${section.model} version 1 (model.onnx, labels.txt, config.json), ${section.repetitions} repetitions each, into a fresh folder each time`, table];
 }
+
+/** `npm run bench -- models`: a model version fetched between hosts. */
+export const modelsSection: BenchSection<ModelsSection> = {
+  name: 'models',
+  run: (c) => benchModels({ fixtures: c.fixtures, quick: c.quick, progress: c.progress }),
+  report: (section) => [new Heading('Models between hosts: a version fetched through the broker from a holder process'), ...modelsReport(section)],
+};

@@ -21,6 +21,7 @@ import { alternatingRounds, type RoundsRow } from './alternating-rounds.ts';
 import { guideProgram, startMinimalBroker } from './reference-brokers.ts';
 import { withProcessCpu } from './process-cpu.ts';
 import { ReportTable } from './report-table.ts';
+import { each, ratio, thousands } from './report-format.ts';
 
 export const REFERENCE_WINDOWS = [1, 16, 256, 1000];
 /** Window of each of the two client processes. */
@@ -190,8 +191,6 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30
 // Report
 // ---------------------------------------------------------------------------------------------
 
-const thousands = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '-' : Math.round(n).toLocaleString('en-US'));
-const ratio = (n: number, d: number | undefined) => (d === undefined || d === 0 || Number.isNaN(n) ? '-' : `${(n / d).toFixed(2)}x`);
 
 /** The table of absolute numbers, the table of Zerve/C ratios and a line per target. */
 export function referenceReport(section: ReferenceSection): Array<string | ReportTable> {
@@ -253,7 +252,7 @@ function roundsReport(rows: RoundsRow[] | undefined): Array<string | ReportTable
       `${row.perSecondOverC.toFixed(2)}x`,
       row.p50Us.map(thousands).join(' '),
       `${row.p50OverC.toFixed(2)}x`,
-      row.brokerCpuUsPerRequest.map((us) => us.toFixed(0)).join(' '),
+      each(row.brokerCpuUsPerRequest, 0),
       `${row.brokerCpuOverC.toFixed(2)}x`,
       row.unexpected,
     ]);

@@ -24,8 +24,10 @@ import { openExperimentStore } from '../../shared/store/open-experiment-store.ts
 import { JobsWorker } from '../../workers/jobs/jobs-worker.ts';
 import { WorkerConnection } from '../../shared/worker-connection.ts';
 import { TestPostgres } from '../../test/helpers/postgres.ts';
-import { median, percentile } from './load-runner.ts';
+import { median, percentile } from './percentile.ts';
+import { Heading, type BenchSection } from './bench-section.ts';
 import { ReportTable } from './report-table.ts';
+import { fixed } from './report-format.ts';
 
 export interface StoreBenchOptions {
   quick: boolean;
@@ -193,10 +195,20 @@ export async function benchStore(o: StoreBenchOptions): Promise<StoreSection> {
 
 export function storeReport(section: StoreSection): Array<string | ReportTable> {
   const table = new ReportTable(['measure', 'SQLite', 'PostgreSQL', 'x SQLite']);
-  const row = (what: string, a: number, b: number, digits: number) => table.push([what, a.toFixed(digits), b.toFixed(digits), (b / a).toFixed(2)]);
+  const row = (what: string, a: number, b: number, digits: number) => table.push([what, fixed(a, digits), fixed(b, digits), fixed(b / a, 2)]);
   row('jobs submitted /s', section.sqlite.submitsPerSecond, section.postgres.submitsPerSecond, 0);
   row('echo job submit-to-done p50 ms', section.sqlite.doneP50Ms, section.postgres.doneP50Ms, 1);
   row('echo job submit-to-done p99 ms', section.sqlite.doneP99Ms, section.postgres.doneP99Ms, 1);
   row(`experiments listed /s (50 of ${section.experiments})`, section.sqlite.listsPerSecond, section.postgres.listsPerSecond, 0);
   return [table];
 }
+
+/** `npm run bench -- store`: SQLite against PostgreSQL. */
+export const storeSection: BenchSection<StoreSection> = {
+  name: 'store',
+  run: (c) => benchStore({ quick: c.quick, durationMs: c.durationMs, progress: c.progress }),
+  report: (store) => [
+    new Heading(`Store: SQLite and PostgreSQL side by side (each its own broker, echo worker and jobs service, all up at once), ${store.rounds} alternating rounds, medians`),
+    ...storeReport(store),
+  ],
+};

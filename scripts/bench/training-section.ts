@@ -24,7 +24,9 @@ import { BenchCluster } from './bench-cluster.ts';
 import { makeBenchRepository } from '../../test/helpers/bench-repository.ts';
 import { CHILD_ENV } from './cli-child.ts';
 import { EmbeddingBaseline } from './embedding-baseline.ts';
+import { Heading, type BenchSection, type ReportPart } from './bench-section.ts';
 import { ReportTable } from './report-table.ts';
+import { fixed } from './report-format.ts';
 import { withProcessCpu } from './process-cpu.ts';
 import { TimedExtractor, type ExtractionTiming } from './timed-extractor.ts';
 
@@ -474,20 +476,21 @@ async function gridOnce(options: TrainingBenchOptions, request: TrainHeader, run
 // Report
 // ---------------------------------------------------------------------------------------------
 
-const fixed = (n: number | undefined, digits = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
 const seconds = (ms: number | undefined) => fixed(ms === undefined ? undefined : ms / 1000, 1);
 const verdict = (met: boolean | undefined) => (met === undefined ? 'not judged (quick mode)' : met ? 'met' : 'NOT met');
 
 /** Lines and tables of the training section, in the benchmark's report style. */
-export function trainingReport(section: TrainingSection): (string | ReportTable)[] {
+export function trainingReport(section: TrainingSection): ReportPart[] {
   const { digits, transfer, grid } = section;
-  const out: (string | ReportTable)[] = [];
+  const out: ReportPart[] = ['Training: each entry alone on the machine, after the other sections'];
   if (section.quick) out.push('Quick mode: reduced sizes (npm run bench -- training --quick); the targets are not judged.');
 
   out.push('');
   out.push(
-    `4a. digits: DIGITS_REQUEST (the request npm start sends: mnist, MLP, ${String(digits.request.epochs)} epochs, shift augmentation) through runTraining in this process; ` +
+    new Heading(
+    `digits: DIGITS_REQUEST (the request npm start sends: mnist, MLP, ${String(digits.request.epochs)} epochs, shift augmentation) through runTraining in this process; ` +
       `wall = features + run + refit + test + export (parsing mnist, ${Math.round(digits.mnistLoadMs)} ms, happens before a worker registers and is not counted)`,
+    ),
   );
   const digitsTable = new ReportTable(['request', 'epochs run', 'refit epochs', 'wall s', 'test accuracy', 'macro F1', 'target', 'verdict'], ['left', 'right', 'right', 'right', 'right', 'right', 'left', 'left']);
   digitsTable.push([
@@ -504,10 +507,12 @@ export function trainingReport(section: TrainingSection): (string | ReportTable)
 
   out.push('');
   out.push(
-    `4b. transfer: ${transfer.backbone} embeddings (${transfer.threads} onnxruntime thread(s), batch ${transfer.batchSize}, the training defaults) of ${transfer.trainImages} + ${transfer.testImages} test ` +
+    new Heading(
+    `transfer: ${transfer.backbone} embeddings (${transfer.threads} onnxruntime thread(s), batch ${transfer.batchSize}, the training defaults) of ${transfer.trainImages} + ${transfer.testImages} test ` +
       `augmented photos (${transfer.classes.join(', ')}), linear head, grid of 2 learning rates, ${String(transfer.request.epochs)} epochs; ` +
       `raw = sharp decode + onnxruntime session.run loop in this process over the same images (embeddings equal to the extractor's within ${transfer.embeddingRelativeDiff.toExponential(1)}); ` +
       'the test photos are other variants of the same two photos, near-duplicates of the training ones, so "near-duplicate test accuracy" shows the pipeline works, not how well it generalises',
+    ),
   );
   const transferTable = new ReportTable(['setup', 'images', 'cache hits', 'features s', 'embedding images/s', 'x raw', 'head training s', 'export s', 'total s', 'near-duplicate test accuracy']);
   for (const row of transfer.rows) {
@@ -528,9 +533,11 @@ export function trainingReport(section: TrainingSection): (string | ReportTable)
 
   out.push('');
   out.push(
-    `4c. grid: one train request (mnist, MLP ${String((grid.request.params as Record<string, unknown>).hidden)} hidden, ${String(grid.request.epochs)} epochs, no early stopping), ` +
+    new Heading(
+    `grid: one train request (mnist, MLP ${String((grid.request.params as Record<string, unknown>).hidden)} hidden, ${String(grid.request.epochs)} epochs, no early stopping), ` +
       `a grid of ${grid.runs} (${GRID_SEARCH.join(' x ')}) fanned out as train.run through a zerve broker process to zerve worker training processes ` +
       `(runConcurrency ${grid.runConcurrency}, runCapacity ${grid.runCapacity}); fresh processes and data folder per setup, so each worker prepares mnist once, cold`,
+    ),
   );
   const gridTable = new ReportTable(['setup', 'wall s', 'prepare s', 'search s', 'refit + test s', 'runs per worker', 'mean runs at once', 'worker CPU s', 'cores busy', 'bench CPU s', 'x 1 worker', 'test accuracy']);
   for (const row of grid.rows) {
@@ -566,3 +573,10 @@ export function trainingReport(section: TrainingSection): (string | ReportTable)
   );
   return out;
 }
+
+/** `npm run bench -- training`: run last, on a machine the other sections no longer load. */
+export const trainingSection: BenchSection<TrainingSection> = {
+  name: 'training',
+  run: (c) => benchTraining({ fixtures: c.fixtures, quick: c.quick, progress: c.progress }),
+  report: (section) => trainingReport(section),
+};
