@@ -265,7 +265,8 @@ worker
   .option('--config <file>', 'JSON config file')
   .action(async (flags: Record<string, unknown>) => {
     const { createEchoWorker } = await import('../workers/echo/echo-worker.ts');
-    const echo = createEchoWorker(resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags));
+    // Its own kind in mmi.workers: the resolved options carry the generic default.
+    const echo = createEchoWorker({ ...resolveOptions(DEFAULT_WORKER_CONNECTION_OPTIONS, flags), kind: 'echo' });
     echo.start();
     onShutdown(() => echo.close());
   });

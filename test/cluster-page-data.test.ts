@@ -119,7 +119,7 @@ describe('cluster page data (/cluster/*) and the web app /metrics beside the bro
     assert.deepEqual(snapshot.brokers.map((b) => [b.endpoint, b.up]), [[broker.frontendEndpoint, true]]);
     assert.deepEqual(snapshot.workers.map((w) => w.pid).sort(), workers.map((w) => w.pid).sort());
     for (const w of snapshot.workers) {
-      assert.deepEqual(w.services, [ECHO_SERVICE]);
+      assert.deepEqual([w.kind, w.services], ['echo', [ECHO_SERVICE]]);
       assert.equal(w.broker, broker.frontendEndpoint);
       assert.ok(w.capacity >= 1 && w.lastSeenMs >= 0);
     }
