@@ -202,7 +202,7 @@ describe('multi-host cluster (network namespaces, CURVE)', function () {
     const workers = [jobs, inference(a), inference(b), worker(b, 'echo', 'b')];
     // Each inference process also has its model holder's connection (kind `models`), not counted here.
     const kinds = (ws: WorkerInfo[]) => ws.filter((w) => w.kind !== 'models').map((w) => `${w.host}/${w.kind}`).sort();
-    const everyone = [`${a.ns}/inference`, `${b.ns}/inference`, `${b.ns}/worker`, `${lab.broker.ns}/jobs`].sort();
+    const everyone = [`${a.ns}/inference`, `${b.ns}/inference`, `${b.ns}/echo`, `${lab.broker.ns}/jobs`].sort();
     await waitForWorkers((ws) => JSON.stringify(kinds(ws)) === JSON.stringify(everyone), 'every worker');
 
     // A job still running when the broker dies: its reply is lost with the broker, so the jobs service tries again.
